@@ -1,0 +1,15 @@
+//! One migration set for SQLite and PostgreSQL. Rules learned the hard way (see ARCHITECTURE.md): declare
+//! foreign keys inline in `create_table`, one ALTER operation per statement, type changes by table copy.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_identity;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_identity::Migration)]
+    }
+}

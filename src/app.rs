@@ -1,0 +1,210 @@
+//! Builds the shared state (database, keys, mailer, module facades) and starts the chosen roles.
+//!
+//! [`Application::build`] binds the listener first (port 0 works), so tests spawn the real server and
+//! read [`Application::port`]; `run_until_stopped` serves until SIGTERM/SIGINT with a 30 s grace period.
+
+use std::fmt;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_cors::Cors;
+use actix_web::middleware::{Condition, ErrorHandlers, NormalizePath, TrailingSlash, from_fn};
+use actix_web::{App, HttpServer, dev::Server, web};
+use metrics_exporter_prometheus::PrometheusHandle;
+use sea_orm::DatabaseConnection;
+
+use crate::config::Settings;
+use crate::db::{self, Backend};
+use crate::http;
+use crate::mail::Mailer;
+use crate::modules::accounts::{self, Accounts, JwtKeys};
+use crate::secret::SecretKey;
+
+/// Process roles (ARCHITECTURE.md). `all` = `api` + `worker`; `worker` = relay + scheduler + dispatcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    All,
+    Api,
+    OutboxRelay,
+    Scheduler,
+    Dispatcher,
+    Worker,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::All => "all",
+            Role::Api => "api",
+            Role::OutboxRelay => "outbox-relay",
+            Role::Scheduler => "scheduler",
+            Role::Dispatcher => "dispatcher",
+            Role::Worker => "worker",
+        })
+    }
+}
+
+impl Role {
+    /// Checks that the role can run with these settings and that its work exists in this build.
+    pub fn check(self, settings: &Settings) -> Result<(), String> {
+        if self != Role::All {
+            let shared_db = Backend::from_url(&settings.database_url)
+                .map(|b| b == Backend::Postgres)
+                .unwrap_or(false);
+            if !shared_db || settings.amqp_url.is_none() {
+                return Err(format!(
+                    "role `{self}` runs beside other processes and needs a shared database and a broker: \
+                     set DATABASE_URL=postgres://… and AMQP_URL=amqp://… (or run --role=all)"
+                ));
+            }
+        }
+        match self {
+            Role::All | Role::Api => Ok(()),
+            other => Err(format!(
+                "role `{other}` is not available in this build yet: the outbox relay, scheduler and dispatcher \
+                 arrive with the event pipeline (issue 3); run --role=all or --role=api"
+            )),
+        }
+    }
+}
+
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub settings: Arc<Settings>,
+    pub accounts: Accounts,
+    pub metrics: PrometheusHandle,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+pub struct BuildOptions {
+    pub role: Role,
+    pub migrate: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            role: Role::All,
+            migrate: true,
+        }
+    }
+}
+
+/// Connects, migrates and builds the shared state (used by `serve` and by CLI commands).
+pub async fn build_state(settings: Settings, migrate: bool) -> Result<AppState, String> {
+    let db = db::connect(&settings.database_url, settings.database.max_connections)
+        .await
+        .map_err(|e| format!("cannot open the database: {e}"))?;
+    if migrate {
+        db::migrate_up(&db)
+            .await
+            .map_err(|e| format!("migrations failed: {e}"))?;
+    }
+    let secret = SecretKey::load_or_create(settings.secret_key.as_ref().map(|s| s.expose()), &settings.data_dir)?;
+    let keys = Arc::new(JwtKeys::new(&secret, settings.identity.access_token_ttl_secs));
+    let mailer = Mailer::new(&settings.smtp)?;
+    if !mailer.is_configured() {
+        tracing::info!("SMTP is not configured: verification and reset codes are written to the log");
+    }
+    if settings.identity.provider != "local" {
+        return Err(format!(
+            "identity provider `{}` is not available in this build yet; use TURUMBA_IDENTITY__PROVIDER=local",
+            settings.identity.provider
+        ));
+    }
+    let accounts = Accounts::new(db.clone(), keys, mailer, settings.identity.refresh_token_ttl_days);
+    Ok(AppState {
+        db,
+        settings: Arc::new(settings),
+        accounts,
+        metrics: http::metrics_handle(),
+    })
+}
+
+fn cors(settings: &Settings) -> Condition<Cors> {
+    let origins: Vec<String> = settings
+        .cors
+        .origins
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut cors = Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+        .allow_any_header()
+        .expose_headers(["x-request-id", "retry-after"])
+        .max_age(3600);
+    if origins.iter().any(|o| o == "*") {
+        cors = cors.allow_any_origin();
+    } else {
+        for o in &origins {
+            cors = cors.allowed_origin(o);
+        }
+    }
+    Condition::new(!origins.is_empty(), cors)
+}
+
+impl Application {
+    pub async fn build(settings: Settings, opts: BuildOptions) -> Result<Self, String> {
+        opts.role.check(&settings)?;
+        let listener =
+            TcpListener::bind(settings.bind).map_err(|e| format!("cannot listen on {}: {e}", settings.bind))?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let workers = match settings.http.workers {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            n => n,
+        };
+        let state = web::Data::new(build_state(settings, opts.migrate).await?);
+        if opts.role == Role::All {
+            tracing::warn!(
+                "worker roles (outbox-relay, scheduler, dispatcher) are not built yet (issue 3); serving the API only"
+            );
+        }
+        let server_state = state.clone();
+        let server = HttpServer::new(move || {
+            let s = &server_state.settings;
+            App::new()
+                .app_data(server_state.clone())
+                .app_data(http::json_config(s.http.body_limit))
+                .app_data(web::PayloadConfig::new(s.http.body_limit))
+                .app_data(http::path_config())
+                .app_data(http::query_config())
+                .wrap(ErrorHandlers::new().default_handler(http::normalise_error))
+                .wrap(cors(s))
+                .wrap(from_fn(http::observe))
+                .wrap(NormalizePath::new(TrailingSlash::Trim))
+                .configure(http::configure)
+                .configure(accounts::configure)
+                .default_service(web::to(http::not_found))
+        })
+        .workers(workers)
+        .shutdown_timeout(30)
+        .listen(listener)
+        .map_err(|e| e.to_string())?
+        .run();
+        tracing::info!(port, "turumba is listening");
+        Ok(Application { port, server, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped (SIGTERM/SIGINT, or `handle().stop()`).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

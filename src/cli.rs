@@ -1,0 +1,180 @@
+//! The `turumba` command line: `serve`, `migrate`, `admin`. Every start-up error ends the process with a
+//! non-zero exit code and one line saying why.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use migration::{Migrator, MigratorTrait};
+
+use crate::app::{self, Application, BuildOptions, Role};
+use crate::config::{LogFormat, Settings};
+
+#[derive(Debug, Parser)]
+#[command(name = "turumba", version, about = "Multi-tenant message automation platform")]
+pub struct Cli {
+    /// Folder with default.toml and <TURUMBA_ENV>.toml.
+    #[arg(long, global = true, default_value = "config", env = "TURUMBA_CONFIG_DIR")]
+    pub config_dir: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (all roles by default).
+    Serve {
+        #[arg(long, value_enum, default_value_t = Role::All)]
+        role: Role,
+        /// Listen address, e.g. 0.0.0.0:8080 (overrides TURUMBA_BIND).
+        #[arg(long)]
+        bind: Option<String>,
+        /// Do not run pending migrations at start.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Database migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Administrative tasks.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateAction {
+    /// Apply all pending migrations.
+    Up,
+    /// Roll back the last N migrations (default 1).
+    Down {
+        #[arg(long, default_value_t = 1)]
+        steps: u32,
+    },
+    /// List applied and pending migrations.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminAction {
+    /// Create a verified user, its account and the admin membership; prints the ids.
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long)]
+        account_name: String,
+        #[arg(long)]
+        full_name: Option<String>,
+    },
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log).unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match settings.log_format {
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Pretty => builder.compact().try_init(),
+    };
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut settings = match Settings::load(Path::new(&cli.config_dir)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Command::Serve { bind: Some(bind), .. } = &cli.command {
+        match bind.parse() {
+            Ok(addr) => settings.bind = addr,
+            Err(_) => {
+                eprintln!("error: invalid setting `--bind`: `{bind}` is not an address like 0.0.0.0:8080");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    init_logging(&settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> Result<(), String> {
+    match command {
+        Command::Serve { role, no_migrate, .. } => {
+            let app = Application::build(
+                settings,
+                BuildOptions {
+                    role,
+                    migrate: !no_migrate,
+                },
+            )
+            .await?;
+            app.run_until_stopped().await.map_err(|e| e.to_string())
+        }
+        Command::Migrate { action } => {
+            let db = crate::db::connect(&settings.database_url, 2)
+                .await
+                .map_err(|e| format!("cannot open the database: {e}"))?;
+            match action {
+                MigrateAction::Up => Migrator::up(&db, None).await.map_err(|e| e.to_string())?,
+                MigrateAction::Down { steps } => Migrator::down(&db, Some(steps)).await.map_err(|e| e.to_string())?,
+                MigrateAction::Status => {
+                    for m in Migrator::get_migration_with_status(&db)
+                        .await
+                        .map_err(|e| e.to_string())?
+                    {
+                        println!("{:<10} {}", format!("{:?}", m.status()).to_lowercase(), m.name());
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Admin {
+            action:
+                AdminAction::CreateUser {
+                    email,
+                    password,
+                    account_name,
+                    full_name,
+                },
+        } => {
+            if password.chars().count() < 10 {
+                return Err("--password must be at least 10 characters".into());
+            }
+            if !email.contains('@') {
+                return Err("--email must be an e-mail address".into());
+            }
+            let state = app::build_state(settings, true).await?;
+            let full_name = full_name.unwrap_or_else(|| email.split('@').next().unwrap_or("admin").to_string());
+            let (user_id, account_id) = state
+                .accounts
+                .create_verified_user(&email, &password, &full_name, &account_name)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("user_id={user_id}");
+            println!("account_id={account_id}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Request context extractors.
+//!
+//! - [`AuthUser`]: a verified bearer token of an active user (no account selected).
+//! - [`RequestCtx`]: `AuthUser` plus the active account (`X-Account-Id`, else the default, else the only
+//!   one) and the caller's permissions there. Its [`AccountScope`] is the only way a store can be handed
+//!   an account id for tenant data, which makes tenant scoping structural.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
+use uuid::Uuid;
+
+use super::error::AppError;
+use crate::app::AppState;
+use crate::modules::accounts::{Access, CurrentUser};
+
+/// The request id (from `X-Request-Id` or generated), stored in request extensions by the middleware.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Proof that the caller may act in this account. Stores take it instead of a bare account id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountScope(Uuid);
+
+impl AccountScope {
+    /// Only tenancy resolution (the accounts module) creates scopes, after checking access.
+    pub(crate) fn checked(account_id: Uuid) -> Self {
+        AccountScope(account_id)
+    }
+    pub fn account_id(&self) -> Uuid {
+        self.0
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user: CurrentUser,
+    pub request_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    pub user: CurrentUser,
+    pub access: Access,
+    pub request_id: String,
+}
+
+impl RequestCtx {
+    pub fn scope(&self) -> AccountScope {
+        self.access.scope
+    }
+    pub fn account_id(&self) -> Uuid {
+        self.access.scope.account_id()
+    }
+    pub fn user_id(&self) -> Uuid {
+        self.user.id
+    }
+    /// 403 unless the caller's role in the active account grants `permission`.
+    pub fn require(&self, permission: &str) -> Result<(), AppError> {
+        self.access.require(permission)
+    }
+}
+
+fn request_id(req: &HttpRequest) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default()
+}
+
+fn bearer(req: &HttpRequest) -> Result<String, AppError> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .ok_or_else(|| AppError::Unauthorized("missing bearer token".into()))?;
+    let value = header
+        .to_str()
+        .map_err(|_| AppError::Unauthorized("invalid authorization header".into()))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| AppError::Unauthorized("invalid authorization header".into()))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(AppError::Unauthorized("expected a Bearer token".into()));
+    }
+    Ok(token.trim().to_string())
+}
+
+fn state(req: &HttpRequest) -> Result<web::Data<AppState>, AppError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| AppError::internal("application state missing"))
+}
+
+impl FromRequest for AuthUser {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req);
+        let state = state(req);
+        let request_id = request_id(req);
+        Box::pin(async move {
+            let token = token?;
+            let state = state?;
+            let user = state.accounts.authenticate(&token).await?;
+            Ok(AuthUser { user, request_id })
+        })
+    }
+}
+
+impl FromRequest for RequestCtx {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req);
+        let state = state(req);
+        let request_id = request_id(req);
+        let selected = req
+            .headers()
+            .get("x-account-id")
+            .map(|v| v.to_str().map(|s| s.trim().to_string()));
+        Box::pin(async move {
+            let token = token?;
+            let state = state?;
+            let user = state.accounts.authenticate(&token).await?;
+            let selected = match selected {
+                None => None,
+                Some(Ok(s)) => Some(
+                    Uuid::parse_str(&s)
+                        .map_err(|_| AppError::forbidden("X-Account-Id does not name an account you can act in"))?,
+                ),
+                Some(Err(_)) => {
+                    return Err(AppError::forbidden(
+                        "X-Account-Id does not name an account you can act in",
+                    ));
+                }
+            };
+            let access = state.accounts.active_access(&user, selected).await?;
+            tracing::Span::current().record("account_id", tracing::field::display(access.scope.account_id()));
+            Ok(RequestCtx {
+                user,
+                access,
+                request_id,
+            })
+        })
+    }
+}

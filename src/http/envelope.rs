@@ -1,0 +1,83 @@
+//! The success envelopes of SPEC §2: `{"success": true, "data": ..., "message": null}` and the list form
+//! `{"success": true, "data": [...], "meta": {"total", "skip", "limit"}}`.
+
+use actix_web::HttpResponse;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Envelope<T: ToSchema> {
+    pub success: bool,
+    pub data: T,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListMeta {
+    /// Count after filters, before paging.
+    pub total: u64,
+    pub skip: u64,
+    pub limit: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListEnvelope<T: ToSchema> {
+    pub success: bool,
+    pub data: Vec<T>,
+    pub meta: ListMeta,
+}
+
+/// A page of items plus the count that matched.
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub skip: u64,
+    pub limit: u64,
+}
+
+impl<T> Page<T> {
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            total: self.total,
+            skip: self.skip,
+            limit: self.limit,
+        }
+    }
+}
+
+pub fn ok<T: Serialize + ToSchema>(data: T) -> HttpResponse {
+    HttpResponse::Ok().json(Envelope {
+        success: true,
+        data,
+        message: None,
+    })
+}
+
+pub fn created<T: Serialize + ToSchema>(data: T) -> HttpResponse {
+    HttpResponse::Created().json(Envelope {
+        success: true,
+        data,
+        message: None,
+    })
+}
+
+pub fn accepted(message: &str) -> HttpResponse {
+    HttpResponse::Accepted().json(serde_json::json!({ "success": true, "data": null, "message": message }))
+}
+
+pub fn no_content() -> HttpResponse {
+    HttpResponse::NoContent().finish()
+}
+
+pub fn list<T: Serialize + ToSchema>(page: Page<T>) -> HttpResponse {
+    HttpResponse::Ok().json(ListEnvelope {
+        success: true,
+        data: page.items,
+        meta: ListMeta {
+            total: page.total,
+            skip: page.skip,
+            limit: page.limit,
+        },
+    })
+}

@@ -1,0 +1,437 @@
+//! Queries of the accounts module. Tenant data (roles, memberships of an account) is only reachable
+//! through an [`AccountScope`]; user rows are global (a user spans accounts).
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::entity::{account, auth_code, login_failure, membership, refresh_token, role, user};
+use super::permissions::{self, ADMIN_ROLE};
+use crate::http::ctx::AccountScope;
+use crate::http::error::{AppError, AppResult};
+
+pub async fn find_user_by_email<C: ConnectionTrait>(db: &C, email: &str) -> AppResult<Option<user::Model>> {
+    Ok(user::Entity::find()
+        .filter(user::Column::Email.eq(email))
+        .one(db)
+        .await?)
+}
+
+pub async fn find_user<C: ConnectionTrait>(db: &C, id: Uuid) -> AppResult<Option<user::Model>> {
+    Ok(user::Entity::find_by_id(id).one(db).await?)
+}
+
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub password_hash: String,
+    pub full_name: &'a str,
+    pub verified: bool,
+    pub pending_account_name: Option<&'a str>,
+}
+
+pub async fn insert_user<C: ConnectionTrait>(db: &C, new: NewUser<'_>) -> AppResult<user::Model> {
+    let now = Utc::now();
+    let model = user::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        email: Set(new.email.to_string()),
+        password_hash: Set(Some(new.password_hash)),
+        full_name: Set(new.full_name.to_string()),
+        phone: Set(None),
+        is_active: Set(true),
+        email_verified_at: Set(new.verified.then_some(now)),
+        default_account_id: Set(None),
+        locale: Set(None),
+        timezone: Set(None),
+        pending_account_name: Set(new.pending_account_name.map(str::to_string)),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    model.insert(db).await.map_err(|e| {
+        if crate::db::is_unique_violation(&e) {
+            AppError::conflict("a user with this e-mail already exists")
+        } else {
+            e.into()
+        }
+    })
+}
+
+pub struct NewAccount<'a> {
+    pub name: &'a str,
+    pub parent_id: Option<Uuid>,
+    pub timezone: &'a str,
+    pub default_country_code: Option<&'a str>,
+    pub settings: Value,
+}
+
+/// Creates an account, its system roles and the owner's admin membership. Run inside a transaction.
+pub async fn create_account<C: ConnectionTrait>(
+    db: &C,
+    new: NewAccount<'_>,
+    owner: Uuid,
+) -> AppResult<(account::Model, role::Model)> {
+    let now = Utc::now();
+    let acc = account::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        name: Set(new.name.to_string()),
+        parent_id: Set(new.parent_id),
+        status: Set("active".into()),
+        timezone: Set(new.timezone.to_string()),
+        default_country_code: Set(new.default_country_code.map(str::to_string)),
+        settings: Set(new.settings),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await?;
+    let mut admin = None;
+    for (name, description, perms) in permissions::system_roles() {
+        let r = role::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            account_id: Set(acc.id),
+            name: Set(name.to_string()),
+            description: Set(Some(description.to_string())),
+            permissions: Set(perms),
+            is_system: Set(true),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(db)
+        .await?;
+        if name == ADMIN_ROLE {
+            admin = Some(r);
+        }
+    }
+    let admin = admin.ok_or_else(|| AppError::internal("system roles lack admin"))?;
+    insert_membership(db, acc.id, owner, admin.id).await?;
+    Ok((acc, admin))
+}
+
+pub async fn insert_membership<C: ConnectionTrait>(
+    db: &C,
+    account_id: Uuid,
+    user_id: Uuid,
+    role_id: Uuid,
+) -> AppResult<membership::Model> {
+    let now = Utc::now();
+    membership::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        account_id: Set(account_id),
+        user_id: Set(user_id),
+        role_id: Set(role_id),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await
+    .map_err(|e| {
+        if crate::db::is_unique_violation(&e) {
+            AppError::conflict("the user is already a member of this account")
+        } else {
+            e.into()
+        }
+    })
+}
+
+pub async fn find_account<C: ConnectionTrait>(db: &C, id: Uuid) -> AppResult<Option<account::Model>> {
+    Ok(account::Entity::find_by_id(id).one(db).await?)
+}
+
+/// The user's membership in an account together with its role (one query).
+pub async fn membership_with_role<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    account_id: Uuid,
+) -> AppResult<Option<(membership::Model, role::Model)>> {
+    let row = membership::Entity::find()
+        .filter(membership::Column::UserId.eq(user_id))
+        .filter(membership::Column::AccountId.eq(account_id))
+        .find_also_related(role::Entity)
+        .one(db)
+        .await?;
+    Ok(row.and_then(|(m, r)| r.map(|r| (m, r))))
+}
+
+/// Every membership of a user with role and account, oldest first.
+pub async fn memberships_of_user<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+) -> AppResult<Vec<(membership::Model, role::Model, account::Model)>> {
+    let rows = membership::Entity::find()
+        .filter(membership::Column::UserId.eq(user_id))
+        .order_by_asc(membership::Column::CreatedAt)
+        .find_also_related(role::Entity)
+        .all(db)
+        .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|(m, _)| m.account_id).collect();
+    let accounts = account::Entity::find()
+        .filter(account::Column::Id.is_in(ids))
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(m, r)| {
+            let a = accounts.iter().find(|a| a.id == m.account_id)?.clone();
+            Some((m, r?, a))
+        })
+        .collect())
+}
+
+/// Ids of accounts the user is a direct member of.
+pub async fn account_ids_of_user<C: ConnectionTrait>(db: &C, user_id: Uuid) -> AppResult<Vec<Uuid>> {
+    Ok(membership::Entity::find()
+        .select_only()
+        .column(membership::Column::AccountId)
+        .filter(membership::Column::UserId.eq(user_id))
+        .into_tuple::<Uuid>()
+        .all(db)
+        .await?)
+}
+
+pub async fn has_sub_accounts<C: ConnectionTrait>(db: &C, scope: AccountScope) -> AppResult<bool> {
+    Ok(account::Entity::find()
+        .filter(account::Column::ParentId.eq(scope.account_id()))
+        .count(db)
+        .await?
+        > 0)
+}
+
+// ---- roles (tenant data) ----
+
+pub fn roles_in(scope: AccountScope) -> sea_orm::Select<role::Entity> {
+    role::Entity::find().filter(role::Column::AccountId.eq(scope.account_id()))
+}
+
+pub async fn find_role<C: ConnectionTrait>(db: &C, scope: AccountScope, id: Uuid) -> AppResult<Option<role::Model>> {
+    Ok(roles_in(scope).filter(role::Column::Id.eq(id)).one(db).await?)
+}
+
+pub async fn admin_role<C: ConnectionTrait>(db: &C, scope: AccountScope) -> AppResult<role::Model> {
+    roles_in(scope)
+        .filter(role::Column::Name.eq(ADMIN_ROLE))
+        .filter(role::Column::IsSystem.eq(true))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::internal("account has no admin role"))
+}
+
+pub async fn role_in_use<C: ConnectionTrait>(db: &C, scope: AccountScope, role_id: Uuid) -> AppResult<bool> {
+    Ok(memberships_in(scope)
+        .filter(membership::Column::RoleId.eq(role_id))
+        .count(db)
+        .await?
+        > 0)
+}
+
+// ---- memberships (tenant data) ----
+
+pub fn memberships_in(scope: AccountScope) -> sea_orm::Select<membership::Entity> {
+    membership::Entity::find().filter(membership::Column::AccountId.eq(scope.account_id()))
+}
+
+pub async fn find_membership<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    user_id: Uuid,
+) -> AppResult<Option<membership::Model>> {
+    Ok(memberships_in(scope)
+        .filter(membership::Column::UserId.eq(user_id))
+        .one(db)
+        .await?)
+}
+
+pub async fn count_admins<C: ConnectionTrait>(db: &C, scope: AccountScope) -> AppResult<u64> {
+    let admin = admin_role(db, scope).await?;
+    Ok(memberships_in(scope)
+        .filter(membership::Column::RoleId.eq(admin.id))
+        .count(db)
+        .await?)
+}
+
+pub async fn users_by_ids<C: ConnectionTrait>(db: &C, ids: Vec<Uuid>) -> AppResult<Vec<user::Model>> {
+    Ok(user::Entity::find().filter(user::Column::Id.is_in(ids)).all(db).await?)
+}
+
+pub async fn roles_by_ids<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    ids: Vec<Uuid>,
+) -> AppResult<Vec<role::Model>> {
+    Ok(roles_in(scope).filter(role::Column::Id.is_in(ids)).all(db).await?)
+}
+
+// ---- refresh tokens ----
+
+pub async fn insert_refresh_token<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    family_id: Uuid,
+    token_hash: String,
+    expires_at: DateTime<Utc>,
+) -> AppResult<()> {
+    refresh_token::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user_id),
+        family_id: Set(family_id),
+        token_hash: Set(token_hash),
+        expires_at: Set(expires_at),
+        revoked_at: Set(None),
+        created_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_refresh_token<C: ConnectionTrait>(
+    db: &C,
+    token_hash: &str,
+) -> AppResult<Option<refresh_token::Model>> {
+    Ok(refresh_token::Entity::find()
+        .filter(refresh_token::Column::TokenHash.eq(token_hash))
+        .one(db)
+        .await?)
+}
+
+/// Marks one token used; false when another request rotated it first.
+pub async fn revoke_refresh_token_once<C: ConnectionTrait>(db: &C, id: Uuid) -> AppResult<bool> {
+    let res = refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(refresh_token::Column::Id.eq(id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+pub async fn revoke_family<C: ConnectionTrait>(db: &C, family_id: Uuid) -> AppResult<()> {
+    refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(refresh_token::Column::FamilyId.eq(family_id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn revoke_all_of_user<C: ConnectionTrait>(db: &C, user_id: Uuid) -> AppResult<()> {
+    refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(refresh_token::Column::UserId.eq(user_id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+// ---- one-time codes ----
+
+pub async fn replace_code<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    purpose: &str,
+    code_hash: String,
+    expires_at: DateTime<Utc>,
+) -> AppResult<()> {
+    auth_code::Entity::delete_many()
+        .filter(auth_code::Column::UserId.eq(user_id))
+        .filter(auth_code::Column::Purpose.eq(purpose))
+        .exec(db)
+        .await?;
+    auth_code::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user_id),
+        purpose: Set(purpose.to_string()),
+        code_hash: Set(code_hash),
+        attempts: Set(0),
+        expires_at: Set(expires_at),
+        consumed_at: Set(None),
+        created_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn live_code<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    purpose: &str,
+) -> AppResult<Option<auth_code::Model>> {
+    Ok(auth_code::Entity::find()
+        .filter(auth_code::Column::UserId.eq(user_id))
+        .filter(auth_code::Column::Purpose.eq(purpose))
+        .filter(auth_code::Column::ConsumedAt.is_null())
+        .order_by_desc(auth_code::Column::CreatedAt)
+        .one(db)
+        .await?)
+}
+
+pub async fn count_code_attempt<C: ConnectionTrait>(db: &C, id: Uuid) -> AppResult<()> {
+    auth_code::Entity::update_many()
+        .col_expr(
+            auth_code::Column::Attempts,
+            Expr::col(auth_code::Column::Attempts).add(1),
+        )
+        .filter(auth_code::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Consumes a code exactly once; false when it was consumed concurrently.
+pub async fn consume_code<C: ConnectionTrait>(db: &C, id: Uuid) -> AppResult<bool> {
+    let res = auth_code::Entity::update_many()
+        .col_expr(auth_code::Column::ConsumedAt, Expr::value(Utc::now()))
+        .filter(auth_code::Column::Id.eq(id))
+        .filter(auth_code::Column::ConsumedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+// ---- login throttling ----
+
+pub async fn record_login_failure<C: ConnectionTrait>(db: &C, email: &str) -> AppResult<()> {
+    login_failure::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        email: Set(email.to_string()),
+        created_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// Failures since `since` and the oldest of them (to compute Retry-After).
+pub async fn login_failures_since<C: ConnectionTrait>(
+    db: &C,
+    email: &str,
+    since: DateTime<Utc>,
+) -> AppResult<(u64, Option<DateTime<Utc>>)> {
+    let q = login_failure::Entity::find()
+        .filter(login_failure::Column::Email.eq(email))
+        .filter(login_failure::Column::CreatedAt.gte(since));
+    let count = q.clone().count(db).await?;
+    let oldest = if count > 0 {
+        q.order_by_asc(login_failure::Column::CreatedAt)
+            .one(db)
+            .await?
+            .map(|f| f.created_at)
+    } else {
+        None
+    };
+    Ok((count, oldest))
+}
+
+pub async fn clear_login_failures<C: ConnectionTrait>(db: &C, email: &str) -> AppResult<()> {
+    login_failure::Entity::delete_many()
+        .filter(login_failure::Column::Email.eq(email))
+        .exec(db)
+        .await?;
+    Ok(())
+}
