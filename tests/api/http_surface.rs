@@ -1,0 +1,111 @@
+//! The SPEC §2 surface every resource shares: envelopes for every error, request ids, trailing slashes,
+//! body limits, health, readiness, metrics and the OpenAPI document.
+
+use serde_json::json;
+
+use crate::helpers::{Backend, TestApp};
+
+async fn unknown_route_and_wrong_method_use_the_envelope(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    app.get("/v1/nothing-here").send().await.expect(404, Some("not_found"));
+    app.req(reqwest::Method::PUT, "/v1/roles").send().await.expect(405, Some("method_not_allowed"));
+    // A malformed id in a path is "no such resource", never a 500.
+    let u = app.user("ann").await;
+    app.get("/v1/roles/not-a-uuid").token(&u.token).send().await.expect(404, Some("not_found"));
+}
+
+async fn malformed_json_is_400_and_wrong_shape_is_422(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    app.post("/v1/auth/login").raw("application/json", "{not json").send().await.expect(400, Some("bad_request"));
+    app.post("/v1/auth/login").raw("text/plain", "hello").send().await.expect(400, Some("bad_request"));
+    let r = app.post("/v1/auth/login").json(json!({"email": 5, "password": "x"})).send().await;
+    r.expect(422, Some("validation_error"));
+    let r = app.post("/v1/auth/register").json(json!({"email": "a@b.co"})).send().await;
+    r.expect(422, Some("validation_error"));
+    assert_eq!(r.error_fields(), vec!["password"], "{}", r.body);
+}
+
+async fn oversized_bodies_are_413(b: Backend) {
+    let app = TestApp::spawn_with(b, |s| s.http.body_limit = 2048).await;
+    let big = "x".repeat(4096);
+    let r = app.post("/v1/auth/login").json(json!({"email": big, "password": "x"})).send().await;
+    r.expect(413, Some("payload_too_large"));
+}
+
+async fn request_ids_are_echoed_or_generated(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let r = app.get("/healthz").header("X-Request-Id", "trace-abc-123").send().await;
+    assert_eq!(r.headers["x-request-id"], "trace-abc-123");
+    let r = app.get("/healthz").send().await;
+    let generated = r.headers["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
+    let r = app.get("/v1/missing").send().await;
+    assert!(r.headers.contains_key("x-request-id"), "errors carry the request id too");
+}
+
+async fn trailing_slashes_are_equivalent(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let u = app.user("tess").await;
+    let a = app.get("/v1/roles").token(&u.token).send().await;
+    let b2 = app.get("/v1/roles/").token(&u.token).send().await;
+    a.expect(200, None);
+    b2.expect(200, None);
+    assert_eq!(a.body["meta"], b2.body["meta"]);
+}
+
+async fn health_readiness_metrics_and_docs_are_served(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let r = app.get("/healthz").send().await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status"], "ok");
+    let r = app.get("/readyz").send().await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["checks"]["database"], "ok");
+    let r = app.get("/metrics").send().await;
+    assert_eq!(r.status, 200);
+    let text = r.body.as_str().unwrap();
+    assert!(text.contains("http_requests_total"), "{text}");
+    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+    let r = app.get("/v1/openapi.json").send().await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["openapi"], "3.1.0");
+    for path in ["/v1/auth/register", "/v1/auth/login", "/v1/context", "/v1/roles/{id}", "/v1/accounts/{id}/members/{user_id}"] {
+        assert!(r.body["paths"].get(path).is_some(), "OpenAPI lacks {path}");
+    }
+    let docs = app.get("/docs").send().await;
+    assert_eq!(docs.status, 200);
+    assert!(docs.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+}
+
+async fn readiness_fails_with_503_when_the_database_is_gone(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    app.state.db.clone().close().await.ok();
+    let r = app.get("/readyz").send().await;
+    r.expect(503, Some("service_unavailable"));
+}
+
+async fn cors_allows_configured_origins_and_patch(b: Backend) {
+    let app = TestApp::spawn_with(b, |s| s.cors.origins = "https://app.example".into()).await;
+    let r = app
+        .req(reqwest::Method::OPTIONS, "/v1/roles")
+        .header("Origin", "https://app.example")
+        .header("Access-Control-Request-Method", "PATCH")
+        .send()
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.headers["access-control-allow-origin"], "https://app.example");
+    assert!(r.headers["access-control-allow-methods"].to_str().unwrap().contains("PATCH"));
+    let r = app.get("/healthz").header("Origin", "https://evil.example").send().await;
+    assert!(!r.headers.contains_key("access-control-allow-origin"));
+}
+
+both_backends!(
+    unknown_route_and_wrong_method_use_the_envelope,
+    malformed_json_is_400_and_wrong_shape_is_422,
+    oversized_bodies_are_413,
+    request_ids_are_echoed_or_generated,
+    trailing_slashes_are_equivalent,
+    health_readiness_metrics_and_docs_are_served,
+    readiness_fails_with_503_when_the_database_is_gone,
+    cors_allows_configured_origins_and_patch,
+);

@@ -1,0 +1,13 @@
+//! Integration tests: the real app on a random port, spoken to over HTTP, on SQLite and on PostgreSQL.
+//! Every test function runs once per backend (see `both_backends!`).
+
+#[macro_use]
+mod helpers;
+
+mod accounts;
+mod auth;
+mod http_surface;
+mod mail;
+mod migrations;
+mod roles;
+mod tenancy;
