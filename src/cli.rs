@@ -43,6 +43,12 @@ pub enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Exit 0 when the local server answers GET /healthz (for container health checks).
+    Healthcheck {
+        /// Port to probe (default: the configured port).
+        #[arg(long)]
+        port: Option<u16>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +156,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Healthcheck { port } => healthcheck(port.unwrap_or(settings.bind.port())).await,
         Command::Admin {
             action:
                 AdminAction::CreateUser {
@@ -177,4 +184,28 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// A minimal HTTP/1.1 probe, so the runtime image needs no curl.
+async fn healthcheck(port: u16) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| e.to_string())?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.map_err(|e| e.to_string())?;
+        if &head[9..12] == b"200" {
+            Ok(())
+        } else {
+            Err(format!("unhealthy: {}", String::from_utf8_lossy(&head)))
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(3), probe)
+        .await
+        .map_err(|_| "health check timed out".to_string())?
 }

@@ -36,7 +36,10 @@ impl Backend {
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
     let backend = Backend::from_url(url)?;
     let mut opts = ConnectOptions::new(url.to_string());
+    // No ping before every checkout: a broken connection surfaces as an error on use and is replaced,
+    // and the ping would double the round trips of every short query.
     opts.sqlx_logging(false)
+        .test_before_acquire(false)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10));
     match backend {

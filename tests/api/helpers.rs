@@ -61,8 +61,13 @@ pub async fn fresh_database(backend: &Backend, dir: &std::path::Path) -> String 
         Backend::Sqlite => format!("sqlite://{}/turumba.db", dir.display()),
         Backend::Postgres(base) => {
             let name = format!("turumba_t_{}", uuid::Uuid::new_v4().simple());
-            let admin = Database::connect(base.clone()).await.expect("connect to TURUMBA_TEST_DATABASE_URL");
-            admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+            let admin = Database::connect(base.clone())
+                .await
+                .expect("connect to TURUMBA_TEST_DATABASE_URL");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
             admin.close().await.ok();
             let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
             format!("{prefix}/{name}")
@@ -120,7 +125,11 @@ impl Resp {
     pub fn error_fields(&self) -> Vec<String> {
         self.body["details"]["errors"]
             .as_array()
-            .map(|a| a.iter().map(|e| e["field"].as_str().unwrap_or_default().to_string()).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["field"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -161,7 +170,11 @@ impl Req<'_> {
         let status = res.status();
         let headers = res.headers().clone();
         let text = res.text().await.expect("body read");
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         Resp { status, body, headers }
     }
 }
@@ -178,12 +191,21 @@ impl TestApp {
         settings.database.max_connections = 5;
         settings.http.workers = 1;
         tweak(&mut settings);
-        let app = Application::build(settings.clone(), BuildOptions::default()).await.expect("app builds");
+        let app = Application::build(settings.clone(), BuildOptions::default())
+            .await
+            .expect("app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let state = app.state();
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
-        TestApp { address, client: reqwest::Client::new(), state, settings, handle, _dir: dir }
+        TestApp {
+            address,
+            client: reqwest::Client::new(),
+            state,
+            settings,
+            handle,
+            _dir: dir,
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -191,7 +213,10 @@ impl TestApp {
     }
 
     pub fn req(&self, method: Method, path: &str) -> Req<'_> {
-        Req { app: self, builder: self.client.request(method, format!("{}{}", self.address, path)) }
+        Req {
+            app: self,
+            builder: self.client.request(method, format!("{}{}", self.address, path)),
+        }
     }
     pub fn get(&self, path: &str) -> Req<'_> {
         self.req(Method::GET, path)
@@ -219,7 +244,11 @@ impl TestApp {
     }
 
     pub async fn login(&self, email: &str, password: &str) -> TestUser {
-        let r = self.post("/v1/auth/login").json(json!({"email": email, "password": password})).send().await;
+        let r = self
+            .post("/v1/auth/login")
+            .json(json!({"email": email, "password": password}))
+            .send()
+            .await;
         r.expect(200, None);
         let d = r.data();
         TestUser {

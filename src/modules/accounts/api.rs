@@ -600,18 +600,24 @@ pub async fn get_context(
                 .ok_or_else(|| AppError::forbidden("X-Account-Id does not name an account you can act in"))?,
         ),
     };
-    let active = match state.accounts.active_access(&auth.user, selected).await {
-        Ok(a) => Some(a.scope.account_id()),
-        Err(AppError::BadRequest {
-            code: "account_required",
-            ..
-        }) => None,
-        Err(e) => return Err(e),
+    let memberships = state.accounts.accounts_of(&auth.user).await?;
+    // The active account is usually one of the direct memberships just loaded; only sub-account access
+    // (through a parent) needs the full resolution.
+    let direct = |id: Uuid| memberships.iter().any(|(_, _, a)| a.id == id);
+    let active = match selected {
+        Some(id) if direct(id) => Some(id),
+        None if auth.user.default_account_id.is_some_and(direct) => auth.user.default_account_id,
+        None if memberships.len() == 1 && auth.user.default_account_id.is_none() => Some(memberships[0].2.id),
+        _ => match state.accounts.active_access(&auth.user, selected).await {
+            Ok(a) => Some(a.scope.account_id()),
+            Err(AppError::BadRequest {
+                code: "account_required",
+                ..
+            }) => None,
+            Err(e) => return Err(e),
+        },
     };
-    let accounts = state
-        .accounts
-        .accounts_of(&auth.user)
-        .await?
+    let accounts = memberships
         .into_iter()
         .map(|(_, r, a)| ContextAccount {
             id: a.id,

@@ -156,7 +156,7 @@ pub async fn membership_with_role<C: ConnectionTrait>(
     Ok(row.and_then(|(m, r)| r.map(|r| (m, r))))
 }
 
-/// Every membership of a user with role and account, oldest first.
+/// Every membership of a user with role and account, oldest first (one query).
 pub async fn memberships_of_user<C: ConnectionTrait>(
     db: &C,
     user_id: Uuid,
@@ -165,20 +165,10 @@ pub async fn memberships_of_user<C: ConnectionTrait>(
         .filter(membership::Column::UserId.eq(user_id))
         .order_by_asc(membership::Column::CreatedAt)
         .find_also_related(role::Entity)
+        .find_also_related(account::Entity)
         .all(db)
         .await?;
-    let ids: Vec<Uuid> = rows.iter().map(|(m, _)| m.account_id).collect();
-    let accounts = account::Entity::find()
-        .filter(account::Column::Id.is_in(ids))
-        .all(db)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(m, r)| {
-            let a = accounts.iter().find(|a| a.id == m.account_id)?.clone();
-            Some((m, r?, a))
-        })
-        .collect())
+    Ok(rows.into_iter().filter_map(|(m, r, a)| Some((m, r?, a?))).collect())
 }
 
 /// Ids of accounts the user is a direct member of.

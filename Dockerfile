@@ -1,0 +1,26 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build: a full Rust toolchain to compile, a small Debian runtime to run.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock rustfmt.toml ./
+COPY migration ./migration
+COPY src ./src
+RUN cargo build --release --locked --bin turumba && strip target/release/turumba
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates tzdata \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /data turumba \
+    && mkdir -p /data /app/config && chown turumba /data
+COPY --from=build /src/target/release/turumba /usr/local/bin/turumba
+COPY config/default.toml /app/config/default.toml
+WORKDIR /app
+ENV TURUMBA_DATA_DIR=/data \
+    TURUMBA_LOG_FORMAT=json \
+    TURUMBA_BIND=0.0.0.0:8080
+VOLUME ["/data"]
+EXPOSE 8080
+USER turumba
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 CMD ["turumba", "healthcheck"]
+ENTRYPOINT ["turumba"]
+CMD ["serve"]
