@@ -12,12 +12,15 @@ use actix_web::middleware::{Condition, ErrorHandlers, NormalizePath, TrailingSla
 use actix_web::{App, HttpServer, dev::Server, web};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
 use crate::db::{self, Backend};
 use crate::http;
 use crate::mail::Mailer;
 use crate::modules::accounts::{self, Accounts, JwtKeys};
+use crate::modules::events::{Events, SharedConsumer};
 use crate::secret::SecretKey;
 
 /// Process roles (ARCHITECTURE.md). `all` = `api` + `worker`; `worker` = relay + scheduler + dispatcher.
@@ -45,12 +48,10 @@ impl fmt::Display for Role {
 }
 
 impl Role {
-    /// Checks that the role can run with these settings and that its work exists in this build.
+    /// Checks that the role can run with these settings.
     pub fn check(self, settings: &Settings) -> Result<(), String> {
         if self != Role::All {
-            let shared_db = Backend::from_url(&settings.database_url)
-                .map(|b| b == Backend::Postgres)
-                .unwrap_or(false);
+            let shared_db = Backend::from_url(&settings.database_url).map(|b| b == Backend::Postgres).unwrap_or(false);
             if !shared_db || settings.amqp_url.is_none() {
                 return Err(format!(
                     "role `{self}` runs beside other processes and needs a shared database and a broker: \
@@ -58,13 +59,19 @@ impl Role {
                 ));
             }
         }
-        match self {
-            Role::All | Role::Api => Ok(()),
-            other => Err(format!(
-                "role `{other}` is not available in this build yet: the outbox relay, scheduler and dispatcher \
-                 arrive with the event pipeline (issue 3); run --role=all or --role=api"
-            )),
-        }
+        Ok(())
+    }
+
+    pub fn serves_api(self) -> bool {
+        matches!(self, Role::All | Role::Api)
+    }
+
+    pub fn runs_relay(self) -> bool {
+        matches!(self, Role::All | Role::Worker | Role::OutboxRelay)
+    }
+
+    pub fn runs_consumers(self) -> bool {
+        matches!(self, Role::All | Role::Worker | Role::Dispatcher | Role::Scheduler)
     }
 }
 
@@ -72,7 +79,11 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub settings: Arc<Settings>,
     pub accounts: Accounts,
+    pub events: Events,
     pub metrics: PrometheusHandle,
+    /// Cancelled at shutdown; every background loop watches it.
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
 }
 
 pub struct Application {
@@ -84,26 +95,36 @@ pub struct Application {
 pub struct BuildOptions {
     pub role: Role,
     pub migrate: bool,
+    /// Extra consumers (tests register their own handlers here).
+    pub consumers: Vec<SharedConsumer>,
+    /// Run the outbox relay when the role includes it (tests that drive the relay by hand turn it off).
+    pub relay: bool,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        BuildOptions {
-            role: Role::All,
-            migrate: true,
-        }
+        BuildOptions { role: Role::All, migrate: true, consumers: Vec::new(), relay: true }
     }
 }
 
-/// Connects, migrates and builds the shared state (used by `serve` and by CLI commands).
-pub async fn build_state(settings: Settings, migrate: bool) -> Result<AppState, String> {
+/// The consumers this build has. Scheduling, fan-out, dispatch, status and inbound consumers arrive
+/// with the messaging and channels issues.
+fn built_in_consumers() -> Vec<SharedConsumer> {
+    Vec::new()
+}
+
+/// Connects, migrates and builds the shared state (used by `serve` and by CLI commands). In-process
+/// consumers start here (they live inside the transport).
+pub async fn build_state(
+    settings: Settings,
+    migrate: bool,
+    consumers: Vec<SharedConsumer>,
+) -> Result<AppState, String> {
     let db = db::connect(&settings.database_url, settings.database.max_connections)
         .await
         .map_err(|e| format!("cannot open the database: {e}"))?;
     if migrate {
-        db::migrate_up(&db)
-            .await
-            .map_err(|e| format!("migrations failed: {e}"))?;
+        db::migrate_up(&db).await.map_err(|e| format!("migrations failed: {e}"))?;
     }
     let secret = SecretKey::load_or_create(settings.secret_key.as_ref().map(|s| s.expose()), &settings.data_dir)?;
     let keys = Arc::new(JwtKeys::new(&secret, settings.identity.access_token_ttl_secs));
@@ -117,23 +138,33 @@ pub async fn build_state(settings: Settings, migrate: bool) -> Result<AppState, 
             settings.identity.provider
         ));
     }
-    let accounts = Accounts::new(db.clone(), keys, mailer, settings.identity.refresh_token_ttl_days);
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let amqp_url = settings.amqp_url.as_ref().map(|s| s.expose().to_string());
+    let events = Events::new(
+        db.clone(),
+        &settings.database_url,
+        amqp_url.as_deref(),
+        settings.events.clone(),
+        consumers,
+        &shutdown,
+        &tasks,
+    );
+    let accounts = Accounts::new(db.clone(), keys, mailer, settings.identity.refresh_token_ttl_days, events.clone());
     Ok(AppState {
         db,
         settings: Arc::new(settings),
         accounts,
+        events,
         metrics: http::metrics_handle(),
+        shutdown,
+        tasks,
     })
 }
 
 fn cors(settings: &Settings) -> Condition<Cors> {
-    let origins: Vec<String> = settings
-        .cors
-        .origins
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let origins: Vec<String> =
+        settings.cors.origins.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     let mut cors = Cors::default()
         .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
         .allow_any_header()
@@ -159,16 +190,27 @@ impl Application {
             0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             n => n,
         };
-        let state = web::Data::new(build_state(settings, opts.migrate).await?);
-        if opts.role == Role::All {
-            tracing::warn!(
-                "worker roles (outbox-relay, scheduler, dispatcher) are not built yet (issue 3); serving the API only"
-            );
+        let role = opts.role;
+        let mut consumers = built_in_consumers();
+        consumers.extend(opts.consumers);
+        let in_process = if role.runs_consumers() { consumers.clone() } else { Vec::new() };
+        let state = web::Data::new(build_state(settings, opts.migrate, in_process).await?);
+        if role.runs_relay() && opts.relay {
+            state.events.start_relay(&state.shutdown, &state.tasks);
+        }
+        if role.runs_consumers() {
+            state.events.start_consumers(consumers.clone(), &state.shutdown, &state.tasks);
+            if matches!(role, Role::All | Role::Worker | Role::Scheduler) {
+                tracing::info!("scheduler: the scheduled-message consumer is not in this build yet");
+            }
+            if matches!(role, Role::All | Role::Worker | Role::Dispatcher) {
+                tracing::info!("dispatcher: fan-out, dispatch, status and inbound consumers are not in this build yet");
+            }
         }
         let server_state = state.clone();
         let server = HttpServer::new(move || {
             let s = &server_state.settings;
-            App::new()
+            let app = App::new()
                 .app_data(server_state.clone())
                 .app_data(http::json_config(s.http.body_limit))
                 .app_data(web::PayloadConfig::new(s.http.body_limit))
@@ -178,16 +220,17 @@ impl Application {
                 .wrap(cors(s))
                 .wrap(from_fn(http::observe))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
-                .configure(http::configure)
-                .configure(accounts::configure)
-                .default_service(web::to(http::not_found))
+                .configure(http::configure);
+            // Worker roles serve only the operations endpoints (health, readiness, metrics).
+            let app = if role.serves_api() { app.configure(accounts::configure) } else { app };
+            app.default_service(web::to(http::not_found))
         })
-        .workers(workers)
+        .workers(if role.serves_api() { workers } else { 1 })
         .shutdown_timeout(30)
         .listen(listener)
         .map_err(|e| e.to_string())?
         .run();
-        tracing::info!(port, "turumba is listening");
+        tracing::info!(port, %role, transport = state.events.transport_name(), "turumba is listening");
         Ok(Application { port, server, state })
     }
 
@@ -203,8 +246,15 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until the server is stopped (SIGTERM/SIGINT, or `handle().stop()`).
+    /// Serves until the server is stopped (SIGTERM/SIGINT, or `handle().stop()`), then stops the
+    /// background work and gives it up to 30 s to finish or hand its work back.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        self.state.shutdown.cancel();
+        self.state.tasks.close();
+        if tokio::time::timeout(std::time::Duration::from_secs(30), self.state.tasks.wait()).await.is_err() {
+            tracing::warn!("background work did not stop within 30 s");
+        }
+        result
     }
 }

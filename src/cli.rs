@@ -9,6 +9,7 @@ use migration::{Migrator, MigratorTrait};
 
 use crate::app::{self, Application, BuildOptions, Role};
 use crate::config::{LogFormat, Settings};
+use crate::modules::events::ops;
 
 #[derive(Debug, Parser)]
 #[command(name = "turumba", version, about = "Multi-tenant message automation platform")]
@@ -43,6 +44,16 @@ pub enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// The transactional outbox: status and re-queueing of failed events.
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
+    /// The dead-letter queue (RabbitMQ's `messaging.dlq`, or the in-process dead letters).
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Exit 0 when the local server answers GET /healthz (for container health checks).
     Healthcheck {
         /// Port to probe (default: the configured port).
@@ -65,6 +76,31 @@ pub enum MigrateAction {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum OutboxAction {
+    /// Counts by status and the age of the oldest pending event; lists failed events.
+    Status,
+    /// Put failed events (all, or one) back to pending.
+    RetryFailed {
+        #[arg(long)]
+        id: Option<uuid::Uuid>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// Show dead letters without removing them.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Send dead letters back through the pipeline (only the consumer that failed handles them again).
+    Replay {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AdminAction {
     /// Create a verified user, its account and the admin membership; prints the ids.
     CreateUser {
@@ -81,9 +117,7 @@ pub enum AdminAction {
 
 fn init_logging(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log).unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match settings.log_format {
         LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
@@ -128,14 +162,8 @@ pub fn main() -> ExitCode {
 async fn run(command: Command, settings: Settings) -> Result<(), String> {
     match command {
         Command::Serve { role, no_migrate, .. } => {
-            let app = Application::build(
-                settings,
-                BuildOptions {
-                    role,
-                    migrate: !no_migrate,
-                },
-            )
-            .await?;
+            let app =
+                Application::build(settings, BuildOptions { role, migrate: !no_migrate, ..Default::default() }).await?;
             app.run_until_stopped().await.map_err(|e| e.to_string())
         }
         Command::Migrate { action } => {
@@ -146,33 +174,71 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
                 MigrateAction::Up => Migrator::up(&db, None).await.map_err(|e| e.to_string())?,
                 MigrateAction::Down { steps } => Migrator::down(&db, Some(steps)).await.map_err(|e| e.to_string())?,
                 MigrateAction::Status => {
-                    for m in Migrator::get_migration_with_status(&db)
-                        .await
-                        .map_err(|e| e.to_string())?
-                    {
+                    for m in Migrator::get_migration_with_status(&db).await.map_err(|e| e.to_string())? {
                         println!("{:<10} {}", format!("{:?}", m.status()).to_lowercase(), m.name());
                     }
                 }
             }
             Ok(())
         }
+        Command::Outbox { action } => {
+            let state = app::build_state(settings, true, Vec::new()).await?;
+            match action {
+                OutboxAction::Status => {
+                    let s = ops::outbox_status(&state.db).await.map_err(|e| e.to_string())?;
+                    let age = s
+                        .oldest_pending_at
+                        .map(|t| format!("{:.1}s", (chrono::Utc::now() - t).num_milliseconds() as f64 / 1000.0))
+                        .unwrap_or_else(|| "-".into());
+                    println!("pending    {}", s.pending);
+                    println!("published  {}", s.published);
+                    println!("failed     {}", s.failed);
+                    println!("oldest pending age  {age}");
+                    for row in ops::outbox_failed(&state.db, 20).await.map_err(|e| e.to_string())? {
+                        println!(
+                            "failed {} {} attempts={} error={}",
+                            row.id,
+                            row.event_type,
+                            row.attempts,
+                            row.last_error.unwrap_or_default()
+                        );
+                    }
+                }
+                OutboxAction::RetryFailed { id } => {
+                    let n = ops::outbox_retry_failed(&state.db, id).await.map_err(|e| e.to_string())?;
+                    println!("re-queued {n} event(s)");
+                }
+            }
+            Ok(())
+        }
+        Command::Dlq { action } => {
+            let state = app::build_state(settings, true, Vec::new()).await?;
+            let amqp = state.events.amqp().cloned();
+            match action {
+                DlqAction::List { limit } => {
+                    let letters = ops::dlq_list(&state.db, amqp.as_deref(), limit).await?;
+                    println!("{} dead letter(s) shown (limit {limit})", letters.len());
+                    for d in letters {
+                        let id = d.event_id.map(|i| i.to_string()).unwrap_or_else(|| "-".into());
+                        println!("{id} {} queue={} attempts={} error={}", d.event_type, d.queue, d.attempts, d.error);
+                    }
+                }
+                DlqAction::Replay { limit } => {
+                    let n = ops::dlq_replay(&state.db, amqp.as_deref(), limit).await?;
+                    println!("replayed {n} dead letter(s) through the outbox");
+                }
+            }
+            Ok(())
+        }
         Command::Healthcheck { port } => healthcheck(port.unwrap_or(settings.bind.port())).await,
-        Command::Admin {
-            action:
-                AdminAction::CreateUser {
-                    email,
-                    password,
-                    account_name,
-                    full_name,
-                },
-        } => {
+        Command::Admin { action: AdminAction::CreateUser { email, password, account_name, full_name } } => {
             if password.chars().count() < 10 {
                 return Err("--password must be at least 10 characters".into());
             }
             if !email.contains('@') {
                 return Err("--email must be an e-mail address".into());
             }
-            let state = app::build_state(settings, true).await?;
+            let state = app::build_state(settings, true, Vec::new()).await?;
             let full_name = full_name.unwrap_or_else(|| email.split('@').next().unwrap_or("admin").to_string());
             let (user_id, account_id) = state
                 .accounts
@@ -190,20 +256,14 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
 async fn healthcheck(port: u16) -> Result<(), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let probe = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
         stream
             .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             .await
             .map_err(|e| e.to_string())?;
         let mut head = [0u8; 12];
         stream.read_exact(&mut head).await.map_err(|e| e.to_string())?;
-        if &head[9..12] == b"200" {
-            Ok(())
-        } else {
-            Err(format!("unhealthy: {}", String::from_utf8_lossy(&head)))
-        }
+        if &head[9..12] == b"200" { Ok(()) } else { Err(format!("unhealthy: {}", String::from_utf8_lossy(&head))) }
     };
     tokio::time::timeout(std::time::Duration::from_secs(3), probe)
         .await

@@ -79,6 +79,26 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
 }
 
+#[derive(Clone, Debug, Deserialize)]
+pub struct EventSettings {
+    /// Outbox rows the relay claims per batch.
+    pub relay_batch_size: u64,
+    /// How often an idle relay looks for work when nothing woke it.
+    pub relay_poll_interval_ms: u64,
+    /// Publish attempts before an outbox row is marked `failed`.
+    pub publish_max_attempts: i32,
+    /// Days published outbox rows are kept.
+    pub retention_days: i64,
+    /// Handler attempts before an event goes to the dead-letter queue.
+    pub consumer_max_attempts: i32,
+    /// RabbitMQ prefetch per consumer.
+    pub prefetch: u16,
+    /// Prefix of every RabbitMQ exchange and queue name (empty in production).
+    pub amqp_prefix: String,
+    /// Capacity of each in-process consumer queue (publishers wait when it is full).
+    pub queue_capacity: usize,
+}
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub env: String,
@@ -95,6 +115,7 @@ pub struct Settings {
     pub identity: IdentitySettings,
     pub http: HttpSettings,
     pub database: DatabaseSettings,
+    pub events: EventSettings,
 }
 
 /// The raw, partly optional shape that the `config` crate fills in.
@@ -114,6 +135,7 @@ struct RawSettings {
     identity: IdentitySettings,
     http: HttpSettings,
     database: DatabaseSettings,
+    events: EventSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,10 +146,7 @@ pub struct SettingsError {
 }
 
 fn bad(setting: &str, reason: impl Into<String>) -> SettingsError {
-    SettingsError {
-        setting: setting.to_string(),
-        reason: reason.into(),
-    }
+    SettingsError { setting: setting.to_string(), reason: reason.into() }
 }
 
 impl Settings {
@@ -157,6 +176,14 @@ impl Settings {
             .and_then(|b| b.set_default("http.import_body_limit", 50 * 1024 * 1024))
             .and_then(|b| b.set_default("http.workers", 0))
             .and_then(|b| b.set_default("database.max_connections", 16))
+            .and_then(|b| b.set_default("events.relay_batch_size", 200))
+            .and_then(|b| b.set_default("events.relay_poll_interval_ms", 500))
+            .and_then(|b| b.set_default("events.publish_max_attempts", 10))
+            .and_then(|b| b.set_default("events.retention_days", 7))
+            .and_then(|b| b.set_default("events.consumer_max_attempts", 5))
+            .and_then(|b| b.set_default("events.prefetch", 32))
+            .and_then(|b| b.set_default("events.amqp_prefix", ""))
+            .and_then(|b| b.set_default("events.queue_capacity", 1024))
             .map_err(|e| bad("defaults", e.to_string()))?;
 
         for name in ["default".to_string(), run_env.clone()] {
@@ -166,9 +193,7 @@ impl Settings {
             }
         }
         // TURUMBA_SECTION__KEY, lower-cased by the config crate.
-        let mut source = config::Environment::with_prefix("TURUMBA")
-            .prefix_separator("_")
-            .separator("__");
+        let mut source = config::Environment::with_prefix("TURUMBA").prefix_separator("_").separator("__");
         source = source.source(Some(env.iter().cloned().collect()));
         builder = builder.add_source(source);
         // The bare names the SPEC fixes.
@@ -186,12 +211,10 @@ impl Settings {
     }
 
     fn from_raw(raw: RawSettings, env: String) -> Result<Self, SettingsError> {
-        let mut bind: SocketAddr = raw.bind.parse().map_err(|_| {
-            bad(
-                "TURUMBA_BIND",
-                format!("`{}` is not an address like 0.0.0.0:8080", raw.bind),
-            )
-        })?;
+        let mut bind: SocketAddr = raw
+            .bind
+            .parse()
+            .map_err(|_| bad("TURUMBA_BIND", format!("`{}` is not an address like 0.0.0.0:8080", raw.bind)))?;
         if let Some(port) = raw.port {
             bind.set_port(port);
         }
@@ -228,6 +251,22 @@ impl Settings {
         if raw.database.max_connections == 0 {
             return Err(bad("TURUMBA_DATABASE__MAX_CONNECTIONS", "must be at least 1"));
         }
+        let ev = &raw.events;
+        if ev.relay_batch_size == 0 || ev.relay_batch_size > 10_000 {
+            return Err(bad("TURUMBA_EVENTS__RELAY_BATCH_SIZE", "must be between 1 and 10000"));
+        }
+        if ev.relay_poll_interval_ms < 10 {
+            return Err(bad("TURUMBA_EVENTS__RELAY_POLL_INTERVAL_MS", "must be at least 10"));
+        }
+        if ev.publish_max_attempts < 1 || ev.consumer_max_attempts < 1 {
+            return Err(bad("TURUMBA_EVENTS__*_MAX_ATTEMPTS", "must be at least 1"));
+        }
+        if ev.retention_days < 0 {
+            return Err(bad("TURUMBA_EVENTS__RETENTION_DAYS", "must not be negative"));
+        }
+        if ev.prefetch == 0 || ev.queue_capacity == 0 {
+            return Err(bad("TURUMBA_EVENTS__PREFETCH", "prefetch and queue_capacity must be at least 1"));
+        }
         if let Some(url) = &raw.public_base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -249,6 +288,7 @@ impl Settings {
             identity: raw.identity,
             http: raw.http,
             database: raw.database,
+            events: raw.events,
         })
     }
 
@@ -303,20 +343,13 @@ mod tests {
     #[test]
     fn config_files_are_layered_under_the_environment() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("default.toml"),
-            "log = \"debug\"\n[http]\nworkers = 3\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("default.toml"), "log = \"debug\"\n[http]\nworkers = 3\n").unwrap();
         std::fs::write(dir.path().join("staging.toml"), "[http]\nworkers = 5\n").unwrap();
         let s = Settings::load_from(dir.path(), &env(&[("TURUMBA_ENV", "staging")])).unwrap();
         assert_eq!(s.log, "debug");
         assert_eq!(s.http.workers, 5);
-        let s = Settings::load_from(
-            dir.path(),
-            &env(&[("TURUMBA_ENV", "staging"), ("TURUMBA_HTTP__WORKERS", "7")]),
-        )
-        .unwrap();
+        let s = Settings::load_from(dir.path(), &env(&[("TURUMBA_ENV", "staging"), ("TURUMBA_HTTP__WORKERS", "7")]))
+            .unwrap();
         assert_eq!(s.http.workers, 7);
     }
 
@@ -336,10 +369,7 @@ mod tests {
     fn secrets_are_redacted_in_debug() {
         let s = Settings::load_from(
             Path::new("/x"),
-            &env(&[
-                ("TURUMBA_SECRET_KEY", "c3VwZXJzZWNyZXQ="),
-                ("TURUMBA_SMTP__PASSWORD", "hunter2"),
-            ]),
+            &env(&[("TURUMBA_SECRET_KEY", "c3VwZXJzZWNyZXQ="), ("TURUMBA_SMTP__PASSWORD", "hunter2")]),
         )
         .unwrap();
         let printed = format!("{s:?}");

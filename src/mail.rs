@@ -15,10 +15,7 @@ pub struct Mailer {
 
 impl Mailer {
     pub fn new(settings: &SmtpSettings) -> Result<Self, String> {
-        let from: Mailbox = settings
-            .from
-            .parse()
-            .map_err(|e| format!("invalid setting `TURUMBA_SMTP__FROM`: {e}"))?;
+        let from: Mailbox = settings.from.parse().map_err(|e| format!("invalid setting `TURUMBA_SMTP__FROM`: {e}"))?;
         let Some(host) = settings.host.as_deref().filter(|h| !h.is_empty()) else {
             return Ok(Mailer { transport: None, from });
         };
@@ -34,10 +31,7 @@ impl Mailer {
         if let (Some(user), Some(pass)) = (&settings.username, &settings.password) {
             builder = builder.credentials(Credentials::new(user.clone(), pass.expose().to_string()));
         }
-        Ok(Mailer {
-            transport: Some(builder.build()),
-            from,
-        })
+        Ok(Mailer { transport: Some(builder.build()), from })
     }
 
     pub fn is_configured(&self) -> bool {
@@ -57,11 +51,7 @@ impl Mailer {
                 return;
             }
         };
-        let message = Message::builder()
-            .from(self.from.clone())
-            .to(to_box)
-            .subject(subject)
-            .body(body);
+        let message = Message::builder().from(self.from.clone()).to(to_box).subject(subject).body(body);
         let message = match message {
             Ok(m) => m,
             Err(e) => {

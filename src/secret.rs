@@ -19,20 +19,15 @@ impl std::fmt::Debug for SecretKey {
 
 impl SecretKey {
     pub fn from_base64(value: &str) -> Result<Self, String> {
-        let bytes = STANDARD
-            .decode(value.trim())
-            .map_err(|_| "TURUMBA_SECRET_KEY is not valid base64".to_string())?;
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| "TURUMBA_SECRET_KEY must decode to exactly 32 bytes".to_string())?;
+        let bytes = STANDARD.decode(value.trim()).map_err(|_| "TURUMBA_SECRET_KEY is not valid base64".to_string())?;
+        let key: [u8; 32] =
+            bytes.try_into().map_err(|_| "TURUMBA_SECRET_KEY must decode to exactly 32 bytes".to_string())?;
         Ok(SecretKey(key))
     }
 
     pub fn generate() -> Self {
         let mut key = [0u8; 32];
-        aws_lc_rs::rand::SystemRandom::new()
-            .fill(&mut key)
-            .expect("system randomness is available");
+        aws_lc_rs::rand::SystemRandom::new().fill(&mut key).expect("system randomness is available");
         SecretKey(key)
     }
 
@@ -67,11 +62,7 @@ impl SecretKey {
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     f.write_all(contents.as_bytes())
 }
 
@@ -93,10 +84,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("secret.key"))
-                .unwrap()
-                .permissions()
-                .mode();
+            let mode = std::fs::metadata(dir.path().join("secret.key")).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

@@ -47,8 +47,7 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index("accounts", "idx_accounts_parent_id", &["parent_id"], false))
-            .await?;
+        m.create_index(index("accounts", "idx_accounts_parent_id", &["parent_id"], false)).await?;
 
         m.create_table(
             Table::create()
@@ -67,12 +66,7 @@ impl MigrationTrait for Migration {
                 .col(string_null("pending_account_name"))
                 .col(timestamp_with_time_zone("created_at"))
                 .col(timestamp_with_time_zone("updated_at"))
-                .foreign_key(&mut fk(
-                    "users",
-                    "default_account_id",
-                    "accounts",
-                    ForeignKeyAction::SetNull,
-                ))
+                .foreign_key(&mut fk("users", "default_account_id", "accounts", ForeignKeyAction::SetNull))
                 .to_owned(),
         )
         .await?;
@@ -93,15 +87,8 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index("roles", "uq_roles_account_name", &["account_id", "name"], true))
-            .await?;
-        m.create_index(index(
-            "roles",
-            "idx_roles_account_created",
-            &["account_id", "created_at"],
-            false,
-        ))
-        .await?;
+        m.create_index(index("roles", "uq_roles_account_name", &["account_id", "name"], true)).await?;
+        m.create_index(index("roles", "idx_roles_account_created", &["account_id", "created_at"], false)).await?;
 
         m.create_table(
             Table::create()
@@ -113,28 +100,15 @@ impl MigrationTrait for Migration {
                 .col(uuid("role_id"))
                 .col(timestamp_with_time_zone("created_at"))
                 .col(timestamp_with_time_zone("updated_at"))
-                .foreign_key(&mut fk(
-                    "memberships",
-                    "account_id",
-                    "accounts",
-                    ForeignKeyAction::Cascade,
-                ))
+                .foreign_key(&mut fk("memberships", "account_id", "accounts", ForeignKeyAction::Cascade))
                 .foreign_key(&mut fk("memberships", "user_id", "users", ForeignKeyAction::Cascade))
                 .foreign_key(&mut fk("memberships", "role_id", "roles", ForeignKeyAction::Restrict))
                 .to_owned(),
         )
         .await?;
-        m.create_index(index(
-            "memberships",
-            "uq_memberships_account_user",
-            &["account_id", "user_id"],
-            true,
-        ))
-        .await?;
-        m.create_index(index("memberships", "idx_memberships_user", &["user_id"], false))
-            .await?;
-        m.create_index(index("memberships", "idx_memberships_role", &["role_id"], false))
-            .await?;
+        m.create_index(index("memberships", "uq_memberships_account_user", &["account_id", "user_id"], true)).await?;
+        m.create_index(index("memberships", "idx_memberships_user", &["user_id"], false)).await?;
+        m.create_index(index("memberships", "idx_memberships_role", &["role_id"], false)).await?;
 
         m.create_table(
             Table::create()
@@ -151,15 +125,8 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index(
-            "refresh_tokens",
-            "idx_refresh_tokens_family",
-            &["family_id"],
-            false,
-        ))
-        .await?;
-        m.create_index(index("refresh_tokens", "idx_refresh_tokens_user", &["user_id"], false))
-            .await?;
+        m.create_index(index("refresh_tokens", "idx_refresh_tokens_family", &["family_id"], false)).await?;
+        m.create_index(index("refresh_tokens", "idx_refresh_tokens_user", &["user_id"], false)).await?;
 
         m.create_table(
             Table::create()
@@ -177,13 +144,7 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index(
-            "auth_codes",
-            "idx_auth_codes_user_purpose",
-            &["user_id", "purpose"],
-            false,
-        ))
-        .await?;
+        m.create_index(index("auth_codes", "idx_auth_codes_user_purpose", &["user_id", "purpose"], false)).await?;
 
         m.create_table(
             Table::create()
@@ -195,28 +156,14 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index(
-            "login_failures",
-            "idx_login_failures_email_created",
-            &["email", "created_at"],
-            false,
-        ))
-        .await?;
+        m.create_index(index("login_failures", "idx_login_failures_email_created", &["email", "created_at"], false))
+            .await?;
         Ok(())
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for t in [
-            "login_failures",
-            "auth_codes",
-            "refresh_tokens",
-            "memberships",
-            "roles",
-            "users",
-            "accounts",
-        ] {
-            m.drop_table(Table::drop().table(Alias::new(t)).if_exists().to_owned())
-                .await?;
+        for t in ["login_failures", "auth_codes", "refresh_tokens", "memberships", "roles", "users", "accounts"] {
+            m.drop_table(Table::drop().table(Alias::new(t)).if_exists().to_owned()).await?;
         }
         Ok(())
     }

@@ -50,13 +50,7 @@ impl MigrationTrait for Migration {
         ))
         .await?;
         // Retention purge of published rows.
-        m.create_index(index(
-            "outbox_events",
-            "idx_outbox_published_at",
-            &["published_at"],
-            false,
-        ))
-        .await?;
+        m.create_index(index("outbox_events", "idx_outbox_published_at", &["published_at"], false)).await?;
 
         m.create_table(
             Table::create()
@@ -69,13 +63,7 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index(
-            "processed_events",
-            "idx_processed_events_at",
-            &["processed_at"],
-            false,
-        ))
-        .await?;
+        m.create_index(index("processed_events", "idx_processed_events_at", &["processed_at"], false)).await?;
 
         m.create_table(
             Table::create()
@@ -93,20 +81,14 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index(
-            "dead_letters",
-            "idx_dead_letters_pending",
-            &["replayed_at", "created_at"],
-            false,
-        ))
-        .await?;
+        m.create_index(index("dead_letters", "idx_dead_letters_pending", &["replayed_at", "created_at"], false))
+            .await?;
         Ok(())
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         for t in ["dead_letters", "processed_events", "outbox_events"] {
-            m.drop_table(Table::drop().table(Alias::new(t)).if_exists().to_owned())
-                .await?;
+            m.drop_table(Table::drop().table(Alias::new(t)).if_exists().to_owned()).await?;
         }
         Ok(())
     }

@@ -72,11 +72,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
 pub fn sqlite_path(url: &str) -> Option<String> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
-    if path.is_empty() || path == ":memory:" {
-        None
-    } else {
-        Some(path.to_string())
-    }
+    if path.is_empty() || path == ":memory:" { None } else { Some(path.to_string()) }
 }
 
 pub async fn migrate_up(db: &DatabaseConnection) -> Result<(), DbErr> {

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::error::AppError;
 use crate::app::AppState;
 use crate::modules::accounts::{Access, CurrentUser};
+use crate::modules::events::EventMeta;
 
 /// The request id (from `X-Request-Id` or generated), stored in request extensions by the middleware.
 #[derive(Debug, Clone)]
@@ -46,7 +47,23 @@ pub struct RequestCtx {
     pub request_id: String,
 }
 
+impl AuthUser {
+    /// Who and which request, for the events this request emits.
+    pub fn meta(&self) -> EventMeta {
+        EventMeta { user_id: Some(self.user.id), request_id: Some(self.request_id.clone()) }
+    }
+}
+
+/// Event metadata of an unauthenticated request (only its id).
+pub fn request_meta(req: &HttpRequest) -> EventMeta {
+    let id = request_id(req);
+    EventMeta { user_id: None, request_id: (!id.is_empty()).then_some(id) }
+}
+
 impl RequestCtx {
+    pub fn meta(&self) -> EventMeta {
+        EventMeta { user_id: Some(self.user.id), request_id: Some(self.request_id.clone()) }
+    }
     pub fn scope(&self) -> AccountScope {
         self.access.scope
     }
@@ -63,10 +80,7 @@ impl RequestCtx {
 }
 
 fn request_id(req: &HttpRequest) -> String {
-    req.extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default()
+    req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default()
 }
 
 fn bearer(req: &HttpRequest) -> Result<String, AppError> {
@@ -74,12 +88,9 @@ fn bearer(req: &HttpRequest) -> Result<String, AppError> {
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .ok_or_else(|| AppError::Unauthorized("missing bearer token".into()))?;
-    let value = header
-        .to_str()
-        .map_err(|_| AppError::Unauthorized("invalid authorization header".into()))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or_else(|| AppError::Unauthorized("invalid authorization header".into()))?;
+    let value = header.to_str().map_err(|_| AppError::Unauthorized("invalid authorization header".into()))?;
+    let (scheme, token) =
+        value.split_once(' ').ok_or_else(|| AppError::Unauthorized("invalid authorization header".into()))?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(AppError::Unauthorized("expected a Bearer token".into()));
     }
@@ -87,9 +98,7 @@ fn bearer(req: &HttpRequest) -> Result<String, AppError> {
 }
 
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, AppError> {
-    req.app_data::<web::Data<AppState>>()
-        .cloned()
-        .ok_or_else(|| AppError::internal("application state missing"))
+    req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| AppError::internal("application state missing"))
 }
 
 impl FromRequest for AuthUser {
@@ -117,10 +126,7 @@ impl FromRequest for RequestCtx {
         let token = bearer(req);
         let state = state(req);
         let request_id = request_id(req);
-        let selected = req
-            .headers()
-            .get("x-account-id")
-            .map(|v| v.to_str().map(|s| s.trim().to_string()));
+        let selected = req.headers().get("x-account-id").map(|v| v.to_str().map(|s| s.trim().to_string()));
         Box::pin(async move {
             let token = token?;
             let state = state?;
@@ -132,18 +138,12 @@ impl FromRequest for RequestCtx {
                         .map_err(|_| AppError::forbidden("X-Account-Id does not name an account you can act in"))?,
                 ),
                 Some(Err(_)) => {
-                    return Err(AppError::forbidden(
-                        "X-Account-Id does not name an account you can act in",
-                    ));
+                    return Err(AppError::forbidden("X-Account-Id does not name an account you can act in"));
                 }
             };
             let access = state.accounts.active_access(&user, selected).await?;
             tracing::Span::current().record("account_id", tracing::field::display(access.scope.account_id()));
-            Ok(RequestCtx {
-                user,
-                access,
-                request_id,
-            })
+            Ok(RequestCtx { user, access, request_id })
         })
     }
 }

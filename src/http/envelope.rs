@@ -37,29 +37,16 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page {
-            items: self.items.into_iter().map(f).collect(),
-            total: self.total,
-            skip: self.skip,
-            limit: self.limit,
-        }
+        Page { items: self.items.into_iter().map(f).collect(), total: self.total, skip: self.skip, limit: self.limit }
     }
 }
 
 pub fn ok<T: Serialize + ToSchema>(data: T) -> HttpResponse {
-    HttpResponse::Ok().json(Envelope {
-        success: true,
-        data,
-        message: None,
-    })
+    HttpResponse::Ok().json(Envelope { success: true, data, message: None })
 }
 
 pub fn created<T: Serialize + ToSchema>(data: T) -> HttpResponse {
-    HttpResponse::Created().json(Envelope {
-        success: true,
-        data,
-        message: None,
-    })
+    HttpResponse::Created().json(Envelope { success: true, data, message: None })
 }
 
 pub fn accepted(message: &str) -> HttpResponse {
@@ -74,10 +61,6 @@ pub fn list<T: Serialize + ToSchema>(page: Page<T>) -> HttpResponse {
     HttpResponse::Ok().json(ListEnvelope {
         success: true,
         data: page.items,
-        meta: ListMeta {
-            total: page.total,
-            skip: page.skip,
-            limit: page.limit,
-        },
+        meta: ListMeta { total: page.total, skip: page.skip, limit: page.limit },
     })
 }

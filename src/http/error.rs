@@ -20,10 +20,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -69,22 +66,13 @@ pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
     pub fn bad_request(message: impl Into<String>) -> Self {
-        AppError::BadRequest {
-            code: "bad_request",
-            message: message.into(),
-        }
+        AppError::BadRequest { code: "bad_request", message: message.into() }
     }
     pub fn forbidden(message: impl Into<String>) -> Self {
-        AppError::Forbidden {
-            code: "forbidden",
-            message: message.into(),
-        }
+        AppError::Forbidden { code: "forbidden", message: message.into() }
     }
     pub fn conflict(message: impl Into<String>) -> Self {
-        AppError::Conflict {
-            message: message.into(),
-            details: json!({}),
-        }
+        AppError::Conflict { message: message.into(), details: json!({}) }
     }
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         AppError::Validation(vec![FieldError::new(field, message)])
@@ -205,11 +193,7 @@ impl From<validator::ValidationErrors> for AppError {
 fn collect_validation(prefix: &str, errs: &validator::ValidationErrors, out: &mut Vec<FieldError>) {
     use validator::ValidationErrorsKind;
     for (field, kind) in errs.errors() {
-        let name = if prefix.is_empty() {
-            field.to_string()
-        } else {
-            format!("{prefix}.{field}")
-        };
+        let name = if prefix.is_empty() { field.to_string() } else { format!("{prefix}.{field}") };
         match kind {
             ValidationErrorsKind::Field(list) => {
                 for e in list {
@@ -251,10 +235,7 @@ mod tests {
     async fn render(err: AppError) -> (u16, Value, Option<String>) {
         let res = err.error_response();
         let status = res.status().as_u16();
-        let retry = res
-            .headers()
-            .get(header::RETRY_AFTER)
-            .map(|v| v.to_str().unwrap().to_string());
+        let retry = res.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_string());
         let body = to_bytes(res.into_body()).await.unwrap();
         (status, serde_json::from_slice(&body).unwrap(), retry)
     }
@@ -269,21 +250,10 @@ mod tests {
             (AppError::conflict("dup"), 409, "conflict"),
             (AppError::PayloadTooLarge { limit: 10 }, 413, "payload_too_large"),
             (AppError::field("email", "bad"), 422, "validation_error"),
-            (
-                AppError::RateLimited {
-                    retry_after_secs: 7,
-                    message: "slow down".into(),
-                },
-                429,
-                "rate_limited",
-            ),
+            (AppError::RateLimited { retry_after_secs: 7, message: "slow down".into() }, 429, "rate_limited"),
             (AppError::internal("db exploded"), 500, "internal_error"),
             (AppError::NotImplemented("later".into()), 501, "not_implemented"),
-            (
-                AppError::ServiceUnavailable("db down".into()),
-                503,
-                "service_unavailable",
-            ),
+            (AppError::ServiceUnavailable("db down".into()), 503, "service_unavailable"),
         ];
         for (err, status, code) in cases {
             let (s, body, _) = render(err).await;
@@ -301,11 +271,7 @@ mod tests {
         assert_eq!(body["details"]["errors"][0]["field"], "email");
         let (_, body, _) = render(AppError::internal("password=secret in SQL")).await;
         assert!(!body["message"].as_str().unwrap().contains("secret"));
-        let (_, _, retry) = render(AppError::RateLimited {
-            retry_after_secs: 42,
-            message: "x".into(),
-        })
-        .await;
+        let (_, _, retry) = render(AppError::RateLimited { retry_after_secs: 42, message: "x".into() }).await;
         assert_eq!(retry.as_deref(), Some("42"));
     }
 }

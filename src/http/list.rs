@@ -144,10 +144,7 @@ pub fn parse_timestamp(raw: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
         return Some(t.with_timezone(&Utc));
     }
-    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
 }
 
 /// One whitelisted field of a resource.
@@ -161,20 +158,10 @@ pub struct Field<C> {
 
 impl<C> Field<C> {
     pub const fn new(name: &'static str, column: C, kind: Kind) -> Self {
-        Field {
-            name,
-            column,
-            kind,
-            sortable: false,
-        }
+        Field { name, column, kind, sortable: false }
     }
     pub const fn sortable(name: &'static str, column: C, kind: Kind) -> Self {
-        Field {
-            name,
-            column,
-            kind,
-            sortable: true,
-        }
+        Field { name, column, kind, sortable: true }
     }
 }
 
@@ -193,30 +180,18 @@ impl Filter {
         let op_raw = parts.next();
         let value = parts.next();
         if field.is_empty() {
-            return Err(AppError::bad_request(format!(
-                "filter `{raw}`: expected field:op:value"
-            )));
+            return Err(AppError::bad_request(format!("filter `{raw}`: expected field:op:value")));
         }
         let op_raw = op_raw.ok_or_else(|| AppError::bad_request(format!("filter `{raw}`: expected field:op:value")))?;
         let op = Op::parse(op_raw)
             .ok_or_else(|| AppError::bad_request(format!("filter `{field}`: unknown operator `{op_raw}`")))?;
         match (op.takes_value(), value) {
-            (true, None) => Err(AppError::bad_request(format!(
-                "filter `{field}`: operator `{op_raw}` needs a value"
-            ))),
-            (false, Some(v)) if !v.is_empty() => Err(AppError::bad_request(format!(
-                "filter `{field}`: operator `{op_raw}` takes no value"
-            ))),
-            (true, Some(v)) => Ok(Filter {
-                field: field.to_string(),
-                op,
-                value: Some(v.to_string()),
-            }),
-            (false, _) => Ok(Filter {
-                field: field.to_string(),
-                op,
-                value: None,
-            }),
+            (true, None) => Err(AppError::bad_request(format!("filter `{field}`: operator `{op_raw}` needs a value"))),
+            (false, Some(v)) if !v.is_empty() => {
+                Err(AppError::bad_request(format!("filter `{field}`: operator `{op_raw}` takes no value")))
+            }
+            (true, Some(v)) => Ok(Filter { field: field.to_string(), op, value: Some(v.to_string()) }),
+            (false, _) => Ok(Filter { field: field.to_string(), op, value: None }),
         }
     }
 }
@@ -234,10 +209,7 @@ pub struct ListQuery {
 
 impl ListQuery {
     pub fn parse(query_string: &str) -> AppResult<ListQuery> {
-        let mut q = ListQuery {
-            limit: DEFAULT_LIMIT,
-            ..Default::default()
-        };
+        let mut q = ListQuery { limit: DEFAULT_LIMIT, ..Default::default() };
         for (k, v) in form_urlencoded::parse(query_string.as_bytes()) {
             match k.as_ref() {
                 "filter" => q.filters.push(Filter::parse(&v)?),
@@ -258,18 +230,13 @@ impl ListQuery {
                     q.sorts.push((field.to_string(), order));
                 }
                 "skip" => {
-                    q.skip = v
-                        .parse()
-                        .map_err(|_| AppError::bad_request("skip must be a non-negative integer"))?
+                    q.skip = v.parse().map_err(|_| AppError::bad_request("skip must be a non-negative integer"))?
                 }
                 "limit" => {
-                    let limit: u64 = v
-                        .parse()
-                        .map_err(|_| AppError::bad_request("limit must be a positive integer"))?;
+                    let limit: u64 =
+                        v.parse().map_err(|_| AppError::bad_request("limit must be a positive integer"))?;
                     if limit == 0 || limit > MAX_LIMIT {
-                        return Err(AppError::bad_request(format!(
-                            "limit must be between 1 and {MAX_LIMIT}"
-                        )));
+                        return Err(AppError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}")));
                     }
                     q.limit = limit;
                 }
@@ -294,10 +261,7 @@ impl ListQuery {
         let find = |name: &str| {
             fields.iter().find(|f| f.name == name).ok_or_else(|| {
                 let known: Vec<&str> = fields.iter().map(|f| f.name).collect();
-                AppError::bad_request(format!(
-                    "field `{name}` cannot be used here; allowed: {}",
-                    known.join(", ")
-                ))
+                AppError::bad_request(format!("field `{name}` cannot be used here; allowed: {}", known.join(", ")))
             })
         };
         for filter in &self.filters {
@@ -328,12 +292,7 @@ impl ListQuery {
     {
         let total = select.clone().count(db).await?;
         let items = select.offset(self.skip).limit(self.limit).all(db).await?;
-        Ok(Page {
-            items,
-            total,
-            skip: self.skip,
-            limit: self.limit,
-        })
+        Ok(Page { items, total, skip: self.skip, limit: self.limit })
     }
 }
 
@@ -473,14 +432,8 @@ mod tests {
 
     #[test]
     fn timestamps_normalise_to_utc() {
-        assert_eq!(
-            parse_timestamp("2026-03-01T12:00:00+03:00").unwrap().to_rfc3339(),
-            "2026-03-01T09:00:00+00:00"
-        );
-        assert_eq!(
-            parse_timestamp("2026-03-01").unwrap().to_rfc3339(),
-            "2026-03-01T00:00:00+00:00"
-        );
+        assert_eq!(parse_timestamp("2026-03-01T12:00:00+03:00").unwrap().to_rfc3339(), "2026-03-01T09:00:00+00:00");
+        assert_eq!(parse_timestamp("2026-03-01").unwrap().to_rfc3339(), "2026-03-01T00:00:00+00:00");
     }
 
     #[test]
@@ -501,10 +454,7 @@ mod tests {
             ListQuery::parse("skip=20&limit=1000&sort=name:desc&sort=created_at&filter=a:eq:1&filter=b:is_null&q=x")
                 .unwrap();
         assert_eq!((q.skip, q.limit), (20, 1000));
-        assert_eq!(
-            q.sorts,
-            vec![("name".into(), Order::Desc), ("created_at".into(), Order::Asc)]
-        );
+        assert_eq!(q.sorts, vec![("name".into(), Order::Desc), ("created_at".into(), Order::Asc)]);
         assert_eq!(q.filters.len(), 2);
         assert_eq!(q.extra, vec![("q".into(), "x".into())]);
         assert!(bad(ListQuery::parse("limit=1001")).contains("between 1 and 1000"));

@@ -35,9 +35,7 @@ pub fn metrics_handle() -> PrometheusHandle {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Suffix("duration_seconds".into()),
-                    &[
-                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                    ],
+                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
                 )
                 .expect("bucket list is not empty")
                 .build_recorder();
@@ -94,20 +92,13 @@ pub fn normalise_error<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHan
     let status = res.status();
     let (code, message) = match status {
         StatusCode::NOT_FOUND => ("not_found", "no such resource".to_string()),
-        StatusCode::METHOD_NOT_ALLOWED => (
-            "method_not_allowed",
-            "this method is not allowed on this path".to_string(),
-        ),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this method is not allowed on this path".to_string()),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body is too large".to_string()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-            "bad_request",
-            "unsupported content type; send application/json".to_string(),
-        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("bad_request", "unsupported content type; send application/json".to_string())
+        }
         s if s.is_client_error() => ("bad_request", s.canonical_reason().unwrap_or("bad request").to_string()),
-        _ => (
-            "internal_error",
-            "an internal error occurred; it has been logged".to_string(),
-        ),
+        _ => ("internal_error", "an internal error occurred; it has been logged".to_string()),
     };
     let (req, old) = res.into_parts();
     let mut new = HttpResponse::build(status);
@@ -117,9 +108,7 @@ pub fn normalise_error<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHan
         }
     }
     let new = new.json(json!({ "success": false, "error": code, "message": message, "details": {} }));
-    Ok(ErrorHandlerResponse::Response(
-        ServiceResponse::new(req, new).map_into_right_body(),
-    ))
+    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, new).map_into_right_body()))
 }
 
 /// JSON body errors: syntax → 400, wrong shape (missing field, wrong type) → 422, too big → 413.
@@ -139,12 +128,7 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
 
 /// Best effort: serde names the field in "missing field `x`" / "unknown field `x`".
 fn data_error_field(message: &str) -> String {
-    message
-        .split('`')
-        .nth(1)
-        .filter(|_| message.contains("field"))
-        .unwrap_or("body")
-        .to_string()
+    message.split('`').nth(1).filter(|_| message.contains("field")).unwrap_or("body").to_string()
 }
 
 pub fn path_config() -> web::PathConfig {
@@ -168,18 +152,20 @@ pub async fn healthz() -> HttpResponse {
 /// `GET /readyz`: the database (and, when configured, the broker) answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, body = error::ErrorBody)))]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    crate::db::ping(&state.db)
-        .await
-        .map_err(|e| AppError::ServiceUnavailable(format!("database: {e}")))?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "ready", "checks": { "database": "ok" } })))
+    crate::db::ping(&state.db).await.map_err(|e| AppError::ServiceUnavailable(format!("database: {e}")))?;
+    let broker = if state.settings.amqp_url.is_some() {
+        state.events.check().await.map_err(|e| AppError::ServiceUnavailable(format!("broker: {e}")))?;
+        "ok"
+    } else {
+        "in-process"
+    };
+    Ok(HttpResponse::Ok().json(json!({ "status": "ready", "checks": { "database": "ok", "broker": broker } })))
 }
 
 /// `GET /metrics`: Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus metrics", content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -24,12 +24,7 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
     }
 }
@@ -56,7 +51,5 @@ pub async fn docs() -> HttpResponse {
         let spec: serde_json::Value = serde_json::from_str(json()).unwrap_or_default();
         utoipa_scalar::Scalar::new(spec).to_html()
     });
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(html.as_str())
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html.as_str())
 }

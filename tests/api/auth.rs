@@ -24,11 +24,7 @@ async fn registration_validates_and_rejects_duplicates(b: Backend) {
     // Same address in another case is the same user.
     let mut again = body.clone();
     again["email"] = json!("new.user@example.COM");
-    app.post("/v1/auth/register")
-        .json(again)
-        .send()
-        .await
-        .expect(409, Some("conflict"));
+    app.post("/v1/auth/register").json(again).send().await.expect(409, Some("conflict"));
 
     // Unverified users cannot log in.
     let r = app
@@ -38,11 +34,8 @@ async fn registration_validates_and_rejects_duplicates(b: Backend) {
         .await;
     r.expect(403, Some("email_not_verified"));
     // A wrong code is rejected with a clear error and five wrong tries burn the code.
-    let r = app
-        .post("/v1/auth/verify-email")
-        .json(json!({"email": "new.user@example.com", "code": "000000"}))
-        .send()
-        .await;
+    let r =
+        app.post("/v1/auth/verify-email").json(json!({"email": "new.user@example.com", "code": "000000"})).send().await;
     r.expect(400, Some("invalid_code"));
     // Resending answers the same for unknown addresses.
     app.post("/v1/auth/resend-verification")
@@ -60,11 +53,7 @@ async fn registration_validates_and_rejects_duplicates(b: Backend) {
 async fn wrong_password_and_unknown_email_get_the_same_answer(b: Backend) {
     let app = TestApp::spawn(b).await;
     let u = app.user("wendy").await;
-    let wrong = app
-        .post("/v1/auth/login")
-        .json(json!({"email": u.email, "password": "not the password"}))
-        .send()
-        .await;
+    let wrong = app.post("/v1/auth/login").json(json!({"email": u.email, "password": "not the password"})).send().await;
     let unknown = app
         .post("/v1/auth/login")
         .json(json!({"email": "ghost@example.com", "password": "not the password"}))
@@ -73,11 +62,8 @@ async fn wrong_password_and_unknown_email_get_the_same_answer(b: Backend) {
     wrong.expect(401, Some("unauthorized"));
     unknown.expect(401, Some("unauthorized"));
     assert_eq!(wrong.body, unknown.body);
-    let ok = app
-        .post("/v1/auth/login")
-        .json(json!({"email": u.email.to_uppercase(), "password": u.password}))
-        .send()
-        .await;
+    let ok =
+        app.post("/v1/auth/login").json(json!({"email": u.email.to_uppercase(), "password": u.password})).send().await;
     ok.expect(200, None);
     assert_eq!(ok.data()["token_type"], "Bearer");
     assert_eq!(ok.data()["expires_in"], 900);
@@ -95,11 +81,7 @@ async fn ten_failed_logins_in_fifteen_minutes_are_throttled(b: Backend) {
             .expect(401, None);
     }
     // Even the right password is refused while throttled.
-    let r = app
-        .post("/v1/auth/login")
-        .json(json!({"email": u.email, "password": u.password}))
-        .send()
-        .await;
+    let r = app.post("/v1/auth/login").json(json!({"email": u.email, "password": u.password})).send().await;
     r.expect(429, Some("rate_limited"));
     let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry > 0 && retry <= 900, "{retry}");
@@ -115,11 +97,7 @@ async fn ten_failed_logins_in_fifteen_minutes_are_throttled(b: Backend) {
 async fn refresh_rotates_and_reuse_revokes_the_family(b: Backend) {
     let app = TestApp::spawn(b).await;
     let u = app.user("rita").await;
-    let r1 = app
-        .post("/v1/auth/refresh")
-        .json(json!({"refresh_token": u.refresh_token}))
-        .send()
-        .await;
+    let r1 = app.post("/v1/auth/refresh").json(json!({"refresh_token": u.refresh_token})).send().await;
     r1.expect(200, None);
     let second = r1.data()["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(second, u.refresh_token);
@@ -127,37 +105,17 @@ async fn refresh_rotates_and_reuse_revokes_the_family(b: Backend) {
     app.get("/v1/users/me").token(&access).send().await.expect(200, None);
 
     // Replaying the first (rotated) token is reuse: refused, and the whole family dies.
-    app.post("/v1/auth/refresh")
-        .json(json!({"refresh_token": u.refresh_token}))
-        .send()
-        .await
-        .expect(401, None);
-    app.post("/v1/auth/refresh")
-        .json(json!({"refresh_token": second}))
-        .send()
-        .await
-        .expect(401, None);
-    app.post("/v1/auth/refresh")
-        .json(json!({"refresh_token": "made-up"}))
-        .send()
-        .await
-        .expect(401, None);
+    app.post("/v1/auth/refresh").json(json!({"refresh_token": u.refresh_token})).send().await.expect(401, None);
+    app.post("/v1/auth/refresh").json(json!({"refresh_token": second})).send().await.expect(401, None);
+    app.post("/v1/auth/refresh").json(json!({"refresh_token": "made-up"})).send().await.expect(401, None);
 }
 
 async fn logout_revokes_the_refresh_family(b: Backend) {
     let app = TestApp::spawn(b).await;
     let u = app.user("lou").await;
     let other_session = app.login(&u.email, &u.password).await;
-    app.post("/v1/auth/logout")
-        .json(json!({"refresh_token": u.refresh_token}))
-        .send()
-        .await
-        .expect(204, None);
-    app.post("/v1/auth/refresh")
-        .json(json!({"refresh_token": u.refresh_token}))
-        .send()
-        .await
-        .expect(401, None);
+    app.post("/v1/auth/logout").json(json!({"refresh_token": u.refresh_token})).send().await.expect(204, None);
+    app.post("/v1/auth/refresh").json(json!({"refresh_token": u.refresh_token})).send().await.expect(401, None);
     // Other logins (other families) keep working.
     app.post("/v1/auth/refresh")
         .json(json!({"refresh_token": other_session.refresh_token}))
@@ -189,11 +147,7 @@ async fn change_password_checks_the_current_one(b: Backend) {
         .send()
         .await
         .expect(204, None);
-    app.post("/v1/auth/login")
-        .json(json!({"email": u.email, "password": u.password}))
-        .send()
-        .await
-        .expect(401, None);
+    app.post("/v1/auth/login").json(json!({"email": u.email, "password": u.password})).send().await.expect(401, None);
     app.login(&u.email, "a brand new password").await;
     app.post("/v1/auth/change-password")
         .json(json!({"current_password": "x", "new_password": "a brand new password"}))
@@ -209,18 +163,9 @@ async fn bad_tokens_are_401(b: Backend) {
     // Tampered claims (another user id) with the original signature.
     let mut claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
     claims["sub"] = json!(uuid::Uuid::now_v7());
-    let tampered = format!(
-        "{}.{}.{}",
-        parts[0],
-        URL_SAFE_NO_PAD.encode(claims.to_string()),
-        parts[2]
-    );
+    let tampered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(claims.to_string()), parts[2]);
     // alg: none.
-    let none = format!(
-        "{}.{}.",
-        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
-        parts[1]
-    );
+    let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#), parts[1]);
     // HS256 signed with the public key material (algorithm confusion).
     let jwks = app.get("/.well-known/jwks.json").send().await;
     let x = jwks.body["keys"][0]["x"].as_str().unwrap().to_string();
@@ -233,23 +178,15 @@ async fn bad_tokens_are_401(b: Backend) {
     // A token from a server with another secret key.
     let other = TestApp::spawn(Backend::Sqlite).await;
     let foreign = other.user("jay").await;
-    for (what, token) in [
-        ("tampered", tampered),
-        ("none", none),
-        ("hs256", hs),
-        ("foreign", foreign.token),
-        ("garbage", "abc".into()),
-    ] {
+    for (what, token) in
+        [("tampered", tampered), ("none", none), ("hs256", hs), ("foreign", foreign.token), ("garbage", "abc".into())]
+    {
         let r = app.get("/v1/users/me").token(&token).send().await;
         assert_eq!(r.status, 401, "{what} token accepted: {}", r.body);
         assert_eq!(r.body["error"], "unauthorized");
     }
     app.get("/v1/users/me").send().await.expect(401, Some("unauthorized"));
-    app.get("/v1/users/me")
-        .header("Authorization", "Basic abc")
-        .send()
-        .await
-        .expect(401, None);
+    app.get("/v1/users/me").header("Authorization", "Basic abc").send().await.expect(401, None);
     app.get("/v1/users/me").token(&u.token).send().await.expect(200, None);
 }
 
@@ -262,11 +199,7 @@ async fn expired_tokens_are_401(b: Backend) {
     let fresh = turumba::modules::accounts::JwtKeys::new(&secret, 60).issue(user_id);
     app.get("/v1/users/me").token(&fresh).send().await.expect(200, None);
     let expired = turumba::modules::accounts::JwtKeys::new(&secret, -120).issue(user_id);
-    app.get("/v1/users/me")
-        .token(&expired)
-        .send()
-        .await
-        .expect(401, Some("unauthorized"));
+    app.get("/v1/users/me").token(&expired).send().await.expect(401, Some("unauthorized"));
 }
 
 async fn profile_can_be_read_and_patched(b: Backend) {
@@ -286,36 +219,17 @@ async fn profile_can_be_read_and_patched(b: Backend) {
     assert_eq!(r.data()["timezone"], "Africa/Addis_Ababa");
     assert_eq!(r.data()["full_name"], "Pat Q");
     // null clears; absent leaves alone.
-    let r = app
-        .patch("/v1/users/me")
-        .token(&u.token)
-        .json(json!({"phone": null}))
-        .send()
-        .await;
+    let r = app.patch("/v1/users/me").token(&u.token).json(json!({"phone": null})).send().await;
     r.expect(200, None);
     assert!(r.data()["phone"].is_null());
     assert_eq!(r.data()["locale"], "am-ET");
-    let r = app
-        .patch("/v1/users/me")
-        .token(&u.token)
-        .json(json!({"timezone": "Mars/Olympus"}))
-        .send()
-        .await;
+    let r = app.patch("/v1/users/me").token(&u.token).json(json!({"timezone": "Mars/Olympus"})).send().await;
     r.expect(422, None);
     assert_eq!(r.error_fields(), vec!["timezone"]);
-    app.patch("/v1/users/me")
-        .token(&u.token)
-        .json(json!({"full_name": null}))
-        .send()
-        .await
-        .expect(422, None);
+    app.patch("/v1/users/me").token(&u.token).json(json!({"full_name": null})).send().await.expect(422, None);
     // Another tenant's account cannot become my default.
-    let r = app
-        .patch("/v1/users/me")
-        .token(&u.token)
-        .json(json!({"default_account_id": other.account_id}))
-        .send()
-        .await;
+    let r =
+        app.patch("/v1/users/me").token(&u.token).json(json!({"default_account_id": other.account_id})).send().await;
     r.expect(422, None);
     assert_eq!(r.error_fields(), vec!["default_account_id"]);
 }

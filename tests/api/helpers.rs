@@ -61,13 +61,8 @@ pub async fn fresh_database(backend: &Backend, dir: &std::path::Path) -> String 
         Backend::Sqlite => format!("sqlite://{}/turumba.db", dir.display()),
         Backend::Postgres(base) => {
             let name = format!("turumba_t_{}", uuid::Uuid::new_v4().simple());
-            let admin = Database::connect(base.clone())
-                .await
-                .expect("connect to TURUMBA_TEST_DATABASE_URL");
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create test database");
+            let admin = Database::connect(base.clone()).await.expect("connect to TURUMBA_TEST_DATABASE_URL");
+            admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
             admin.close().await.ok();
             let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
             format!("{prefix}/{name}")
@@ -125,11 +120,7 @@ impl Resp {
     pub fn error_fields(&self) -> Vec<String> {
         self.body["details"]["errors"]
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|e| e["field"].as_str().unwrap_or_default().to_string())
-                    .collect()
-            })
+            .map(|a| a.iter().map(|e| e["field"].as_str().unwrap_or_default().to_string()).collect())
             .unwrap_or_default()
     }
 }
@@ -170,11 +161,8 @@ impl Req<'_> {
         let status = res.status();
         let headers = res.headers().clone();
         let text = res.text().await.expect("body read");
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         Resp { status, body, headers }
     }
 }
@@ -185,27 +173,23 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::spawn_full(backend, tweak, BuildOptions::default()).await
+    }
+
+    pub async fn spawn_full(backend: Backend, tweak: impl FnOnce(&mut Settings), opts: BuildOptions) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = fresh_database(&backend, dir.path()).await;
         let mut settings = Settings::for_test(dir.path(), &url);
         settings.database.max_connections = 5;
         settings.http.workers = 1;
+        settings.events.relay_poll_interval_ms = 100;
         tweak(&mut settings);
-        let app = Application::build(settings.clone(), BuildOptions::default())
-            .await
-            .expect("app builds");
+        let app = Application::build(settings.clone(), opts).await.expect("app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let state = app.state();
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
-        TestApp {
-            address,
-            client: reqwest::Client::new(),
-            state,
-            settings,
-            handle,
-            _dir: dir,
-        }
+        TestApp { address, client: reqwest::Client::new(), state, settings, handle, _dir: dir }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -213,10 +197,7 @@ impl TestApp {
     }
 
     pub fn req(&self, method: Method, path: &str) -> Req<'_> {
-        Req {
-            app: self,
-            builder: self.client.request(method, format!("{}{}", self.address, path)),
-        }
+        Req { app: self, builder: self.client.request(method, format!("{}{}", self.address, path)) }
     }
     pub fn get(&self, path: &str) -> Req<'_> {
         self.req(Method::GET, path)
@@ -244,11 +225,7 @@ impl TestApp {
     }
 
     pub async fn login(&self, email: &str, password: &str) -> TestUser {
-        let r = self
-            .post("/v1/auth/login")
-            .json(json!({"email": email, "password": password}))
-            .send()
-            .await;
+        let r = self.post("/v1/auth/login").json(json!({"email": email, "password": password})).send().await;
         r.expect(200, None);
         let d = r.data();
         TestUser {
@@ -267,12 +244,7 @@ impl TestApp {
     }
 
     pub async fn role_id_with(&self, token: &str, account_id: &str, name: &str) -> String {
-        let r = self
-            .get(&format!("/v1/roles?filter=name:eq:{name}"))
-            .token(token)
-            .account(account_id)
-            .send()
-            .await;
+        let r = self.get(&format!("/v1/roles?filter=name:eq:{name}")).token(token).account(account_id).send().await;
         r.expect(200, None);
         r.data()[0]["id"].as_str().expect("role exists").to_string()
     }
@@ -286,6 +258,36 @@ impl TestApp {
             .send()
             .await
             .expect(201, None);
+    }
+}
+
+/// Polls `check` every 50 ms until it returns true or `secs` pass; panics with `what` on timeout.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out after {secs}s waiting for: {what}");
+}
+
+/// The RabbitMQ URL for tests, or `None` (skip, printed) when unset outside CI.
+pub fn amqp_url() -> Option<String> {
+    match std::env::var("TURUMBA_TEST_AMQP_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+                panic!("TURUMBA_TEST_AMQP_URL must be set in CI: the RabbitMQ suite may not be skipped");
+            }
+            eprintln!("skipped: set TURUMBA_TEST_AMQP_URL=amqp://… to run this test against RabbitMQ");
+            None
+        }
     }
 }
 

@@ -8,42 +8,19 @@ use crate::helpers::{Backend, TestApp};
 async fn unknown_route_and_wrong_method_use_the_envelope(b: Backend) {
     let app = TestApp::spawn(b).await;
     app.get("/v1/nothing-here").send().await.expect(404, Some("not_found"));
-    app.req(reqwest::Method::PUT, "/v1/roles")
-        .send()
-        .await
-        .expect(405, Some("method_not_allowed"));
+    app.req(reqwest::Method::PUT, "/v1/roles").send().await.expect(405, Some("method_not_allowed"));
     // A malformed id in a path is "no such resource", never a 500.
     let u = app.user("ann").await;
-    app.get("/v1/roles/not-a-uuid")
-        .token(&u.token)
-        .send()
-        .await
-        .expect(404, Some("not_found"));
+    app.get("/v1/roles/not-a-uuid").token(&u.token).send().await.expect(404, Some("not_found"));
 }
 
 async fn malformed_json_is_400_and_wrong_shape_is_422(b: Backend) {
     let app = TestApp::spawn(b).await;
-    app.post("/v1/auth/login")
-        .raw("application/json", "{not json")
-        .send()
-        .await
-        .expect(400, Some("bad_request"));
-    app.post("/v1/auth/login")
-        .raw("text/plain", "hello")
-        .send()
-        .await
-        .expect(400, Some("bad_request"));
-    let r = app
-        .post("/v1/auth/login")
-        .json(json!({"email": 5, "password": "x"}))
-        .send()
-        .await;
+    app.post("/v1/auth/login").raw("application/json", "{not json").send().await.expect(400, Some("bad_request"));
+    app.post("/v1/auth/login").raw("text/plain", "hello").send().await.expect(400, Some("bad_request"));
+    let r = app.post("/v1/auth/login").json(json!({"email": 5, "password": "x"})).send().await;
     r.expect(422, Some("validation_error"));
-    let r = app
-        .post("/v1/auth/register")
-        .json(json!({"email": "a@b.co"}))
-        .send()
-        .await;
+    let r = app.post("/v1/auth/register").json(json!({"email": "a@b.co"})).send().await;
     r.expect(422, Some("validation_error"));
     assert_eq!(r.error_fields(), vec!["password"], "{}", r.body);
 }
@@ -51,11 +28,7 @@ async fn malformed_json_is_400_and_wrong_shape_is_422(b: Backend) {
 async fn oversized_bodies_are_413(b: Backend) {
     let app = TestApp::spawn_with(b, |s| s.http.body_limit = 2048).await;
     let big = "x".repeat(4096);
-    let r = app
-        .post("/v1/auth/login")
-        .json(json!({"email": big, "password": "x"}))
-        .send()
-        .await;
+    let r = app.post("/v1/auth/login").json(json!({"email": big, "password": "x"})).send().await;
     r.expect(413, Some("payload_too_large"));
 }
 
@@ -67,10 +40,7 @@ async fn request_ids_are_echoed_or_generated(b: Backend) {
     let generated = r.headers["x-request-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
     let r = app.get("/v1/missing").send().await;
-    assert!(
-        r.headers.contains_key("x-request-id"),
-        "errors carry the request id too"
-    );
+    assert!(r.headers.contains_key("x-request-id"), "errors carry the request id too");
 }
 
 async fn trailing_slashes_are_equivalent(b: Backend) {
@@ -99,13 +69,9 @@ async fn health_readiness_metrics_and_docs_are_served(b: Backend) {
     let r = app.get("/v1/openapi.json").send().await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["openapi"], "3.1.0");
-    for path in [
-        "/v1/auth/register",
-        "/v1/auth/login",
-        "/v1/context",
-        "/v1/roles/{id}",
-        "/v1/accounts/{id}/members/{user_id}",
-    ] {
+    for path in
+        ["/v1/auth/register", "/v1/auth/login", "/v1/context", "/v1/roles/{id}", "/v1/accounts/{id}/members/{user_id}"]
+    {
         assert!(r.body["paths"].get(path).is_some(), "OpenAPI lacks {path}");
     }
     let docs = app.get("/docs").send().await;
@@ -130,17 +96,8 @@ async fn cors_allows_configured_origins_and_patch(b: Backend) {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.headers["access-control-allow-origin"], "https://app.example");
-    assert!(
-        r.headers["access-control-allow-methods"]
-            .to_str()
-            .unwrap()
-            .contains("PATCH")
-    );
-    let r = app
-        .get("/healthz")
-        .header("Origin", "https://evil.example")
-        .send()
-        .await;
+    assert!(r.headers["access-control-allow-methods"].to_str().unwrap().contains("PATCH"));
+    let r = app.get("/healthz").header("Origin", "https://evil.example").send().await;
     assert!(!r.headers.contains_key("access-control-allow-origin"));
 }
 

@@ -39,21 +39,9 @@ fn python() -> Option<String> {
 async fn start_smtp(python: &str) -> SmtpServer {
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("Maildir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = Command::new(python)
-        .args([
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-l",
-            &format!("127.0.0.1:{port}"),
-            "-c",
-            "aiosmtpd.handlers.Mailbox",
-        ])
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
         .arg(&maildir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -61,12 +49,7 @@ async fn start_smtp(python: &str) -> SmtpServer {
         .expect("aiosmtpd starts");
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return SmtpServer {
-                child,
-                port,
-                maildir,
-                _dir: dir,
-            };
+            return SmtpServer { child, port, maildir, _dir: dir };
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -119,11 +102,7 @@ async fn register(app: &TestApp, smtp: &SmtpServer, email: &str, account: &str) 
         .await
         .expect(201, None);
     let code = code_for(&smtp.maildir, email, 1).await;
-    let r = app
-        .post("/v1/auth/verify-email")
-        .json(json!({"email": email, "code": code}))
-        .send()
-        .await;
+    let r = app.post("/v1/auth/verify-email").json(json!({"email": email, "code": code})).send().await;
     r.expect(200, None);
     // A code works once.
     app.post("/v1/auth/verify-email")
@@ -151,12 +130,7 @@ async fn full_auth_flow_with_the_code_from_the_mail(b: Backend) {
     ctx.expect(200, None);
     assert_eq!(ctx.data()["accounts"][0]["name"], "Acme School");
     assert_eq!(ctx.data()["accounts"][0]["role"]["name"], "admin");
-    let acc = app
-        .post("/v1/accounts")
-        .token(&token)
-        .json(json!({"name": "Acme Clinic"}))
-        .send()
-        .await;
+    let acc = app.post("/v1/accounts").token(&token).json(json!({"name": "Acme Clinic"})).send().await;
     acc.expect(201, None);
     let acc_id = acc.id();
     let role = app
@@ -185,19 +159,9 @@ async fn full_auth_flow_with_the_code_from_the_mail(b: Backend) {
         .await;
     r.expect(200, None);
     assert_eq!(r.data()["role"]["name"], "nurse");
-    let ctx = app
-        .get("/v1/context")
-        .token(&teammate_token)
-        .account(&acc_id)
-        .send()
-        .await;
-    let in_clinic = ctx.data()["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["id"] == acc_id.as_str())
-        .unwrap()
-        .clone();
+    let ctx = app.get("/v1/context").token(&teammate_token).account(&acc_id).send().await;
+    let in_clinic =
+        ctx.data()["accounts"].as_array().unwrap().iter().find(|a| a["id"] == acc_id.as_str()).unwrap().clone();
     assert_eq!(in_clinic["role"]["name"], "nurse");
 }
 
@@ -227,11 +191,7 @@ async fn five_wrong_codes_burn_the_code(b: Backend) {
         .await
         .expect(400, Some("invalid_code"));
     // A resent code works.
-    app.post("/v1/auth/resend-verification")
-        .json(json!({"email": "slow@example.com"}))
-        .send()
-        .await
-        .expect(202, None);
+    app.post("/v1/auth/resend-verification").json(json!({"email": "slow@example.com"})).send().await.expect(202, None);
     let fresh = code_for(&smtp.maildir, "slow@example.com", 2).await;
     app.post("/v1/auth/verify-email")
         .json(json!({"email": "slow@example.com", "code": fresh}))
@@ -246,16 +206,8 @@ async fn forgotten_passwords_are_reset_with_the_mailed_code(b: Backend) {
     };
     register(&app, &smtp, "forgetful@example.com", "F").await;
     let session = app.login("forgetful@example.com", "a long password").await;
-    app.post("/v1/auth/forgot-password")
-        .json(json!({"email": "forgetful@example.com"}))
-        .send()
-        .await
-        .expect(202, None);
-    app.post("/v1/auth/forgot-password")
-        .json(json!({"email": "stranger@example.com"}))
-        .send()
-        .await
-        .expect(202, None);
+    app.post("/v1/auth/forgot-password").json(json!({"email": "forgetful@example.com"})).send().await.expect(202, None);
+    app.post("/v1/auth/forgot-password").json(json!({"email": "stranger@example.com"})).send().await.expect(202, None);
     let code = code_for(&smtp.maildir, "forgetful@example.com", 2).await;
     app.post("/v1/auth/reset-password")
         .json(json!({"email": "forgetful@example.com", "code": "000000", "new_password": "brand new password"}))
@@ -269,11 +221,7 @@ async fn forgotten_passwords_are_reset_with_the_mailed_code(b: Backend) {
         .expect(204, None);
     app.login("forgetful@example.com", "brand new password").await;
     // Resetting signs out every existing session.
-    app.post("/v1/auth/refresh")
-        .json(json!({"refresh_token": session.refresh_token}))
-        .send()
-        .await
-        .expect(401, None);
+    app.post("/v1/auth/refresh").json(json!({"refresh_token": session.refresh_token})).send().await.expect(401, None);
 }
 
 both_backends!(

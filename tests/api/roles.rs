@@ -38,16 +38,8 @@ async fn custom_roles_are_created_updated_and_deleted(b: Backend) {
     let r = app.get(&format!("/v1/roles/{id}")).token(&u.token).send().await;
     assert_eq!(r.data()["permissions"], json!({"messages:read": true}));
 
-    app.delete(&format!("/v1/roles/{id}"))
-        .token(&u.token)
-        .send()
-        .await
-        .expect(204, None);
-    app.get(&format!("/v1/roles/{id}"))
-        .token(&u.token)
-        .send()
-        .await
-        .expect(404, Some("not_found"));
+    app.delete(&format!("/v1/roles/{id}")).token(&u.token).send().await.expect(204, None);
+    app.get(&format!("/v1/roles/{id}")).token(&u.token).send().await.expect(404, Some("not_found"));
 }
 
 async fn permissions_are_validated(b: Backend) {
@@ -60,22 +52,14 @@ async fn permissions_are_validated(b: Backend) {
         .send()
         .await;
     r.expect(422, Some("validation_error"));
-    assert_eq!(
-        r.error_fields(),
-        vec!["permissions.contacts:fly", "permissions.messages:send"]
-    );
+    assert_eq!(r.error_fields(), vec!["permissions.contacts:fly", "permissions.messages:send"]);
     app.post("/v1/roles")
         .token(&u.token)
         .json(json!({"name": "x", "permissions": ["contacts:read"]}))
         .send()
         .await
         .expect(422, None);
-    app.post("/v1/roles")
-        .token(&u.token)
-        .json(json!({"name": "", "permissions": {}}))
-        .send()
-        .await
-        .expect(422, None);
+    app.post("/v1/roles").token(&u.token).json(json!({"name": "", "permissions": {}})).send().await.expect(422, None);
     app.post("/v1/roles")
         .token(&u.token)
         .json(json!({"name": "all", "permissions": {"*": true}}))
@@ -94,11 +78,7 @@ async fn system_roles_and_roles_in_use_are_protected(b: Backend) {
         .send()
         .await
         .expect(409, None);
-    app.delete(&format!("/v1/roles/{admin}"))
-        .token(&owner.token)
-        .send()
-        .await
-        .expect(409, None);
+    app.delete(&format!("/v1/roles/{admin}")).token(&owner.token).send().await.expect(409, None);
 
     let r = app
         .post("/v1/roles")
@@ -115,11 +95,7 @@ async fn system_roles_and_roles_in_use_are_protected(b: Backend) {
         .send()
         .await
         .expect(201, None);
-    app.delete(&format!("/v1/roles/{helper}"))
-        .token(&owner.token)
-        .send()
-        .await
-        .expect(409, Some("conflict"));
+    app.delete(&format!("/v1/roles/{helper}")).token(&owner.token).send().await.expect(409, Some("conflict"));
 }
 
 async fn permissions_are_enforced_per_role(b: Backend) {
@@ -129,12 +105,7 @@ async fn permissions_are_enforced_per_role(b: Backend) {
     app.add_member(&owner, &viewer, "viewer").await;
     let acc = &owner.account_id;
     // Reading roles needs accounts:read (viewer has it); managing needs roles:manage (viewer lacks it).
-    app.get("/v1/roles")
-        .token(&viewer.token)
-        .account(acc)
-        .send()
-        .await
-        .expect(200, None);
+    app.get("/v1/roles").token(&viewer.token).account(acc).send().await.expect(200, None);
     let r = app
         .post("/v1/roles")
         .token(&viewer.token)
@@ -145,12 +116,7 @@ async fn permissions_are_enforced_per_role(b: Backend) {
     r.expect(403, Some("forbidden"));
     assert!(r.body["message"].as_str().unwrap().contains("roles:manage"));
     let admin = app.role_id(&owner, acc, "admin").await;
-    app.delete(&format!("/v1/roles/{admin}"))
-        .token(&viewer.token)
-        .account(acc)
-        .send()
-        .await
-        .expect(403, None);
+    app.delete(&format!("/v1/roles/{admin}")).token(&viewer.token).account(acc).send().await.expect(403, None);
     // A custom role without accounts:read cannot even list.
     let r = app
         .post("/v1/roles")
@@ -166,61 +132,28 @@ async fn permissions_are_enforced_per_role(b: Backend) {
         .send()
         .await
         .expect(201, None);
-    app.get("/v1/roles")
-        .token(&blind.token)
-        .account(acc)
-        .send()
-        .await
-        .expect(403, None);
-    app.get("/v1/users")
-        .token(&blind.token)
-        .account(acc)
-        .send()
-        .await
-        .expect(403, None);
+    app.get("/v1/roles").token(&blind.token).account(acc).send().await.expect(403, None);
+    app.get("/v1/users").token(&blind.token).account(acc).send().await.expect(403, None);
 }
 
 async fn another_tenants_roles_are_404_for_every_verb(b: Backend) {
     let app = TestApp::spawn(b).await;
     let a = app.user("alf").await;
     let z = app.user("zia").await;
-    let r = app
-        .post("/v1/roles")
-        .token(&z.token)
-        .json(json!({"name": "theirs", "permissions": {}}))
-        .send()
-        .await;
+    let r = app.post("/v1/roles").token(&z.token).json(json!({"name": "theirs", "permissions": {}})).send().await;
     let theirs = r.id();
-    app.get(&format!("/v1/roles/{theirs}"))
-        .token(&a.token)
-        .send()
-        .await
-        .expect(404, Some("not_found"));
+    app.get(&format!("/v1/roles/{theirs}")).token(&a.token).send().await.expect(404, Some("not_found"));
     app.patch(&format!("/v1/roles/{theirs}"))
         .token(&a.token)
         .json(json!({"name": "mine"}))
         .send()
         .await
         .expect(404, Some("not_found"));
-    app.delete(&format!("/v1/roles/{theirs}"))
-        .token(&a.token)
-        .send()
-        .await
-        .expect(404, Some("not_found"));
+    app.delete(&format!("/v1/roles/{theirs}")).token(&a.token).send().await.expect(404, Some("not_found"));
     let list = app.get("/v1/roles?limit=1000").token(&a.token).send().await;
-    assert!(
-        list.data()
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["id"] != theirs.as_str())
-    );
+    assert!(list.data().as_array().unwrap().iter().all(|r| r["id"] != theirs.as_str()));
     // A filter naming the other account only narrows: it never widens the scope.
-    let r = app
-        .get(&format!("/v1/roles?filter=id:eq:{theirs}"))
-        .token(&a.token)
-        .send()
-        .await;
+    let r = app.get(&format!("/v1/roles?filter=id:eq:{theirs}")).token(&a.token).send().await;
     assert_eq!(r.body["meta"]["total"], 0);
     let r = app.get(&format!("/v1/roles/{theirs}")).token(&z.token).send().await;
     assert_eq!(r.data()["name"], "theirs");
@@ -238,12 +171,7 @@ async fn list_engine_filters_sorts_and_pages(b: Backend) {
             .expect(201, None);
     }
     let names = |r: &crate::helpers::Resp| -> Vec<String> {
-        r.data()
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x["name"].as_str().unwrap().to_string())
-            .collect()
+        r.data().as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap().to_string()).collect()
     };
     let get = |q: &str| app.get(&format!("/v1/roles?{q}")).token(&u.token).send();
     // 3 system roles + 5 custom.
@@ -265,40 +193,19 @@ async fn list_engine_filters_sorts_and_pages(b: Backend) {
     assert_eq!(names(&get("filter=name:icontains:BET").await), vec!["Beta"]);
     assert_eq!(names(&get("filter=name:ilike:b%25").await), vec!["Beta"]);
     assert_eq!(names(&get("filter=name:like:B%25").await), vec!["Beta"]);
-    assert_eq!(
-        names(&get("filter=name:endswith:ta&sort=name:asc").await),
-        vec!["Beta", "delta"]
-    );
-    assert_eq!(
-        names(&get("filter=name:in:alpha,delta,nope&sort=name:asc").await),
-        vec!["alpha", "delta"]
-    );
-    assert_eq!(
-        names(&get("filter=name:ne:alpha&filter=is_system:eq:false&sort=name:asc&limit=1").await),
-        vec!["Beta"]
-    );
-    assert_eq!(
-        get("filter=description:is_null").await.status,
-        400,
-        "description is not filterable"
-    );
+    assert_eq!(names(&get("filter=name:endswith:ta&sort=name:asc").await), vec!["Beta", "delta"]);
+    assert_eq!(names(&get("filter=name:in:alpha,delta,nope&sort=name:asc").await), vec!["alpha", "delta"]);
+    assert_eq!(names(&get("filter=name:ne:alpha&filter=is_system:eq:false&sort=name:asc&limit=1").await), vec!["Beta"]);
+    assert_eq!(get("filter=description:is_null").await.status, 400, "description is not filterable");
     assert_eq!(get("filter=name:is_not_null").await.body["meta"]["total"], 8);
     // Timestamps: everything was created after 2000 and before 2100; ranges are inclusive.
     assert_eq!(get("filter=created_at:gt:2000-01-01").await.body["meta"]["total"], 8);
-    assert_eq!(
-        get("filter=created_at:lt:2000-01-01T00:00:00Z").await.body["meta"]["total"],
-        0
-    );
-    assert_eq!(
-        get("filter=created_at:range:2000-01-01,2100-01-01").await.body["meta"]["total"],
-        8
-    );
+    assert_eq!(get("filter=created_at:lt:2000-01-01T00:00:00Z").await.body["meta"]["total"], 0);
+    assert_eq!(get("filter=created_at:range:2000-01-01,2100-01-01").await.body["meta"]["total"], 8);
     let first = get("sort=created_at:asc&limit=1").await;
     let t = first.data()[0]["created_at"].as_str().unwrap().to_string();
-    let r = app.get("/v1/roles").query(&[
-        ("filter", format!("created_at:le:{t}")),
-        ("filter", "is_system:eq:true".into()),
-    ]);
+    let r =
+        app.get("/v1/roles").query(&[("filter", format!("created_at:le:{t}")), ("filter", "is_system:eq:true".into())]);
     let r = r.token(&u.token).send().await;
     assert!(r.body["meta"]["total"].as_u64().unwrap() >= 1, "{}", r.body);
     // Bad filters and paging are 400s that say what is wrong.
@@ -319,11 +226,7 @@ async fn list_engine_filters_sorts_and_pages(b: Backend) {
         assert!(r.body["message"].as_str().unwrap().contains(needle), "{q}: {}", r.body);
     }
     // Paging is stable: walking pages of 3 sees every role exactly once.
-    assert_eq!(
-        get("sort=is_system:asc").await.status,
-        400,
-        "is_system is filterable, not sortable"
-    );
+    assert_eq!(get("sort=is_system:asc").await.status, 400, "is_system is filterable, not sortable");
     let mut seen = Vec::new();
     for skip in [0, 3, 6] {
         seen.extend(names(&get(&format!("limit=3&skip={skip}")).await));

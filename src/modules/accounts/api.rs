@@ -17,7 +17,7 @@ use super::service::{
 };
 use super::store;
 use crate::app::AppState;
-use crate::http::ctx::{AuthUser, RequestCtx};
+use crate::http::ctx::{AuthUser, RequestCtx, request_meta};
 use crate::http::envelope::{self, Envelope, ListEnvelope, Page};
 use crate::http::error::{AppError, AppResult, ErrorBody};
 use crate::http::list::ListQuery;
@@ -186,32 +186,19 @@ impl UpdateMeRequest {
         if let Some(Some(n)) = &self.full_name
             && (n.trim().is_empty() || n.len() > 200)
         {
-            errors.push(crate::http::error::FieldError::new(
-                "full_name",
-                "must be 1 to 200 characters",
-            ));
+            errors.push(crate::http::error::FieldError::new("full_name", "must be 1 to 200 characters"));
         }
         if let Some(Some(p)) = &self.phone
             && (p.len() > 32 || p.is_empty())
         {
-            errors.push(crate::http::error::FieldError::new(
-                "phone",
-                "must be 1 to 32 characters",
-            ));
+            errors.push(crate::http::error::FieldError::new("phone", "must be 1 to 32 characters"));
         }
         if let Some(Some(l)) = &self.locale
             && (l.is_empty() || l.len() > 35)
         {
-            errors.push(crate::http::error::FieldError::new(
-                "locale",
-                "must be a language tag such as en or am-ET",
-            ));
+            errors.push(crate::http::error::FieldError::new("locale", "must be a language tag such as en or am-ET"));
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(AppError::Validation(errors))
-        }
+        if errors.is_empty() { Ok(()) } else { Err(AppError::Validation(errors)) }
     }
 }
 
@@ -382,11 +369,7 @@ fn member_dto((m, u, r): (membership::Model, user::Model, role::Model)) -> Membe
         account_id: m.account_id,
         email: u.email,
         full_name: u.full_name,
-        role: RoleRef {
-            id: r.id,
-            name: r.name,
-            permissions: r.permissions,
-        },
+        role: RoleRef { id: r.id, name: r.name, permissions: r.permissions },
         created_at: m.created_at,
         updated_at: m.updated_at,
     }
@@ -415,14 +398,7 @@ pub struct AccountUserDto {
 }
 
 fn account_user_dto((_, u, r): (membership::Model, user::Model, role::Model)) -> AccountUserDto {
-    AccountUserDto {
-        user: u.into(),
-        role: RoleRef {
-            id: r.id,
-            name: r.name,
-            permissions: r.permissions,
-        },
-    }
+    AccountUserDto { user: u.into(), role: RoleRef { id: r.id, name: r.name, permissions: r.permissions } }
 }
 
 // ------------------------------------------------------------------ auth handlers
@@ -441,18 +417,19 @@ pub async fn register(state: web::Data<AppState>, body: web::Json<RegisterReques
             account_name: &body.account_name,
         })
         .await?;
-    Ok(envelope::created(RegisterResponse {
-        user_id,
-        verification_required: true,
-    }))
+    Ok(envelope::created(RegisterResponse { user_id, verification_required: true }))
 }
 
 /// Confirm the e-mail with the 6-digit code; creates the account, its roles and the admin membership.
 #[utoipa::path(post, path = "/v1/auth/verify-email", tag = "auth", request_body = VerifyEmailRequest,
     responses((status = 200, body = Envelope<TokenResponse>), (status = 400, body = ErrorBody, description = "invalid_code")))]
-pub async fn verify_email(state: web::Data<AppState>, body: web::Json<VerifyEmailRequest>) -> AppResult<HttpResponse> {
+pub async fn verify_email(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<VerifyEmailRequest>,
+) -> AppResult<HttpResponse> {
     body.validate()?;
-    let tokens = state.accounts.verify_email(&body.email, &body.code).await?;
+    let tokens = state.accounts.verify_email(&body.email, &body.code, &request_meta(&req)).await?;
     Ok(envelope::ok(TokenResponse::from(tokens)))
 }
 
@@ -461,9 +438,7 @@ pub async fn verify_email(state: web::Data<AppState>, body: web::Json<VerifyEmai
 pub async fn resend_verification(state: web::Data<AppState>, body: web::Json<EmailRequest>) -> AppResult<HttpResponse> {
     body.validate()?;
     state.accounts.resend_verification(&body.email).await?;
-    Ok(envelope::accepted(
-        "if the address needs verification, a new code has been sent",
-    ))
+    Ok(envelope::accepted("if the address needs verification, a new code has been sent"))
 }
 
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
@@ -495,9 +470,7 @@ pub async fn logout(state: web::Data<AppState>, body: web::Json<RefreshRequest>)
 pub async fn forgot_password(state: web::Data<AppState>, body: web::Json<EmailRequest>) -> AppResult<HttpResponse> {
     body.validate()?;
     state.accounts.forgot_password(&body.email).await?;
-    Ok(envelope::accepted(
-        "if the address belongs to a user, a reset code has been sent",
-    ))
+    Ok(envelope::accepted("if the address belongs to a user, a reset code has been sent"))
 }
 
 #[utoipa::path(post, path = "/v1/auth/reset-password", tag = "auth", request_body = ResetPasswordRequest,
@@ -507,10 +480,7 @@ pub async fn reset_password(
     body: web::Json<ResetPasswordRequest>,
 ) -> AppResult<HttpResponse> {
     body.validate()?;
-    state
-        .accounts
-        .reset_password(&body.email, &body.code, &body.new_password)
-        .await?;
+    state.accounts.reset_password(&body.email, &body.code, &body.new_password).await?;
     Ok(envelope::no_content())
 }
 
@@ -522,10 +492,7 @@ pub async fn change_password(
     body: web::Json<ChangePasswordRequest>,
 ) -> AppResult<HttpResponse> {
     body.validate()?;
-    state
-        .accounts
-        .change_password(&auth.user, &body.current_password, &body.new_password)
-        .await?;
+    state.accounts.change_password(&auth.user, &body.current_password, &body.new_password).await?;
     Ok(envelope::no_content())
 }
 
@@ -610,10 +577,7 @@ pub async fn get_context(
         None if memberships.len() == 1 && auth.user.default_account_id.is_none() => Some(memberships[0].2.id),
         _ => match state.accounts.active_access(&auth.user, selected).await {
             Ok(a) => Some(a.scope.account_id()),
-            Err(AppError::BadRequest {
-                code: "account_required",
-                ..
-            }) => None,
+            Err(AppError::BadRequest { code: "account_required", .. }) => None,
             Err(e) => return Err(e),
         },
     };
@@ -623,18 +587,10 @@ pub async fn get_context(
             id: a.id,
             name: a.name,
             parent_id: a.parent_id,
-            role: RoleRef {
-                id: r.id,
-                name: r.name,
-                permissions: r.permissions,
-            },
+            role: RoleRef { id: r.id, name: r.name, permissions: r.permissions },
         })
         .collect();
-    Ok(envelope::ok(ContextDto {
-        user: auth.user.into(),
-        active_account_id: active,
-        accounts,
-    }))
+    Ok(envelope::ok(ContextDto { user: auth.user.into(), active_account_id: active, accounts }))
 }
 
 // ------------------------------------------------------------------ accounts
@@ -646,12 +602,7 @@ pub async fn list_accounts(state: web::Data<AppState>, auth: AuthUser, q: ListQu
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let ids = store::account_ids_of_user(&state.db, auth.user.id).await?;
     let select = account::Entity::find().filter(account::Column::Id.is_in(ids));
-    let select = q.apply(
-        select,
-        list_fields::ACCOUNT_FIELDS,
-        account::Column::Id,
-        account::Column::CreatedAt,
-    )?;
+    let select = q.apply(select, list_fields::ACCOUNT_FIELDS, account::Column::Id, account::Column::CreatedAt)?;
     let page = q.fetch(&state.db, select).await?;
     Ok(envelope::list(page.map(AccountDto::from)))
 }
@@ -681,6 +632,7 @@ pub async fn create_account(
                 settings: body.settings.clone(),
             },
             None,
+            &auth.meta(),
         )
         .await?;
     Ok(envelope::created(AccountDto::from(acc)))
@@ -688,13 +640,8 @@ pub async fn create_account(
 
 #[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", responses((status = 200, body = Envelope<AccountDto>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get_account(state: web::Data<AppState>, auth: AuthUser, id: web::Path<Uuid>) -> AppResult<HttpResponse> {
-    let access = state
-        .accounts
-        .path_access(&auth.user, id.into_inner(), "accounts:read")
-        .await?;
-    Ok(envelope::ok(AccountDto::from(
-        state.accounts.get_account(access.scope).await?,
-    )))
+    let access = state.accounts.path_access(&auth.user, id.into_inner(), "accounts:read").await?;
+    Ok(envelope::ok(AccountDto::from(state.accounts.get_account(access.scope).await?)))
 }
 
 #[utoipa::path(patch, path = "/v1/accounts/{id}", tag = "accounts", request_body = UpdateAccountRequest,
@@ -705,10 +652,7 @@ pub async fn update_account(
     id: web::Path<Uuid>,
     body: web::Json<UpdateAccountRequest>,
 ) -> AppResult<HttpResponse> {
-    let access = state
-        .accounts
-        .path_access(&auth.user, id.into_inner(), "accounts:manage")
-        .await?;
+    let access = state.accounts.path_access(&auth.user, id.into_inner(), "accounts:manage").await?;
     let b = body.into_inner();
     if let Some(Some(cc)) = &b.default_country_code {
         valid_country_code(cc).map_err(|e| AppError::field("default_country_code", e.message.unwrap_or_default()))?;
@@ -719,9 +663,7 @@ pub async fn update_account(
         default_country_code: b.default_country_code,
         settings: b.settings,
     };
-    Ok(envelope::ok(AccountDto::from(
-        state.accounts.update_account(access.scope, patch).await?,
-    )))
+    Ok(envelope::ok(AccountDto::from(state.accounts.update_account(access.scope, patch, &auth.meta()).await?)))
 }
 
 /// Delete an account (409 while it has sub-accounts).
@@ -731,11 +673,8 @@ pub async fn delete_account(
     auth: AuthUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let access = state
-        .accounts
-        .path_access(&auth.user, id.into_inner(), "accounts:manage")
-        .await?;
-    state.accounts.delete_account(access.scope).await?;
+    let access = state.accounts.path_access(&auth.user, id.into_inner(), "accounts:manage").await?;
+    state.accounts.delete_account(access.scope, &auth.meta()).await?;
     Ok(envelope::no_content())
 }
 
@@ -745,12 +684,7 @@ async fn members_page(
     q: &ListQuery,
 ) -> AppResult<Page<membership::Model>> {
     let select = store::memberships_in(*scope);
-    let select = q.apply(
-        select,
-        list_fields::MEMBER_FIELDS,
-        membership::Column::Id,
-        membership::Column::CreatedAt,
-    )?;
+    let select = q.apply(select, list_fields::MEMBER_FIELDS, membership::Column::Id, membership::Column::CreatedAt)?;
     q.fetch(&state.db, select).await
 }
 
@@ -763,10 +697,7 @@ pub async fn list_members(
     id: web::Path<Uuid>,
     q: ListQuery,
 ) -> AppResult<HttpResponse> {
-    let access = state
-        .accounts
-        .path_access(&auth.user, id.into_inner(), "accounts:read")
-        .await?;
+    let access = state.accounts.path_access(&auth.user, id.into_inner(), "accounts:read").await?;
     let page = members_page(&state, &access.scope, &q).await?;
     let items = state.accounts.hydrate_members(access.scope, page.items).await?;
     Ok(envelope::list(Page {
@@ -787,14 +718,8 @@ pub async fn add_member(
     body: web::Json<AddMemberRequest>,
 ) -> AppResult<HttpResponse> {
     body.validate()?;
-    let access = state
-        .accounts
-        .path_access(&auth.user, id.into_inner(), "members:manage")
-        .await?;
-    let m = state
-        .accounts
-        .add_member(access.scope, &body.email, body.role_id)
-        .await?;
+    let access = state.accounts.path_access(&auth.user, id.into_inner(), "members:manage").await?;
+    let m = state.accounts.add_member(access.scope, &body.email, body.role_id, &auth.meta()).await?;
     let row = state.accounts.member_user(access.scope, m.user_id).await?;
     Ok(envelope::created(member_dto(row)))
 }
@@ -809,14 +734,8 @@ pub async fn update_member(
     body: web::Json<UpdateMemberRequest>,
 ) -> AppResult<HttpResponse> {
     let (account_id, user_id) = path.into_inner();
-    let access = state
-        .accounts
-        .path_access(&auth.user, account_id, "members:manage")
-        .await?;
-    state
-        .accounts
-        .change_member_role(access.scope, user_id, body.role_id)
-        .await?;
+    let access = state.accounts.path_access(&auth.user, account_id, "members:manage").await?;
+    state.accounts.change_member_role(access.scope, user_id, body.role_id, &auth.meta()).await?;
     let row = state.accounts.member_user(access.scope, user_id).await?;
     Ok(envelope::ok(member_dto(row)))
 }
@@ -829,11 +748,8 @@ pub async fn remove_member(
     path: web::Path<(Uuid, Uuid)>,
 ) -> AppResult<HttpResponse> {
     let (account_id, user_id) = path.into_inner();
-    let access = state
-        .accounts
-        .path_access(&auth.user, account_id, "members:manage")
-        .await?;
-    state.accounts.remove_member(access.scope, user_id).await?;
+    let access = state.accounts.path_access(&auth.user, account_id, "members:manage").await?;
+    state.accounts.remove_member(access.scope, user_id, &auth.meta()).await?;
     Ok(envelope::no_content())
 }
 
@@ -844,12 +760,8 @@ pub async fn remove_member(
     responses((status = 200, body = ListEnvelope<RoleDto>), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list_roles(state: web::Data<AppState>, ctx: RequestCtx, q: ListQuery) -> AppResult<HttpResponse> {
     ctx.require("accounts:read")?;
-    let select = q.apply(
-        store::roles_in(ctx.scope()),
-        list_fields::ROLE_FIELDS,
-        role::Column::Id,
-        role::Column::CreatedAt,
-    )?;
+    let select =
+        q.apply(store::roles_in(ctx.scope()), list_fields::ROLE_FIELDS, role::Column::Id, role::Column::CreatedAt)?;
     let page = q.fetch(&state.db, select).await?;
     Ok(envelope::list(page.map(RoleDto::from)))
 }
@@ -865,7 +777,7 @@ pub async fn create_role(
     body.validate()?;
     let role = state
         .accounts
-        .create_role(ctx.scope(), &body.name, body.description.clone(), &body.permissions)
+        .create_role(ctx.scope(), &body.name, body.description.clone(), &body.permissions, &ctx.meta())
         .await?;
     Ok(envelope::created(RoleDto::from(role)))
 }
@@ -873,9 +785,7 @@ pub async fn create_role(
 #[utoipa::path(get, path = "/v1/roles/{id}", tag = "roles", responses((status = 200, body = Envelope<RoleDto>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get_role(state: web::Data<AppState>, ctx: RequestCtx, id: web::Path<Uuid>) -> AppResult<HttpResponse> {
     ctx.require("accounts:read")?;
-    Ok(envelope::ok(RoleDto::from(
-        state.accounts.get_role(ctx.scope(), id.into_inner()).await?,
-    )))
+    Ok(envelope::ok(RoleDto::from(state.accounts.get_role(ctx.scope(), id.into_inner()).await?)))
 }
 
 #[utoipa::path(patch, path = "/v1/roles/{id}", tag = "roles", request_body = UpdateRoleRequest,
@@ -898,11 +808,8 @@ pub async fn update_role(
         .update_role(
             ctx.scope(),
             id.into_inner(),
-            RolePatch {
-                name: b.name,
-                description: b.description,
-                permissions: b.permissions,
-            },
+            RolePatch { name: b.name, description: b.description, permissions: b.permissions },
+            &ctx.meta(),
         )
         .await?;
     Ok(envelope::ok(RoleDto::from(role)))
@@ -911,7 +818,7 @@ pub async fn update_role(
 #[utoipa::path(delete, path = "/v1/roles/{id}", tag = "roles", responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete_role(state: web::Data<AppState>, ctx: RequestCtx, id: web::Path<Uuid>) -> AppResult<HttpResponse> {
     ctx.require("roles:manage")?;
-    state.accounts.delete_role(ctx.scope(), id.into_inner()).await?;
+    state.accounts.delete_role(ctx.scope(), id.into_inner(), &ctx.meta()).await?;
     Ok(envelope::no_content())
 }
 
@@ -926,18 +833,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/auth/forgot-password", web::post().to(forgot_password))
         .route("/v1/auth/reset-password", web::post().to(reset_password))
         .route("/v1/auth/change-password", web::post().to(change_password))
-        .service(
-            web::resource("/v1/users/me")
-                .route(web::get().to(get_me))
-                .route(web::patch().to(update_me)),
-        )
+        .service(web::resource("/v1/users/me").route(web::get().to(get_me)).route(web::patch().to(update_me)))
         .route("/v1/users", web::get().to(list_users))
         .route("/v1/users/{id}", web::get().to(get_user))
         .route("/v1/context", web::get().to(get_context))
         .service(
-            web::resource("/v1/accounts")
-                .route(web::get().to(list_accounts))
-                .route(web::post().to(create_account)),
+            web::resource("/v1/accounts").route(web::get().to(list_accounts)).route(web::post().to(create_account)),
         )
         .service(
             web::resource("/v1/accounts/{id}")
@@ -955,11 +856,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::patch().to(update_member))
                 .route(web::delete().to(remove_member)),
         )
-        .service(
-            web::resource("/v1/roles")
-                .route(web::get().to(list_roles))
-                .route(web::post().to(create_role)),
-        )
+        .service(web::resource("/v1/roles").route(web::get().to(list_roles)).route(web::post().to(create_role)))
         .service(
             web::resource("/v1/roles/{id}")
                 .route(web::get().to(get_role))

@@ -56,20 +56,13 @@ impl Permissions {
     }
 
     pub fn to_json(&self) -> Value {
-        Value::Object(
-            self.0
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::Bool(*v)))
-                .collect::<Map<_, _>>(),
-        )
+        Value::Object(self.0.iter().map(|(k, v)| (k.clone(), Value::Bool(*v))).collect::<Map<_, _>>())
     }
 }
 
 /// Checks a client-supplied permission object: keys from the catalogue (or `*`), boolean values.
 pub fn validate(value: &Value, field: &str) -> Result<Value, AppError> {
-    let obj = value
-        .as_object()
-        .ok_or_else(|| AppError::field(field, "must be an object of permission -> boolean"))?;
+    let obj = value.as_object().ok_or_else(|| AppError::field(field, "must be an object of permission -> boolean"))?;
     let mut errors = Vec::new();
     for (k, v) in obj {
         if k != ALL && !CATALOGUE.contains(&k.as_str()) {
@@ -78,34 +71,21 @@ pub fn validate(value: &Value, field: &str) -> Result<Value, AppError> {
             errors.push(FieldError::new(format!("{field}.{k}"), "must be true or false"));
         }
     }
-    if errors.is_empty() {
-        Ok(value.clone())
-    } else {
-        Err(AppError::Validation(errors))
-    }
+    if errors.is_empty() { Ok(value.clone()) } else { Err(AppError::Validation(errors)) }
 }
 
 /// `(name, description, permissions)` of the system roles.
 pub fn system_roles() -> Vec<(&'static str, &'static str, Value)> {
     let reads: Vec<&str> = CATALOGUE.iter().copied().filter(|p| p.ends_with(":read")).collect();
     let mut agent: Map<String, Value> = reads.iter().map(|p| (p.to_string(), Value::Bool(true))).collect();
-    for p in [
-        "contacts:write",
-        "messages:send",
-        "group_messages:send",
-        "scheduled_messages:manage",
-        "templates:manage",
-    ] {
+    for p in ["contacts:write", "messages:send", "group_messages:send", "scheduled_messages:manage", "templates:manage"]
+    {
         agent.insert(p.to_string(), Value::Bool(true));
     }
     let viewer: Map<String, Value> = reads.iter().map(|p| (p.to_string(), Value::Bool(true))).collect();
     vec![
         (ADMIN_ROLE, "Full access to the account", json!({ ALL: true })),
-        (
-            "agent",
-            "Reads everything; manages contacts, templates and sends messages",
-            Value::Object(agent),
-        ),
+        ("agent", "Reads everything; manages contacts, templates and sends messages", Value::Object(agent)),
         ("viewer", "Read-only access", Value::Object(viewer)),
     ]
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, ModelTrait, QueryFilter, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, IntoActiveModel, ModelTrait,
+    QueryFilter, Set, TransactionTrait,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -18,6 +18,7 @@ use super::{password, store};
 use crate::http::ctx::AccountScope;
 use crate::http::error::{AppError, AppResult};
 use crate::mail::Mailer;
+use crate::modules::events::{EventBus, EventMeta, Events};
 
 pub const PURPOSE_VERIFY: &str = "verify_email";
 pub const PURPOSE_RESET: &str = "reset_password";
@@ -98,6 +99,7 @@ pub struct Accounts {
     keys: Arc<JwtKeys>,
     mailer: Mailer,
     refresh_ttl_days: i64,
+    events: Events,
 }
 
 pub struct Registration<'a> {
@@ -150,10 +152,7 @@ fn code_hash(user_id: Uuid, code: &str) -> String {
 }
 
 fn invalid_code() -> AppError {
-    AppError::BadRequest {
-        code: "invalid_code",
-        message: "the code is invalid or has expired".into(),
-    }
+    AppError::BadRequest { code: "invalid_code", message: "the code is invalid or has expired".into() }
 }
 
 pub fn valid_timezone(tz: &str) -> bool {
@@ -169,13 +168,22 @@ fn required<T>(field: &str, value: Patch<T>) -> AppResult<Option<T>> {
 }
 
 impl Accounts {
-    pub fn new(db: DatabaseConnection, keys: Arc<JwtKeys>, mailer: Mailer, refresh_ttl_days: i64) -> Self {
-        Accounts {
-            db,
-            keys,
-            mailer,
-            refresh_ttl_days,
-        }
+    pub fn new(
+        db: DatabaseConnection,
+        keys: Arc<JwtKeys>,
+        mailer: Mailer,
+        refresh_ttl_days: i64,
+        events: Events,
+    ) -> Self {
+        Accounts { db, keys, mailer, refresh_ttl_days, events }
+    }
+
+    /// Writes the collected events in the transaction, commits, and wakes the relay.
+    async fn commit(&self, txn: DatabaseTransaction, mut bus: EventBus) -> AppResult<()> {
+        bus.flush(&txn).await?;
+        txn.commit().await?;
+        self.events.committed();
+        Ok(())
     }
 
     pub fn jwks(&self) -> Value {
@@ -186,10 +194,8 @@ impl Accounts {
 
     /// Verifies the access token and loads the user, who must still exist, be active and verified.
     pub async fn authenticate(&self, token: &str) -> AppResult<CurrentUser> {
-        let claims = self
-            .keys
-            .verify(token)
-            .ok_or_else(|| AppError::Unauthorized("invalid or expired token".into()))?;
+        let claims =
+            self.keys.verify(token).ok_or_else(|| AppError::Unauthorized("invalid or expired token".into()))?;
         let user = store::find_user(&self.db, claims.sub)
             .await?
             .filter(|u| u.is_active && u.email_verified_at.is_some())
@@ -256,10 +262,7 @@ impl Accounts {
 
     /// Access to an account named in a path: 404 when the caller has none (never reveal it exists).
     pub async fn path_access(&self, user: &CurrentUser, account_id: Uuid, permission: &str) -> AppResult<Access> {
-        let access = self
-            .access_to(user, account_id)
-            .await?
-            .ok_or(AppError::NotFound("account"))?;
+        let access = self.access_to(user, account_id).await?.ok_or(AppError::NotFound("account"))?;
         access.require(permission)?;
         Ok(access)
     }
@@ -327,9 +330,7 @@ impl Accounts {
 
     /// Checks a code (counting the attempt) and consumes it on success.
     async fn check_code(&self, user_id: Uuid, purpose: &str, code: &str) -> AppResult<()> {
-        let record = store::live_code(&self.db, user_id, purpose)
-            .await?
-            .ok_or_else(invalid_code)?;
+        let record = store::live_code(&self.db, user_id, purpose).await?.ok_or_else(invalid_code)?;
         if record.expires_at < Utc::now() || record.attempts >= CODE_MAX_ATTEMPTS {
             return Err(invalid_code());
         }
@@ -344,19 +345,14 @@ impl Accounts {
         Ok(())
     }
 
-    pub async fn verify_email(&self, email: &str, code: &str) -> AppResult<TokenPair> {
+    pub async fn verify_email(&self, email: &str, code: &str, meta: &EventMeta) -> AppResult<TokenPair> {
         let email = normalise_email(email);
-        let user = store::find_user_by_email(&self.db, &email)
-            .await?
-            .ok_or_else(invalid_code)?;
+        let user = store::find_user_by_email(&self.db, &email).await?.ok_or_else(invalid_code)?;
         if user.email_verified_at.is_some() {
             return Err(invalid_code());
         }
         self.check_code(user.id, PURPOSE_VERIFY, code).await?;
-        let account_name = user
-            .pending_account_name
-            .clone()
-            .unwrap_or_else(|| format!("{}'s account", user.full_name));
+        let account_name = user.pending_account_name.clone().unwrap_or_else(|| format!("{}'s account", user.full_name));
         let txn = self.db.begin().await?;
         let (acc, _) = store::create_account(
             &txn,
@@ -376,7 +372,9 @@ impl Accounts {
         active.default_account_id = Set(Some(acc.id));
         active.updated_at = Set(Utc::now());
         let user = active.update(&txn).await?;
-        txn.commit().await?;
+        let mut bus = EventBus::new(EventMeta { user_id: Some(user.id), ..meta.clone() });
+        emit_account_created(&mut bus, &acc, user.id);
+        self.commit(txn, bus).await?;
         self.issue_tokens(user.into(), Uuid::now_v7()).await
     }
 
@@ -404,11 +402,7 @@ impl Accounts {
         let (failures, oldest) = store::login_failures_since(&self.db, &email, since).await?;
         if failures >= LOGIN_MAX_FAILURES {
             let retry = oldest
-                .map(|o| {
-                    (o + Duration::minutes(LOGIN_WINDOW_MINUTES) - Utc::now())
-                        .num_seconds()
-                        .max(1)
-                })
+                .map(|o| (o + Duration::minutes(LOGIN_WINDOW_MINUTES) - Utc::now()).num_seconds().max(1))
                 .unwrap_or(60);
             return Err(AppError::RateLimited {
                 retry_after_secs: retry as u64,
@@ -416,11 +410,7 @@ impl Accounts {
             });
         }
         let user = store::find_user_by_email(&self.db, &email).await?;
-        let ok = password::verify(
-            password_in.to_string(),
-            user.as_ref().and_then(|u| u.password_hash.clone()),
-        )
-        .await;
+        let ok = password::verify(password_in.to_string(), user.as_ref().and_then(|u| u.password_hash.clone())).await;
         let user = match (ok, user) {
             (true, Some(u)) => u,
             _ => {
@@ -435,10 +425,7 @@ impl Accounts {
             });
         }
         if !user.is_active {
-            return Err(AppError::Forbidden {
-                code: "user_inactive",
-                message: "this user is deactivated".into(),
-            });
+            return Err(AppError::Forbidden { code: "user_inactive", message: "this user is deactivated".into() });
         }
         store::clear_login_failures(&self.db, &email).await?;
         self.issue_tokens(user.into(), Uuid::now_v7()).await
@@ -447,9 +434,8 @@ impl Accounts {
     /// Rotates a refresh token. Presenting an already-rotated token revokes its whole family.
     pub async fn refresh(&self, refresh_token: &str) -> AppResult<TokenPair> {
         let unauthorized = || AppError::Unauthorized("invalid refresh token".into());
-        let record = store::find_refresh_token(&self.db, &tokens::sha256_hex(refresh_token))
-            .await?
-            .ok_or_else(unauthorized)?;
+        let record =
+            store::find_refresh_token(&self.db, &tokens::sha256_hex(refresh_token)).await?.ok_or_else(unauthorized)?;
         if record.revoked_at.is_some() {
             tracing::warn!(family = %record.family_id, user = %record.user_id, "refresh token reuse: revoking the family");
             store::revoke_family(&self.db, record.family_id).await?;
@@ -502,9 +488,7 @@ impl Accounts {
 
     pub async fn reset_password(&self, email: &str, code: &str, new_password: &str) -> AppResult<()> {
         let email = normalise_email(email);
-        let user = store::find_user_by_email(&self.db, &email)
-            .await?
-            .ok_or_else(invalid_code)?;
+        let user = store::find_user_by_email(&self.db, &email).await?.ok_or_else(invalid_code)?;
         self.check_code(user.id, PURPOSE_RESET, code).await?;
         let hash = password::hash(new_password.to_string()).await?;
         let txn = self.db.begin().await?;
@@ -523,9 +507,7 @@ impl Accounts {
     }
 
     pub async fn change_password(&self, user: &CurrentUser, current: &str, new_password: &str) -> AppResult<()> {
-        let model = store::find_user(&self.db, user.id)
-            .await?
-            .ok_or(AppError::NotFound("user"))?;
+        let model = store::find_user(&self.db, user.id).await?.ok_or(AppError::NotFound("user"))?;
         if !password::verify(current.to_string(), model.password_hash.clone()).await {
             return Err(AppError::field("current_password", "is incorrect"));
         }
@@ -574,16 +556,16 @@ impl Accounts {
         let mut active = user.into_active_model();
         active.default_account_id = Set(Some(acc.id));
         let user = active.update(&txn).await?;
-        txn.commit().await?;
+        let mut bus = EventBus::new(EventMeta { user_id: Some(user.id), request_id: None });
+        emit_account_created(&mut bus, &acc, user.id);
+        self.commit(txn, bus).await?;
         Ok((user.id, acc.id))
     }
 
     // ---------------------------------------------------------------- profile
 
     pub async fn update_profile(&self, user: &CurrentUser, patch: ProfilePatch) -> AppResult<CurrentUser> {
-        let model = store::find_user(&self.db, user.id)
-            .await?
-            .ok_or(AppError::NotFound("user"))?;
+        let model = store::find_user(&self.db, user.id).await?.ok_or(AppError::NotFound("user"))?;
         let mut active = model.into_active_model();
         if let Some(name) = required("full_name", patch.full_name)? {
             active.full_name = Set(name.trim().to_string());
@@ -598,10 +580,7 @@ impl Accounts {
             if let Some(t) = &tz
                 && !valid_timezone(t)
             {
-                return Err(AppError::field(
-                    "timezone",
-                    "must be an IANA time zone such as Africa/Addis_Ababa",
-                ));
+                return Err(AppError::field("timezone", "must be an IANA time zone such as Africa/Addis_Ababa"));
             }
             active.timezone = Set(tz);
         }
@@ -609,10 +588,7 @@ impl Accounts {
             if let Some(id) = default
                 && self.access_to(user, id).await?.is_none()
             {
-                return Err(AppError::field(
-                    "default_account_id",
-                    "must be an account you belong to",
-                ));
+                return Err(AppError::field("default_account_id", "must be an account you belong to"));
             }
             active.default_account_id = Set(default);
         }
@@ -627,13 +603,11 @@ impl Accounts {
         user: &CurrentUser,
         input: AccountInput<'_>,
         parent: Option<AccountScope>,
+        meta: &EventMeta,
     ) -> AppResult<account::Model> {
         let tz = input.timezone.unwrap_or("UTC");
         if !valid_timezone(tz) {
-            return Err(AppError::field(
-                "timezone",
-                "must be an IANA time zone such as Africa/Addis_Ababa",
-            ));
+            return Err(AppError::field("timezone", "must be an IANA time zone such as Africa/Addis_Ababa"));
         }
         let txn = self.db.begin().await?;
         let (acc, _) = store::create_account(
@@ -648,17 +622,22 @@ impl Accounts {
             user.id,
         )
         .await?;
-        txn.commit().await?;
+        let mut bus = EventBus::new(meta.clone());
+        emit_account_created(&mut bus, &acc, user.id);
+        self.commit(txn, bus).await?;
         Ok(acc)
     }
 
     pub async fn get_account(&self, scope: AccountScope) -> AppResult<account::Model> {
-        store::find_account(&self.db, scope.account_id())
-            .await?
-            .ok_or(AppError::NotFound("account"))
+        store::find_account(&self.db, scope.account_id()).await?.ok_or(AppError::NotFound("account"))
     }
 
-    pub async fn update_account(&self, scope: AccountScope, patch: AccountPatch) -> AppResult<account::Model> {
+    pub async fn update_account(
+        &self,
+        scope: AccountScope,
+        patch: AccountPatch,
+        meta: &EventMeta,
+    ) -> AppResult<account::Model> {
         let mut active = self.get_account(scope).await?.into_active_model();
         if let Some(name) = required("name", patch.name)? {
             if name.trim().is_empty() {
@@ -668,10 +647,7 @@ impl Accounts {
         }
         if let Some(tz) = required("timezone", patch.timezone)? {
             if !valid_timezone(&tz) {
-                return Err(AppError::field(
-                    "timezone",
-                    "must be an IANA time zone such as Africa/Addis_Ababa",
-                ));
+                return Err(AppError::field("timezone", "must be an IANA time zone such as Africa/Addis_Ababa"));
             }
             active.timezone = Set(tz);
         }
@@ -686,10 +662,21 @@ impl Accounts {
             active.settings = Set(settings);
         }
         active.updated_at = Set(Utc::now());
-        Ok(active.update(&self.db).await?)
+        let txn = self.db.begin().await?;
+        let acc = active.update(&txn).await?;
+        let mut bus = EventBus::new(meta.clone());
+        bus.emit(
+            "account.updated",
+            "account",
+            acc.id,
+            Some(acc.id),
+            json!({ "name": acc.name, "timezone": acc.timezone, "status": acc.status }),
+        );
+        self.commit(txn, bus).await?;
+        Ok(acc)
     }
 
-    pub async fn delete_account(&self, scope: AccountScope) -> AppResult<()> {
+    pub async fn delete_account(&self, scope: AccountScope, meta: &EventMeta) -> AppResult<()> {
         if store::has_sub_accounts(&self.db, scope).await? {
             return Err(AppError::conflict("delete the sub-accounts of this account first"));
         }
@@ -700,8 +687,11 @@ impl Accounts {
             .filter(membership::Column::AccountId.eq(scope.account_id()))
             .exec(&txn)
             .await?;
+        let (id, name) = (acc.id, acc.name.clone());
         acc.delete(&txn).await?;
-        txn.commit().await?;
+        let mut bus = EventBus::new(meta.clone());
+        bus.emit("account.deleted", "account", id, Some(id), json!({ "name": name }));
+        self.commit(txn, bus).await?;
         Ok(())
     }
 
@@ -720,10 +710,12 @@ impl Accounts {
         name: &str,
         description: Option<String>,
         perms: &Value,
+        meta: &EventMeta,
     ) -> AppResult<role::Model> {
         let perms = permissions::validate(perms, "permissions")?;
         let now = Utc::now();
-        role::ActiveModel {
+        let txn = self.db.begin().await?;
+        let role = role::ActiveModel {
             id: Set(Uuid::now_v7()),
             account_id: Set(scope.account_id()),
             name: Set(name.trim().to_string()),
@@ -733,29 +725,29 @@ impl Accounts {
             created_at: Set(now),
             updated_at: Set(now),
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await
-        .map_err(|e| {
-            if crate::db::is_unique_violation(&e) {
-                AppError::conflict("a role with this name already exists")
-            } else {
-                e.into()
-            }
-        })
+        .map_err(role_conflict)?;
+        let mut bus = EventBus::new(meta.clone());
+        emit_role(&mut bus, "role.created", &role);
+        self.commit(txn, bus).await?;
+        Ok(role)
     }
 
     pub async fn get_role(&self, scope: AccountScope, id: Uuid) -> AppResult<role::Model> {
-        store::find_role(&self.db, scope, id)
-            .await?
-            .ok_or(AppError::NotFound("role"))
+        store::find_role(&self.db, scope, id).await?.ok_or(AppError::NotFound("role"))
     }
 
-    pub async fn update_role(&self, scope: AccountScope, id: Uuid, patch: RolePatch) -> AppResult<role::Model> {
+    pub async fn update_role(
+        &self,
+        scope: AccountScope,
+        id: Uuid,
+        patch: RolePatch,
+        meta: &EventMeta,
+    ) -> AppResult<role::Model> {
         let role = self.get_role(scope, id).await?;
         if role.is_system {
-            return Err(AppError::conflict(
-                "system roles cannot be changed; create a custom role instead",
-            ));
+            return Err(AppError::conflict("system roles cannot be changed; create a custom role instead"));
         }
         let mut active = role.into_active_model();
         if let Some(name) = required("name", patch.name)? {
@@ -771,33 +763,39 @@ impl Accounts {
             active.permissions = Set(permissions::validate(&p, "permissions")?);
         }
         active.updated_at = Set(Utc::now());
-        active.update(&self.db).await.map_err(|e| {
-            if crate::db::is_unique_violation(&e) {
-                AppError::conflict("a role with this name already exists")
-            } else {
-                e.into()
-            }
-        })
+        let txn = self.db.begin().await?;
+        let role = active.update(&txn).await.map_err(role_conflict)?;
+        let mut bus = EventBus::new(meta.clone());
+        emit_role(&mut bus, "role.updated", &role);
+        self.commit(txn, bus).await?;
+        Ok(role)
     }
 
-    pub async fn delete_role(&self, scope: AccountScope, id: Uuid) -> AppResult<()> {
+    pub async fn delete_role(&self, scope: AccountScope, id: Uuid, meta: &EventMeta) -> AppResult<()> {
         let role = self.get_role(scope, id).await?;
         if role.is_system {
             return Err(AppError::conflict("system roles cannot be deleted"));
         }
         if store::role_in_use(&self.db, scope, id).await? {
-            return Err(AppError::conflict(
-                "the role is assigned to members; give them another role first",
-            ));
+            return Err(AppError::conflict("the role is assigned to members; give them another role first"));
         }
-        role.delete(&self.db).await?;
-        Ok(())
+        let txn = self.db.begin().await?;
+        let mut bus = EventBus::new(meta.clone());
+        emit_role(&mut bus, "role.deleted", &role);
+        role.delete(&txn).await?;
+        self.commit(txn, bus).await
     }
 
     // ---------------------------------------------------------------- members
 
     /// Adds an existing, verified user to the account (invitations cover users without an account).
-    pub async fn add_member(&self, scope: AccountScope, email: &str, role_id: Uuid) -> AppResult<membership::Model> {
+    pub async fn add_member(
+        &self,
+        scope: AccountScope,
+        email: &str,
+        role_id: Uuid,
+        meta: &EventMeta,
+    ) -> AppResult<membership::Model> {
         let role = store::find_role(&self.db, scope, role_id)
             .await?
             .ok_or_else(|| AppError::field("role_id", "no such role in this account"))?;
@@ -805,7 +803,12 @@ impl Accounts {
             .await?
             .filter(|u| u.email_verified_at.is_some())
             .ok_or_else(|| AppError::field("email", "no verified user has this e-mail; invite them instead"))?;
-        store::insert_membership(&self.db, scope.account_id(), user.id, role.id).await
+        let txn = self.db.begin().await?;
+        let m = store::insert_membership(&txn, scope.account_id(), user.id, role.id).await?;
+        let mut bus = EventBus::new(meta.clone());
+        emit_member(&mut bus, "member.added", &m);
+        self.commit(txn, bus).await?;
+        Ok(m)
     }
 
     pub async fn change_member_role(
@@ -813,11 +816,10 @@ impl Accounts {
         scope: AccountScope,
         user_id: Uuid,
         role_id: Uuid,
+        meta: &EventMeta,
     ) -> AppResult<membership::Model> {
         let txn = self.db.begin().await?;
-        let m = store::find_membership(&txn, scope, user_id)
-            .await?
-            .ok_or(AppError::NotFound("member"))?;
+        let m = store::find_membership(&txn, scope, user_id).await?.ok_or(AppError::NotFound("member"))?;
         let new_role = store::find_role(&txn, scope, role_id)
             .await?
             .ok_or_else(|| AppError::field("role_id", "no such role in this account"))?;
@@ -829,19 +831,21 @@ impl Accounts {
         active.role_id = Set(new_role.id);
         active.updated_at = Set(Utc::now());
         let m = active.update(&txn).await?;
-        txn.commit().await?;
+        let mut bus = EventBus::new(meta.clone());
+        emit_member(&mut bus, "member.updated", &m);
+        self.commit(txn, bus).await?;
         Ok(m)
     }
 
-    pub async fn remove_member(&self, scope: AccountScope, user_id: Uuid) -> AppResult<()> {
+    pub async fn remove_member(&self, scope: AccountScope, user_id: Uuid, meta: &EventMeta) -> AppResult<()> {
         let txn = self.db.begin().await?;
-        let m = store::find_membership(&txn, scope, user_id)
-            .await?
-            .ok_or(AppError::NotFound("member"))?;
+        let m = store::find_membership(&txn, scope, user_id).await?.ok_or(AppError::NotFound("member"))?;
         let admin = store::admin_role(&txn, scope).await?;
         if m.role_id == admin.id && store::count_admins(&txn, scope).await? <= 1 {
             return Err(AppError::conflict("an account must keep at least one admin"));
         }
+        let mut bus = EventBus::new(meta.clone());
+        emit_member(&mut bus, "member.removed", &m);
         m.delete(&txn).await?;
         // A removed member's default account must not keep pointing here.
         if let Some(u) = store::find_user(&txn, user_id).await?
@@ -851,8 +855,7 @@ impl Accounts {
             active.default_account_id = Set(None);
             active.update(&txn).await?;
         }
-        txn.commit().await?;
-        Ok(())
+        self.commit(txn, bus).await
     }
 
     pub async fn member_user(
@@ -860,15 +863,9 @@ impl Accounts {
         scope: AccountScope,
         user_id: Uuid,
     ) -> AppResult<(membership::Model, user::Model, role::Model)> {
-        let m = store::find_membership(&self.db, scope, user_id)
-            .await?
-            .ok_or(AppError::NotFound("user"))?;
-        let u = store::find_user(&self.db, user_id)
-            .await?
-            .ok_or(AppError::NotFound("user"))?;
-        let r = store::find_role(&self.db, scope, m.role_id)
-            .await?
-            .ok_or(AppError::NotFound("role"))?;
+        let m = store::find_membership(&self.db, scope, user_id).await?.ok_or(AppError::NotFound("user"))?;
+        let u = store::find_user(&self.db, user_id).await?.ok_or(AppError::NotFound("user"))?;
+        let r = store::find_role(&self.db, scope, m.role_id).await?.ok_or(AppError::NotFound("role"))?;
         Ok((m, u, r))
     }
 
@@ -889,6 +886,32 @@ impl Accounts {
             })
             .collect())
     }
+}
+
+fn role_conflict(e: sea_orm::DbErr) -> AppError {
+    if crate::db::is_unique_violation(&e) {
+        AppError::conflict("a role with this name already exists")
+    } else {
+        e.into()
+    }
+}
+
+fn emit_account_created(bus: &mut EventBus, acc: &account::Model, owner: Uuid) {
+    bus.emit(
+        "account.created",
+        "account",
+        acc.id,
+        Some(acc.id),
+        json!({ "name": acc.name, "parent_id": acc.parent_id, "owner_user_id": owner, "timezone": acc.timezone }),
+    );
+}
+
+fn emit_role(bus: &mut EventBus, event_type: &str, r: &role::Model) {
+    bus.emit(event_type, "role", r.id, Some(r.account_id), json!({ "name": r.name, "permissions": r.permissions }));
+}
+
+fn emit_member(bus: &mut EventBus, event_type: &str, m: &membership::Model) {
+    bus.emit(event_type, "membership", m.id, Some(m.account_id), json!({ "user_id": m.user_id, "role_id": m.role_id }));
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

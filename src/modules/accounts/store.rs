@@ -16,10 +16,7 @@ use crate::http::ctx::AccountScope;
 use crate::http::error::{AppError, AppResult};
 
 pub async fn find_user_by_email<C: ConnectionTrait>(db: &C, email: &str) -> AppResult<Option<user::Model>> {
-    Ok(user::Entity::find()
-        .filter(user::Column::Email.eq(email))
-        .one(db)
-        .await?)
+    Ok(user::Entity::find().filter(user::Column::Email.eq(email)).one(db).await?)
 }
 
 pub async fn find_user<C: ConnectionTrait>(db: &C, id: Uuid) -> AppResult<Option<user::Model>> {
@@ -183,11 +180,7 @@ pub async fn account_ids_of_user<C: ConnectionTrait>(db: &C, user_id: Uuid) -> A
 }
 
 pub async fn has_sub_accounts<C: ConnectionTrait>(db: &C, scope: AccountScope) -> AppResult<bool> {
-    Ok(account::Entity::find()
-        .filter(account::Column::ParentId.eq(scope.account_id()))
-        .count(db)
-        .await?
-        > 0)
+    Ok(account::Entity::find().filter(account::Column::ParentId.eq(scope.account_id())).count(db).await? > 0)
 }
 
 // ---- roles (tenant data) ----
@@ -210,11 +203,7 @@ pub async fn admin_role<C: ConnectionTrait>(db: &C, scope: AccountScope) -> AppR
 }
 
 pub async fn role_in_use<C: ConnectionTrait>(db: &C, scope: AccountScope, role_id: Uuid) -> AppResult<bool> {
-    Ok(memberships_in(scope)
-        .filter(membership::Column::RoleId.eq(role_id))
-        .count(db)
-        .await?
-        > 0)
+    Ok(memberships_in(scope).filter(membership::Column::RoleId.eq(role_id)).count(db).await? > 0)
 }
 
 // ---- memberships (tenant data) ----
@@ -228,18 +217,12 @@ pub async fn find_membership<C: ConnectionTrait>(
     scope: AccountScope,
     user_id: Uuid,
 ) -> AppResult<Option<membership::Model>> {
-    Ok(memberships_in(scope)
-        .filter(membership::Column::UserId.eq(user_id))
-        .one(db)
-        .await?)
+    Ok(memberships_in(scope).filter(membership::Column::UserId.eq(user_id)).one(db).await?)
 }
 
 pub async fn count_admins<C: ConnectionTrait>(db: &C, scope: AccountScope) -> AppResult<u64> {
     let admin = admin_role(db, scope).await?;
-    Ok(memberships_in(scope)
-        .filter(membership::Column::RoleId.eq(admin.id))
-        .count(db)
-        .await?)
+    Ok(memberships_in(scope).filter(membership::Column::RoleId.eq(admin.id)).count(db).await?)
 }
 
 pub async fn users_by_ids<C: ConnectionTrait>(db: &C, ids: Vec<Uuid>) -> AppResult<Vec<user::Model>> {
@@ -281,10 +264,7 @@ pub async fn find_refresh_token<C: ConnectionTrait>(
     db: &C,
     token_hash: &str,
 ) -> AppResult<Option<refresh_token::Model>> {
-    Ok(refresh_token::Entity::find()
-        .filter(refresh_token::Column::TokenHash.eq(token_hash))
-        .one(db)
-        .await?)
+    Ok(refresh_token::Entity::find().filter(refresh_token::Column::TokenHash.eq(token_hash)).one(db).await?)
 }
 
 /// Marks one token used; false when another request rotated it first.
@@ -363,10 +343,7 @@ pub async fn live_code<C: ConnectionTrait>(
 
 pub async fn count_code_attempt<C: ConnectionTrait>(db: &C, id: Uuid) -> AppResult<()> {
     auth_code::Entity::update_many()
-        .col_expr(
-            auth_code::Column::Attempts,
-            Expr::col(auth_code::Column::Attempts).add(1),
-        )
+        .col_expr(auth_code::Column::Attempts, Expr::col(auth_code::Column::Attempts).add(1))
         .filter(auth_code::Column::Id.eq(id))
         .exec(db)
         .await?;
@@ -387,13 +364,9 @@ pub async fn consume_code<C: ConnectionTrait>(db: &C, id: Uuid) -> AppResult<boo
 // ---- login throttling ----
 
 pub async fn record_login_failure<C: ConnectionTrait>(db: &C, email: &str) -> AppResult<()> {
-    login_failure::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        email: Set(email.to_string()),
-        created_at: Set(Utc::now()),
-    }
-    .insert(db)
-    .await?;
+    login_failure::ActiveModel { id: Set(Uuid::now_v7()), email: Set(email.to_string()), created_at: Set(Utc::now()) }
+        .insert(db)
+        .await?;
     Ok(())
 }
 
@@ -408,10 +381,7 @@ pub async fn login_failures_since<C: ConnectionTrait>(
         .filter(login_failure::Column::CreatedAt.gte(since));
     let count = q.clone().count(db).await?;
     let oldest = if count > 0 {
-        q.order_by_asc(login_failure::Column::CreatedAt)
-            .one(db)
-            .await?
-            .map(|f| f.created_at)
+        q.order_by_asc(login_failure::Column::CreatedAt).one(db).await?.map(|f| f.created_at)
     } else {
         None
     };
@@ -419,9 +389,6 @@ pub async fn login_failures_since<C: ConnectionTrait>(
 }
 
 pub async fn clear_login_failures<C: ConnectionTrait>(db: &C, email: &str) -> AppResult<()> {
-    login_failure::Entity::delete_many()
-        .filter(login_failure::Column::Email.eq(email))
-        .exec(db)
-        .await?;
+    login_failure::Entity::delete_many().filter(login_failure::Column::Email.eq(email)).exec(db).await?;
     Ok(())
 }

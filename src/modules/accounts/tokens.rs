@@ -76,9 +76,7 @@ impl JwtKeys {
 
     /// Verifies signature, algorithm (EdDSA only: `none` and HS* are rejected), expiry, issuer, audience.
     pub fn verify(&self, token: &str) -> Option<Claims> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .ok()
-            .map(|d| d.claims)
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok().map(|d| d.claims)
     }
 
     pub fn jwks(&self) -> Value {
@@ -89,9 +87,7 @@ impl JwtKeys {
 /// A new opaque refresh token (256 random bits, URL-safe).
 pub fn new_refresh_token() -> String {
     let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .expect("system randomness is available");
+    aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes).expect("system randomness is available");
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
@@ -147,10 +143,7 @@ mod tests {
             )
             .unwrap(),
         );
-        assert!(
-            k.verify(&format!("{}.{}.{}", parts[0], forged_claims, parts[2]))
-                .is_none()
-        );
+        assert!(k.verify(&format!("{}.{}.{}", parts[0], forged_claims, parts[2])).is_none());
         let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
         assert!(k.verify(&format!("{none_header}.{}.", parts[1])).is_none());
         assert!(k.verify("garbage").is_none());

@@ -1,2 +1,225 @@
-//! Events (not built yet; see issue 3): the request-scoped `EventBus`, the transactional outbox, the
-//! relay, the `Transport` trait (in-process and RabbitMQ) and the consumer framework.
+//! Events: the durable pipeline every asynchronous part of Turumba rides on (SPEC §7).
+//!
+//! Owns the `outbox_events`, `processed_events` and `dead_letters` tables. Public facade:
+//! - [`EventBus`] / [`EventMeta`] / [`EventEnvelope`]: services collect domain events and flush them
+//!   into the outbox inside their own transaction; then call [`Events::committed`].
+//! - [`Consumer`]: a queue name, bindings and an idempotent handler run inside a transaction.
+//! - [`Events`]: the running pipeline of this process: transport, relay, consumers, readiness.
+//! - [`ops`]: what the operator CLI shows and does (`turumba outbox …`, `turumba dlq …`).
+
+mod bus;
+mod consumer;
+mod entity;
+mod envelope;
+mod outbox;
+mod relay;
+pub mod topology;
+mod transport;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use bus::EventBus;
+pub use consumer::{Consumer, Outcome, SharedConsumer, process, was_processed};
+pub use envelope::{EventEnvelope, EventMeta, topic_matches};
+pub use outbox::OutboxStatus;
+pub use relay::{PassOutcome, Relay, RelaySettings};
+pub use transport::{Amqp, InProcess, Transport, Unavailable};
+
+use crate::config::EventSettings;
+
+/// The pipeline of this process.
+#[derive(Clone)]
+pub struct Events {
+    db: DatabaseConnection,
+    wake: Arc<Notify>,
+    transport: Arc<dyn Transport>,
+    amqp: Option<Arc<Amqp>>,
+    settings: EventSettings,
+    database_url: String,
+}
+
+impl Events {
+    /// Chooses the transport: RabbitMQ when `amqp_url` is set, else in-process. In-process consumers
+    /// start at once (they live inside the transport); RabbitMQ consumers start with [`Events::start_consumers`].
+    pub fn new(
+        db: DatabaseConnection,
+        database_url: &str,
+        amqp_url: Option<&str>,
+        settings: EventSettings,
+        in_process_consumers: Vec<SharedConsumer>,
+        shutdown: &CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Self {
+        let (transport, amqp): (Arc<dyn Transport>, Option<Arc<Amqp>>) = match amqp_url {
+            Some(url) => {
+                let a = Amqp::new(url, &settings.amqp_prefix, settings.prefetch, settings.consumer_max_attempts);
+                (a.clone(), Some(a))
+            }
+            None => (
+                InProcess::start(
+                    db.clone(),
+                    in_process_consumers,
+                    settings.queue_capacity,
+                    settings.consumer_max_attempts,
+                    shutdown.clone(),
+                    tracker,
+                ),
+                None,
+            ),
+        };
+        Events { db, wake: Arc::new(Notify::new()), transport, amqp, settings, database_url: database_url.to_string() }
+    }
+
+    /// Wakes this process's relay after a transaction with events committed (PostgreSQL relays
+    /// elsewhere are woken by the NOTIFY sent inside that transaction).
+    pub fn committed(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn transport_name(&self) -> &'static str {
+        self.transport.name()
+    }
+
+    pub fn amqp(&self) -> Option<&Arc<Amqp>> {
+        self.amqp.as_ref()
+    }
+
+    /// Readiness of the broker (always ready in-process).
+    pub async fn check(&self) -> Result<(), String> {
+        self.transport.check().await
+    }
+
+    pub fn relay(&self) -> Relay {
+        Relay::new(
+            self.db.clone(),
+            self.transport.clone(),
+            RelaySettings {
+                batch_size: self.settings.relay_batch_size,
+                poll_interval: Duration::from_millis(self.settings.relay_poll_interval_ms),
+                max_attempts: self.settings.publish_max_attempts,
+                retention: chrono::Duration::days(self.settings.retention_days),
+                listen_url: Some(self.database_url.clone()),
+            },
+            self.wake.clone(),
+        )
+    }
+
+    pub fn start_relay(&self, shutdown: &CancellationToken, tracker: &TaskTracker) {
+        tracker.spawn(self.relay().run(shutdown.clone()));
+    }
+
+    /// Starts RabbitMQ consumers (no-op in-process, where consumers started with the transport).
+    pub fn start_consumers(&self, consumers: Vec<SharedConsumer>, shutdown: &CancellationToken, tracker: &TaskTracker) {
+        if let Some(amqp) = &self.amqp {
+            for c in consumers {
+                amqp.start_consumer(self.db.clone(), c, shutdown.clone(), tracker);
+            }
+        }
+    }
+}
+
+/// Operator views and actions behind `turumba outbox …` and `turumba dlq …`.
+pub mod ops {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+
+    use super::entity::{dead_letter, outbox_event};
+    use super::{Amqp, EventEnvelope, OutboxStatus, consumer, outbox};
+
+    pub async fn outbox_status(db: &DatabaseConnection) -> Result<OutboxStatus, DbErr> {
+        outbox::status(db).await
+    }
+
+    pub async fn outbox_failed(db: &DatabaseConnection, limit: u64) -> Result<Vec<outbox_event::Model>, DbErr> {
+        outbox::list_failed(db, limit).await
+    }
+
+    pub async fn outbox_retry_failed(db: &DatabaseConnection, id: Option<uuid::Uuid>) -> Result<u64, DbErr> {
+        outbox::retry_failed(db, id).await
+    }
+
+    /// One dead letter, from the RabbitMQ DLQ or the in-process table.
+    #[derive(Debug, Clone)]
+    pub struct DeadLetter {
+        pub queue: String,
+        pub event_id: Option<uuid::Uuid>,
+        pub event_type: String,
+        pub attempts: i64,
+        pub error: String,
+    }
+
+    pub async fn dlq_list(
+        db: &DatabaseConnection,
+        amqp: Option<&Amqp>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, String> {
+        match amqp {
+            Some(a) => Ok(a
+                .dlq_list(limit)
+                .await?
+                .into_iter()
+                .map(|d| DeadLetter {
+                    queue: d.queue,
+                    event_id: d.event.as_ref().ok().map(|e| e.event_id),
+                    event_type: d
+                        .event
+                        .as_ref()
+                        .map(|e| e.event_type.clone())
+                        .unwrap_or_else(|e| format!("(undecodable: {e})")),
+                    attempts: d.attempts,
+                    error: d.error,
+                })
+                .collect()),
+            None => Ok(consumer::list_dead_letters(db, limit as u64)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|d| DeadLetter {
+                    queue: d.queue,
+                    event_id: Some(d.event_id),
+                    event_type: d.event_type,
+                    attempts: i64::from(d.attempts),
+                    error: d.error,
+                })
+                .collect()),
+        }
+    }
+
+    /// Replays dead letters by writing each event back to the outbox: the relay publishes it again and
+    /// consumers that already handled it drop it by event id, so only the failed consumer runs again.
+    pub async fn dlq_replay(db: &DatabaseConnection, amqp: Option<&Amqp>, limit: usize) -> Result<usize, String> {
+        match amqp {
+            Some(a) => {
+                a.dlq_take(limit, |event: EventEnvelope| async move {
+                    outbox::insert_one(db, &event).await.map_err(|e| e.to_string())
+                })
+                .await
+            }
+            None => {
+                let rows = consumer::list_dead_letters(db, limit as u64).await.map_err(|e| e.to_string())?;
+                let mut n = 0;
+                for row in rows {
+                    let event: EventEnvelope =
+                        serde_json::from_value(row.payload.clone()).map_err(|e| e.to_string())?;
+                    let txn = sea_orm::TransactionTrait::begin(db).await.map_err(|e| e.to_string())?;
+                    outbox::insert_one(&txn, &event).await.map_err(|e| e.to_string())?;
+                    dead_letter::Entity::update_many()
+                        .col_expr(dead_letter::Column::ReplayedAt, Expr::value(chrono::Utc::now()))
+                        .filter(dead_letter::Column::Id.eq(row.id))
+                        .exec(&txn)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    txn.commit().await.map_err(|e| e.to_string())?;
+                    n += 1;
+                }
+                Ok(n)
+            }
+        }
+    }
+}

@@ -1,0 +1,463 @@
+//! RabbitMQ transport (lapin 4 on tokio).
+//!
+//! Publishing: persistent messages to the topic exchange `messaging` with routing key = event type,
+//! `message_id` = event id, JSON content type, `mandatory` (an unroutable event is an error) and
+//! publisher confirms; a batch is published and then every confirm awaited. A lost connection makes
+//! the transport [`Unavailable`] and it reconnects (with backoff) on the next call.
+//!
+//! Consuming: one task per consumer with its own connection, `basic_qos(prefetch)`, ack only after the
+//! handler's transaction committed. A failed handling is republished to the same queue with
+//! `x-attempts` + 1 (then acked); after the last attempt the event goes to `messaging.dlx` →
+//! `messaging.dlq` with `x-last-error`, `x-attempts` and `x-original-queue` headers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use sea_orm::DatabaseConnection;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Transport, Unavailable};
+use crate::modules::events::consumer::{self, Outcome, SharedConsumer};
+use crate::modules::events::envelope::EventEnvelope;
+use crate::modules::events::topology::{self, AUDIT_MAX_LENGTH, AUDIT_QUEUE, AUDIT_TTL_MS, Names};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Amqp {
+    url: String,
+    names: Names,
+    prefetch: u16,
+    max_attempts: i32,
+    publisher: Mutex<Option<(Connection, Channel)>>,
+    /// Queues of this process's consumers: declared with the topology, before anything is published,
+    /// so no event can be routed while a consumer's queue does not exist yet.
+    consumer_queues: std::sync::Mutex<Vec<(String, Vec<String>)>>,
+    /// Bumped on every registration; the publisher re-declares when it has declared an older version.
+    topology_version: AtomicU64,
+    declared_version: AtomicU64,
+}
+
+/// One message of the dead-letter queue, as shown by `turumba dlq list`.
+#[derive(Debug, Clone)]
+pub struct DeadLetterView {
+    pub queue: String,
+    pub error: String,
+    pub attempts: i64,
+    pub event: Result<EventEnvelope, String>,
+}
+
+fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
+}
+
+fn header_text(props: &BasicProperties, key: &str) -> Option<String> {
+    match props.headers().as_ref()?.inner().get(key)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        _ => None,
+    }
+}
+
+fn header_int(props: &BasicProperties, key: &str) -> Option<i64> {
+    match props.headers().as_ref()?.inner().get(key)? {
+        AMQPValue::LongInt(i) => Some(i64::from(*i)),
+        AMQPValue::LongLongInt(i) => Some(*i),
+        AMQPValue::ShortInt(i) => Some(i64::from(*i)),
+        AMQPValue::LongUInt(i) => Some(i64::from(*i)),
+        _ => None,
+    }
+}
+
+fn persistent_json(message_id: &str) -> BasicProperties {
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(ShortString::from("application/json"))
+        .with_message_id(ShortString::from(message_id))
+}
+
+impl Amqp {
+    pub fn new(url: &str, prefix: &str, prefetch: u16, max_attempts: i32) -> Arc<Self> {
+        Arc::new(Amqp {
+            url: url.to_string(),
+            names: Names::new(prefix),
+            prefetch,
+            max_attempts,
+            publisher: Mutex::new(None),
+            consumer_queues: std::sync::Mutex::new(Vec::new()),
+            topology_version: AtomicU64::new(1),
+            declared_version: AtomicU64::new(0),
+        })
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    async fn connect(&self) -> Result<Connection, String> {
+        tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.url, ConnectionProperties::default()))
+            .await
+            .map_err(|_| "timed out connecting to the broker".to_string())?
+            .map_err(|e| format!("cannot connect to the broker: {e}"))
+    }
+
+    /// Declares the whole topology (idempotent): exchanges, the DLQ, the standard queues, the audit queue.
+    pub async fn declare_topology(&self, ch: &Channel) -> Result<(), lapin::Error> {
+        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        ch.exchange_declare(self.names.exchange().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
+        ch.exchange_declare(self.names.dlx().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
+        let q = QueueDeclareOptions { durable: true, ..Default::default() };
+        ch.queue_declare(self.names.dlq().into(), q, FieldTable::default()).await?;
+        ch.queue_bind(
+            self.names.dlq().into(),
+            self.names.dlx().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        for (name, bindings) in topology::standard_queues() {
+            self.declare_queue(ch, &name, &bindings).await?;
+        }
+        let mut audit_args = FieldTable::default();
+        audit_args.insert("x-max-length".into(), AMQPValue::LongLongInt(AUDIT_MAX_LENGTH));
+        audit_args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(AUDIT_TTL_MS));
+        audit_args.insert("x-overflow".into(), text("drop-head"));
+        ch.queue_declare(self.names.queue(AUDIT_QUEUE).into(), q, audit_args).await?;
+        ch.queue_bind(
+            self.names.queue(AUDIT_QUEUE).into(),
+            self.names.exchange().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        let extra = self.consumer_queues.lock().expect("not poisoned").clone();
+        for (name, bindings) in extra {
+            self.declare_queue(ch, &name, &bindings).await?;
+        }
+        Ok(())
+    }
+
+    /// A durable work queue that dead-letters into `messaging.dlx`, bound to the exchange.
+    async fn declare_queue(&self, ch: &Channel, name: &str, bindings: &[String]) -> Result<(), lapin::Error> {
+        let mut args = FieldTable::default();
+        args.insert("x-dead-letter-exchange".into(), text(&self.names.dlx()));
+        let q = QueueDeclareOptions { durable: true, ..Default::default() };
+        ch.queue_declare(self.names.queue(name).into(), q, args).await?;
+        for b in bindings {
+            ch.queue_bind(
+                self.names.queue(name).into(),
+                self.names.exchange().into(),
+                b.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Removes everything [`Amqp::declare_topology`] (and consumers) declared under this prefix.
+    /// For tests and for tearing down a staging broker; never called by the server.
+    pub async fn delete_topology(&self, extra_queues: &[&str]) -> Result<(), String> {
+        let conn = self.connect().await?;
+        let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+        let mut queues: Vec<String> = topology::standard_queues().into_iter().map(|(n, _)| n).collect();
+        queues.push(AUDIT_QUEUE.into());
+        queues.extend(extra_queues.iter().map(|s| s.to_string()));
+        for q in queues {
+            let _ = ch.queue_delete(self.names.queue(&q).into(), QueueDeleteOptions::default()).await;
+        }
+        let _ = ch.queue_delete(self.names.dlq().into(), QueueDeleteOptions::default()).await;
+        for x in [self.names.exchange(), self.names.dlx()] {
+            let _ = ch.exchange_delete(x.into(), ExchangeDeleteOptions::default()).await;
+        }
+        let _ = conn.close(200, "bye".into()).await;
+        Ok(())
+    }
+
+    async fn publisher(&self) -> Result<tokio::sync::MappedMutexGuard<'_, Channel>, String> {
+        let mut guard = self.publisher.lock().await;
+        let healthy = guard.as_ref().is_some_and(|(c, ch)| c.status().connected() && ch.status().connected());
+        let wanted = self.topology_version.load(Ordering::SeqCst);
+        if healthy && self.declared_version.load(Ordering::SeqCst) != wanted {
+            let (_, ch) = guard.as_ref().expect("healthy");
+            self.declare_topology(ch).await.map_err(|e| format!("cannot declare the topology: {e}"))?;
+            self.declared_version.store(wanted, Ordering::SeqCst);
+        }
+        if !healthy {
+            *guard = None;
+            let conn = self.connect().await?;
+            let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+            self.declare_topology(&ch).await.map_err(|e| format!("cannot declare the topology: {e}"))?;
+            ch.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| e.to_string())?;
+            self.declared_version.store(wanted, Ordering::SeqCst);
+            *guard = Some((conn, ch));
+        }
+        Ok(tokio::sync::MutexGuard::map(guard, |g| &mut g.as_mut().expect("connected above").1))
+    }
+
+    async fn drop_publisher(&self) {
+        if let Some((conn, _)) = self.publisher.lock().await.take() {
+            let _ = conn.close(200, "reconnecting".into()).await;
+        }
+    }
+
+    /// Starts a consumer task (reconnecting with backoff) under `tracker`, stopping at `shutdown`.
+    pub fn start_consumer(
+        self: &Arc<Self>,
+        db: DatabaseConnection,
+        consumer: SharedConsumer,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) {
+        self.consumer_queues.lock().expect("not poisoned").push((consumer.name().to_string(), consumer.bindings()));
+        self.topology_version.fetch_add(1, Ordering::SeqCst);
+        let this = self.clone();
+        tracker.spawn(async move {
+            let mut backoff = Duration::from_millis(200);
+            while !shutdown.is_cancelled() {
+                match this.consume(&db, consumer.clone(), &shutdown).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(queue = consumer.name(), error = %e, "consumer lost the broker; reconnecting in {backoff:?}");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+        });
+    }
+
+    /// Consumes until shutdown (`Ok`) or until the connection fails (`Err`).
+    async fn consume(
+        &self,
+        db: &DatabaseConnection,
+        c: SharedConsumer,
+        shutdown: &CancellationToken,
+    ) -> Result<(), String> {
+        let conn = self.connect().await?;
+        let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+        self.declare_topology(&ch).await.map_err(|e| e.to_string())?;
+        self.declare_queue(&ch, c.name(), &c.bindings()).await.map_err(|e| e.to_string())?;
+        ch.basic_qos(self.prefetch, BasicQosOptions::default()).await.map_err(|e| e.to_string())?;
+        // A second channel, with confirms, for retries and dead letters.
+        let out = conn.create_channel().await.map_err(|e| e.to_string())?;
+        out.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| e.to_string())?;
+        let queue = self.names.queue(c.name());
+        let mut stream = ch
+            .basic_consume(
+                queue.as_str().into(),
+                format!("turumba-{}", uuid::Uuid::now_v7()).into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(queue, "consuming");
+        loop {
+            let delivery = tokio::select! {
+                _ = shutdown.cancelled() => {
+                    let _ = conn.close(200, "shutdown".into()).await;
+                    return Ok(());
+                }
+                d = stream.next() => d,
+            };
+            let delivery = match delivery {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("the broker closed the consumer".into()),
+            };
+            let attempts = header_int(&delivery.properties, "x-attempts").unwrap_or(0) + 1;
+            let outcome = match serde_json::from_slice::<EventEnvelope>(&delivery.data) {
+                Ok(event) => consumer::process(db, c.as_ref(), &event).await,
+                Err(e) => Outcome::Failed(format!("undecodable event: {e}")),
+            };
+            let label = c.name().to_string();
+            match outcome {
+                Outcome::Handled => metrics::counter!("consumer_handled_total", "queue" => label).increment(1),
+                Outcome::Duplicate => metrics::counter!("consumer_duplicates_total", "queue" => label).increment(1),
+                Outcome::Failed(err) => {
+                    metrics::counter!("consumer_failed_total", "queue" => label.clone()).increment(1);
+                    let undecodable = err.starts_with("undecodable");
+                    let (exchange, routing_key) = if attempts >= i64::from(self.max_attempts) || undecodable {
+                        tracing::error!(queue, attempts, error = %err, "dead-lettering event");
+                        metrics::counter!("consumer_dead_lettered_total", "queue" => label).increment(1);
+                        (self.names.dlx(), c.name().to_string())
+                    } else {
+                        tracing::warn!(queue, attempts, error = %err, "handler failed; retrying");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => {
+                                // Unacked: the broker redelivers it to the next consumer.
+                                let _ = conn.close(200, "shutdown".into()).await;
+                                return Ok(());
+                            }
+                            _ = tokio::time::sleep(Duration::from_millis(50 * (1 << attempts.min(6)))) => {}
+                        }
+                        (String::new(), queue.clone())
+                    };
+                    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+                    headers.insert("x-attempts".into(), AMQPValue::LongLongInt(attempts));
+                    headers.insert("x-last-error".into(), text(&err.chars().take(1000).collect::<String>()));
+                    headers.insert("x-original-queue".into(), text(c.name()));
+                    let props = delivery.properties.clone().with_headers(headers).with_delivery_mode(2);
+                    let confirm = out
+                        .basic_publish(
+                            exchange.as_str().into(),
+                            routing_key.as_str().into(),
+                            BasicPublishOptions::default(),
+                            &delivery.data,
+                            props,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if !matches!(confirm, Confirmation::Ack(None)) {
+                        // Could not re-queue it: hand it back to the broker instead of losing it.
+                        delivery
+                            .nack(BasicNackOptions { requeue: true, ..Default::default() })
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        continue;
+                    }
+                }
+            }
+            delivery.ack(BasicAckOptions::default()).await.map_err(|e| e.to_string())?;
+        }
+    }
+
+    /// Up to `limit` dead letters, left in the queue.
+    pub async fn dlq_list(&self, limit: usize) -> Result<Vec<DeadLetterView>, String> {
+        let conn = self.connect().await?;
+        let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+        self.declare_topology(&ch).await.map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(msg) =
+                ch.basic_get(self.names.dlq().into(), BasicGetOptions::default()).await.map_err(|e| e.to_string())?
+            else {
+                break;
+            };
+            let d = msg.delivery;
+            out.push(DeadLetterView {
+                queue: header_text(&d.properties, "x-original-queue")
+                    .unwrap_or_else(|| d.routing_key.as_str().to_string()),
+                error: header_text(&d.properties, "x-last-error").unwrap_or_default(),
+                attempts: header_int(&d.properties, "x-attempts").unwrap_or(0),
+                event: serde_json::from_slice(&d.data).map_err(|e| e.to_string()),
+            });
+        }
+        // Closing without acking returns every message to the queue.
+        let _ = conn.close(200, "listed".into()).await;
+        Ok(out)
+    }
+
+    /// Takes up to `limit` decodable dead letters off the queue, handing each to `replay` (which
+    /// writes it back to the outbox) before acknowledging it. Returns how many were replayed.
+    pub async fn dlq_take<F, Fut>(&self, limit: usize, mut replay: F) -> Result<usize, String>
+    where
+        F: FnMut(EventEnvelope) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        let conn = self.connect().await?;
+        let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+        self.declare_topology(&ch).await.map_err(|e| e.to_string())?;
+        let mut n = 0;
+        while n < limit {
+            let Some(msg) =
+                ch.basic_get(self.names.dlq().into(), BasicGetOptions::default()).await.map_err(|e| e.to_string())?
+            else {
+                break;
+            };
+            let d = msg.delivery;
+            match serde_json::from_slice::<EventEnvelope>(&d.data) {
+                Ok(event) => {
+                    replay(event).await?;
+                    d.ack(BasicAckOptions::default()).await.map_err(|e| e.to_string())?;
+                    n += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping an undecodable dead letter");
+                    d.nack(BasicNackOptions { requeue: true, ..Default::default() })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    break;
+                }
+            }
+        }
+        let _ = conn.close(200, "replayed".into()).await;
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl Transport for Amqp {
+    async fn publish(&self, events: &[EventEnvelope]) -> Result<Vec<Result<(), String>>, Unavailable> {
+        let result = async {
+            let ch = self.publisher().await?;
+            let mut confirms = Vec::with_capacity(events.len());
+            for e in events {
+                let payload = serde_json::to_vec(e).map_err(|err| err.to_string())?;
+                let confirm = ch
+                    .basic_publish(
+                        self.names.exchange().into(),
+                        e.event_type.as_str().into(),
+                        BasicPublishOptions { mandatory: true, ..Default::default() },
+                        &payload,
+                        persistent_json(&e.event_id.to_string()),
+                    )
+                    .await
+                    .map_err(|err| err.to_string())?;
+                confirms.push(confirm);
+            }
+            drop(ch);
+            let mut outcomes = Vec::with_capacity(events.len());
+            for confirm in confirms {
+                let c = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
+                    .await
+                    .map_err(|_| "timed out waiting for publisher confirms".to_string())?
+                    .map_err(|err| err.to_string())?;
+                outcomes.push(match c {
+                    Confirmation::Ack(None) => Ok(()),
+                    Confirmation::Ack(Some(returned)) => Err(format!("unroutable: {}", returned.reply_text)),
+                    Confirmation::Nack(_) => Err("the broker refused the event (nack)".to_string()),
+                    Confirmation::NotRequested => Err("publisher confirms are off".to_string()),
+                });
+            }
+            Ok::<_, String>(outcomes)
+        }
+        .await;
+        match result {
+            Ok(outcomes) => Ok(outcomes),
+            Err(e) => {
+                self.drop_publisher().await;
+                Err(Unavailable(e))
+            }
+        }
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.publisher().await.map(|_| ())
+    }
+
+    fn name(&self) -> &'static str {
+        "amqp"
+    }
+}

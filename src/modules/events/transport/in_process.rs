@@ -1,0 +1,150 @@
+//! The in-process transport: every consumer gets a bounded queue and a worker task. `publish` routes by
+//! topic, waits for room (backpressure) and for each consumer's acknowledgement, so the relay marks a
+//! row published only after its consumers are done with it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::join_all;
+use sea_orm::DatabaseConnection;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Transport, Unavailable};
+use crate::modules::events::consumer::{self, Outcome, SharedConsumer};
+use crate::modules::events::envelope::{EventEnvelope, topic_matches};
+
+type Work = (EventEnvelope, oneshot::Sender<()>);
+
+struct Route {
+    name: String,
+    bindings: Vec<String>,
+    tx: mpsc::Sender<Work>,
+}
+
+pub struct InProcess {
+    routes: Vec<Route>,
+}
+
+impl InProcess {
+    /// Starts one worker per consumer under `tracker`, stopping at `shutdown`.
+    pub fn start(
+        db: DatabaseConnection,
+        consumers: Vec<SharedConsumer>,
+        queue_capacity: usize,
+        max_attempts: i32,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Arc<Self> {
+        let mut routes = Vec::new();
+        for c in consumers {
+            let (tx, rx) = mpsc::channel::<Work>(queue_capacity.max(1));
+            routes.push(Route { name: c.name().to_string(), bindings: c.bindings(), tx });
+            tracker.spawn(worker(db.clone(), c, rx, max_attempts, shutdown.clone()));
+        }
+        Arc::new(InProcess { routes })
+    }
+}
+
+async fn worker(
+    db: DatabaseConnection,
+    c: SharedConsumer,
+    mut rx: mpsc::Receiver<Work>,
+    max_attempts: i32,
+    shutdown: CancellationToken,
+) {
+    let queue = c.name().to_string();
+    loop {
+        let (event, ack) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            work = rx.recv() => match work { Some(w) => w, None => break },
+        };
+        if let Some(ack) = handle(&db, c.as_ref(), &queue, event, ack, max_attempts, &shutdown).await {
+            let _ = ack.send(());
+        }
+    }
+}
+
+/// Handles one event with retries; returns the acknowledgement to send, or `None` when it must not be
+/// acknowledged (shutdown mid-retry, or the dead letter could not be stored): the relay then keeps the
+/// outbox row pending and publishes it again.
+async fn handle(
+    db: &DatabaseConnection,
+    c: &dyn crate::modules::events::Consumer,
+    queue: &str,
+    event: EventEnvelope,
+    ack: oneshot::Sender<()>,
+    max_attempts: i32,
+    shutdown: &CancellationToken,
+) -> Option<oneshot::Sender<()>> {
+    let label = queue.to_string();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match consumer::process(db, c, &event).await {
+            Outcome::Handled => {
+                metrics::counter!("consumer_handled_total", "queue" => label).increment(1);
+                return Some(ack);
+            }
+            Outcome::Duplicate => {
+                metrics::counter!("consumer_duplicates_total", "queue" => label).increment(1);
+                return Some(ack);
+            }
+            Outcome::Failed(err) => {
+                metrics::counter!("consumer_failed_total", "queue" => label.clone()).increment(1);
+                if attempt >= max_attempts {
+                    tracing::error!(queue, event_id = %event.event_id, error = %err, "dead-lettering event after {attempt} attempts");
+                    if let Err(e) = consumer::insert_dead_letter(db, queue, &event, &err, attempt).await {
+                        tracing::error!(error = %e, "cannot store dead letter");
+                        return None;
+                    }
+                    metrics::counter!("consumer_dead_lettered_total", "queue" => label).increment(1);
+                    return Some(ack);
+                }
+                tracing::warn!(queue, event_id = %event.event_id, attempt, error = %err, "handler failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(Duration::from_millis(50 * (1 << attempt.min(6)))) => {}
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for InProcess {
+    async fn publish(&self, events: &[EventEnvelope]) -> Result<Vec<Result<(), String>>, Unavailable> {
+        let mut waits: Vec<Vec<(String, oneshot::Receiver<()>)>> = Vec::with_capacity(events.len());
+        for event in events {
+            let mut acks = Vec::new();
+            for r in self.routes.iter().filter(|r| r.bindings.iter().any(|b| topic_matches(b, &event.event_type))) {
+                let (tx, rx) = oneshot::channel();
+                if r.tx.send((event.clone(), tx)).await.is_err() {
+                    return Err(Unavailable(format!("consumer `{}` has stopped", r.name)));
+                }
+                acks.push((r.name.clone(), rx));
+            }
+            waits.push(acks);
+        }
+        let outcomes = join_all(waits.into_iter().map(|acks| async move {
+            for (name, rx) in acks {
+                if rx.await.is_err() {
+                    return Err(format!("consumer `{name}` did not acknowledge"));
+                }
+            }
+            Ok(())
+        }))
+        .await;
+        Ok(outcomes)
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "in-process"
+    }
+}

@@ -1,0 +1,252 @@
+//! The event pipeline: outbox → relay → transport → consumers, on (SQLite + in-process),
+//! (PostgreSQL + in-process) and (PostgreSQL + RabbitMQ), with the faults it must survive.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use sea_orm::{DatabaseTransaction, TransactionTrait};
+use serde_json::json;
+use turumba::app::BuildOptions;
+use turumba::modules::events::{Consumer, EventBus, EventEnvelope, EventMeta, SharedConsumer, ops};
+
+use crate::helpers::{Backend, TestApp, amqp_url, eventually};
+
+/// A test consumer: records each event it handled (the handler's effect) and fails on demand.
+struct Recorder {
+    name: String,
+    bindings: Vec<String>,
+    handled: Mutex<Vec<EventEnvelope>>,
+    poison_name: Option<String>,
+    healed: AtomicBool,
+}
+
+impl Recorder {
+    fn new(name: &str, bindings: &[&str], poison_name: Option<&str>) -> Arc<Self> {
+        Arc::new(Recorder {
+            name: name.into(),
+            bindings: bindings.iter().map(|b| b.to_string()).collect(),
+            handled: Mutex::new(Vec::new()),
+            poison_name: poison_name.map(str::to_string),
+            healed: AtomicBool::new(false),
+        })
+    }
+    fn handled(&self) -> Vec<EventEnvelope> {
+        self.handled.lock().unwrap().clone()
+    }
+    fn count(&self, event_type: &str) -> usize {
+        self.handled().iter().filter(|e| e.event_type == event_type).count()
+    }
+    fn times_handled(&self) -> HashMap<uuid::Uuid, usize> {
+        let mut m = HashMap::new();
+        for e in self.handled() {
+            *m.entry(e.event_id).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+#[async_trait]
+impl Consumer for Recorder {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn bindings(&self) -> Vec<String> {
+        self.bindings.clone()
+    }
+    async fn handle(&self, _txn: &DatabaseTransaction, event: &EventEnvelope) -> Result<(), String> {
+        if let Some(p) = &self.poison_name
+            && event.data["name"] == p.as_str()
+            && !self.healed.load(Ordering::SeqCst)
+        {
+            return Err(format!("cannot handle role {p}"));
+        }
+        self.handled.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
+
+fn opts(consumers: Vec<SharedConsumer>, relay: bool) -> BuildOptions {
+    BuildOptions { consumers, relay, ..Default::default() }
+}
+
+/// Which transport a pipeline test runs on.
+#[derive(Clone)]
+enum Via {
+    InProcess,
+    Amqp { url: String, prefix: String },
+}
+
+impl Via {
+    fn amqp() -> Option<Via> {
+        amqp_url()
+            .map(|url| Via::Amqp { url, prefix: format!("t{}.", &uuid::Uuid::new_v4().simple().to_string()[..12]) })
+    }
+    fn apply(&self, s: &mut turumba::config::Settings) {
+        if let Via::Amqp { url, prefix } = self {
+            s.amqp_url = Some(turumba::config::Secret::new(url.clone()));
+            s.events.amqp_prefix = prefix.clone();
+        }
+    }
+    async fn cleanup(&self, app: &TestApp, queues: &[&str]) {
+        if let Some(a) = app.state.events.amqp() {
+            let _ = a.delete_topology(queues).await;
+        }
+    }
+}
+
+async fn identity_events_flow_once(b: Backend, via: Via) {
+    let rec = Recorder::new("test_audit", &["#"], None);
+    let app = TestApp::spawn_full(b, |s| via.apply(s), opts(vec![rec.clone()], true)).await;
+    let u = app.user("eva").await;
+    let role = app
+        .post("/v1/roles")
+        .token(&u.token)
+        .header("X-Request-Id", "req-role-1")
+        .json(json!({"name": "auditor", "permissions": {"audit:read": true}}))
+        .send()
+        .await;
+    role.expect(201, None);
+    let other = app.user("ollie").await;
+    app.add_member(&u, &other, "viewer").await;
+    eventually(20, "role.created and member.added reach the consumer", || async {
+        rec.count("role.created") == 1 && rec.count("member.added") == 1 && rec.count("account.created") == 2
+    })
+    .await;
+    let events = rec.handled();
+    let created = events.iter().find(|e| e.event_type == "role.created").unwrap();
+    assert_eq!(created.aggregate_type, "role");
+    assert_eq!(created.aggregate_id.to_string(), role.id());
+    assert_eq!(created.account_id.unwrap().to_string(), u.account_id);
+    assert_eq!(created.user_id.unwrap().to_string(), u.user_id);
+    assert_eq!(created.request_id.as_deref(), Some("req-role-1"));
+    assert_eq!(created.data["name"], "auditor");
+    eventually(10, "the outbox drains", || async {
+        let s = ops::outbox_status(&app.state.db).await.unwrap();
+        s.pending == 0 && s.failed == 0 && s.published >= 4
+    })
+    .await;
+    assert!(rec.times_handled().values().all(|n| *n == 1), "every event handled exactly once");
+    via.cleanup(&app, &["test_audit"]).await;
+}
+
+async fn a_poisoned_event_is_dead_lettered_after_five_attempts(b: Backend, via: Via) {
+    let rec = Recorder::new("test_roles", &["role.*"], Some("poison"));
+    let app = TestApp::spawn_full(b, |s| via.apply(s), opts(vec![rec.clone()], true)).await;
+    let u = app.user("pete").await;
+    for name in ["poison", "fine"] {
+        app.post("/v1/roles")
+            .token(&u.token)
+            .json(json!({"name": name, "permissions": {}}))
+            .send()
+            .await
+            .expect(201, None);
+    }
+    // The poisoned event does not block the next one.
+    eventually(20, "the healthy event is handled", || async { rec.count("role.created") == 1 }).await;
+    let amqp = app.state.events.amqp().cloned();
+    eventually(30, "the poisoned event reaches the dead-letter queue", || async {
+        ops::dlq_list(&app.state.db, amqp.as_deref(), 10).await.unwrap().len() == 1
+    })
+    .await;
+    let letters = ops::dlq_list(&app.state.db, amqp.as_deref(), 10).await.unwrap();
+    assert_eq!(letters[0].queue, "test_roles");
+    assert_eq!(letters[0].attempts, 5);
+    assert_eq!(letters[0].event_type, "role.created");
+    assert!(letters[0].error.contains("cannot handle role poison"), "{}", letters[0].error);
+    // Nothing stays stuck in the outbox either.
+    eventually(10, "outbox drained", || async { ops::outbox_status(&app.state.db).await.unwrap().pending == 0 }).await;
+
+    // Fixed handler: a replay delivers it again, only to the consumer that failed.
+    rec.healed.store(true, Ordering::SeqCst);
+    let n = ops::dlq_replay(&app.state.db, amqp.as_deref(), 10).await.unwrap();
+    assert_eq!(n, 1);
+    app.state.events.committed();
+    eventually(20, "the replayed event is handled", || async { rec.count("role.created") == 2 }).await;
+    assert!(ops::dlq_list(&app.state.db, amqp.as_deref(), 10).await.unwrap().is_empty());
+    assert!(rec.times_handled().values().all(|n| *n == 1));
+    via.cleanup(&app, &["test_roles"]).await;
+}
+
+async fn a_relay_dying_after_publish_causes_no_double_effect(b: Backend, via: Via) {
+    let rec = Recorder::new("test_crash", &["drill.*"], None);
+    let app = TestApp::spawn_full(b, |s| via.apply(s), opts(vec![rec.clone()], false)).await;
+    let events = write_events(&app, "drill.happened", 5).await;
+    let relay = app.state.events.relay();
+    // The "crashed" relay published everything but recorded nothing.
+    assert_eq!(relay.publish_without_recording().await.unwrap(), 5);
+    eventually(20, "first delivery handled", || async { rec.handled().len() == 5 }).await;
+    assert_eq!(ops::outbox_status(&app.state.db).await.unwrap().pending, 5, "rows are still pending");
+    // A new relay publishes them again; the consumer drops the duplicates.
+    let outcome = relay.pass().await.unwrap();
+    assert_eq!(outcome.published, 5);
+    assert_eq!(ops::outbox_status(&app.state.db).await.unwrap().pending, 0);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let times = rec.times_handled();
+    assert_eq!(times.len(), 5);
+    assert!(events.iter().all(|id| times.get(id) == Some(&1)), "each effect happened once: {times:?}");
+    via.cleanup(&app, &["test_crash"]).await;
+}
+
+/// Writes `n` events through an EventBus in one transaction, as a service would.
+async fn write_events(app: &TestApp, event_type: &str, n: usize) -> Vec<uuid::Uuid> {
+    let txn = app.state.db.begin().await.unwrap();
+    let mut bus = EventBus::new(EventMeta::default());
+    for i in 0..n {
+        bus.emit(event_type, "drill", uuid::Uuid::now_v7(), None, json!({ "i": i }));
+    }
+    let ids = bus.events().iter().map(|e| e.event_id).collect();
+    bus.flush(&txn).await.unwrap();
+    txn.commit().await.unwrap();
+    ids
+}
+
+mod in_process {
+    use super::*;
+
+    async fn identity_events_flow_through_the_outbox(b: Backend) {
+        identity_events_flow_once(b, Via::InProcess).await
+    }
+    async fn poisoned_events_are_dead_lettered(b: Backend) {
+        a_poisoned_event_is_dead_lettered_after_five_attempts(b, Via::InProcess).await
+    }
+    async fn relay_crash_after_publish_is_deduplicated(b: Backend) {
+        a_relay_dying_after_publish_causes_no_double_effect(b, Via::InProcess).await
+    }
+
+    both_backends!(
+        identity_events_flow_through_the_outbox,
+        poisoned_events_are_dead_lettered,
+        relay_crash_after_publish_is_deduplicated
+    );
+}
+
+/// PostgreSQL + RabbitMQ. Skipped (with a printed reason) without TURUMBA_TEST_AMQP_URL, except in CI.
+mod rabbitmq {
+    use super::*;
+
+    async fn setup() -> Option<(Backend, Via)> {
+        let via = Via::amqp()?;
+        let b = Backend::postgres()?;
+        Some((b, via))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn identity_events_flow_through_rabbitmq() {
+        let Some((b, via)) = setup().await else { return };
+        identity_events_flow_once(b, via).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn poisoned_events_end_in_the_rabbitmq_dlq() {
+        let Some((b, via)) = setup().await else { return };
+        a_poisoned_event_is_dead_lettered_after_five_attempts(b, via).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn relay_crash_after_publish_is_deduplicated_over_rabbitmq() {
+        let Some((b, via)) = setup().await else { return };
+        a_relay_dying_after_publish_causes_no_double_effect(b, via).await
+    }
+}
