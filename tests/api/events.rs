@@ -250,3 +250,170 @@ mod rabbitmq {
         a_relay_dying_after_publish_causes_no_double_effect(b, via).await
     }
 }
+
+/// Faults that need a real broker or several relays: PostgreSQL + RabbitMQ.
+mod faults {
+    use super::*;
+    use crate::helpers::Proxy;
+    use sea_orm::ConnectionTrait;
+
+    /// `amqp://user:pass@host:port/vhost` → (`host:port`, the URL through `127.0.0.1:proxy_port`).
+    fn through_proxy(url: &str, proxy_port: u16) -> (String, String) {
+        let (scheme_auth, rest) = url.split_once('@').expect("URL has credentials");
+        let (hostport, vhost) = rest.split_once('/').unwrap_or((rest, ""));
+        (hostport.to_string(), format!("{scheme_auth}@127.0.0.1:{proxy_port}/{vhost}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_broker_outage_loses_nothing_and_publishes_everything_after() {
+        let Some(Via::Amqp { url, prefix }) = Via::amqp() else { return };
+        let Some(b) = Backend::postgres() else { return };
+        let (target, _) = through_proxy(&url, 0);
+        let proxy = Proxy::start(target).await;
+        let (_, proxied) = through_proxy(&url, proxy.port);
+        let via = Via::Amqp { url: proxied, prefix };
+        let rec = Recorder::new("test_outage", &["role.*"], None);
+        let app = TestApp::spawn_full(b, |s| via.apply(s), opts(vec![rec.clone()], true)).await;
+        let u = app.user("olga").await;
+        app.post("/v1/roles")
+            .token(&u.token)
+            .json(json!({"name": "before", "permissions": {}}))
+            .send()
+            .await
+            .expect(201, None);
+        eventually(20, "the pipeline works before the outage", || async { rec.count("role.created") == 1 }).await;
+        assert_eq!(app.get("/readyz").send().await.status, 200);
+
+        proxy.down();
+        for i in 0..5 {
+            let r = app
+                .post("/v1/roles")
+                .token(&u.token)
+                .json(json!({"name": format!("during-{i}"), "permissions": {}}))
+                .send()
+                .await;
+            r.expect(201, None);
+        }
+        app.get("/readyz").send().await.expect(503, Some("service_unavailable"));
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let s = ops::outbox_status(&app.state.db).await.unwrap();
+        assert_eq!((s.pending, s.failed), (5, 0), "events wait in the outbox, none failed: {s:?}");
+        assert_eq!(rec.count("role.created"), 1);
+
+        proxy.up();
+        eventually(45, "every event written during the outage is published and handled", || async {
+            rec.count("role.created") == 6 && ops::outbox_status(&app.state.db).await.unwrap().pending == 0
+        })
+        .await;
+        assert!(rec.times_handled().values().all(|n| *n == 1));
+        assert_eq!(app.get("/readyz").send().await.status, 200);
+        via.cleanup(&app, &["test_outage"]).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_relays_on_postgres_publish_every_row_exactly_once() {
+        let Some(via) = Via::amqp() else { return };
+        let Some(b) = Backend::postgres() else { return };
+        let rec = Recorder::new("test_two_relays", &["drill.*"], None);
+        let app = TestApp::spawn_full(b, |s| via.apply(s), opts(vec![rec.clone()], false)).await;
+        let mut ids = Vec::new();
+        for _ in 0..30 {
+            ids.extend(write_events(&app, "drill.parallel", 10).await);
+        }
+        let stop = tokio_util::sync::CancellationToken::new();
+        let one = tokio::spawn(app.state.events.relay().run(stop.clone()));
+        let two = tokio::spawn(app.state.events.relay().run(stop.clone()));
+        eventually(60, "300 events handled", || async { rec.handled().len() >= 300 }).await;
+        eventually(10, "outbox drained", || async { ops::outbox_status(&app.state.db).await.unwrap().pending == 0 })
+            .await;
+        stop.cancel();
+        let _ = tokio::join!(one, two);
+        let times = rec.times_handled();
+        assert_eq!(times.len(), 300);
+        assert!(ids.iter().all(|id| times.get(id) == Some(&1)), "every event handled once");
+        // SKIP LOCKED: no row was ever published by both relays (each was marked after one publish).
+        let row = app
+            .state
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT count(*) AS n FROM outbox_events WHERE status <> 'published' OR attempts <> 1".to_string(),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let n: i64 = row.try_get("", "n").unwrap();
+        assert_eq!(n, 0);
+        via.cleanup(&app, &["test_two_relays"]).await;
+    }
+}
+
+async fn operator_cli_shows_outbox_and_dead_letters(b: Backend) {
+    let rec = Recorder::new("test_cli", &["role.*"], Some("poison"));
+    let app = TestApp::spawn_full(b, |_| {}, opts(vec![rec.clone()], true)).await;
+    let u = app.user("carl").await;
+    app.post("/v1/roles")
+        .token(&u.token)
+        .json(json!({"name": "poison", "permissions": {}}))
+        .send()
+        .await
+        .expect(201, None);
+    eventually(30, "dead letter stored", || async { ops::dlq_list(&app.state.db, None, 10).await.unwrap().len() == 1 })
+        .await;
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_turumba"))
+            .args(args)
+            .env("DATABASE_URL", &app.settings.database_url)
+            .env("TURUMBA_DATA_DIR", app.data_dir())
+            .env("TURUMBA_LOG", "error")
+            .env_remove("AMQP_URL")
+            .output()
+            .expect("the binary runs");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let status = cli(&["outbox", "status"]);
+    assert!(status.contains("pending    0"), "{status}");
+    assert!(status.contains("failed     0"), "{status}");
+    assert!(!status.contains("published  0"), "{status}");
+    let dlq = cli(&["dlq", "list"]);
+    assert!(dlq.contains("role.created queue=test_cli attempts=5"), "{dlq}");
+    assert!(dlq.contains("cannot handle role poison"), "{dlq}");
+    assert_eq!(cli(&["outbox", "retry-failed"]).trim(), "re-queued 0 event(s)");
+}
+
+async fn metrics_show_the_pipeline(b: Backend) {
+    let rec = Recorder::new("test_metrics", &["role.*"], None);
+    let app = TestApp::spawn_full(b, |_| {}, opts(vec![rec.clone()], true)).await;
+    let u = app.user("mia").await;
+    app.post("/v1/roles").token(&u.token).json(json!({"name": "m", "permissions": {}})).send().await.expect(201, None);
+    eventually(20, "handled", || async { rec.count("role.created") == 1 }).await;
+    eventually(10, "metrics exported", || async {
+        let text = app.get("/metrics").send().await.body.as_str().unwrap_or_default().to_string();
+        text.contains("consumer_handled_total{queue=\"test_metrics\"}")
+            && text.contains("outbox_publish_latency_seconds_bucket")
+            && text.contains("outbox_pending")
+            && text.contains("outbox_oldest_pending_age_seconds")
+    })
+    .await;
+}
+
+both_backends!(operator_cli_shows_outbox_and_dead_letters, metrics_show_the_pipeline);
+
+async fn split_roles_need_postgres_and_a_broker(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::helpers::fresh_database(&b, dir.path()).await;
+    let settings = turumba::config::Settings::for_test(dir.path(), &url);
+    for role in [turumba::app::Role::Api, turumba::app::Role::OutboxRelay, turumba::app::Role::Worker] {
+        let err = turumba::app::Application::build(settings.clone(), BuildOptions { role, ..Default::default() })
+            .await
+            .err()
+            .expect("refused without a broker");
+        assert!(err.contains("needs a shared database and a broker"), "{err}");
+    }
+}
+
+mod roles {
+    use super::*;
+    both_backends!(split_roles_need_postgres_and_a_broker);
+}
