@@ -118,32 +118,30 @@ impl FromRequest for AuthUser {
     }
 }
 
+/// The `X-Account-Id` selection: absent → `None`; anything but a UUID → 403 (as for a foreign account).
+pub fn selected_account(req: &HttpRequest) -> Result<Option<Uuid>, AppError> {
+    let Some(value) = req.headers().get("x-account-id") else { return Ok(None) };
+    value
+        .to_str()
+        .ok()
+        .and_then(|s| Uuid::parse_str(s.trim()).ok())
+        .map(Some)
+        .ok_or_else(|| AppError::forbidden("X-Account-Id does not name an account you can act in"))
+}
+
 impl FromRequest for RequestCtx {
     type Error = AppError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer(req);
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let auth = AuthUser::from_request(req, payload);
         let state = state(req);
-        let request_id = request_id(req);
-        let selected = req.headers().get("x-account-id").map(|v| v.to_str().map(|s| s.trim().to_string()));
+        let selected = selected_account(req);
         Box::pin(async move {
-            let token = token?;
-            let state = state?;
-            let user = state.accounts.authenticate(&token).await?;
-            let selected = match selected {
-                None => None,
-                Some(Ok(s)) => Some(
-                    Uuid::parse_str(&s)
-                        .map_err(|_| AppError::forbidden("X-Account-Id does not name an account you can act in"))?,
-                ),
-                Some(Err(_)) => {
-                    return Err(AppError::forbidden("X-Account-Id does not name an account you can act in"));
-                }
-            };
-            let access = state.accounts.active_access(&user, selected).await?;
+            let auth = auth.await?;
+            let access = state?.accounts.active_access(&auth.user, selected?).await?;
             tracing::Span::current().record("account_id", tracing::field::display(access.scope.account_id()));
-            Ok(RequestCtx { user, access, request_id })
+            Ok(RequestCtx { user: auth.user, access, request_id: auth.request_id })
         })
     }
 }

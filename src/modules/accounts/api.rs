@@ -558,15 +558,7 @@ pub async fn get_context(
     auth: AuthUser,
     req: actix_web::HttpRequest,
 ) -> AppResult<HttpResponse> {
-    let selected = match req.headers().get("x-account-id") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| Uuid::parse_str(s.trim()).ok())
-                .ok_or_else(|| AppError::forbidden("X-Account-Id does not name an account you can act in"))?,
-        ),
-    };
+    let selected = crate::http::ctx::selected_account(&req)?;
     let memberships = state.accounts.accounts_of(&auth.user).await?;
     // The active account is usually one of the direct memberships just loaded; only sub-account access
     // (through a parent) needs the full resolution.
