@@ -417,3 +417,73 @@ mod roles {
     use super::*;
     both_backends!(split_roles_need_postgres_and_a_broker);
 }
+
+/// A transport that refuses every event (as RabbitMQ does for an unroutable mandatory message), to
+/// exercise the relay's bookkeeping against the real outbox.
+struct Refusing;
+
+#[async_trait]
+impl turumba::modules::events::Transport for Refusing {
+    async fn publish(
+        &self,
+        events: &[EventEnvelope],
+    ) -> Result<Vec<Result<(), String>>, turumba::modules::events::Unavailable> {
+        Ok(events.iter().map(|_| Err("unroutable: NO_ROUTE".to_string())).collect())
+    }
+    async fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+    fn name(&self) -> &'static str {
+        "refusing"
+    }
+}
+
+async fn refused_events_back_off_fail_and_can_be_retried(b: Backend) {
+    let rec = Recorder::new("test_retry", &["drill.*"], None);
+    let app = TestApp::spawn_full(b, |_| {}, opts(vec![rec.clone()], false)).await;
+    write_events(&app, "drill.refused", 1).await;
+    let refusing = turumba::modules::events::Relay::new(
+        app.state.db.clone(),
+        Arc::new(Refusing),
+        turumba::modules::events::RelaySettings {
+            batch_size: 10,
+            poll_interval: std::time::Duration::from_millis(100),
+            max_attempts: 2,
+            retention: chrono::Duration::days(7),
+            listen_url: None,
+        },
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    assert_eq!(refusing.pass().await.unwrap().failed, 1);
+    let s = ops::outbox_status(&app.state.db).await.unwrap();
+    assert_eq!((s.pending, s.failed), (1, 0), "first refusal: pending again, backing off");
+    // Not due yet: the backoff holds it back.
+    assert_eq!(refusing.pass().await.unwrap(), Default::default());
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(refusing.pass().await.unwrap().failed, 1);
+    let s = ops::outbox_status(&app.state.db).await.unwrap();
+    assert_eq!((s.pending, s.failed), (0, 1), "second refusal reaches the limit: failed");
+    let failed = ops::outbox_failed(&app.state.db, 10).await.unwrap();
+    assert_eq!(failed[0].attempts, 2);
+    assert_eq!(failed[0].last_error.as_deref(), Some("unroutable: NO_ROUTE"));
+
+    // The operator re-queues it; a working relay publishes it.
+    assert_eq!(ops::outbox_retry_failed(&app.state.db, None).await.unwrap(), 1);
+    assert_eq!(app.state.events.relay().pass().await.unwrap().published, 1);
+    eventually(10, "handled after the retry", || async { rec.handled().len() == 1 }).await;
+    // Published rows are purged after the retention.
+    assert_eq!(
+        ops::outbox_purge_published(&app.state.db, chrono::Utc::now() - chrono::Duration::days(1)).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        ops::outbox_purge_published(&app.state.db, chrono::Utc::now() + chrono::Duration::seconds(1)).await.unwrap(),
+        1
+    );
+    assert_eq!(ops::outbox_status(&app.state.db).await.unwrap(), Default::default());
+}
+
+mod bookkeeping {
+    use super::*;
+    both_backends!(refused_events_back_off_fail_and_can_be_retried);
+}

@@ -140,6 +140,14 @@ pub mod ops {
         outbox::list_failed(db, limit).await
     }
 
+    /// Deletes published rows older than `older_than` (the relay does this on its own every few minutes).
+    pub async fn outbox_purge_published(
+        db: &DatabaseConnection,
+        older_than: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, DbErr> {
+        outbox::purge_published(db, older_than).await
+    }
+
     pub async fn outbox_retry_failed(db: &DatabaseConnection, id: Option<uuid::Uuid>) -> Result<u64, DbErr> {
         outbox::retry_failed(db, id).await
     }
