@@ -248,8 +248,9 @@ impl Settings {
         if raw.http.body_limit < 1024 {
             return Err(bad("TURUMBA_HTTP__BODY_LIMIT", "must be at least 1024 bytes"));
         }
-        if raw.database.max_connections == 0 {
-            return Err(bad("TURUMBA_DATABASE__MAX_CONNECTIONS", "must be at least 1"));
+        // The PostgreSQL relay holds one connection while in-process consumers need another.
+        if raw.database.max_connections < 2 {
+            return Err(bad("TURUMBA_DATABASE__MAX_CONNECTIONS", "must be at least 2"));
         }
         let ev = &raw.events;
         if ev.relay_batch_size == 0 || ev.relay_batch_size > 10_000 {

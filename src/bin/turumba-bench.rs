@@ -49,6 +49,9 @@ enum Cli {
         backlog: usize,
         #[arg(long, default_value_t = 200)]
         batch: u64,
+        /// Concurrent writers sharing the offered rate (one commit per event each).
+        #[arg(long, default_value_t = 8)]
+        writers: u64,
     },
 }
 
@@ -114,7 +117,7 @@ async fn commit_one(db: &DatabaseConnection) -> (Uuid, Instant) {
 
 #[tokio::main]
 async fn main() {
-    let Cli::Events { database, amqp, rate, seconds, backlog, batch } = Cli::parse();
+    let Cli::Events { database, amqp, rate, seconds, backlog, batch, writers } = Cli::parse();
     let tmp = tempfile::tempdir().expect("temp dir");
     let (url, pg_cleanup) = if database == "sqlite" {
         (format!("sqlite://{}/bench.db", tmp.path().display()), None)
@@ -125,7 +128,8 @@ async fn main() {
         let (prefix, _) = database.rsplit_once('/').expect("URL has a database");
         (format!("{prefix}/{name}"), Some((admin, name)))
     };
-    let db = turumba::db::connect(&url, 16).await.expect("connect");
+    let pool: u32 = std::env::var("BENCH_POOL").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
+    let db = turumba::db::connect(&url, pool).await.expect("connect");
     turumba::db::migrate_up(&db).await.expect("migrate");
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -158,17 +162,31 @@ async fn main() {
     let relay = Relay::new(db.clone(), timed.clone(), settings.clone(), wake.clone());
     let stop = CancellationToken::new();
     let relay_task = tokio::spawn(relay.run(stop.clone()));
-    let total = (rate * seconds) as usize;
-    let mut committed = Vec::with_capacity(total);
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let per_writer = (rate * seconds / writers) as usize;
+    let total = per_writer * writers as usize;
+    let interval = Duration::from_secs_f64(writers as f64 / rate as f64);
     let start = Instant::now();
-    for i in 0..total {
-        let due = start + interval * i as u32;
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            tokio::time::sleep(wait).await;
-        }
-        committed.push(commit_one(&db).await);
-        wake.notify_one();
+    let mut handles = Vec::new();
+    for w in 0..writers {
+        let (db, wake) = (db.clone(), wake.clone());
+        handles.push(tokio::spawn(async move {
+            let mut out = Vec::with_capacity(per_writer);
+            // Writers are staggered so the offered load is even.
+            let offset = interval.mul_f64(w as f64 / writers as f64);
+            for i in 0..per_writer {
+                let due = start + offset + interval * i as u32;
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    tokio::time::sleep(wait).await;
+                }
+                out.push(commit_one(&db).await);
+                wake.notify_one();
+            }
+            out
+        }));
+    }
+    let mut committed = Vec::with_capacity(total);
+    for h in handles {
+        committed.extend(h.await.expect("writer"));
     }
     let offered = total as f64 / start.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(60);

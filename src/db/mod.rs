@@ -32,6 +32,9 @@ impl Backend {
     }
 }
 
+/// Upper bound of the SQLite pool (see [`connect`]).
+pub const SQLITE_MAX_CONNECTIONS: u32 = 4;
+
 /// Opens the pool. For SQLite the file (and its directory) is created when missing.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
     let backend = Backend::from_url(url)?;
@@ -51,7 +54,11 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                 std::fs::create_dir_all(dir)
                     .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", dir.display())))?;
             }
-            opts.max_connections(max_connections.max(2)).min_connections(1);
+            // SQLite has one writer. Beyond a few connections, writers only queue on the database lock
+            // through SQLite's busy handler, whose sleeps (up to 100 ms each) wreck latency: measured
+            // with 8 concurrent writers, p50 commit→publish went from ~1.2 s with 16 connections to ~2 ms
+            // with 4 (BENCHMARKS.md). Reads lose nothing measurable.
+            opts.max_connections(max_connections.clamp(2, SQLITE_MAX_CONNECTIONS)).min_connections(1);
             opts.map_sqlx_sqlite_opts(|o| {
                 o.create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)

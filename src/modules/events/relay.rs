@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::{DatabaseConnection, DbBackend, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, TransactionTrait};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -64,6 +64,9 @@ impl Relay {
         if postgres {
             // Claim and record in one transaction: the row locks keep other relays off this batch.
             let txn = self.db.begin().await?;
+            // Losing this commit in a database crash only means publishing the batch again (consumers
+            // dedupe), so the relay does not wait for its own WAL flush.
+            txn.execute_unprepared("SET LOCAL synchronous_commit = off").await?;
             let rows = outbox::claim_due(&txn, self.settings.batch_size).await?;
             let outcome = self.publish_and_record(&txn, rows).await?;
             txn.commit().await?;
