@@ -133,15 +133,15 @@ impl FromRequest for RequestCtx {
     type Error = AppError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let auth = AuthUser::from_request(req, payload);
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req);
         let state = state(req);
+        let request_id = request_id(req);
         let selected = selected_account(req);
         Box::pin(async move {
-            let auth = auth.await?;
-            let access = state?.accounts.active_access(&auth.user, selected?).await?;
+            let (user, access) = state?.accounts.authorize(&token?, selected?).await?;
             tracing::Span::current().record("account_id", tracing::field::display(access.scope.account_id()));
-            Ok(RequestCtx { user: auth.user, access, request_id: auth.request_id })
+            Ok(RequestCtx { user, access, request_id })
         })
     }
 }

@@ -203,6 +203,30 @@ impl Accounts {
         Ok(user.into())
     }
 
+    /// Authenticates a tenant request and resolves its active account, in one query in the common case
+    /// (a direct membership in the selected or default account); other cases take the full path.
+    pub async fn authorize(&self, token: &str, selected: Option<Uuid>) -> AppResult<(CurrentUser, Access)> {
+        let claims =
+            self.keys.verify(token).ok_or_else(|| AppError::Unauthorized("invalid or expired token".into()))?;
+        let (user, role) = store::user_with_role(&self.db, claims.sub, selected)
+            .await?
+            .filter(|(u, _)| u.is_active && u.email_verified_at.is_some())
+            .ok_or_else(|| AppError::Unauthorized("invalid or expired token".into()))?;
+        let user = CurrentUser::from(user);
+        if let (Some(r), Some(account_id)) = (role, selected.or(user.default_account_id)) {
+            let access = Access {
+                scope: AccountScope::checked(account_id),
+                role_id: r.id,
+                role_name: r.name,
+                permissions: Permissions::from_json(&r.permissions),
+                via_parent: false,
+            };
+            return Ok((user, access));
+        }
+        let access = self.active_access(&user, selected).await?;
+        Ok((user, access))
+    }
+
     /// The caller's access to one account: a direct membership, or `accounts:manage` on its parent.
     pub async fn access_to(&self, user: &CurrentUser, account_id: Uuid) -> AppResult<Option<Access>> {
         if let Some((_, r)) = store::membership_with_role(&self.db, user.id, account_id).await? {

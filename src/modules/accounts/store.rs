@@ -19,6 +19,29 @@ pub async fn find_user_by_email<C: ConnectionTrait>(db: &C, email: &str) -> AppR
     Ok(user::Entity::find().filter(user::Column::Email.eq(email)).one(db).await?)
 }
 
+/// The user and, in one query, their role in `account_id` (or, when `None`, in their default account).
+pub async fn user_with_role<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    account_id: Option<Uuid>,
+) -> AppResult<Option<(user::Model, Option<role::Model>)>> {
+    use sea_orm::sea_query::IntoCondition;
+    use sea_orm::{JoinType, RelationTrait};
+    let on = user::Relation::Membership.def().on_condition(move |users, memberships| {
+        let account = Expr::col((memberships, membership::Column::AccountId));
+        match account_id {
+            Some(id) => account.eq(id).into_condition(),
+            None => account.equals((users, user::Column::DefaultAccountId)).into_condition(),
+        }
+    });
+    Ok(user::Entity::find_by_id(user_id)
+        .join(JoinType::LeftJoin, on)
+        .join(JoinType::LeftJoin, membership::Relation::Role.def())
+        .select_also(role::Entity)
+        .one(db)
+        .await?)
+}
+
 pub async fn find_user<C: ConnectionTrait>(db: &C, id: Uuid) -> AppResult<Option<user::Model>> {
     Ok(user::Entity::find_by_id(id).one(db).await?)
 }
