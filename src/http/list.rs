@@ -22,6 +22,8 @@ use super::error::{AppError, AppResult};
 
 pub const DEFAULT_LIMIT: u64 = 50;
 pub const MAX_LIMIT: u64 = 1000;
+/// Offsets beyond this are refused (they would also overflow a signed 64-bit OFFSET in the database).
+pub const MAX_SKIP: u64 = 1_000_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -230,7 +232,14 @@ impl ListQuery {
                     q.sorts.push((field.to_string(), order));
                 }
                 "skip" => {
-                    q.skip = v.parse().map_err(|_| AppError::bad_request("skip must be a non-negative integer"))?
+                    let skip: u64 =
+                        v.parse().map_err(|_| AppError::bad_request("skip must be a non-negative integer"))?;
+                    if skip > MAX_SKIP {
+                        return Err(AppError::bad_request(format!(
+                            "skip must be at most {MAX_SKIP}; use filters (or the cursor where offered) to go deeper"
+                        )));
+                    }
+                    q.skip = skip;
                 }
                 "limit" => {
                     let limit: u64 =
@@ -461,6 +470,8 @@ mod tests {
         assert!(bad(ListQuery::parse("limit=0")).contains("between"));
         assert!(bad(ListQuery::parse("limit=ten")).contains("limit"));
         assert!(bad(ListQuery::parse("skip=-1")).contains("skip"));
+        assert!(bad(ListQuery::parse("skip=18446744073709551615")).contains("at most"));
+        assert_eq!(ListQuery::parse("skip=1000000000").unwrap().skip, MAX_SKIP);
         assert!(bad(ListQuery::parse("sort=name:up")).contains("asc or desc"));
         // URL-encoded values keep their colons and plus signs.
         let q = ListQuery::parse("filter=created_at%3Age%3A2026-03-01T09%3A00%3A00%2B03%3A00").unwrap();
