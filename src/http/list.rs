@@ -12,8 +12,8 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload};
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
-    Value,
+    ColumnTrait, ConnectionTrait, EntityTrait, Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    Select, Value,
 };
 use uuid::Uuid;
 
@@ -299,7 +299,10 @@ impl ListQuery {
         E::Model: Sync,
         C: ConnectionTrait,
     {
-        let total = select.clone().count(db).await?;
+        // The count does not need the ordering (and sorting every match just to count it is waste).
+        let mut counter = select.clone();
+        QueryTrait::query(&mut counter).clear_order_by();
+        let total = counter.count(db).await?;
         let items = select.offset(self.skip).limit(self.limit).all(db).await?;
         Ok(Page { items, total, skip: self.skip, limit: self.limit })
     }

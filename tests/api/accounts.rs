@@ -40,6 +40,9 @@ async fn creating_an_account_makes_the_caller_its_admin(b: Backend) {
     bad.expect(422, None);
     assert_eq!(bad.error_fields(), vec!["timezone"]);
     app.post("/v1/accounts").json(json!({"name": "anon"})).send().await.expect(401, None);
+    let blank = app.post("/v1/accounts").token(&u.token).json(json!({"name": "  \t "})).send().await;
+    blank.expect(422, Some("validation_error"));
+    assert_eq!(blank.error_fields(), vec!["name"]);
 }
 
 async fn accounts_are_patched_and_deleted_by_admins_only(b: Backend) {

@@ -48,6 +48,15 @@ async fn registration_validates_and_rejects_duplicates(b: Backend) {
         .send()
         .await
         .expect(202, None);
+    let r = app
+        .post("/v1/auth/register")
+        .json(
+            json!({"email": "blank@example.com", "password": "long enough pw", "full_name": " ", "account_name": " "}),
+        )
+        .send()
+        .await;
+    r.expect(422, Some("validation_error"));
+    assert_eq!(r.error_fields(), vec!["account_name", "full_name"]);
 }
 
 async fn wrong_password_and_unknown_email_get_the_same_answer(b: Backend) {

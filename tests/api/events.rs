@@ -136,12 +136,7 @@ async fn a_poisoned_event_is_dead_lettered_after_five_attempts(b: Backend, via: 
     let app = TestApp::spawn_full(b, |s| via.apply(s), opts(vec![rec.clone()], true)).await;
     let u = app.user("pete").await;
     for name in ["poison", "fine"] {
-        app.post("/v1/roles")
-            .token(&u.token)
-            .json(json!({"name": name, "permissions": {}}))
-            .send()
-            .await
-            .expect(201, None);
+        app.create_role(&u.token, name).await;
     }
     // The poisoned event does not block the next one.
     eventually(20, "the healthy event is handled", || async { rec.count("role.created") == 1 }).await;
@@ -275,12 +270,7 @@ mod faults {
         let rec = Recorder::new("test_outage", &["role.*"], None);
         let app = TestApp::spawn_full(b, |s| via.apply(s), opts(vec![rec.clone()], true)).await;
         let u = app.user("olga").await;
-        app.post("/v1/roles")
-            .token(&u.token)
-            .json(json!({"name": "before", "permissions": {}}))
-            .send()
-            .await
-            .expect(201, None);
+        app.create_role(&u.token, "before").await;
         eventually(20, "the pipeline works before the outage", || async { rec.count("role.created") == 1 }).await;
         assert_eq!(app.get("/readyz").send().await.status, 200);
 
@@ -352,12 +342,7 @@ async fn operator_cli_shows_outbox_and_dead_letters(b: Backend) {
     let rec = Recorder::new("test_cli", &["role.*"], Some("poison"));
     let app = TestApp::spawn_full(b, |_| {}, opts(vec![rec.clone()], true)).await;
     let u = app.user("carl").await;
-    app.post("/v1/roles")
-        .token(&u.token)
-        .json(json!({"name": "poison", "permissions": {}}))
-        .send()
-        .await
-        .expect(201, None);
+    app.create_role(&u.token, "poison").await;
     eventually(30, "dead letter stored", || async { ops::dlq_list(&app.state.db, None, 10).await.unwrap().len() == 1 })
         .await;
     let cli = |args: &[&str]| {
@@ -386,7 +371,7 @@ async fn metrics_show_the_pipeline(b: Backend) {
     let rec = Recorder::new("test_metrics", &["role.*"], None);
     let app = TestApp::spawn_full(b, |_| {}, opts(vec![rec.clone()], true)).await;
     let u = app.user("mia").await;
-    app.post("/v1/roles").token(&u.token).json(json!({"name": "m", "permissions": {}})).send().await.expect(201, None);
+    app.create_role(&u.token, "m").await;
     eventually(20, "handled", || async { rec.count("role.created") == 1 }).await;
     eventually(10, "metrics exported", || async {
         let text = app.get("/metrics").send().await.body.as_str().unwrap_or_default().to_string();

@@ -238,6 +238,14 @@ impl TestApp {
         }
     }
 
+    /// Creates a role with no permissions in the caller's active account; asserts the 201 and returns it.
+    pub async fn create_role(&self, token: &str, name: impl std::fmt::Display) -> Resp {
+        let r =
+            self.post("/v1/roles").token(token).json(json!({"name": name.to_string(), "permissions": {}})).send().await;
+        r.expect(201, None);
+        r
+    }
+
     /// Role id by name in an account.
     pub async fn role_id(&self, user: &TestUser, account_id: &str, name: &str) -> String {
         self.role_id_with(&user.token, account_id, name).await

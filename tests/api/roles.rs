@@ -66,6 +66,10 @@ async fn permissions_are_validated(b: Backend) {
         .send()
         .await
         .expect(201, None);
+    // Whitespace is not a name.
+    let r = app.post("/v1/roles").token(&u.token).json(json!({"name": "   ", "permissions": {}})).send().await;
+    r.expect(422, Some("validation_error"));
+    assert_eq!(r.error_fields(), vec!["name"]);
 }
 
 async fn system_roles_and_roles_in_use_are_protected(b: Backend) {
@@ -163,12 +167,7 @@ async fn list_engine_filters_sorts_and_pages(b: Backend) {
     let app = TestApp::spawn(b).await;
     let u = app.user("lee").await;
     for name in ["alpha", "Beta", "gamma_1", "gamma%2", "delta"] {
-        app.post("/v1/roles")
-            .token(&u.token)
-            .json(json!({"name": name, "permissions": {}}))
-            .send()
-            .await
-            .expect(201, None);
+        app.create_role(&u.token, name).await;
     }
     let names = |r: &crate::helpers::Resp| -> Vec<String> {
         r.data().as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap().to_string()).collect()

@@ -40,9 +40,9 @@ pub struct RegisterRequest {
     pub email: String,
     #[validate(length(min = MIN_PASSWORD_LEN, max = 256, message = "must be at least 10 characters"))]
     pub password: String,
-    #[validate(length(min = 1, max = 200))]
+    #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
     pub full_name: String,
-    #[validate(length(min = 1, max = 200))]
+    #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
     pub account_name: String,
 }
 
@@ -255,6 +255,16 @@ impl From<account::Model> for AccountDto {
     }
 }
 
+/// Names must carry text: they are stored trimmed, so whitespace alone would become an empty name.
+fn not_blank(value: &str) -> Result<(), validator::ValidationError> {
+    // An empty value is already reported by the length rule; one message per problem.
+    if !value.is_empty() && value.trim().is_empty() {
+        Err(validator::ValidationError::new("blank").with_message("must not be blank".into()))
+    } else {
+        Ok(())
+    }
+}
+
 fn valid_country_code(cc: &str) -> Result<(), validator::ValidationError> {
     let digits = cc.strip_prefix('+').unwrap_or(cc);
     let alpha2 = cc.len() == 2 && cc.chars().all(|c| c.is_ascii_uppercase());
@@ -270,7 +280,7 @@ fn valid_country_code(cc: &str) -> Result<(), validator::ValidationError> {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccountRequest {
-    #[validate(length(min = 1, max = 200))]
+    #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
     pub name: String,
     /// IANA time zone; default `UTC`.
     #[validate(length(max = 64))]
@@ -329,7 +339,7 @@ impl From<role::Model> for RoleDto {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRoleRequest {
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
     pub name: String,
     #[validate(length(max = 500))]
     pub description: Option<String>,
@@ -559,20 +569,7 @@ pub async fn get_context(
     req: actix_web::HttpRequest,
 ) -> AppResult<HttpResponse> {
     let selected = crate::http::ctx::selected_account(&req)?;
-    let memberships = state.accounts.accounts_of(&auth.user).await?;
-    // The active account is usually one of the direct memberships just loaded; only sub-account access
-    // (through a parent) needs the full resolution.
-    let direct = |id: Uuid| memberships.iter().any(|(_, _, a)| a.id == id);
-    let active = match selected {
-        Some(id) if direct(id) => Some(id),
-        None if auth.user.default_account_id.is_some_and(direct) => auth.user.default_account_id,
-        None if memberships.len() == 1 && auth.user.default_account_id.is_none() => Some(memberships[0].2.id),
-        _ => match state.accounts.active_access(&auth.user, selected).await {
-            Ok(a) => Some(a.scope.account_id()),
-            Err(AppError::BadRequest { code: "account_required", .. }) => None,
-            Err(e) => return Err(e),
-        },
-    };
+    let (memberships, active) = state.accounts.context(&auth.user, selected).await?;
     let accounts = memberships
         .into_iter()
         .map(|(_, r, a)| ContextAccount {
@@ -591,10 +588,12 @@ pub async fn get_context(
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts", params(("filter" = Option<Vec<String>>, Query), ("sort" = Option<Vec<String>>, Query), ("skip" = Option<u64>, Query), ("limit" = Option<u64>, Query)),
     responses((status = 200, body = ListEnvelope<AccountDto>), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list_accounts(state: web::Data<AppState>, auth: AuthUser, q: ListQuery) -> AppResult<HttpResponse> {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-    let ids = store::account_ids_of_user(&state.db, auth.user.id).await?;
-    let select = account::Entity::find().filter(account::Column::Id.is_in(ids));
-    let select = q.apply(select, list_fields::ACCOUNT_FIELDS, account::Column::Id, account::Column::CreatedAt)?;
+    let select = q.apply(
+        store::accounts_of_user(auth.user.id),
+        list_fields::ACCOUNT_FIELDS,
+        account::Column::Id,
+        account::Column::CreatedAt,
+    )?;
     let page = q.fetch(&state.db, select).await?;
     Ok(envelope::list(page.map(AccountDto::from)))
 }

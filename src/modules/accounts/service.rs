@@ -194,24 +194,23 @@ impl Accounts {
 
     /// Verifies the access token and loads the user, who must still exist, be active and verified.
     pub async fn authenticate(&self, token: &str) -> AppResult<CurrentUser> {
-        let claims =
-            self.keys.verify(token).ok_or_else(|| AppError::Unauthorized("invalid or expired token".into()))?;
-        let user = store::find_user(&self.db, claims.sub)
-            .await?
-            .filter(|u| u.is_active && u.email_verified_at.is_some())
-            .ok_or_else(|| AppError::Unauthorized("invalid or expired token".into()))?;
+        let user_id = self.token_subject(token)?;
+        let user = store::find_user(&self.db, user_id).await?.filter(may_sign_in).ok_or_else(bad_token)?;
         Ok(user.into())
+    }
+
+    fn token_subject(&self, token: &str) -> AppResult<Uuid> {
+        self.keys.verify(token).map(|c| c.sub).ok_or_else(bad_token)
     }
 
     /// Authenticates a tenant request and resolves its active account, in one query in the common case
     /// (a direct membership in the selected or default account); other cases take the full path.
     pub async fn authorize(&self, token: &str, selected: Option<Uuid>) -> AppResult<(CurrentUser, Access)> {
-        let claims =
-            self.keys.verify(token).ok_or_else(|| AppError::Unauthorized("invalid or expired token".into()))?;
-        let (user, role) = store::user_with_role(&self.db, claims.sub, selected)
+        let user_id = self.token_subject(token)?;
+        let (user, role) = store::user_with_role(&self.db, user_id, selected)
             .await?
-            .filter(|(u, _)| u.is_active && u.email_verified_at.is_some())
-            .ok_or_else(|| AppError::Unauthorized("invalid or expired token".into()))?;
+            .filter(|(u, _)| may_sign_in(u))
+            .ok_or_else(bad_token)?;
         let user = CurrentUser::from(user);
         if let (Some(r), Some(account_id)) = (role, selected.or(user.default_account_id)) {
             let access = Access {
@@ -282,6 +281,28 @@ impl Accounts {
             code: "account_required",
             message: "select an account with the X-Account-Id header (or set a default account)".into(),
         })
+    }
+
+    /// `GET /v1/context`: every direct membership, and the active account (or `None` when the caller must
+    /// choose). The common case needs no query beyond the membership list; the rest takes the full path.
+    pub async fn context(
+        &self,
+        user: &CurrentUser,
+        selected: Option<Uuid>,
+    ) -> AppResult<(Vec<(membership::Model, role::Model, account::Model)>, Option<Uuid>)> {
+        let memberships = store::memberships_of_user(&self.db, user.id).await?;
+        let wanted = selected.or(user.default_account_id);
+        if let Some(id) = wanted
+            && memberships.iter().any(|(_, _, a)| a.id == id)
+        {
+            return Ok((memberships, Some(id)));
+        }
+        let active = match self.active_access(user, selected).await {
+            Ok(a) => Some(a.scope.account_id()),
+            Err(AppError::BadRequest { code: "account_required", .. }) => None,
+            Err(e) => return Err(e),
+        };
+        Ok((memberships, active))
     }
 
     /// Access to an account named in a path: 404 when the caller has none (never reveal it exists).
@@ -719,13 +740,6 @@ impl Accounts {
         Ok(())
     }
 
-    pub async fn accounts_of(
-        &self,
-        user: &CurrentUser,
-    ) -> AppResult<Vec<(membership::Model, role::Model, account::Model)>> {
-        store::memberships_of_user(&self.db, user.id).await
-    }
-
     // ---------------------------------------------------------------- roles
 
     pub async fn create_role(
@@ -910,6 +924,15 @@ impl Accounts {
             })
             .collect())
     }
+}
+
+/// A token only works while its user exists, is active and has a verified e-mail.
+fn may_sign_in(u: &user::Model) -> bool {
+    u.is_active && u.email_verified_at.is_some()
+}
+
+fn bad_token() -> AppError {
+    AppError::Unauthorized("invalid or expired token".into())
 }
 
 fn role_conflict(e: sea_orm::DbErr) -> AppError {

@@ -191,6 +191,16 @@ pub async fn memberships_of_user<C: ConnectionTrait>(
     Ok(rows.into_iter().filter_map(|(m, r, a)| Some((m, r?, a?))).collect())
 }
 
+/// Accounts the user is a direct member of, as one query (a subquery on memberships).
+pub fn accounts_of_user(user_id: Uuid) -> sea_orm::Select<account::Entity> {
+    let member_of = sea_orm::sea_query::Query::select()
+        .column(membership::Column::AccountId)
+        .from(membership::Entity)
+        .and_where(membership::Column::UserId.eq(user_id))
+        .to_owned();
+    account::Entity::find().filter(account::Column::Id.in_subquery(member_of))
+}
+
 /// Ids of accounts the user is a direct member of.
 pub async fn account_ids_of_user<C: ConnectionTrait>(db: &C, user_id: Uuid) -> AppResult<Vec<Uuid>> {
     Ok(membership::Entity::find()

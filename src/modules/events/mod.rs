@@ -129,15 +129,28 @@ pub mod ops {
     use sea_orm::sea_query::Expr;
     use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 
-    use super::entity::{dead_letter, outbox_event};
+    use super::entity::dead_letter;
     use super::{Amqp, EventEnvelope, OutboxStatus, consumer, outbox};
 
     pub async fn outbox_status(db: &DatabaseConnection) -> Result<OutboxStatus, DbErr> {
         outbox::status(db).await
     }
 
-    pub async fn outbox_failed(db: &DatabaseConnection, limit: u64) -> Result<Vec<outbox_event::Model>, DbErr> {
-        outbox::list_failed(db, limit).await
+    /// One outbox row that gave up, as the operator sees it.
+    #[derive(Debug, Clone)]
+    pub struct FailedEvent {
+        pub id: uuid::Uuid,
+        pub event_type: String,
+        pub attempts: i32,
+        pub last_error: Option<String>,
+    }
+
+    pub async fn outbox_failed(db: &DatabaseConnection, limit: u64) -> Result<Vec<FailedEvent>, DbErr> {
+        Ok(outbox::list_failed(db, limit)
+            .await?
+            .into_iter()
+            .map(|r| FailedEvent { id: r.id, event_type: r.event_type, attempts: r.attempts, last_error: r.last_error })
+            .collect())
     }
 
     /// Deletes published rows older than `older_than` (the relay does this on its own every few minutes).
