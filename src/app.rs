@@ -20,6 +20,7 @@ use crate::db::{self, Backend};
 use crate::http;
 use crate::mail::Mailer;
 use crate::modules::accounts::{self, Accounts, JwtKeys};
+use crate::modules::contacts::{self, Contacts, Directory};
 use crate::modules::events::{Events, SharedConsumer};
 use crate::secret::SecretKey;
 
@@ -79,6 +80,8 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub settings: Arc<Settings>,
     pub accounts: Accounts,
+    pub contacts: Contacts,
+    pub directory: Directory,
     pub events: Events,
     pub metrics: PrometheusHandle,
     /// Cancelled at shutdown; every background loop watches it.
@@ -151,15 +154,38 @@ pub async fn build_state(
         &tasks,
     );
     let accounts = Accounts::new(db.clone(), keys, mailer, settings.identity.refresh_token_ttl_days, events.clone());
+    let contacts = Contacts::new(db.clone(), accounts.clone(), events.clone());
+    let directory = Directory::new(contacts.clone());
     Ok(AppState {
         db,
         settings: Arc::new(settings),
         accounts,
+        contacts,
+        directory,
         events,
         metrics: http::metrics_handle(),
         shutdown,
         tasks,
     })
+}
+
+/// Marks contact imports whose process died as failed (at start, then every minute).
+fn start_import_sweeper(state: &web::Data<AppState>) {
+    let contacts = state.contacts.clone();
+    let shutdown = state.shutdown.clone();
+    state.tasks.spawn(async move {
+        loop {
+            match contacts.fail_stale_imports().await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(count = n, "marked interrupted contact imports as failed"),
+                Err(e) => tracing::warn!(error = %e, "could not check for interrupted imports"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+            }
+        }
+    });
 }
 
 fn cors(settings: &Settings) -> Condition<Cors> {
@@ -198,6 +224,9 @@ impl Application {
         if role.runs_relay() && opts.relay {
             state.events.start_relay(&state.shutdown, &state.tasks);
         }
+        if role.serves_api() {
+            start_import_sweeper(&state);
+        }
         if role.runs_consumers() {
             state.events.start_consumers(consumers.clone(), &state.shutdown, &state.tasks);
             if matches!(role, Role::All | Role::Worker | Role::Scheduler) {
@@ -222,7 +251,8 @@ impl Application {
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
                 .configure(http::configure);
             // Worker roles serve only the operations endpoints (health, readiness, metrics).
-            let app = if role.serves_api() { app.configure(accounts::configure) } else { app };
+            let app =
+                if role.serves_api() { app.configure(accounts::configure).configure(contacts::configure) } else { app };
             app.default_service(web::to(http::not_found))
         })
         .workers(if role.serves_api() { workers } else { 1 })

@@ -1,6 +1,7 @@
 //! Turumba: multi-tenant message automation in one binary. This file only wires the crate together.
 
 pub mod app;
+pub mod channel_type;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -68,7 +68,7 @@ impl Op {
         })
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Op::Eq => "eq",
             Op::Ne => "ne",
@@ -267,16 +267,25 @@ impl ListQuery {
     where
         E: EntityTrait,
     {
-        let find = |name: &str| {
-            fields.iter().find(|f| f.name == name).ok_or_else(|| {
-                let known: Vec<&str> = fields.iter().map(|f| f.name).collect();
-                AppError::bad_request(format!("field `{name}` cannot be used here; allowed: {}", known.join(", ")))
-            })
-        };
         for filter in &self.filters {
-            let field = find(&filter.field)?;
+            let field = find_field(fields, &filter.field)?;
             select = select.filter(condition(field, filter)?);
         }
+        self.sort(select, fields, id, default_sort)
+    }
+
+    /// Applies only the sorts and the `id` tie-break (for resources that compile their own filters).
+    pub fn sort<E>(
+        &self,
+        mut select: Select<E>,
+        fields: &[Field<E::Column>],
+        id: E::Column,
+        default_sort: E::Column,
+    ) -> AppResult<Select<E>>
+    where
+        E: EntityTrait,
+    {
+        let find = |name: &str| find_field(fields, name);
         let mut last = Order::Desc;
         if self.sorts.is_empty() {
             select = select.order_by(default_sort, Order::Desc);
@@ -308,7 +317,7 @@ impl ListQuery {
     }
 }
 
-fn escape_like(s: &str) -> String {
+pub fn escape_like(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(c, '%' | '_' | '\\') {
@@ -319,7 +328,16 @@ fn escape_like(s: &str) -> String {
     out
 }
 
-fn condition<C: ColumnTrait>(field: &Field<C>, filter: &Filter) -> AppResult<Expr> {
+/// The whitelisted field called `name`, or a 400 naming the allowed ones.
+pub fn find_field<'a, C>(fields: &'a [Field<C>], name: &str) -> AppResult<&'a Field<C>> {
+    fields.iter().find(|f| f.name == name).ok_or_else(|| {
+        let known: Vec<&str> = fields.iter().map(|f| f.name).collect();
+        AppError::bad_request(format!("field `{name}` cannot be used here; allowed: {}", known.join(", ")))
+    })
+}
+
+/// The SQL condition of one filter on one whitelisted column.
+pub fn condition<C: ColumnTrait>(field: &Field<C>, filter: &Filter) -> AppResult<Expr> {
     if !field.kind.allows(filter.op) {
         return Err(AppError::bad_request(format!(
             "filter `{}`: operator `{}` is not allowed on this field",

@@ -131,6 +131,17 @@ fn data_error_field(message: &str) -> String {
     message.split('`').nth(1).filter(|_| message.contains("field")).unwrap_or("body").to_string()
 }
 
+/// Deserialises a present field (even `null`) as `Some(...)`, so PATCH can tell "absent" from "null".
+/// Use with `#[serde(default, deserialize_with = "crate::http::patch")]` on an `Option<Option<T>>`.
+pub fn patch<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    use serde::Deserialize;
+    Option::<T>::deserialize(d).map(Some)
+}
+
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|_, _| AppError::NotFound("resource").into())
 }

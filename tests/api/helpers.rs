@@ -177,6 +177,10 @@ impl TestApp {
     }
 
     pub async fn spawn_full(backend: Backend, tweak: impl FnOnce(&mut Settings), opts: BuildOptions) -> TestApp {
+        // TURUMBA_TEST_LOG=warn (an env filter) shows the server's log lines in the test output.
+        if let Ok(filter) = std::env::var("TURUMBA_TEST_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         let url = fresh_database(&backend, dir.path()).await;
         let mut settings = Settings::for_test(dir.path(), &url);

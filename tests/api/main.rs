@@ -6,6 +6,7 @@ mod helpers;
 
 mod accounts;
 mod auth;
+mod contacts;
 mod events;
 mod http_surface;
 mod mail;

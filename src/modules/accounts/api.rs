@@ -3,7 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -21,15 +21,6 @@ use crate::http::ctx::{AuthUser, RequestCtx, request_meta};
 use crate::http::envelope::{self, Envelope, ListEnvelope, Page};
 use crate::http::error::{AppError, AppResult, ErrorBody};
 use crate::http::list::ListQuery;
-
-/// Deserialises a present field (even `null`) as `Some(...)`, so PATCH can tell "absent" from "null".
-fn patch<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
 
 // ------------------------------------------------------------------ DTOs
 
@@ -163,19 +154,19 @@ impl From<TokenPair> for TokenResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeRequest {
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "crate::http::patch")]
     #[schema(value_type = Option<String>)]
     pub full_name: Patch<String>,
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "crate::http::patch")]
     #[schema(value_type = Option<String>)]
     pub phone: Patch<String>,
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "crate::http::patch")]
     #[schema(value_type = Option<Uuid>)]
     pub default_account_id: Patch<Uuid>,
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "crate::http::patch")]
     #[schema(value_type = Option<String>)]
     pub locale: Patch<String>,
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "crate::http::patch")]
     #[schema(value_type = Option<String>)]
     pub timezone: Patch<String>,
 }
@@ -294,16 +285,16 @@ pub struct CreateAccountRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAccountRequest {
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "crate::http::patch")]
     #[schema(value_type = Option<String>)]
     pub name: Patch<String>,
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "crate::http::patch")]
     #[schema(value_type = Option<String>)]
     pub timezone: Patch<String>,
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "crate::http::patch")]
     #[schema(value_type = Option<String>)]
     pub default_country_code: Patch<String>,
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "crate::http::patch")]
     #[schema(value_type = Option<Object>)]
     pub settings: Patch<Value>,
 }
@@ -351,13 +342,13 @@ pub struct CreateRoleRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRoleRequest {
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "crate::http::patch")]
     #[schema(value_type = Option<String>)]
     pub name: Patch<String>,
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "crate::http::patch")]
     #[schema(value_type = Option<String>)]
     pub description: Patch<String>,
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "crate::http::patch")]
     #[schema(value_type = Option<Object>)]
     pub permissions: Patch<Value>,
 }

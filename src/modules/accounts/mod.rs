@@ -14,7 +14,7 @@ mod store;
 mod tokens;
 
 pub use api::configure;
-pub use service::{Access, Accounts, CurrentUser};
+pub use service::{Access, Accounts, CurrentUser, valid_timezone};
 pub use tokens::JwtKeys;
 
 /// Whitelisted list fields per resource (SPEC §2 filters).

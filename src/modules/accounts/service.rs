@@ -673,6 +673,18 @@ impl Accounts {
         Ok(acc)
     }
 
+    /// A scope for an operator acting from the command line (who has the database anyway): the account
+    /// must exist. Never used for HTTP requests, whose scope comes from the caller's membership.
+    pub async fn operator_scope(&self, account_id: Uuid) -> AppResult<AccountScope> {
+        store::find_account(&self.db, account_id).await?.ok_or(AppError::NotFound("account"))?;
+        Ok(AccountScope::checked(account_id))
+    }
+
+    /// The account's `default_country_code` (used to read national phone numbers).
+    pub async fn default_country_code(&self, scope: AccountScope) -> AppResult<Option<String>> {
+        Ok(self.get_account(scope).await?.default_country_code)
+    }
+
     pub async fn get_account(&self, scope: AccountScope) -> AppResult<account::Model> {
         store::find_account(&self.db, scope.account_id()).await?.ok_or(AppError::NotFound("account"))
     }

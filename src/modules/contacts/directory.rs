@@ -1,0 +1,315 @@
+//! `Directory`: the facade messaging uses to resolve recipients. It streams the union of groups,
+//! segments and explicit contact ids in keyset-paginated batches (no OFFSET; each contact once, because
+//! the union is one condition over the contacts table), minus exclusions, minus contacts opted out of the
+//! channel type, with the delivery address for that channel type resolved. It also finds or creates the
+//! contact behind an inbound sender.
+
+use chrono::Utc;
+use sea_orm::sea_query::{Condition, Expr, ExprTrait, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::entity::{contact, contact_identity, group_member};
+use super::filter::opted_out_expr;
+use super::service::{ContactInput, Contacts, new_contact, normalise_input};
+use super::store;
+use crate::channel_type::{AddressKind, address_kind};
+use crate::http::ctx::AccountScope;
+use crate::http::error::{AppError, AppResult};
+use crate::modules::events::{EventBus, EventMeta};
+
+/// Who a message goes to. Empty `group_ids`, `segment_ids` and `contact_ids` select nobody.
+#[derive(Debug, Clone, Default)]
+pub struct Audience {
+    pub group_ids: Vec<Uuid>,
+    pub segment_ids: Vec<Uuid>,
+    pub contact_ids: Vec<Uuid>,
+    pub exclude_contact_ids: Vec<Uuid>,
+    pub exclude_group_ids: Vec<Uuid>,
+}
+
+/// A contact as messaging sees it (template variables, time zone, language).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectoryContact {
+    pub id: Uuid,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub display_name: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub language: Option<String>,
+    pub timezone: Option<String>,
+    pub attributes: Value,
+    pub channel_identities: Value,
+}
+
+impl From<contact::Model> for DirectoryContact {
+    fn from(c: contact::Model) -> Self {
+        DirectoryContact {
+            id: c.id,
+            first_name: c.first_name,
+            last_name: c.last_name,
+            display_name: c.display_name,
+            phone: c.phone,
+            email: c.email,
+            language: c.language,
+            timezone: c.timezone,
+            attributes: c.attributes,
+            channel_identities: c.channel_identities,
+        }
+    }
+}
+
+/// A recipient: the contact and its address on the channel type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recipient {
+    pub contact: DirectoryContact,
+    pub address: String,
+}
+
+fn address_of(c: &contact::Model, kind: AddressKind) -> Option<String> {
+    match kind {
+        AddressKind::Phone => c.phone.clone(),
+        AddressKind::Email => c.email.clone(),
+        AddressKind::Identity(t) => c.channel_identities.get(t).and_then(|v| v.as_str()).map(str::to_string),
+    }
+}
+
+#[derive(Clone)]
+pub struct Directory {
+    contacts: Contacts,
+}
+
+/// A keyset cursor over an audience.
+pub struct RecipientStream {
+    directory: Directory,
+    scope: AccountScope,
+    condition: Condition,
+    kind: AddressKind,
+    batch: u64,
+    after: Option<Uuid>,
+    done: bool,
+}
+
+impl RecipientStream {
+    /// The next batch (at most the batch size), or `None` when the audience is exhausted.
+    pub async fn next_batch(&mut self) -> AppResult<Option<Vec<Recipient>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut q = store::contacts_in(self.scope).filter(self.condition.clone());
+        if let Some(a) = self.after {
+            q = q.filter(contact::Column::Id.gt(a));
+        }
+        let rows = q.order_by_asc(contact::Column::Id).limit(self.batch).all(&self.directory.contacts.db).await?;
+        if (rows.len() as u64) < self.batch {
+            self.done = true;
+        }
+        let Some(last) = rows.last().map(|c| c.id) else {
+            return Ok(None);
+        };
+        self.after = Some(last);
+        let out: Vec<Recipient> = rows
+            .into_iter()
+            .filter_map(|c| {
+                let address = address_of(&c, self.kind)?;
+                Some(Recipient { contact: c.into(), address })
+            })
+            .collect();
+        Ok(Some(out))
+    }
+
+    /// Where the stream is (store it to resume after a restart).
+    pub fn position(&self) -> Option<Uuid> {
+        self.after
+    }
+}
+
+impl Directory {
+    pub fn new(contacts: Contacts) -> Self {
+        Directory { contacts }
+    }
+
+    /// The condition selecting the audience's reachable contacts on `channel_type`.
+    async fn condition(
+        &self,
+        scope: AccountScope,
+        audience: &Audience,
+        channel_type: &str,
+    ) -> AppResult<(Condition, AddressKind)> {
+        let kind =
+            address_kind(channel_type).ok_or_else(|| AppError::field("channel_type", "is not a channel type"))?;
+        let backend = self.contacts.backend();
+        let members = |groups: &[Uuid]| {
+            Query::select()
+                .column(group_member::Column::ContactId)
+                .from(group_member::Entity)
+                .and_where(group_member::Column::GroupId.is_in(groups.to_vec()))
+                .to_owned()
+        };
+        let mut any = Condition::any();
+        if !audience.group_ids.is_empty() {
+            any = any.add(contact::Column::Id.in_subquery(members(&audience.group_ids)));
+        }
+        for s in &audience.segment_ids {
+            let segment = self.contacts.get_segment(scope, *s).await?;
+            any = any.add(self.contacts.segment_condition(&segment)?);
+        }
+        if !audience.contact_ids.is_empty() {
+            any = any.add(contact::Column::Id.is_in(audience.contact_ids.clone()));
+        }
+        let nobody =
+            audience.group_ids.is_empty() && audience.segment_ids.is_empty() && audience.contact_ids.is_empty();
+        let mut all = Condition::all();
+        all = if nobody { all.add(Expr::val(1).eq(0)) } else { all.add(any) };
+        if !audience.exclude_contact_ids.is_empty() {
+            all = all.add(contact::Column::Id.is_not_in(audience.exclude_contact_ids.clone()));
+        }
+        if !audience.exclude_group_ids.is_empty() {
+            all = all.add(contact::Column::Id.not_in_subquery(members(&audience.exclude_group_ids)));
+        }
+        all = all.add(opted_out_expr(channel_type, backend).not());
+        all = all.add(match kind {
+            AddressKind::Phone => contact::Column::Phone.is_not_null(),
+            AddressKind::Email => contact::Column::Email.is_not_null(),
+            AddressKind::Identity(t) => {
+                let has = Query::select()
+                    .column(contact_identity::Column::ContactId)
+                    .from(contact_identity::Entity)
+                    .and_where(contact_identity::Column::AccountId.eq(scope.account_id()))
+                    .and_where(contact_identity::Column::ChannelType.eq(t))
+                    .to_owned();
+                contact::Column::Id.in_subquery(has)
+            }
+        });
+        Ok((all, kind))
+    }
+
+    /// Streams the audience in batches of `batch_size`, ordered by contact id. Groups and segments of
+    /// another account are 404s.
+    pub async fn stream(
+        &self,
+        scope: AccountScope,
+        audience: &Audience,
+        channel_type: &str,
+        batch_size: u64,
+        after: Option<Uuid>,
+    ) -> AppResult<RecipientStream> {
+        for g in &audience.group_ids {
+            self.contacts.get_group(scope, *g).await?;
+        }
+        let (condition, kind) = self.condition(scope, audience, channel_type).await?;
+        Ok(RecipientStream {
+            directory: self.clone(),
+            scope,
+            condition,
+            kind,
+            batch: batch_size.clamp(1, 10_000),
+            after,
+            done: false,
+        })
+    }
+
+    /// How many recipients the audience has on `channel_type`.
+    pub async fn count(&self, scope: AccountScope, audience: &Audience, channel_type: &str) -> AppResult<u64> {
+        let (condition, _) = self.condition(scope, audience, channel_type).await?;
+        Ok(store::contacts_in(scope).filter(condition).count(&self.contacts.db).await?)
+    }
+
+    pub async fn get(&self, scope: AccountScope, id: Uuid) -> AppResult<Option<DirectoryContact>> {
+        Ok(store::find_contact(&self.contacts.db, scope, id).await?.map(Into::into))
+    }
+
+    /// The contact reached at `address` on `channel_type` (phone for sms/smpp/whatsapp, e-mail for
+    /// email, the channel identity for telegram/messenger).
+    pub async fn find_by_address(
+        &self,
+        scope: AccountScope,
+        channel_type: &str,
+        address: &str,
+    ) -> AppResult<Option<DirectoryContact>> {
+        let kind =
+            address_kind(channel_type).ok_or_else(|| AppError::field("channel_type", "is not a channel type"))?;
+        let db = &self.contacts.db;
+        let found = match kind {
+            AddressKind::Phone => {
+                let region = self.contacts.region(scope).await?;
+                let Ok(p) = super::normalise::normalise_phone(address, region) else { return Ok(None) };
+                store::contacts_in(scope).filter(contact::Column::Phone.eq(p)).one(db).await?
+            }
+            AddressKind::Email => {
+                let e = address.trim().to_lowercase();
+                store::contacts_in(scope).filter(contact::Column::Email.eq(e)).one(db).await?
+            }
+            AddressKind::Identity(t) => {
+                match contact_identity::Entity::find_by_id((
+                    scope.account_id(),
+                    t.to_string(),
+                    address.trim().to_string(),
+                ))
+                .one(db)
+                .await?
+                {
+                    Some(row) => store::find_contact(db, scope, row.contact_id).await?,
+                    None => None,
+                }
+            }
+        };
+        Ok(found.map(Into::into))
+    }
+
+    /// The contact behind an inbound sender: found by address, or created; `last_inbound_at` is set.
+    /// Returns the contact and whether it was created.
+    pub async fn upsert_inbound(
+        &self,
+        scope: AccountScope,
+        channel_type: &str,
+        address: &str,
+        display_name: Option<&str>,
+        meta: &EventMeta,
+    ) -> AppResult<(DirectoryContact, bool)> {
+        let db = &self.contacts.db;
+        if let Some(found) = self.find_by_address(scope, channel_type, address).await? {
+            let now = Utc::now();
+            contact::Entity::update_many()
+                .col_expr(contact::Column::LastInboundAt, Expr::val(now))
+                .filter(contact::Column::Id.eq(found.id))
+                .filter(contact::Column::AccountId.eq(scope.account_id()))
+                .exec(db)
+                .await?;
+            return Ok((found, false));
+        }
+        let kind =
+            address_kind(channel_type).ok_or_else(|| AppError::field("channel_type", "is not a channel type"))?;
+        let mut input = ContactInput { display_name: display_name.map(str::to_string), ..Default::default() };
+        match kind {
+            AddressKind::Phone => input.phone = Some(address.to_string()),
+            AddressKind::Email => input.email = Some(address.to_string()),
+            AddressKind::Identity(t) => input.channel_identities = Some(json!({ t: address })),
+        }
+        let region = self.contacts.region(scope).await?;
+        let n = normalise_input(&input, region).map_err(AppError::Validation)?;
+        let txn = db.begin().await?;
+        let mut active = new_contact(scope, &n);
+        active.last_inbound_at = Set(Some(Utc::now()));
+        let c = active.insert(&txn).await?;
+        store::set_identities(&txn, scope, c.id, &n.identities()).await?;
+        let mut bus = EventBus::new(meta.clone());
+        bus.emit(
+            "contact.created",
+            "contact",
+            c.id,
+            Some(scope.account_id()),
+            json!({ "source": "inbound", "channel_type": channel_type }),
+        );
+        self.contacts.commit(txn, bus).await?;
+        Ok((c.into(), true))
+    }
+}
+
+#[allow(unused_imports)]
+use ExprTrait as _;

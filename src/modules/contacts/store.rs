@@ -1,0 +1,319 @@
+//! Queries of the contacts module. Every function takes an [`AccountScope`]: there is no unscoped query on
+//! contact data.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use sea_orm::sea_query::{Condition, Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select, Value,
+};
+use uuid::Uuid;
+
+use super::entity::{contact, contact_identity, contact_tag, group, group_member, segment, tag};
+use crate::http::ctx::AccountScope;
+use crate::http::error::AppResult;
+
+pub fn contacts_in(scope: AccountScope) -> Select<contact::Entity> {
+    contact::Entity::find().filter(contact::Column::AccountId.eq(scope.account_id()))
+}
+
+pub fn tags_in(scope: AccountScope) -> Select<tag::Entity> {
+    tag::Entity::find().filter(tag::Column::AccountId.eq(scope.account_id()))
+}
+
+pub fn groups_in(scope: AccountScope) -> Select<group::Entity> {
+    group::Entity::find().filter(group::Column::AccountId.eq(scope.account_id()))
+}
+
+pub fn segments_in(scope: AccountScope) -> Select<segment::Entity> {
+    segment::Entity::find().filter(segment::Column::AccountId.eq(scope.account_id()))
+}
+
+pub async fn find_contact<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    id: Uuid,
+) -> AppResult<Option<contact::Model>> {
+    Ok(contacts_in(scope).filter(contact::Column::Id.eq(id)).one(db).await?)
+}
+
+pub async fn find_tag<C: ConnectionTrait>(db: &C, scope: AccountScope, id: Uuid) -> AppResult<Option<tag::Model>> {
+    Ok(tags_in(scope).filter(tag::Column::Id.eq(id)).one(db).await?)
+}
+
+pub async fn find_group<C: ConnectionTrait>(db: &C, scope: AccountScope, id: Uuid) -> AppResult<Option<group::Model>> {
+    Ok(groups_in(scope).filter(group::Column::Id.eq(id)).one(db).await?)
+}
+
+pub async fn find_segment<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    id: Uuid,
+) -> AppResult<Option<segment::Model>> {
+    Ok(segments_in(scope).filter(segment::Column::Id.eq(id)).one(db).await?)
+}
+
+/// The contact that already has this phone or e-mail (other than `except`), and which field matched.
+pub async fn find_duplicate<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    phone: Option<&str>,
+    email: Option<&str>,
+    except: Option<Uuid>,
+) -> AppResult<Option<(&'static str, Uuid)>> {
+    let mut any = Condition::any();
+    if let Some(p) = phone {
+        any = any.add(contact::Column::Phone.eq(p));
+    }
+    if let Some(e) = email {
+        any = any.add(contact::Column::Email.eq(e));
+    }
+    if phone.is_none() && email.is_none() {
+        return Ok(None);
+    }
+    let mut q = contacts_in(scope).filter(any);
+    if let Some(id) = except {
+        q = q.filter(contact::Column::Id.ne(id));
+    }
+    let found = q.limit(2).all(db).await?;
+    Ok(found.into_iter().next().map(|c| {
+        let field = if phone.is_some() && c.phone.as_deref() == phone { "phone" } else { "email" };
+        (field, c.id)
+    }))
+}
+
+/// The contact holding one of these identities (other than `except`).
+pub async fn find_identity_owner<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    identities: &[(String, String)],
+    except: Option<Uuid>,
+) -> AppResult<Option<(String, Uuid)>> {
+    for (kind, id) in identities {
+        let row = contact_identity::Entity::find_by_id((scope.account_id(), kind.clone(), id.clone())).one(db).await?;
+        if let Some(row) = row
+            && Some(row.contact_id) != except
+        {
+            return Ok(Some((kind.clone(), row.contact_id)));
+        }
+    }
+    Ok(None)
+}
+
+/// Replaces the identity index rows of a contact.
+pub async fn set_identities<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    contact_id: Uuid,
+    identities: &[(String, String)],
+) -> AppResult<()> {
+    contact_identity::Entity::delete_many()
+        .filter(contact_identity::Column::AccountId.eq(scope.account_id()))
+        .filter(contact_identity::Column::ContactId.eq(contact_id))
+        .exec(db)
+        .await?;
+    if identities.is_empty() {
+        return Ok(());
+    }
+    let rows = identities.iter().map(|(kind, id)| contact_identity::ActiveModel {
+        account_id: sea_orm::Set(scope.account_id()),
+        channel_type: sea_orm::Set(kind.clone()),
+        identity: sea_orm::Set(id.clone()),
+        contact_id: sea_orm::Set(contact_id),
+    });
+    contact_identity::Entity::insert_many(rows).exec_without_returning(db).await?;
+    Ok(())
+}
+
+/// The tags of each contact, in name order.
+pub async fn tags_of<C: ConnectionTrait>(db: &C, contact_ids: &[Uuid]) -> AppResult<HashMap<Uuid, Vec<tag::Model>>> {
+    let mut out: HashMap<Uuid, Vec<tag::Model>> = HashMap::new();
+    if contact_ids.is_empty() {
+        return Ok(out);
+    }
+    for chunk in contact_ids.chunks(500) {
+        let rows = contact_tag::Entity::find()
+            .filter(contact_tag::Column::ContactId.is_in(chunk.to_vec()))
+            .find_also_related(tag::Entity)
+            .order_by_asc(tag::Column::Name)
+            .all(db)
+            .await?;
+        for (ct, t) in rows {
+            if let Some(t) = t {
+                out.entry(ct.contact_id).or_default().push(t);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Tag ids of this account among `ids` (foreign or unknown ids are dropped).
+pub async fn own_tag_ids<C: ConnectionTrait>(db: &C, scope: AccountScope, ids: &[Uuid]) -> AppResult<Vec<Uuid>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(tags_in(scope)
+        .select_only()
+        .column(tag::Column::Id)
+        .filter(tag::Column::Id.is_in(ids.to_vec()))
+        .into_tuple::<Uuid>()
+        .all(db)
+        .await?)
+}
+
+/// Contact ids of this account among `ids`.
+pub async fn own_contact_ids<C: ConnectionTrait>(db: &C, scope: AccountScope, ids: &[Uuid]) -> AppResult<Vec<Uuid>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(500) {
+        out.extend(
+            contacts_in(scope)
+                .select_only()
+                .column(contact::Column::Id)
+                .filter(contact::Column::Id.is_in(chunk.to_vec()))
+                .into_tuple::<Uuid>()
+                .all(db)
+                .await?,
+        );
+    }
+    Ok(out)
+}
+
+/// Inserts (contact, tag) pairs for every contact of the account matching `cond`; returns how many
+/// were new.
+pub async fn tag_matching<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    tag_id: Uuid,
+    cond: Condition,
+) -> AppResult<u64> {
+    let select = contacts_in(scope)
+        .select_only()
+        .column(contact::Column::Id)
+        .column_as(Expr::val(tag_id), "tag_id")
+        .filter(cond)
+        .into_query();
+    let insert = Query::insert()
+        .into_table(contact_tag::Entity)
+        .columns([contact_tag::Column::ContactId, contact_tag::Column::TagId])
+        .select_from(select)
+        .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?
+        .on_conflict(
+            OnConflict::columns([contact_tag::Column::ContactId, contact_tag::Column::TagId]).do_nothing().to_owned(),
+        )
+        .to_owned();
+    Ok(db.execute(&insert).await?.rows_affected())
+}
+
+/// Removes a tag from every contact of the account matching `cond`.
+pub async fn untag_matching<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    tag_id: Uuid,
+    cond: Condition,
+) -> AppResult<u64> {
+    let ids = contacts_in(scope).select_only().column(contact::Column::Id).filter(cond).into_query();
+    let res = contact_tag::Entity::delete_many()
+        .filter(contact_tag::Column::TagId.eq(tag_id))
+        .filter(contact_tag::Column::ContactId.in_subquery(ids))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}
+
+/// Adds every contact of the account matching `cond` to the group and keeps `contact_count` exact
+/// (incremented by the rows really inserted). Returns how many were added.
+pub async fn add_members_matching<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    group_id: Uuid,
+    cond: Condition,
+) -> AppResult<u64> {
+    let select = contacts_in(scope)
+        .select_only()
+        .column_as(Expr::val(group_id), "group_id")
+        .column(contact::Column::Id)
+        .column_as(Expr::val(Value::from(Utc::now())), "created_at")
+        .filter(cond)
+        .into_query();
+    let insert = Query::insert()
+        .into_table(group_member::Entity)
+        .columns([group_member::Column::GroupId, group_member::Column::ContactId, group_member::Column::CreatedAt])
+        .select_from(select)
+        .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?
+        .on_conflict(
+            OnConflict::columns([group_member::Column::GroupId, group_member::Column::ContactId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .to_owned();
+    let added = db.execute(&insert).await?.rows_affected();
+    bump_count(db, scope, group_id, added as i64).await?;
+    Ok(added)
+}
+
+/// Removes the matching contacts from the group (count kept exact).
+pub async fn remove_members_matching<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    group_id: Uuid,
+    cond: Condition,
+) -> AppResult<u64> {
+    let ids = contacts_in(scope).select_only().column(contact::Column::Id).filter(cond).into_query();
+    let removed = group_member::Entity::delete_many()
+        .filter(group_member::Column::GroupId.eq(group_id))
+        .filter(group_member::Column::ContactId.in_subquery(ids))
+        .exec(db)
+        .await?
+        .rows_affected;
+    bump_count(db, scope, group_id, -(removed as i64)).await?;
+    Ok(removed)
+}
+
+async fn bump_count<C: ConnectionTrait>(db: &C, scope: AccountScope, group_id: Uuid, by: i64) -> AppResult<()> {
+    if by == 0 {
+        return Ok(());
+    }
+    group::Entity::update_many()
+        .col_expr(group::Column::ContactCount, Expr::col(group::Column::ContactCount).add(by))
+        .col_expr(group::Column::UpdatedAt, Expr::val(Utc::now()))
+        .filter(group::Column::Id.eq(group_id))
+        .filter(group::Column::AccountId.eq(scope.account_id()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Before a contact is deleted: one less member in every group it belongs to.
+pub async fn leave_all_groups<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    contact_id: Uuid,
+) -> AppResult<Vec<Uuid>> {
+    let groups: Vec<Uuid> = group_member::Entity::find()
+        .select_only()
+        .column(group_member::Column::GroupId)
+        .filter(group_member::Column::ContactId.eq(contact_id))
+        .into_tuple()
+        .all(db)
+        .await?;
+    if !groups.is_empty() {
+        group::Entity::update_many()
+            .col_expr(group::Column::ContactCount, Expr::col(group::Column::ContactCount).sub(1))
+            .filter(group::Column::Id.is_in(groups.clone()))
+            .filter(group::Column::AccountId.eq(scope.account_id()))
+            .exec(db)
+            .await?;
+    }
+    Ok(groups)
+}
+
+/// Members of a group, as a contact select (the caller adds filters, sorting and paging).
+pub fn group_contacts(scope: AccountScope, group_id: Uuid) -> Select<contact::Entity> {
+    let members = Query::select()
+        .column(group_member::Column::ContactId)
+        .from(group_member::Entity)
+        .and_where(group_member::Column::GroupId.eq(group_id))
+        .to_owned();
+    contacts_in(scope).filter(contact::Column::Id.in_subquery(members))
+}
