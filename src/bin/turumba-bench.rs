@@ -21,7 +21,7 @@ use clap::Parser;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -106,7 +106,7 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn commit_one(db: &DatabaseConnection) -> (Uuid, Instant) {
-    let txn = db.begin().await.expect("begin");
+    let txn = turumba::db::begin_write(&db).await.expect("begin");
     let mut bus = EventBus::new(EventMeta::default());
     bus.emit("bench.event", "bench", Uuid::now_v7(), None, serde_json::json!({"n": 1}));
     let id = bus.events()[0].event_id;
@@ -215,7 +215,7 @@ async fn main() {
     consumer_stop.cancel();
     tokio::time::sleep(Duration::from_millis(300)).await;
     for chunk in 0..backlog.div_ceil(500) {
-        let txn = db.begin().await.expect("begin");
+        let txn = turumba::db::begin_write(&db).await.expect("begin");
         let mut bus = EventBus::new(EventMeta::default());
         for _ in 0..500.min(backlog - chunk * 500) {
             bus.emit("bench.event", "bench", Uuid::now_v7(), None, serde_json::json!({"n": 2}));

@@ -7,6 +7,7 @@ mod helpers;
 mod accounts;
 mod auth;
 mod contacts;
+mod contacts_import;
 mod events;
 mod http_surface;
 mod mail;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, IntoActiveModel, ModelTrait,
-    QueryFilter, Set, TransactionTrait,
+    QueryFilter, Set,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -320,7 +320,7 @@ impl Accounts {
             return Err(AppError::conflict("a user with this e-mail already exists"));
         }
         let hash = password::hash(reg.password.to_string()).await?;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let user = store::insert_user(
             &txn,
             store::NewUser {
@@ -398,7 +398,7 @@ impl Accounts {
         }
         self.check_code(user.id, PURPOSE_VERIFY, code).await?;
         let account_name = user.pending_account_name.clone().unwrap_or_else(|| format!("{}'s account", user.full_name));
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let (acc, _) = store::create_account(
             &txn,
             store::NewAccount {
@@ -536,7 +536,7 @@ impl Accounts {
         let user = store::find_user_by_email(&self.db, &email).await?.ok_or_else(invalid_code)?;
         self.check_code(user.id, PURPOSE_RESET, code).await?;
         let hash = password::hash(new_password.to_string()).await?;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let id = user.id;
         let mut active = user.into_active_model();
         active.password_hash = Set(Some(hash));
@@ -574,7 +574,7 @@ impl Accounts {
     ) -> AppResult<(Uuid, Uuid)> {
         let email = normalise_email(email);
         let hash = password::hash(password_in.to_string()).await?;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let user = store::insert_user(
             &txn,
             store::NewUser {
@@ -654,7 +654,7 @@ impl Accounts {
         if !valid_timezone(tz) {
             return Err(AppError::field("timezone", "must be an IANA time zone such as Africa/Addis_Ababa"));
         }
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let (acc, _) = store::create_account(
             &txn,
             store::NewAccount {
@@ -719,7 +719,7 @@ impl Accounts {
             active.settings = Set(settings);
         }
         active.updated_at = Set(Utc::now());
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let acc = active.update(&txn).await?;
         let mut bus = EventBus::new(meta.clone());
         bus.emit(
@@ -738,7 +738,7 @@ impl Accounts {
             return Err(AppError::conflict("delete the sub-accounts of this account first"));
         }
         let acc = self.get_account(scope).await?;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         // Memberships reference roles with RESTRICT; remove them first, then the account (roles cascade).
         membership::Entity::delete_many()
             .filter(membership::Column::AccountId.eq(scope.account_id()))
@@ -764,7 +764,7 @@ impl Accounts {
     ) -> AppResult<role::Model> {
         let perms = permissions::validate(perms, "permissions")?;
         let now = Utc::now();
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let role = role::ActiveModel {
             id: Set(Uuid::now_v7()),
             account_id: Set(scope.account_id()),
@@ -813,7 +813,7 @@ impl Accounts {
             active.permissions = Set(permissions::validate(&p, "permissions")?);
         }
         active.updated_at = Set(Utc::now());
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let role = active.update(&txn).await.map_err(role_conflict)?;
         let mut bus = EventBus::new(meta.clone());
         emit_role(&mut bus, "role.updated", &role);
@@ -829,7 +829,7 @@ impl Accounts {
         if store::role_in_use(&self.db, scope, id).await? {
             return Err(AppError::conflict("the role is assigned to members; give them another role first"));
         }
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let mut bus = EventBus::new(meta.clone());
         emit_role(&mut bus, "role.deleted", &role);
         role.delete(&txn).await?;
@@ -853,7 +853,7 @@ impl Accounts {
             .await?
             .filter(|u| u.email_verified_at.is_some())
             .ok_or_else(|| AppError::field("email", "no verified user has this e-mail; invite them instead"))?;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let m = store::insert_membership(&txn, scope.account_id(), user.id, role.id).await?;
         let mut bus = EventBus::new(meta.clone());
         emit_member(&mut bus, "member.added", &m);
@@ -868,7 +868,7 @@ impl Accounts {
         role_id: Uuid,
         meta: &EventMeta,
     ) -> AppResult<membership::Model> {
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let m = store::find_membership(&txn, scope, user_id).await?.ok_or(AppError::NotFound("member"))?;
         let new_role = store::find_role(&txn, scope, role_id)
             .await?
@@ -888,7 +888,7 @@ impl Accounts {
     }
 
     pub async fn remove_member(&self, scope: AccountScope, user_id: Uuid, meta: &EventMeta) -> AppResult<()> {
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let m = store::find_membership(&txn, scope, user_id).await?.ok_or(AppError::NotFound("member"))?;
         let admin = store::admin_role(&txn, scope).await?;
         if m.role_id == admin.id && store::count_admins(&txn, scope).await? <= 1 {

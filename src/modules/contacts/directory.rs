@@ -6,10 +6,7 @@
 
 use chrono::Utc;
 use sea_orm::sea_query::{Condition, Expr, ExprTrait, Query};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -293,7 +290,7 @@ impl Directory {
         }
         let region = self.contacts.region(scope).await?;
         let n = normalise_input(&input, region).map_err(AppError::Validation)?;
-        let txn = db.begin().await?;
+        let txn = crate::db::begin_write(&db).await?;
         let mut active = new_contact(scope, &n);
         active.last_inbound_at = Set(Some(Utc::now()));
         let c = active.insert(&txn).await?;

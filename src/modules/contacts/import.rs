@@ -15,10 +15,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
 use futures_util::StreamExt;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, Set, TransactionTrait,
-    Value,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, Set, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, json};
 use utoipa::ToSchema;
@@ -419,7 +416,7 @@ impl Contacts {
                 "contact_import.failed"
             }
         };
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let job = active.update(&txn).await?;
         let mut bus = EventBus::new(meta);
         bus.emit(
@@ -483,7 +480,7 @@ impl Contacts {
         tags: &mut TagCache,
         meta: &EventMeta,
     ) -> AppResult<()> {
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let mut next = progress.clone();
         next.total_rows += rows;
         let mut errors = bad;

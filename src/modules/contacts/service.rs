@@ -5,7 +5,7 @@ use chrono::Utc;
 use sea_orm::sea_query::Condition;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    IntoActiveModel, ModelTrait, QueryFilter, Set, TransactionTrait,
+    IntoActiveModel, ModelTrait, QueryFilter, Set,
 };
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -265,7 +265,7 @@ impl Contacts {
         let region = self.region(scope).await?;
         let n = normalise_input(&input, region).map_err(AppError::Validation)?;
         let tags = self.check_tags(scope, tag_ids).await?;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         self.check_unique(&txn, scope, &n, None).await?;
         let c = new_contact(scope, &n).insert(&txn).await.map_err(|e| unique_race(e, &n))?;
         store::set_identities(&txn, scope, c.id, &n.identities()).await?;
@@ -365,7 +365,7 @@ impl Contacts {
         let mut active = existing.into_active_model();
         assign(&mut active, &n);
         active.updated_at = Set(Utc::now());
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         self.check_unique(&txn, scope, &n, Some(id)).await?;
         let c = active.update(&txn).await.map_err(|e| unique_race(e, &n))?;
         store::set_identities(&txn, scope, c.id, &n.identities()).await?;
@@ -384,7 +384,7 @@ impl Contacts {
 
     pub async fn delete_contact(&self, scope: AccountScope, id: Uuid, meta: &EventMeta) -> AppResult<()> {
         let c = self.get_contact(scope, id).await?;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let groups = store::leave_all_groups(&txn, scope, id).await?;
         c.delete(&txn).await?;
         let mut bus = EventBus::new(meta.clone());
@@ -402,7 +402,7 @@ impl Contacts {
     ) -> AppResult<ContactView> {
         let c = self.get_contact(scope, id).await?;
         let tags = self.check_tags(scope, tag_ids).await?;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         for t in &tags {
             store::tag_matching(&txn, scope, *t, Condition::all().add(contact::Column::Id.eq(id))).await?;
         }
@@ -415,7 +415,7 @@ impl Contacts {
     pub async fn remove_tag(&self, scope: AccountScope, id: Uuid, tag_id: Uuid, meta: &EventMeta) -> AppResult<()> {
         self.get_contact(scope, id).await?;
         self.get_tag(scope, tag_id).await?;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let n = store::untag_matching(&txn, scope, tag_id, Condition::all().add(contact::Column::Id.eq(id))).await?;
         if n == 0 {
             return Err(AppError::NotFound("tag on this contact"));
@@ -480,7 +480,7 @@ impl Contacts {
         meta: &EventMeta,
     ) -> AppResult<u64> {
         self.get_tag(scope, tag_id).await?;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let n = if add {
             store::tag_matching(&txn, scope, tag_id, cond).await?
         } else {
@@ -503,7 +503,7 @@ impl Contacts {
         meta: &EventMeta,
     ) -> AppResult<group::Model> {
         let now = Utc::now();
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let g = group::ActiveModel {
             id: Set(Uuid::now_v7()),
             account_id: Set(scope.account_id()),
@@ -542,7 +542,7 @@ impl Contacts {
             active.description = Set(d);
         }
         active.updated_at = Set(Utc::now());
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let g = active.update(&txn).await.map_err(|e| name_conflict(e, "group"))?;
         let mut bus = EventBus::new(meta.clone());
         bus.emit("group.updated", "group", g.id, Some(scope.account_id()), json!({ "name": g.name }));
@@ -552,7 +552,7 @@ impl Contacts {
 
     pub async fn delete_group(&self, scope: AccountScope, id: Uuid, meta: &EventMeta) -> AppResult<()> {
         let g = self.get_group(scope, id).await?;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let mut bus = EventBus::new(meta.clone());
         bus.emit("group.deleted", "group", g.id, Some(scope.account_id()), json!({ "name": g.name }));
         g.delete(&txn).await?;
@@ -570,7 +570,7 @@ impl Contacts {
         meta: &EventMeta,
     ) -> AppResult<(u64, group::Model)> {
         self.get_group(scope, group_id).await?;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let n = if add {
             store::add_members_matching(&txn, scope, group_id, cond).await?
         } else {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -50,7 +50,7 @@ async fn process_inner(
     consumer: &dyn Consumer,
     event: &EventEnvelope,
 ) -> Result<Outcome, DbErr> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(&db).await?;
     let mark = processed_event::ActiveModel {
         consumer: Set(consumer.name().to_string()),
         event_id: Set(event.event_id),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -63,7 +63,7 @@ impl Relay {
         let postgres = self.db.get_database_backend() == DbBackend::Postgres;
         if postgres {
             // Claim and record in one transaction: the row locks keep other relays off this batch.
-            let txn = self.db.begin().await?;
+            let txn = crate::db::begin_write(&self.db).await?;
             // Losing this commit in a database crash only means publishing the batch again (consumers
             // dedupe), so the relay does not wait for its own WAL flush.
             txn.execute_unprepared("SET LOCAL synchronous_commit = off").await?;

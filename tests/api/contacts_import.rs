@@ -1,0 +1,409 @@
+//! CSV import jobs (exact reports for mixed files, duplicates, limits, multipart and text/csv), the
+//! streamed export (and its round trip back through the import), and the Directory facade.
+
+use serde_json::{Value, json};
+use turumba::modules::contacts::{Audience, Directory};
+use turumba::modules::events::EventMeta;
+
+use crate::contacts::{contact, et_user};
+use crate::helpers::{Backend, Resp, TestApp, TestUser, eventually};
+
+/// Waits for an import job to finish and returns it.
+async fn finished(app: &TestApp, u: &TestUser, job: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        let r = app.get(&format!("/v1/contacts/imports/{job}")).token(&u.token).send().await;
+        r.expect(200, None);
+        last = r.data().clone();
+        if last["status"] == "completed" || last["status"] == "failed" {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("import {job} did not finish: {last}");
+}
+
+async fn import_csv(app: &TestApp, u: &TestUser, query: &str, body: Vec<u8>) -> Resp {
+    app.post(&format!("/v1/contacts/import?{query}")).token(&u.token).raw("text/csv", body).send().await
+}
+
+fn multipart(fields: &[(&str, &str)], file: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "turumba-test-boundary";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"people.csv\"\r\nContent-Type: text/csv\r\n\r\n")
+            .as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn a_mixed_file_imports_the_good_rows_and_reports_every_bad_one(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let u = et_user(&app, "importer").await;
+    let existing =
+        contact(&app, &u, json!({"phone": "0911000009", "first_name": "Old", "attributes": {"keep": 1}})).await;
+    let group = app.post("/v1/groups").token(&u.token).json(json!({"name": "Imported"})).send().await.id();
+    let mut file = b"Phone Number,Email,First,Program,Tags,Telegram\n".to_vec();
+    file.extend_from_slice(b"0911000001,A@Example.org,Almaz,cohort-2,vip;new,\n"); // 2 good
+    file.extend_from_slice(b"0911,b@example.org,Bad phone,cohort-2,,\n"); // 3 phone
+    file.extend_from_slice(b",not-an-email,Bad email,,,\n"); // 4 email
+    file.extend_from_slice(b",,No identity,cohort-2,,\n"); // 5 no identity
+    file.extend_from_slice(b"+251 911 000 001,dup@example.org,Dup in file,,,\n"); // 6 duplicate of row 2
+    file.extend_from_slice(b"0911000002,c@example.org,Two cols\n"); // 7 column count
+    file.extend_from_slice(b"+251911000003,,Chaltu,42,vip,555\n"); // 8 good
+    file.extend_from_slice(b"0911000004,,Bad \xff UTF-8,,,\n"); // 9 encoding
+    file.extend_from_slice(b"0911000009,,New name,cohort-9,,\n"); // 10 existing → skipped
+    file.extend_from_slice(b"\"0911000005\",\"e@example.org\",\"Quoted, with comma\",\"x\",\"\",\"\"\n"); // 11 good
+    let mapping = json!({"Phone Number": "phone", "Email": "email", "First": "first_name", "Program": "attributes.program", "Tags": "tags", "Telegram": "channel_identities.telegram"});
+    let (ct, body) =
+        multipart(&[("mapping", &mapping.to_string()), ("on_duplicate", "skip"), ("group_id", &group)], &file);
+    let r = app.post("/v1/contacts/import").token(&u.token).raw(&ct, body).send().await;
+    r.expect(202, None);
+    assert_eq!(r.data()["file_name"], "people.csv");
+    assert!(["queued", "running", "completed"].contains(&r.data()["status"].as_str().unwrap()));
+    let job = finished(&app, &u, &r.id()).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["total_rows"], 10);
+    assert_eq!(job["created"], 3);
+    assert_eq!(job["updated"], 0);
+    assert_eq!(job["skipped"], 1);
+    assert_eq!(job["error_count"], 6);
+    let errors: Vec<(u64, String)> = job["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["row"].as_u64().unwrap(), e["field"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            (3, "phone".into()),
+            (4, "email".into()),
+            (5, "phone".into()),
+            (6, "phone".into()),
+            (7, "row".into()),
+            (9, "first_name".into())
+        ]
+    );
+    let messages: Vec<&str> =
+        job["errors"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+    assert!(messages[3].contains("duplicates row 2"), "{messages:?}");
+    assert!(messages[4].contains("has 3 columns, expected 6"), "{messages:?}");
+    assert!(messages[5].contains("UTF-8"), "{messages:?}");
+    // Every row is accounted for.
+    assert_eq!(
+        job["created"].as_u64().unwrap() + job["skipped"].as_u64().unwrap() + job["error_count"].as_u64().unwrap(),
+        10
+    );
+
+    // What was written: normalised, typed attributes, tags created from names, group membership.
+    let r = app.get("/v1/contacts?filter=attributes.program:eq:cohort-2").token(&u.token).send().await;
+    assert_eq!(r.body["meta"]["total"], 1);
+    let almaz = &r.data()[0];
+    assert_eq!(almaz["phone"], "+251911000001");
+    assert_eq!(almaz["email"], "a@example.org");
+    let tag_names: Vec<&str> = almaz["tags"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(tag_names, vec!["new", "vip"]);
+    let r = app.get("/v1/contacts?filter=attributes.program:eq:42").token(&u.token).send().await;
+    assert_eq!(r.data()[0]["attributes"]["program"], 42, "numbers are stored as numbers");
+    assert_eq!(r.data()[0]["channel_identities"]["telegram"], "555");
+    let r = app.get(&format!("/v1/groups/{group}")).token(&u.token).send().await;
+    assert_eq!(r.data()["contact_count"], 3, "only imported rows join the group (skipped ones do not)");
+    let r = app.get(&format!("/v1/contacts/{existing}")).token(&u.token).send().await;
+    assert_eq!(r.data()["first_name"], "Old", "skip leaves existing contacts alone");
+
+    // on_duplicate=update merges the row into the existing contact.
+    let file =
+        b"phone,first_name,attributes.program\n0911000009,New name,cohort-9\n0911000006,Fresh,cohort-9\n".to_vec();
+    let r = import_csv(&app, &u, "on_duplicate=update", file).await;
+    r.expect(202, None);
+    let job = finished(&app, &u, &r.id()).await;
+    assert_eq!(
+        (job["created"].as_u64(), job["updated"].as_u64(), job["error_count"].as_u64()),
+        (Some(1), Some(1), Some(0))
+    );
+    let r = app.get(&format!("/v1/contacts/{existing}")).token(&u.token).send().await;
+    assert_eq!(r.data()["first_name"], "New name");
+    assert_eq!(r.data()["attributes"], json!({"keep": 1, "program": "cohort-9"}));
+    let r = app.get("/v1/contacts/imports?sort=created_at:asc").token(&u.token).send().await;
+    assert_eq!(r.body["meta"]["total"], 2);
+}
+
+async fn import_input_errors_are_clear(b: Backend) {
+    let app = TestApp::spawn_with(b, |s| s.http.import_body_limit = 4096).await;
+    let u = et_user(&app, "limits").await;
+    // Over the limit: 413, nothing created.
+    let big = format!("phone\n{}", "0911000001\n".repeat(1000));
+    let r = import_csv(&app, &u, "", big.into_bytes()).await;
+    r.expect(413, Some("payload_too_large"));
+    let (ct, body) = multipart(&[], format!("phone\n{}", "0911000001\n".repeat(1000)).as_bytes());
+    app.post("/v1/contacts/import").token(&u.token).raw(&ct, body).send().await.expect(413, None);
+    // Mappings naming unknown fields or missing columns, bad options, no usable column.
+    let r = import_csv(
+        &app,
+        &u,
+        &format!("mapping={}", urlenc(r#"{"Phone": "telephone"}"#)),
+        b"Phone\n0911000001\n".to_vec(),
+    )
+    .await;
+    r.expect(422, Some("validation_error"));
+    assert_eq!(r.error_fields(), vec!["mapping.Phone"]);
+    let r =
+        import_csv(&app, &u, &format!("mapping={}", urlenc(r#"{"Mobile": "phone"}"#)), b"Phone\n0911000001\n".to_vec())
+            .await;
+    r.expect(422, None);
+    assert!(r.body["details"]["errors"][0]["message"].as_str().unwrap().contains("no such column"));
+    import_csv(&app, &u, &format!("mapping={}", urlenc(r#"{"Phone": "attributes.Bad Key"}"#)), b"Phone\n1\n".to_vec())
+        .await
+        .expect(422, None);
+    import_csv(&app, &u, "on_duplicate=merge", b"phone\n0911000001\n".to_vec()).await.expect(422, None);
+    import_csv(&app, &u, "group_id=0190f7a0-0000-7000-8000-000000000000", b"phone\n0911000001\n".to_vec())
+        .await
+        .expect(422, None);
+    import_csv(&app, &u, "mapping=not-json", b"phone\n0911000001\n".to_vec()).await.expect(422, None);
+    let r = import_csv(&app, &u, "", b"shoe,hat\n1,2\n".to_vec()).await;
+    r.expect(422, None);
+    assert_eq!(r.error_fields(), vec!["mapping"]);
+    import_csv(&app, &u, "", Vec::new()).await.expect(422, None);
+    import_csv(&app, &u, "", b"\xff\xfe,phone\n1,2\n".to_vec()).await.expect(422, None);
+    app.post("/v1/contacts/import")
+        .token(&u.token)
+        .json(json!({"phone": "1"}))
+        .send()
+        .await
+        .expect(400, Some("bad_request"));
+    let (ct, body) = multipart(&[("mapping", "{}")], b"");
+    let body = String::from_utf8_lossy(&body).replace("name=\"file\"", "name=\"other\"");
+    app.post("/v1/contacts/import").token(&u.token).raw(&ct, body).send().await.expect(422, None);
+    // Nothing was imported by any of these; and another tenant cannot see the jobs.
+    let r = app.get("/v1/contacts").token(&u.token).send().await;
+    assert_eq!(r.body["meta"]["total"], 0);
+    let r = import_csv(&app, &u, "", b"phone\n0911000001\n".to_vec()).await;
+    r.expect(202, None);
+    let job = r.id();
+    finished(&app, &u, &job).await;
+    let m = app.user("mallory").await;
+    app.get(&format!("/v1/contacts/imports/{job}")).token(&m.token).send().await.expect(404, Some("not_found"));
+    let r = app.get("/v1/contacts/imports").token(&m.token).send().await;
+    assert_eq!(r.body["meta"]["total"], 0);
+    // Spooled uploads are removed when their job ends.
+    let spool = app.data_dir().join("imports");
+    let db = app.state.db.clone();
+    let _ = db;
+    eventually(5, "spool directory emptied", || {
+        let spool = spool.clone();
+        async move { std::fs::read_dir(&spool).map(|d| d.count() == 0).unwrap_or(true) }
+    })
+    .await;
+}
+
+fn urlenc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+async fn export_streams_csv_that_imports_back(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let u = et_user(&app, "exporter").await;
+    let g = app.post("/v1/groups").token(&u.token).json(json!({"name": "g"})).send().await.id();
+    let t = app.post("/v1/tags").token(&u.token).json(json!({"name": "vip"})).send().await.id();
+    for i in 0..1205 {
+        let mut body = json!({"phone": format!("0911{i:06}"), "first_name": format!("P{i}"), "attributes": {"n": i}});
+        if i % 100 == 0 {
+            body["attributes"]["note"] = json!("says \"hi\", twice\nnewline");
+            body["channel_identities"] = json!({"telegram": format!("{i}")});
+            body["tag_ids"] = json!([t]);
+        }
+        contact(&app, &u, body).await;
+    }
+    app.post(&format!("/v1/groups/{g}/contacts"))
+        .token(&u.token)
+        .json(json!({"filter": "attributes.n:lt:10"}))
+        .send()
+        .await
+        .expect(200, None);
+    let export = |q: &str| {
+        let (app, token, q) = (&app, u.token.clone(), q.to_string());
+        async move {
+            let res = app
+                .client
+                .get(format!("{}/v1/contacts/export?{q}", app.address))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+            res.bytes().await.unwrap().to_vec()
+        }
+    };
+    let all = export("").await;
+    let mut reader = csv::Reader::from_reader(all.as_slice());
+    let headers: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+    assert!(headers.contains(&"attributes.n".to_string()));
+    assert!(headers.contains(&"attributes.note".to_string()));
+    assert!(headers.contains(&"channel_identities.telegram".to_string()));
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 1205, "every contact once, across pages of 1000");
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let first = rows.iter().find(|r| &r[col("first_name")] == "P0").unwrap();
+    assert_eq!(&first[col("phone")], "+251911000000");
+    assert_eq!(&first[col("attributes.note")], "says \"hi\", twice\nnewline");
+    assert_eq!(&first[col("tags")], "vip");
+    // Narrowed by a group, a segment or a filter.
+    let by_group = export(&format!("group_id={g}")).await;
+    assert_eq!(csv::Reader::from_reader(by_group.as_slice()).records().count(), 10);
+    let s = app
+        .post("/v1/segments")
+        .token(&u.token)
+        .json(json!({"name": "s", "filter": "attributes.n:ge:1200"}))
+        .send()
+        .await
+        .id();
+    let by_segment = export(&format!("segment_id={s}")).await;
+    assert_eq!(csv::Reader::from_reader(by_segment.as_slice()).records().count(), 5);
+    let none = export("filter=attributes.n:gt:5000").await;
+    let mut r = csv::Reader::from_reader(none.as_slice());
+    assert_eq!(r.headers().unwrap().get(4), Some("phone"));
+    assert_eq!(r.records().count(), 0);
+    app.get("/v1/contacts/export?filter=bad:eq:1").token(&u.token).send().await.expect(400, None);
+    app.get("/v1/contacts/export?group_id=nope").token(&u.token).send().await.expect(400, None);
+
+    // The export imports back unchanged into another account (headers are field names).
+    let other = et_user(&app, "other").await;
+    let r = import_csv(&app, &other, "", all).await;
+    r.expect(202, None);
+    let job = finished(&app, &other, &r.id()).await;
+    assert_eq!(job["created"], 1205, "{job}");
+    assert_eq!(job["error_count"], 0, "{job}");
+    let r = app.get("/v1/contacts?filter=attributes.n:eq:100").token(&other.token).send().await;
+    assert_eq!(r.data()[0]["attributes"]["note"], "says \"hi\", twice\nnewline");
+    assert_eq!(r.data()[0]["channel_identities"]["telegram"], "100");
+    assert_eq!(r.data()[0]["tags"][0]["name"], "vip");
+}
+
+async fn directory_streams_each_recipient_once(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let u = et_user(&app, "dir").await;
+    let mk = |body: Value| contact(&app, &u, body);
+    let a = mk(json!({"phone": "0911000001", "first_name": "a"})).await;
+    let bb = mk(json!({"phone": "0911000002", "first_name": "b", "email": "b@example.org"})).await;
+    let c = mk(json!({"phone": "0911000003", "first_name": "c"})).await;
+    let d = mk(json!({"phone": "0911000004", "first_name": "d", "attributes": {"program": "x"}})).await;
+    let e = mk(json!({"phone": "0911000005", "first_name": "e", "attributes": {"program": "x"}, "opted_out_channels": ["sms"]})).await;
+    let f = mk(json!({"email": "f@example.org", "first_name": "f", "channel_identities": {"telegram": "77"}})).await;
+    let _outside = mk(json!({"phone": "0911000007"})).await;
+    let group = |name: &str, members: Vec<&String>| {
+        let (app, token, name) = (&app, u.token.clone(), name.to_string());
+        let members: Vec<String> = members.into_iter().cloned().collect();
+        async move {
+            let g = app.post("/v1/groups").token(&token).json(json!({"name": name})).send().await.id();
+            app.post(&format!("/v1/groups/{g}/contacts"))
+                .token(&token)
+                .json(json!({"contact_ids": members}))
+                .send()
+                .await
+                .expect(200, None);
+            uuid::Uuid::parse_str(&g).unwrap()
+        }
+    };
+    let g1 = group("g1", vec![&a, &bb, &c]).await;
+    let g2 = group("g2", vec![&bb, &c, &d]).await;
+    let s = app
+        .post("/v1/segments")
+        .token(&u.token)
+        .json(json!({"name": "x", "filter": "attributes.program:eq:x"}))
+        .send()
+        .await
+        .id();
+    let uid = |s: &String| uuid::Uuid::parse_str(s).unwrap();
+    let scope = app.state.accounts.operator_scope(uid(&u.account_id)).await.unwrap();
+    let directory: &Directory = &app.state.directory;
+    let audience = Audience {
+        group_ids: vec![g1, g2],
+        segment_ids: vec![uid(&s)],
+        contact_ids: vec![uid(&f), uid(&a)],
+        exclude_contact_ids: vec![uid(&c)],
+        exclude_group_ids: vec![],
+    };
+    // SMS: a, b, d (c excluded, e opted out of sms, f has no phone), in batches of 2, each once.
+    let mut stream = directory.stream(scope, &audience, "sms", 2, None).await.unwrap();
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.next_batch().await.unwrap() {
+        batches
+            .push(batch.iter().map(|r| (r.contact.first_name.clone().unwrap(), r.address.clone())).collect::<Vec<_>>());
+    }
+    let flat: Vec<(String, String)> = batches.concat();
+    assert_eq!(
+        flat,
+        vec![
+            ("a".into(), "+251911000001".into()),
+            ("b".into(), "+251911000002".into()),
+            ("d".into(), "+251911000004".into())
+        ]
+    );
+    assert!(batches.iter().all(|b| b.len() <= 2));
+    assert_eq!(directory.count(scope, &audience, "sms").await.unwrap(), 3);
+    // E-mail: b and f; Telegram: f (its chat id); e is reachable on e-mail (opted out of sms only).
+    let audience_ref = &audience;
+    let names = |channel: &'static str| async move {
+        let mut s = directory.stream(scope, audience_ref, channel, 100, None).await.unwrap();
+        let mut out = Vec::new();
+        while let Some(batch) = s.next_batch().await.unwrap() {
+            out.extend(batch.into_iter().map(|r| format!("{}={}", r.contact.first_name.unwrap(), r.address)));
+        }
+        out
+    };
+    assert_eq!(names("email").await, vec!["b=b@example.org", "f=f@example.org"]);
+    assert_eq!(names("telegram").await, vec!["f=77"]);
+    let only_e = Audience { contact_ids: vec![uid(&e)], ..Default::default() };
+    assert_eq!(directory.count(scope, &only_e, "sms").await.unwrap(), 0);
+    assert_eq!(directory.count(scope, &Audience::default(), "sms").await.unwrap(), 0, "an empty audience is nobody");
+    let excluded_group = Audience { group_ids: vec![g1], exclude_group_ids: vec![g2], ..Default::default() };
+    assert_eq!(directory.count(scope, &excluded_group, "sms").await.unwrap(), 1);
+    // Another account's group or segment is not found.
+    let m = app.user("m").await;
+    let mscope = app.state.accounts.operator_scope(uid(&m.account_id)).await.unwrap();
+    assert!(
+        directory
+            .stream(mscope, &Audience { group_ids: vec![g1], ..Default::default() }, "sms", 10, None)
+            .await
+            .is_err()
+    );
+    assert!(
+        directory.count(mscope, &Audience { segment_ids: vec![uid(&s)], ..Default::default() }, "sms").await.is_err()
+    );
+    assert_eq!(
+        directory.count(mscope, &Audience { contact_ids: vec![uid(&a)], ..Default::default() }, "sms").await.unwrap(),
+        0
+    );
+
+    // Inbound senders: found by address (national or international phone, identity), or created once.
+    let meta = EventMeta::default();
+    let (found, created) = directory.upsert_inbound(scope, "sms", "0911000001", None, &meta).await.unwrap();
+    assert_eq!((found.id, created), (uid(&a), false));
+    let (new, created) = directory.upsert_inbound(scope, "telegram", "999", Some("Tg User"), &meta).await.unwrap();
+    assert!(created);
+    let (again, created) = directory.upsert_inbound(scope, "telegram", "999", None, &meta).await.unwrap();
+    assert_eq!((again.id, created), (new.id, false));
+    let r = app.get(&format!("/v1/contacts/{}", new.id)).token(&u.token).send().await;
+    assert_eq!(r.data()["display_name"], "Tg User");
+    assert!(r.data()["last_inbound_at"].is_string());
+    let r = app.get("/v1/contacts?filter=last_inbound_at:is_not_null&sort=created_at:asc").token(&u.token).send().await;
+    assert_eq!(r.body["meta"]["total"], 2);
+    assert_eq!(directory.find_by_address(scope, "email", "B@EXAMPLE.org").await.unwrap().unwrap().id, uid(&bb));
+    assert!(directory.find_by_address(mscope, "email", "b@example.org").await.unwrap().is_none());
+}
+
+both_backends!(
+    a_mixed_file_imports_the_good_rows_and_reports_every_bad_one,
+    import_input_errors_are_clear,
+    export_streams_csv_that_imports_back,
+    directory_streams_each_recipient_once,
+);
