@@ -290,7 +290,7 @@ impl Directory {
         }
         let region = self.contacts.region(scope).await?;
         let n = normalise_input(&input, region).map_err(AppError::Validation)?;
-        let txn = crate::db::begin_write(&db).await?;
+        let txn = crate::db::begin_write(db).await?;
         let mut active = new_contact(scope, &n);
         active.last_inbound_at = Set(Some(Utc::now()));
         let c = active.insert(&txn).await?;

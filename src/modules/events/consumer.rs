@@ -50,7 +50,7 @@ async fn process_inner(
     consumer: &dyn Consumer,
     event: &EventEnvelope,
 ) -> Result<Outcome, DbErr> {
-    let txn = crate::db::begin_write(&db).await?;
+    let txn = crate::db::begin_write(db).await?;
     let mark = processed_event::ActiveModel {
         consumer: Set(consumer.name().to_string()),
         event_id: Set(event.event_id),
