@@ -106,7 +106,7 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn commit_one(db: &DatabaseConnection) -> (Uuid, Instant) {
-    let txn = turumba::db::begin_write(&db).await.expect("begin");
+    let txn = turumba::db::begin_write(db).await.expect("begin");
     let mut bus = EventBus::new(EventMeta::default());
     bus.emit("bench.event", "bench", Uuid::now_v7(), None, serde_json::json!({"n": 1}));
     let id = bus.events()[0].event_id;
