@@ -54,6 +54,11 @@ pub enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Contacts: CSV import and export from the command line.
+    Contacts {
+        #[command(subcommand)]
+        action: ContactsAction,
+    },
     /// Exit 0 when the local server answers GET /healthz (for container health checks).
     Healthcheck {
         /// Port to probe (default: the configured port).
@@ -97,6 +102,44 @@ pub enum DlqAction {
     Replay {
         #[arg(long, default_value_t = 100)]
         limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactsAction {
+    /// Import a CSV file into an account (the same job and report as POST /v1/contacts/import).
+    Import {
+        /// The CSV file (UTF-8, header row first).
+        file: std::path::PathBuf,
+        #[arg(long)]
+        account: uuid::Uuid,
+        /// JSON object: CSV column → field, e.g. '{"Phone Number": "phone", "Program": "attributes.program"}'.
+        /// Default: columns named like fields.
+        #[arg(long)]
+        mapping: Option<String>,
+        #[arg(long, value_parser = ["skip", "update"], default_value = "skip")]
+        on_duplicate: String,
+        /// Add every imported contact to this group.
+        #[arg(long)]
+        group_id: Option<uuid::Uuid>,
+        /// Tag every imported contact (repeatable).
+        #[arg(long = "tag-id")]
+        tag_ids: Vec<uuid::Uuid>,
+    },
+    /// Export an account's contacts (all, or by filter, segment or group) as CSV.
+    Export {
+        #[arg(long)]
+        account: uuid::Uuid,
+        /// `field:op:value`, repeatable (the list filter syntax).
+        #[arg(long)]
+        filter: Vec<String>,
+        #[arg(long)]
+        segment_id: Option<uuid::Uuid>,
+        #[arg(long)]
+        group_id: Option<uuid::Uuid>,
+        /// Output file (default: standard output).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
     },
 }
 
@@ -231,6 +274,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
             Ok(())
         }
         Command::Healthcheck { port } => healthcheck(port.unwrap_or(settings.bind.port())).await,
+        Command::Contacts { action } => contacts(action, settings).await,
         Command::Admin { action: AdminAction::CreateUser { email, password, account_name, full_name } } => {
             if password.chars().count() < 10 {
                 return Err("--password must be at least 10 characters".into());
@@ -250,6 +294,119 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+async fn contacts(action: ContactsAction, settings: Settings) -> Result<(), String> {
+    use crate::modules::contacts::{ImportOptions, OnDuplicate, export};
+    let state = app::build_state(settings, true, Vec::new()).await?;
+    let err = |e: crate::http::error::AppError| match e {
+        crate::http::error::AppError::Validation(errors) => {
+            errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
+        }
+        other => other.to_string(),
+    };
+    match action {
+        ContactsAction::Import { file, account, mapping, on_duplicate, group_id, tag_ids } => {
+            let scope = state.accounts.operator_scope(account).await.map_err(err)?;
+            let mapping = mapping
+                .map(|m| serde_json::from_str(&m).map_err(|e| format!("--mapping must be a JSON object: {e}")))
+                .transpose()?;
+            let on_duplicate = if on_duplicate == "update" { OnDuplicate::Update } else { OnDuplicate::Skip };
+            let options = ImportOptions { mapping, on_duplicate, group_id, tag_ids };
+            if !file.is_file() {
+                return Err(format!("{}: no such file", file.display()));
+            }
+            state.contacts.check_header(&file, &options).map_err(err)?;
+            let name = file.file_name().map(|n| n.to_string_lossy().to_string());
+            let job = state.contacts.create_import(scope, None, name, &options).await.map_err(err)?;
+            let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            let bar = progress_bar(size);
+            let started = std::time::Instant::now();
+            let meta = crate::modules::events::EventMeta::default();
+            let result = state
+                .contacts
+                .run_import(scope, job.id, file.clone(), meta, |p| {
+                    bar.set_message(format!(
+                        "{} rows · {} created · {} updated · {} errors",
+                        p.total_rows, p.created, p.updated, p.error_count
+                    ));
+                    bar.inc(1);
+                    if bar.is_hidden() && p.total_rows % 10_000 < crate::modules::contacts::import::BATCH_ROWS as u64 {
+                        eprintln!(
+                            "… {} rows ({} created, {} updated, {} skipped, {} errors)",
+                            p.total_rows, p.created, p.updated, p.skipped, p.error_count
+                        );
+                    }
+                })
+                .await;
+            bar.finish_and_clear();
+            let p = result.map_err(err)?;
+            println!("import_id={}", job.id);
+            println!(
+                "rows={} created={} updated={} skipped={} errors={} seconds={:.2}",
+                p.total_rows,
+                p.created,
+                p.updated,
+                p.skipped,
+                p.error_count,
+                started.elapsed().as_secs_f64()
+            );
+            for e in p.errors.iter().take(20) {
+                println!("row {}: {}: {}", e.row, e.field, e.message);
+            }
+            if p.error_count > 20 {
+                println!(
+                    "… and {} more (GET /v1/contacts/imports/{} lists the first 1,000)",
+                    p.error_count - 20,
+                    job.id
+                );
+            }
+            Ok(())
+        }
+        ContactsAction::Export { account, filter, segment_id, group_id, output } => {
+            let scope = state.accounts.operator_scope(account).await.map_err(err)?;
+            let filters = filter
+                .iter()
+                .map(|f| crate::http::list::Filter::parse(f))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(err)?;
+            let cond = state.contacts.export_condition(scope, &filters, segment_id, group_id).await.map_err(err)?;
+            let plan = state.contacts.export_plan(scope, cond).await.map_err(err)?;
+            let count = match output {
+                Some(path) => {
+                    let file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    let mut out = std::io::BufWriter::new(file);
+                    let n = export::export_to(&state.contacts, &plan, &mut out).await.map_err(err)?;
+                    std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
+                    n
+                }
+                None => {
+                    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                    let n = export::export_to(&state.contacts, &plan, &mut out).await.map_err(err)?;
+                    std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
+                    n
+                }
+            };
+            eprintln!("exported {count} contacts");
+            Ok(())
+        }
+    }
+}
+
+/// A spinner with the running totals on a terminal; hidden (plain lines instead) when stderr is not one.
+fn progress_bar(bytes: u64) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.set_prefix(format!("{bytes} bytes"));
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
 }
 
 /// A minimal HTTP/1.1 probe, so the runtime image needs no curl.

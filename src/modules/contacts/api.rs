@@ -769,11 +769,8 @@ pub async fn count_segment(
     ctx: RequestCtx,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    use sea_orm::{PaginatorTrait, QueryFilter};
     ctx.require("contacts:read")?;
-    let s = state.contacts.get_segment(ctx.scope(), id.into_inner()).await?;
-    let cond = state.contacts.segment_condition(&s)?;
-    let count = store::contacts_in(ctx.scope()).filter(cond).count(&state.db).await?;
+    let count = state.contacts.count_segment(ctx.scope(), id.into_inner()).await?;
     Ok(envelope::ok(CountDto { count }))
 }
 

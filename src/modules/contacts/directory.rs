@@ -30,7 +30,7 @@ pub struct Audience {
 }
 
 /// A contact as messaging sees it (template variables, time zone, language).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sea_orm::FromQueryResult)]
 pub struct DirectoryContact {
     pub id: Uuid,
     pub first_name: Option<String>,
@@ -68,7 +68,7 @@ pub struct Recipient {
     pub address: String,
 }
 
-fn address_of(c: &contact::Model, kind: AddressKind) -> Option<String> {
+fn address_of(c: &DirectoryContact, kind: AddressKind) -> Option<String> {
     match kind {
         AddressKind::Phone => c.phone.clone(),
         AddressKind::Email => c.email.clone(),
@@ -102,7 +102,26 @@ impl RecipientStream {
         if let Some(a) = self.after {
             q = q.filter(contact::Column::Id.gt(a));
         }
-        let rows = q.order_by_asc(contact::Column::Id).limit(self.batch).all(&self.directory.contacts.db).await?;
+        // Only the columns a recipient needs (no timestamps, no opt-outs: the condition handled those).
+        let rows: Vec<DirectoryContact> = q
+            .select_only()
+            .columns([
+                contact::Column::Id,
+                contact::Column::FirstName,
+                contact::Column::LastName,
+                contact::Column::DisplayName,
+                contact::Column::Phone,
+                contact::Column::Email,
+                contact::Column::Language,
+                contact::Column::Timezone,
+                contact::Column::Attributes,
+                contact::Column::ChannelIdentities,
+            ])
+            .order_by_asc(contact::Column::Id)
+            .limit(self.batch)
+            .into_model::<DirectoryContact>()
+            .all(&self.directory.contacts.db)
+            .await?;
         if (rows.len() as u64) < self.batch {
             self.done = true;
         }
@@ -114,7 +133,7 @@ impl RecipientStream {
             .into_iter()
             .filter_map(|c| {
                 let address = address_of(&c, self.kind)?;
-                Some(Recipient { contact: c.into(), address })
+                Some(Recipient { contact: c, address })
             })
             .collect();
         Ok(Some(out))

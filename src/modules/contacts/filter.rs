@@ -164,15 +164,16 @@ fn opted_out(f: &Filter, backend: DbBackend) -> AppResult<Expr> {
     Ok(if f.op == Op::Eq { has } else { has.not() })
 }
 
-/// True when the contact opted out of `channel_type`.
+/// True when the contact opted out of `channel_type`. Most contacts have no opt-outs: the empty-array
+/// test settles them without looking inside the JSON.
 pub fn opted_out_expr(channel_type: &str, backend: DbBackend) -> Expr {
     match backend {
         DbBackend::Postgres => Expr::cust_with_values(
-            r#""contacts"."opted_out_channels" @> jsonb_build_array(CAST($1 AS text))"#,
+            r#"("contacts"."opted_out_channels" <> '[]'::jsonb AND "contacts"."opted_out_channels" @> jsonb_build_array(CAST($1 AS text)))"#,
             [Value::from(channel_type.to_string())],
         ),
         _ => Expr::cust_with_values(
-            r#"EXISTS (SELECT 1 FROM json_each("contacts"."opted_out_channels") WHERE json_each.value = ?)"#,
+            r#"("contacts"."opted_out_channels" <> '[]' AND EXISTS (SELECT 1 FROM json_each("contacts"."opted_out_channels") WHERE json_each.value = ?))"#,
             [Value::from(channel_type.to_string())],
         ),
     }

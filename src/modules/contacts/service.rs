@@ -694,6 +694,14 @@ impl Contacts {
         Ok(())
     }
 
+    /// How many contacts the segment has now.
+    pub async fn count_segment(&self, scope: AccountScope, id: Uuid) -> AppResult<u64> {
+        use sea_orm::PaginatorTrait;
+        let s = self.get_segment(scope, id).await?;
+        let cond = self.segment_condition(&s)?;
+        Ok(store::contacts_in(scope).filter(cond).count(&self.db).await?)
+    }
+
     /// The stored filter of a segment, compiled.
     pub fn segment_condition(&self, s: &segment::Model) -> AppResult<Condition> {
         let filters = filter::parse_body_filter(&s.filter, "filter")?;
