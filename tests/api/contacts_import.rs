@@ -401,7 +401,45 @@ async fn directory_streams_each_recipient_once(b: Backend) {
     assert!(directory.find_by_address(mscope, "email", "b@example.org").await.unwrap().is_none());
 }
 
+/// An import whose process died (it stopped writing batches) is marked failed by the sweeper, with the
+/// counts of what it wrote; a live one is left alone.
+async fn interrupted_imports_are_marked_failed(b: Backend) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = TestApp::spawn(b).await;
+    let u = et_user(&app, "crash").await;
+    let scope = app.state.accounts.operator_scope(uuid::Uuid::parse_str(&u.account_id).unwrap()).await.unwrap();
+    let options = turumba::modules::contacts::ImportOptions {
+        mapping: None,
+        on_duplicate: turumba::modules::contacts::OnDuplicate::Skip,
+        group_id: None,
+        tag_ids: vec![],
+    };
+    let dead = app.state.contacts.create_import(scope, None, Some("dead.csv".into()), &options).await.unwrap();
+    let live = app.state.contacts.create_import(scope, None, Some("live.csv".into()), &options).await.unwrap();
+    // The dead one wrote 500 rows, then its process stopped ten minutes ago.
+    let db = &app.state.db;
+    let backend = db.get_database_backend();
+    let old = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => {
+            "UPDATE contact_imports SET status = 'running', total_rows = 500, created = 500, updated_at = $1 WHERE id = $2"
+        }
+        _ => {
+            "UPDATE contact_imports SET status = 'running', total_rows = 500, created = 500, updated_at = ? WHERE id = ?"
+        }
+    };
+    db.execute_raw(Statement::from_sql_and_values(backend, sql, [old.into(), dead.id.into()])).await.unwrap();
+    assert_eq!(app.state.contacts.fail_stale_imports().await.unwrap(), 1);
+    let r = app.get(&format!("/v1/contacts/imports/{}", dead.id)).token(&u.token).send().await;
+    assert_eq!(r.data()["status"], "failed");
+    assert_eq!(r.data()["created"], 500);
+    assert!(r.data()["message"].as_str().unwrap().contains("interrupted"));
+    let r = app.get(&format!("/v1/contacts/imports/{}", live.id)).token(&u.token).send().await;
+    assert_eq!(r.data()["status"], "queued", "a job that is still being written is not touched");
+}
+
 both_backends!(
+    interrupted_imports_are_marked_failed,
     a_mixed_file_imports_the_good_rows_and_reports_every_bad_one,
     import_input_errors_are_clear,
     export_streams_csv_that_imports_back,
