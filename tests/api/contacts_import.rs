@@ -195,8 +195,6 @@ async fn import_input_errors_are_clear(b: Backend) {
     assert_eq!(r.body["meta"]["total"], 0);
     // Spooled uploads are removed when their job ends.
     let spool = app.data_dir().join("imports");
-    let db = app.state.db.clone();
-    let _ = db;
     eventually(5, "spool directory emptied", || {
         let spool = spool.clone();
         async move { std::fs::read_dir(&spool).map(|d| d.count() == 0).unwrap_or(true) }
@@ -379,6 +377,12 @@ async fn directory_streams_each_recipient_once(b: Backend) {
     assert!(
         directory.count(mscope, &Audience { segment_ids: vec![uid(&s)], ..Default::default() }, "sms").await.is_err()
     );
+    assert!(directory.count(mscope, &Audience { group_ids: vec![g1], ..Default::default() }, "sms").await.is_err());
+    let foreign_exclusion = Audience { contact_ids: vec![uid(&a)], exclude_group_ids: vec![g2], ..Default::default() };
+    assert!(
+        directory.count(mscope, &foreign_exclusion, "sms").await.is_err(),
+        "an excluded group of another account is not found either"
+    );
     assert_eq!(
         directory.count(mscope, &Audience { contact_ids: vec![uid(&a)], ..Default::default() }, "sms").await.unwrap(),
         0
@@ -392,11 +396,19 @@ async fn directory_streams_each_recipient_once(b: Backend) {
     assert!(created);
     let (again, created) = directory.upsert_inbound(scope, "telegram", "999", None, &meta).await.unwrap();
     assert_eq!((again.id, created), (new.id, false));
+    // Two messages from the same new sender at once: one contact, both calls get it.
+    let (x, y) = tokio::join!(
+        directory.upsert_inbound(scope, "messenger", "psid-42", None, &meta),
+        directory.upsert_inbound(scope, "messenger", "psid-42", None, &meta)
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.0.id, y.0.id);
+    assert!(x.1 ^ y.1, "exactly one of them created the contact");
     let r = app.get(&format!("/v1/contacts/{}", new.id)).token(&u.token).send().await;
     assert_eq!(r.data()["display_name"], "Tg User");
     assert!(r.data()["last_inbound_at"].is_string());
     let r = app.get("/v1/contacts?filter=last_inbound_at:is_not_null&sort=created_at:asc").token(&u.token).send().await;
-    assert_eq!(r.body["meta"]["total"], 2);
+    assert_eq!(r.body["meta"]["total"], 3);
     assert_eq!(directory.find_by_address(scope, "email", "B@EXAMPLE.org").await.unwrap().unwrap().id, uid(&bb));
     assert!(directory.find_by_address(mscope, "email", "b@example.org").await.unwrap().is_none());
 }

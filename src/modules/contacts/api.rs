@@ -10,7 +10,7 @@ use validator::Validate;
 
 use super::entity::{contact, group, segment, tag};
 use super::filter::{self, CONTACT_FIELDS};
-use super::service::{ContactInput, ContactPatch, ContactView, opt_outs};
+use super::service::{ContactInput, ContactPatch, ContactView, Target, opt_outs};
 use super::store;
 use crate::app::AppState;
 use crate::http::ctx::RequestCtx;
@@ -359,6 +359,7 @@ pub const SEGMENT_FIELDS: &[Field<segment::Column>] = &[
 /// Lists `select` (already scoped) with the caller's filters, `q=` search, sorting and paging.
 async fn contact_page(
     state: &AppState,
+    scope: crate::http::ctx::AccountScope,
     select: sea_orm::Select<contact::Entity>,
     q: &ListQuery,
 ) -> AppResult<HttpResponse> {
@@ -371,7 +372,7 @@ async fn contact_page(
     }
     let select = q.sort(select, CONTACT_FIELDS, contact::Column::Id, contact::Column::CreatedAt)?;
     let page = q.fetch(&state.db, select).await?;
-    let views = state.contacts.views(page.items).await?;
+    let views = state.contacts.views(scope, page.items).await?;
     let page = crate::http::envelope::Page { items: views, total: page.total, skip: page.skip, limit: page.limit };
     Ok(envelope::list(page.map(ContactDto::from)))
 }
@@ -384,7 +385,7 @@ async fn contact_page(
     responses((status = 200, body = ListEnvelope<ContactDto>), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list_contacts(state: web::Data<AppState>, ctx: RequestCtx, q: ListQuery) -> AppResult<HttpResponse> {
     ctx.require("contacts:read")?;
-    contact_page(&state, store::contacts_in(ctx.scope()), &q).await
+    contact_page(&state, ctx.scope(), store::contacts_in(ctx.scope()), &q).await
 }
 
 #[utoipa::path(post, path = "/v1/contacts", tag = "contacts", request_body = CreateContactRequest,
@@ -574,9 +575,8 @@ async fn bulk_tag(
     add: bool,
 ) -> AppResult<HttpResponse> {
     ctx.require("contacts:write")?;
-    state.contacts.get_tag(ctx.scope(), id).await?;
-    let cond = state.contacts.target(ctx.scope(), b.contact_ids.as_deref(), b.filter.as_ref()).await?;
-    let changed = state.contacts.tag_contacts(ctx.scope(), id, cond, add, &ctx.meta()).await?;
+    let target = Target { contact_ids: b.contact_ids.as_deref(), filter: b.filter.as_ref() };
+    let changed = state.contacts.tag_contacts(ctx.scope(), id, target, add, &ctx.meta()).await?;
     Ok(envelope::ok(TaggedDto { changed }))
 }
 
@@ -648,7 +648,7 @@ pub async fn list_group_contacts(
 ) -> AppResult<HttpResponse> {
     ctx.require("contacts:read")?;
     let g = state.contacts.get_group(ctx.scope(), id.into_inner()).await?;
-    contact_page(&state, store::group_contacts(ctx.scope(), g.id), &q).await
+    contact_page(&state, ctx.scope(), store::group_contacts(ctx.scope(), g.id), &q).await
 }
 
 /// Adds contacts by `contact_ids` or by `filter`; `contact_count` stays exact.
@@ -683,9 +683,8 @@ async fn change_members(
     add: bool,
 ) -> AppResult<HttpResponse> {
     ctx.require("contacts:write")?;
-    state.contacts.get_group(ctx.scope(), id).await?;
-    let cond = state.contacts.target(ctx.scope(), b.contact_ids.as_deref(), b.filter.as_ref()).await?;
-    let (changed, g) = state.contacts.change_members(ctx.scope(), id, cond, add, &ctx.meta()).await?;
+    let target = Target { contact_ids: b.contact_ids.as_deref(), filter: b.filter.as_ref() };
+    let (changed, g) = state.contacts.change_members(ctx.scope(), id, target, add, &ctx.meta()).await?;
     Ok(envelope::ok(MembershipChangeDto { changed, group: g.into() }))
 }
 
@@ -760,7 +759,7 @@ pub async fn list_segment_contacts(
     ctx.require("contacts:read")?;
     let s = state.contacts.get_segment(ctx.scope(), id.into_inner()).await?;
     let cond = state.contacts.segment_condition(&s)?;
-    contact_page(&state, store::contacts_in(ctx.scope()).filter(cond), &q).await
+    contact_page(&state, ctx.scope(), store::contacts_in(ctx.scope()).filter(cond), &q).await
 }
 
 #[utoipa::path(get, path = "/v1/segments/{id}/count", tag = "segments", responses((status = 200, body = Envelope<CountDto>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]

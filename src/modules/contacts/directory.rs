@@ -167,6 +167,10 @@ impl Directory {
                 .and_where(group_member::Column::GroupId.is_in(groups.to_vec()))
                 .to_owned()
         };
+        // Groups and segments of another account are 404s (for streams and counts alike).
+        for g in audience.group_ids.iter().chain(&audience.exclude_group_ids) {
+            self.contacts.get_group(scope, *g).await?;
+        }
         let mut any = Condition::any();
         if !audience.group_ids.is_empty() {
             any = any.add(contact::Column::Id.in_subquery(members(&audience.group_ids)));
@@ -215,9 +219,6 @@ impl Directory {
         batch_size: u64,
         after: Option<Uuid>,
     ) -> AppResult<RecipientStream> {
-        for g in &audience.group_ids {
-            self.contacts.get_group(scope, *g).await?;
-        }
         let (condition, kind) = self.condition(scope, audience, channel_type).await?;
         Ok(RecipientStream {
             directory: self.clone(),
@@ -312,8 +313,23 @@ impl Directory {
         let txn = crate::db::begin_write(db).await?;
         let mut active = new_contact(scope, &n);
         active.last_inbound_at = Set(Some(Utc::now()));
-        let c = active.insert(&txn).await?;
-        store::set_identities(&txn, scope, c.id, &n.identities()).await?;
+        let inserted = match active.insert(&txn).await {
+            Ok(c) => store::set_identities(&txn, scope, c.id, &n.identities()).await.map(|_| c),
+            Err(e) if crate::db::is_unique_violation(&e) => Err(AppError::conflict("taken concurrently")),
+            Err(e) => Err(e.into()),
+        };
+        let c = match inserted {
+            Ok(c) => c,
+            // Two messages from the same new sender at once: the other one created the contact.
+            Err(AppError::Conflict { .. }) => {
+                drop(txn);
+                let found = self.find_by_address(scope, channel_type, address).await?;
+                return found
+                    .map(|c| (c, false))
+                    .ok_or(AppError::conflict("the sender's contact changed concurrently; retry"));
+            }
+            Err(e) => return Err(e),
+        };
         let mut bus = EventBus::new(meta.clone());
         bus.emit(
             "contact.created",

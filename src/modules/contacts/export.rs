@@ -17,21 +17,14 @@ use crate::http::error::{AppError, AppResult, ErrorBody};
 use crate::http::list::ListQuery;
 
 const PAGE: u64 = 1000;
-const FIXED: &[&str] = &[
-    "id",
-    "first_name",
-    "last_name",
-    "display_name",
-    "phone",
-    "email",
-    "preferred_channel",
-    "language",
-    "timezone",
-    "opted_out_channels",
-    "tags",
-    "created_at",
-    "updated_at",
-];
+/// `id`, then the import's mappable fields in their order, then the timestamps: the header an export
+/// writes is one the import reads back (`id` and the timestamps are ignored there).
+fn fixed_columns() -> Vec<&'static str> {
+    let mut cols = vec!["id"];
+    cols.extend_from_slice(super::import::MAPPABLE);
+    cols.extend(["created_at", "updated_at"]);
+    cols
+}
 
 /// What to export: the account's contacts narrowed by a filter, a segment or a group.
 pub struct ExportPlan {
@@ -109,11 +102,11 @@ impl Contacts {
             return Ok(None);
         };
         let count = rows.len() as u64;
-        let views = self.views(rows).await?;
+        let views = self.views(plan.scope, rows).await?;
         let mut w = csv::Writer::from_writer(Vec::with_capacity(256 * views.len()));
         let csv_err = |e: csv::Error| AppError::internal(e);
         if header {
-            let mut h: Vec<String> = FIXED.iter().map(|s| s.to_string()).collect();
+            let mut h: Vec<String> = fixed_columns().iter().map(|s| s.to_string()).collect();
             h.extend(plan.identity_keys.iter().map(|k| format!("channel_identities.{k}")));
             h.extend(plan.attribute_keys.iter().map(|k| format!("attributes.{k}")));
             w.write_record(&h).map_err(csv_err)?;
@@ -211,7 +204,7 @@ fn csv_response() -> actix_web::HttpResponseBuilder {
 
 /// The CSV of an empty selection still has its header (the first page writes it only when a row exists).
 pub fn header_only() -> Vec<u8> {
-    let mut h = FIXED.join(",");
+    let mut h = fixed_columns().join(",");
     h.push('\n');
     h.into_bytes()
 }

@@ -110,6 +110,7 @@ pub fn check_mapping(mapping: &HashMap<String, String>) -> AppResult<()> {
 fn plan(headers: &[String], mapping: Option<&HashMap<String, String>>) -> AppResult<Vec<Option<Target>>> {
     match mapping {
         Some(m) => {
+            check_mapping(m)?;
             let mut errors = Vec::new();
             for column in m.keys() {
                 if !headers.iter().any(|h| h == column) {
@@ -576,14 +577,15 @@ impl Contacts {
                     touched.push(id);
                     created_ids.push(id);
                 }
-                Some(id) if options.on_duplicate == OnDuplicate::Skip => {
-                    let _ = id;
-                    next.skipped += 1;
-                }
+                Some(_) if options.on_duplicate == OnDuplicate::Skip => next.skipped += 1,
                 Some(id) => {
-                    let Some(current) = existing.get(id).cloned().or(store::find_contact(&txn, scope, *id).await?)
-                    else {
-                        continue;
+                    // Usually loaded by the phone/e-mail lookup above; identity matches are read here.
+                    let current = match existing.get(id) {
+                        Some(c) => c.clone(),
+                        None => match store::find_contact(&txn, scope, *id).await? {
+                            Some(c) => c,
+                            None => continue,
+                        },
                     };
                     let merged = merge(&current, &g.contact);
                     if let Some((field, other)) = conflict_after_merge(&merged, *id, &by_phone, &by_email) {
@@ -1054,9 +1056,6 @@ pub async fn start_import(
     file.flush().map_err(AppError::internal)?;
     drop(file);
     let options = raw.parse()?;
-    if let Some(m) = &options.mapping {
-        check_mapping(m)?;
-    }
     state.contacts.check_header(&path, &options)?;
     let job = state.contacts.create_import(ctx.scope(), Some(ctx.user_id()), file_name, &options).await?;
     // The job owns the file from here; it is removed when the job ends.

@@ -220,6 +220,13 @@ fn contact_event(c: &contact::Model) -> Value {
     })
 }
 
+/// Which contacts a bulk change applies to: `contact_ids` or a `filter`, exactly one.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub contact_ids: Option<&'a [Uuid]>,
+    pub filter: Option<&'a Value>,
+}
+
 /// The contacts facade used by the API, the import and the CLI.
 #[derive(Clone)]
 pub struct Contacts {
@@ -312,14 +319,13 @@ impl Contacts {
     }
 
     pub async fn view(&self, scope: AccountScope, c: contact::Model) -> AppResult<ContactView> {
-        let _ = scope;
-        let mut tags = store::tags_of(&self.db, &[c.id]).await?;
+        let mut tags = store::tags_of(&self.db, scope, &[c.id]).await?;
         Ok(ContactView { tags: tags.remove(&c.id).unwrap_or_default(), contact: c })
     }
 
-    pub async fn views(&self, contacts: Vec<contact::Model>) -> AppResult<Vec<ContactView>> {
+    pub async fn views(&self, scope: AccountScope, contacts: Vec<contact::Model>) -> AppResult<Vec<ContactView>> {
         let ids: Vec<Uuid> = contacts.iter().map(|c| c.id).collect();
-        let mut tags = store::tags_of(&self.db, &ids).await?;
+        let mut tags = store::tags_of(&self.db, scope, &ids).await?;
         Ok(contacts
             .into_iter()
             .map(|c| ContactView { tags: tags.remove(&c.id).unwrap_or_default(), contact: c })
@@ -471,15 +477,17 @@ impl Contacts {
     }
 
     /// Tags (`add`) or untags every contact matching `cond` (ids or a filter); returns how many changed.
+    /// The tag must be this account's (404), then the target is checked (422).
     pub async fn tag_contacts(
         &self,
         scope: AccountScope,
         tag_id: Uuid,
-        cond: Condition,
+        target: Target<'_>,
         add: bool,
         meta: &EventMeta,
     ) -> AppResult<u64> {
         self.get_tag(scope, tag_id).await?;
+        let cond = self.target(scope, target).await?;
         let txn = crate::db::begin_write(&self.db).await?;
         let n = if add {
             store::tag_matching(&txn, scope, tag_id, cond).await?
@@ -561,15 +569,17 @@ impl Contacts {
 
     /// Adds (or removes) the contacts matching `cond` to (from) a group; returns the count changed and
     /// the group after the change.
+    /// The group must be this account's (404), then the target is checked (422).
     pub async fn change_members(
         &self,
         scope: AccountScope,
         group_id: Uuid,
-        cond: Condition,
+        target: Target<'_>,
         add: bool,
         meta: &EventMeta,
     ) -> AppResult<(u64, group::Model)> {
         self.get_group(scope, group_id).await?;
+        let cond = self.target(scope, target).await?;
         let txn = crate::db::begin_write(&self.db).await?;
         let n = if add {
             store::add_members_matching(&txn, scope, group_id, cond).await?
@@ -587,13 +597,8 @@ impl Contacts {
 
     /// The condition for a body that names `contact_ids` (all must be this account's: 422 otherwise)
     /// or a `filter`.
-    pub async fn target(
-        &self,
-        scope: AccountScope,
-        contact_ids: Option<&[Uuid]>,
-        filter: Option<&Value>,
-    ) -> AppResult<Condition> {
-        match (contact_ids, filter) {
+    async fn target(&self, scope: AccountScope, target: Target<'_>) -> AppResult<Condition> {
+        match (target.contact_ids, target.filter) {
             (Some(ids), None) => {
                 if ids.is_empty() {
                     return Err(AppError::field("contact_ids", "must not be empty"));

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::entity::{contact, contact_identity, contact_tag, group, group_member, segment, tag};
 use crate::http::ctx::AccountScope;
-use crate::http::error::AppResult;
+use crate::http::error::{AppError, AppResult};
 
 pub fn contacts_in(scope: AccountScope) -> Select<contact::Entity> {
     contact::Entity::find().filter(contact::Column::AccountId.eq(scope.account_id()))
@@ -122,12 +122,23 @@ pub async fn set_identities<C: ConnectionTrait>(
         identity: sea_orm::Set(id.clone()),
         contact_id: sea_orm::Set(contact_id),
     });
-    contact_identity::Entity::insert_many(rows).exec_without_returning(db).await?;
+    // The caller checked the identities are free; a concurrent writer can still take one first.
+    contact_identity::Entity::insert_many(rows).exec_without_returning(db).await.map_err(|e| {
+        if crate::db::is_unique_violation(&e) {
+            AppError::conflict("a channel identity of this contact belongs to another contact")
+        } else {
+            e.into()
+        }
+    })?;
     Ok(())
 }
 
-/// The tags of each contact, in name order.
-pub async fn tags_of<C: ConnectionTrait>(db: &C, contact_ids: &[Uuid]) -> AppResult<HashMap<Uuid, Vec<tag::Model>>> {
+/// The tags of each contact, in name order (only this account's tags).
+pub async fn tags_of<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    contact_ids: &[Uuid],
+) -> AppResult<HashMap<Uuid, Vec<tag::Model>>> {
     let mut out: HashMap<Uuid, Vec<tag::Model>> = HashMap::new();
     if contact_ids.is_empty() {
         return Ok(out);
@@ -136,6 +147,7 @@ pub async fn tags_of<C: ConnectionTrait>(db: &C, contact_ids: &[Uuid]) -> AppRes
         let rows = contact_tag::Entity::find()
             .filter(contact_tag::Column::ContactId.is_in(chunk.to_vec()))
             .find_also_related(tag::Entity)
+            .filter(tag::Column::AccountId.eq(scope.account_id()))
             .order_by_asc(tag::Column::Name)
             .all(db)
             .await?;
