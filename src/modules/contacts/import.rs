@@ -464,14 +464,14 @@ impl Contacts {
                     on_progress(&progress);
                     batches += 1;
                     if batches.is_power_of_two() {
-                        self.refresh_statistics().await;
+                        self.refresh_statistics(false).await;
                     }
                 }
             }
         }
         reader.await.map_err(AppError::internal)?;
         if batches > 1 {
-            self.refresh_statistics().await;
+            self.refresh_statistics(true).await;
         }
         Ok(progress)
     }
@@ -718,9 +718,26 @@ impl Contacts {
     /// empty to the planner, which then scans it for every batch's duplicate lookup (measured: 100k rows
     /// took 6 minutes instead of seconds). Re-analysing as the table doubles keeps the unique indexes in
     /// use. SQLite needs nothing here.
-    async fn refresh_statistics(&self) {
-        if self.backend() == sea_orm::DbBackend::Postgres
-            && let Err(e) = self.db.execute_unprepared("ANALYZE contacts, contact_identities, contact_tags").await
+    /// During the import only the columns its lookups filter on are sampled (a full ANALYZE of 100k
+    /// contacts with their JSON attributes costs more than a batch); the whole tables are analysed once in
+    /// the background when the import is over.
+    async fn refresh_statistics(&self, finished: bool) {
+        if self.backend() != sea_orm::DbBackend::Postgres {
+            return;
+        }
+        if finished {
+            let db = self.db.clone();
+            tokio::spawn(async move {
+                if let Err(e) = db.execute_unprepared("ANALYZE contacts, contact_identities, contact_tags").await {
+                    tracing::warn!(error = %e, "ANALYZE after an import failed");
+                }
+            });
+        } else if let Err(e) = self
+            .db
+            .execute_unprepared(
+                "ANALYZE contacts (account_id, phone, email), contact_identities (account_id, channel_type, identity)",
+            )
+            .await
         {
             tracing::warn!(error = %e, "ANALYZE after an import batch failed");
         }
