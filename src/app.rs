@@ -20,6 +20,7 @@ use crate::db::{self, Backend};
 use crate::http;
 use crate::mail::Mailer;
 use crate::modules::accounts::{self, Accounts, JwtKeys};
+use crate::modules::channels::{self, Channels};
 use crate::modules::contacts::{self, Contacts, Directory};
 use crate::modules::events::{Events, SharedConsumer};
 use crate::secret::SecretKey;
@@ -82,6 +83,7 @@ pub struct AppState {
     pub accounts: Accounts,
     pub contacts: Contacts,
     pub directory: Directory,
+    pub channels: Channels,
     pub events: Events,
     pub metrics: PrometheusHandle,
     /// Cancelled at shutdown; every background loop watches it.
@@ -156,12 +158,23 @@ pub async fn build_state(
     let accounts = Accounts::new(db.clone(), keys, mailer, settings.identity.refresh_token_ttl_days, events.clone());
     let contacts = Contacts::new(db.clone(), accounts.clone(), events.clone());
     let directory = Directory::new(contacts.clone());
+    let previous =
+        SecretKey::load_previous(settings.previous_secret_keys.as_ref().map(|s| s.expose()), &settings.data_dir)?;
+    let channels = Channels::new(
+        db.clone(),
+        accounts.clone(),
+        events.clone(),
+        channels::vault::Vault::new(&secret, &previous),
+        channels::providers::all(channels::providers::http_client()),
+        settings.public_base_url.clone(),
+    );
     Ok(AppState {
         db,
         settings: Arc::new(settings),
         accounts,
         contacts,
         directory,
+        channels,
         events,
         metrics: http::metrics_handle(),
         shutdown,
@@ -251,8 +264,11 @@ impl Application {
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
                 .configure(http::configure);
             // Worker roles serve only the operations endpoints (health, readiness, metrics).
-            let app =
-                if role.serves_api() { app.configure(accounts::configure).configure(contacts::configure) } else { app };
+            let app = if role.serves_api() {
+                app.configure(accounts::configure).configure(contacts::configure).configure(channels::configure)
+            } else {
+                app
+            };
             app.default_service(web::to(http::not_found))
         })
         .workers(if role.serves_api() { workers } else { 1 })

@@ -156,6 +156,14 @@ pub enum AdminAction {
         #[arg(long)]
         full_name: Option<String>,
     },
+    /// Re-seal every channel's credentials under the current secret key. With `--generate` (only when
+    /// the key lives in the data dir) a new key is made first and the old one kept in
+    /// `secret.key.previous`; with `TURUMBA_SECRET_KEY`, set the new key there and the old one in
+    /// `TURUMBA_PREVIOUS_SECRET_KEYS`, then run this. Access tokens signed with the old key stop working.
+    RotateKey {
+        #[arg(long)]
+        generate: bool,
+    },
 }
 
 fn init_logging(settings: &Settings) {
@@ -275,6 +283,25 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
         }
         Command::Healthcheck { port } => healthcheck(port.unwrap_or(settings.bind.port())).await,
         Command::Contacts { action } => contacts(action, settings).await,
+        Command::Admin { action: AdminAction::RotateKey { generate } } => {
+            if generate {
+                if settings.secret_key.is_some() {
+                    return Err("--generate rotates the key file in the data dir, but TURUMBA_SECRET_KEY is set: \
+                                put the new key in TURUMBA_SECRET_KEY and the old one in \
+                                TURUMBA_PREVIOUS_SECRET_KEYS, then run `turumba admin rotate-key`"
+                        .into());
+                }
+                crate::secret::SecretKey::rotate_file(&settings.data_dir)?;
+                println!("generated a new secret key in {}", settings.data_dir.join("secret.key").display());
+            }
+            let state = app::build_state(settings, true, Vec::new()).await?;
+            let n = state.channels.rotate_credentials().await.map_err(|e| e.to_string())?;
+            println!(
+                "re-sealed the credentials of {n} channel(s) under key {}",
+                state.channels.vault().current_key_id()
+            );
+            Ok(())
+        }
         Command::Admin { action: AdminAction::CreateUser { email, password, account_name, full_name } } => {
             if password.chars().count() < 10 {
                 return Err("--password must be at least 10 characters".into());

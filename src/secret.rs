@@ -48,6 +48,43 @@ impl SecretKey {
         Ok(key)
     }
 
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(self.0)
+    }
+
+    /// Keys that sealed data before the current one (credential rotation): `TURUMBA_PREVIOUS_SECRET_KEYS`
+    /// (base64, comma-separated) and the lines of `<data dir>/secret.key.previous`.
+    pub fn load_previous(configured: Option<&str>, data_dir: &Path) -> Result<Vec<Self>, String> {
+        let mut keys = Vec::new();
+        for part in configured.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            keys.push(Self::from_base64(part).map_err(|e| format!("TURUMBA_PREVIOUS_SECRET_KEYS: {e}"))?);
+        }
+        let path = data_dir.join("secret.key.previous");
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                keys.push(Self::from_base64(line).map_err(|e| format!("{}: {e}", path.display()))?);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Rotates the key file in `data_dir`: the current key is appended to `secret.key.previous` and a new
+    /// one written to `secret.key`. Returns the new key.
+    pub fn rotate_file(data_dir: &Path) -> Result<Self, String> {
+        let path = data_dir.join("secret.key");
+        let old = Self::load_or_create(None, data_dir)?;
+        let previous = data_dir.join("secret.key.previous");
+        let mut text = std::fs::read_to_string(&previous).unwrap_or_default();
+        text.push_str(&old.to_base64());
+        text.push('\n');
+        // The old key is kept before the new one replaces it: a crash in between loses nothing.
+        replace_private(&previous, &text).map_err(|e| format!("cannot write {}: {e}", previous.display()))?;
+        let new = Self::generate();
+        replace_private(&path, &new.to_base64()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(new)
+    }
+
     /// A 32-byte key for one purpose, e.g. `derive("jwt-ed25519")`.
     pub fn derive(&self, purpose: &str) -> [u8; 32] {
         let key = hmac::Key::new(hmac::HMAC_SHA256, &self.0);
@@ -66,14 +103,46 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.write_all(contents.as_bytes())
 }
 
+/// Writes a private file next to `path` and renames it over `path` (atomic on one file system).
+fn replace_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    write_private(&tmp, contents)?;
+    std::fs::rename(&tmp, path)
+}
+
 #[cfg(not(unix))]
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 
+/// A random token of `len` characters from `[A-Za-z0-9]` (webhook secrets).
+pub fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = vec![0u8; len];
+    aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes).expect("system randomness is available");
+    // 62 symbols: the modulo bias (256 % 62) is irrelevant for a 190-bit token.
+    bytes.iter().map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rotation_keeps_the_old_key_as_previous() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = SecretKey::load_or_create(None, dir.path()).unwrap();
+        let new = SecretKey::rotate_file(dir.path()).unwrap();
+        assert_ne!(old.0, new.0);
+        assert_eq!(SecretKey::load_or_create(None, dir.path()).unwrap().0, new.0);
+        let previous = SecretKey::load_previous(Some(&SecretKey::generate().to_base64()), dir.path()).unwrap();
+        assert_eq!(previous.len(), 2);
+        assert_eq!(previous[1].0, old.0);
+        assert!(SecretKey::load_previous(Some("not base64!"), dir.path()).is_err());
+        assert_eq!(random_token(32).len(), 32);
+        assert_ne!(random_token(32), random_token(32));
+    }
 
     #[test]
     fn generated_key_is_persisted_private_and_reused() {

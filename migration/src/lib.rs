@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_identity;
 mod m20261122_000002_events;
 mod m20261122_000003_contacts;
+mod m20261122_000004_channels;
 mod util;
 
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_identity::Migration),
             Box::new(m20261122_000002_events::Migration),
             Box::new(m20261122_000003_contacts::Migration),
+            Box::new(m20261122_000004_channels::Migration),
         ]
     }
 }

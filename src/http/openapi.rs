@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
     paths(super::healthz, super::readyz, super::metrics),
     components(schemas(super::error::ErrorBody, super::error::FieldError, super::envelope::ListMeta)),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "accounts"), (name = "roles"), (name = "contacts"), (name = "tags"), (name = "groups"), (name = "segments"), (name = "operations"))
+    tags((name = "auth"), (name = "users"), (name = "accounts"), (name = "roles"), (name = "contacts"), (name = "tags"), (name = "groups"), (name = "segments"), (name = "channels"), (name = "webhooks"), (name = "operations"))
 )]
 struct CoreDoc;
 
@@ -33,6 +33,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = CoreDoc::openapi();
     doc.merge(crate::modules::accounts::ApiDoc::openapi());
     doc.merge(crate::modules::contacts::ApiDoc::openapi());
+    doc.merge(crate::modules::channels::ApiDoc::openapi());
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     doc
 }

@@ -6,9 +6,11 @@ mod helpers;
 
 mod accounts;
 mod auth;
+mod channels;
 mod contacts;
 mod contacts_import;
 mod events;
+mod fakes;
 mod http_surface;
 mod mail;
 mod migrations;

@@ -1,0 +1,266 @@
+//! The one interface every provider speaks (SPEC §5.1): send, verify, parse webhooks (inbound messages
+//! and delivery statuses), verify webhook signatures; and the error classes dispatch acts on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::credentials::Credentials;
+
+/// A channel as an adapter sees it: decrypted credentials, only inside the channels module.
+#[derive(Clone)]
+pub struct ChannelContext {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub channel_type: String,
+    pub provider: Option<String>,
+    pub credentials: Credentials,
+    pub sender_name: Option<String>,
+    /// Where the provider must post (`{public_base_url}/v1/webhooks/{type}/{id}`), when configured.
+    pub webhook_url: Option<String>,
+    /// The Telegram secret token set with `setWebhook`.
+    pub webhook_secret: Option<String>,
+}
+
+impl std::fmt::Debug for ChannelContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelContext")
+            .field("id", &self.id)
+            .field("channel_type", &self.channel_type)
+            .field("provider", &self.provider)
+            .field("credentials", &"[redacted]")
+            .finish()
+    }
+}
+
+/// One message to one recipient.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundMessage {
+    /// Our message id (sent as the client reference where the provider has one).
+    pub message_id: Uuid,
+    /// The address on the channel type: E.164 phone, e-mail, chat id or PSID.
+    pub to: String,
+    pub text: String,
+    /// E-mail subject (`metadata.subject`).
+    pub subject: Option<String>,
+    /// E-mail HTML body.
+    pub html: Option<String>,
+    /// WhatsApp template (`{name, language, components}`), required outside the 24 h window.
+    pub template: Option<Value>,
+    /// When the contact last wrote to us (WhatsApp/Messenger customer-service window).
+    pub last_inbound_at: Option<DateTime<Utc>>,
+}
+
+/// What the provider said when it accepted a message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendReceipt {
+    pub provider_message_id: Option<String>,
+    /// `delivered` when the provider confirms delivery synchronously (sandbox, Telegram), else `sent`.
+    pub status: &'static str,
+    /// SMS only: parts and encoding.
+    pub segments: Option<usize>,
+    pub encoding: Option<&'static str>,
+}
+
+/// How dispatch treats a failure (SPEC §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Network, timeout, 5xx: retry with backoff.
+    Transient,
+    /// 429 or a provider throttling code: wait `retry_after`, not counted as an attempt.
+    Throttled,
+    /// Invalid number, blocked, other 4xx: the message fails for good.
+    Permanent,
+    /// 401/403: the message fails for good and the channel goes to `error`.
+    Auth,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::Throttled => "throttled",
+            ErrorClass::Permanent => "permanent",
+            ErrorClass::Auth => "auth",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{class:?}: {message}")]
+pub struct ProviderError {
+    pub class: ErrorClass,
+    pub message: String,
+    /// The provider's own error code, when it gave one.
+    pub code: Option<String>,
+    pub retry_after: Option<Duration>,
+}
+
+impl ProviderError {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        ProviderError { class, message: message.into(), code: None, retry_after: None }
+    }
+    pub fn with_code(mut self, code: impl ToString) -> Self {
+        self.code = Some(code.to_string());
+        self
+    }
+    pub fn retry_after(mut self, d: Option<Duration>) -> Self {
+        self.retry_after = d;
+        self
+    }
+    /// Network-level failures: timeouts and refused connections are transient.
+    pub fn from_http(e: &reqwest::Error) -> Self {
+        // reqwest errors can carry the URL, which for Telegram holds the bot token: never include it.
+        let e = e.without_url_ref();
+        ProviderError::new(ErrorClass::Transient, format!("provider unreachable: {e}"))
+    }
+    /// The class of an HTTP status without a more specific provider code.
+    pub fn from_status(status: u16, message: impl Into<String>) -> Self {
+        let class = match status {
+            401 | 403 => ErrorClass::Auth,
+            429 => ErrorClass::Throttled,
+            408 | 500..=599 => ErrorClass::Transient,
+            _ => ErrorClass::Permanent,
+        };
+        ProviderError::new(class, message).with_code(status)
+    }
+}
+
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let mut s = String::new();
+        if self.is_timeout() {
+            s.push_str("timed out");
+        } else if self.is_connect() {
+            s.push_str("connection failed");
+        } else if self.is_decode() {
+            s.push_str("unreadable response");
+        } else {
+            s.push_str("request failed");
+        }
+        let mut source = std::error::Error::source(self);
+        // The innermost cause says why (e.g. "Connection refused"); none of them holds the URL.
+        let mut last = None;
+        while let Some(e) = source {
+            last = Some(e.to_string());
+            source = e.source();
+        }
+        if let Some(l) = last {
+            s.push_str(": ");
+            s.push_str(&l);
+        }
+        s
+    }
+}
+
+/// A webhook request as received.
+#[derive(Debug, Clone)]
+pub struct WebhookRequest {
+    /// The public URL the provider posted to (Twilio signs it).
+    pub url: String,
+    pub headers: HashMap<String, String>,
+    pub body: bytes::Bytes,
+    pub content_type: Option<String>,
+}
+
+impl WebhookRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+}
+
+/// One item of a webhook payload.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WebhookItem {
+    /// A message from a contact.
+    Inbound {
+        provider_message_id: String,
+        /// The sender's address on the channel type.
+        from: String,
+        from_name: Option<String>,
+        text: String,
+        received_at: Option<DateTime<Utc>>,
+        raw: Value,
+    },
+    /// A delivery status for a message we sent.
+    Status {
+        provider_message_id: String,
+        /// sent | delivered | read | failed
+        status: String,
+        error: Option<String>,
+        at: Option<DateTime<Utc>>,
+        raw: Value,
+    },
+}
+
+impl WebhookItem {
+    /// The id that makes a redelivery of the same item recognisable.
+    pub fn event_id(&self) -> String {
+        match self {
+            WebhookItem::Inbound { provider_message_id, .. } => format!("in:{provider_message_id}"),
+            WebhookItem::Status { provider_message_id, status, .. } => format!("st:{provider_message_id}:{status}"),
+        }
+    }
+}
+
+#[async_trait]
+pub trait ProviderAdapter: Send + Sync {
+    /// `(channel_type, provider)` this adapter serves.
+    fn key(&self) -> (&'static str, Option<&'static str>);
+
+    async fn send(&self, channel: &ChannelContext, message: &OutboundMessage) -> Result<SendReceipt, ProviderError>;
+
+    /// Checks the credentials with the provider; `Ok` carries what the provider said about the account
+    /// (e.g. the bot's username).
+    async fn verify(&self, channel: &ChannelContext) -> Result<String, ProviderError>;
+
+    /// Whether the webhook request is signed by the provider (constant-time comparisons).
+    fn verify_signature(&self, channel: &ChannelContext, request: &WebhookRequest) -> bool;
+
+    /// The items of a webhook payload; `Err` for a payload that cannot be read (kept as `failed`).
+    fn parse_webhook(&self, channel: &ChannelContext, request: &WebhookRequest) -> Result<Vec<WebhookItem>, String>;
+
+    /// The provider's id of a webhook delivery, when it has one (Telegram `update_id`); otherwise the
+    /// inbox de-duplicates on a hash of the raw body (a redelivery repeats the same bytes).
+    fn event_id(&self, _request: &WebhookRequest) -> Option<String> {
+        None
+    }
+
+    /// Registers our webhook with the provider where that is an API call (Telegram `setWebhook`).
+    async fn register_webhook(&self, _channel: &ChannelContext) -> Result<(), ProviderError> {
+        Ok(())
+    }
+}
+
+/// Adapters by `(channel_type, provider)`.
+#[derive(Clone, Default)]
+pub struct AdapterSet {
+    adapters: HashMap<(String, Option<String>), Arc<dyn ProviderAdapter>>,
+}
+
+impl AdapterSet {
+    pub fn with(mut self, adapter: Arc<dyn ProviderAdapter>) -> Self {
+        let (t, p) = adapter.key();
+        self.adapters.insert((t.to_string(), p.map(str::to_string)), adapter);
+        self
+    }
+
+    pub fn get(&self, channel_type: &str, provider: Option<&str>) -> Option<Arc<dyn ProviderAdapter>> {
+        self.adapters.get(&(channel_type.to_string(), provider.map(str::to_string))).cloned()
+    }
+}
+
+/// Constant-time equality for secrets and signatures.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+}

@@ -1,0 +1,6 @@
+//! sea-orm entities of the channels module. Other modules never use these: they go through the facades
+//! ([`super::Channels`], [`super::ChannelRegistry`]).
+
+pub mod channel;
+pub mod channel_usage;
+pub mod webhook_inbox;
