@@ -17,7 +17,7 @@ async fn create(app: &TestApp, u: &TestUser, body: Value) -> crate::helpers::Res
 }
 
 /// Every outbox payload of the test database, as one string (to prove secrets never reach events).
-async fn outbox_text(app: &TestApp) -> String {
+pub async fn outbox_text(app: &TestApp) -> String {
     use sea_orm::ConnectionTrait;
     use sea_orm::sea_query::{Alias, Query};
     let q = Query::select()

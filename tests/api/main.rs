@@ -14,5 +14,6 @@ mod fakes;
 mod http_surface;
 mod mail;
 mod migrations;
+mod providers;
 mod roles;
 mod tenancy;

@@ -111,12 +111,25 @@ impl Channels {
         Ok(())
     }
 
+    /// Where the provider must post. Providers that do not sign their callbacks (Africa's Talking,
+    /// Vonage) get the channel's webhook secret as a `token` query parameter, which the webhook checks.
     pub fn webhook_url(&self, c: &channel::Model) -> String {
-        let path = format!("/v1/webhooks/{}/{}", c.channel_type, c.id);
+        let mut path = format!("/v1/webhooks/{}/{}", c.channel_type, c.id);
+        if matches!(c.provider.as_deref(), Some("africastalking" | "vonage"))
+            && let Some(secret) = self.webhook_secret(c)
+        {
+            path.push_str("?token=");
+            path.push_str(&secret);
+        }
         match &self.public_base_url {
             Some(base) => format!("{base}{path}"),
             None => path,
         }
+    }
+
+    fn webhook_secret(&self, c: &channel::Model) -> Option<String> {
+        let sealed = c.webhook_secret.as_ref()?;
+        self.vault.open(c.id.as_bytes(), sealed).ok().and_then(|b| String::from_utf8(b).ok())
     }
 
     fn seal(&self, id: Uuid, creds: &Credentials) -> Vec<u8> {
@@ -194,7 +207,9 @@ impl Channels {
             status: Set(if new.is_enabled { "disconnected" } else { "disabled" }.into()),
             is_enabled: Set(new.is_enabled),
             credentials: Set(self.seal(id, &creds)),
-            webhook_secret: Set(None),
+            // Every channel gets a webhook secret: Telegram's secret token, the URL token of unsigned
+            // providers.
+            webhook_secret: Set(Some(self.vault.seal(id.as_bytes(), crate::secret::random_token(32).as_bytes()))),
             sender_name: Set(new.sender_name),
             default_country_code: Set(new.default_country_code.map(|c| c.to_uppercase())),
             rate_limit: Set(new.rate_limit),
@@ -328,7 +343,7 @@ impl Channels {
             });
         }
         let adapter = self.adapter(&c)?;
-        if c.channel_type == "telegram" && self.public_base_url.is_some() && c.webhook_secret.is_none() {
+        if c.webhook_secret.is_none() {
             let secret = crate::secret::random_token(32);
             let sealed = self.vault.seal(c.id.as_bytes(), secret.as_bytes());
             channel::Entity::update_many()

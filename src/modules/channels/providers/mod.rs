@@ -1,7 +1,11 @@
 //! The provider adapters, one file each, all behind [`super::adapter::ProviderAdapter`].
 
+pub mod africastalking;
+pub mod meta;
 pub mod sandbox;
 pub mod telegram;
+pub mod twilio;
+pub mod vonage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +26,14 @@ pub fn http_client() -> reqwest::Client {
 
 /// Every adapter this build has.
 pub fn all(http: reqwest::Client) -> AdapterSet {
-    AdapterSet::default().with(Arc::new(sandbox::Sandbox)).with(Arc::new(telegram::Telegram::new(http)))
+    AdapterSet::default()
+        .with(Arc::new(sandbox::Sandbox))
+        .with(Arc::new(telegram::Telegram::new(http.clone())))
+        .with(Arc::new(twilio::Twilio::new(http.clone())))
+        .with(Arc::new(africastalking::AfricasTalking::new(http.clone())))
+        .with(Arc::new(vonage::Vonage::new(http.clone())))
+        .with(Arc::new(meta::WhatsApp::new(http.clone())))
+        .with(Arc::new(meta::Messenger::new(http)))
 }
 
 /// `Retry-After` in seconds (the only form providers here send).
@@ -33,3 +44,58 @@ pub fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option<Durati
         .and_then(|s| s.trim().parse::<u64>().ok())
         .map(Duration::from_secs)
 }
+
+/// A provider's HTTP answer: status, `Retry-After`, the body as JSON (`Null` when it is not JSON) and
+/// as text.
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub json: serde_json::Value,
+    pub text: String,
+}
+
+pub async fn answer(resp: Result<reqwest::Response, reqwest::Error>) -> Result<Answer, ProviderError> {
+    let resp = resp.map_err(|e| ProviderError::from_http(&e))?;
+    let status = resp.status().as_u16();
+    let retry_after = retry_after_header(resp.headers());
+    let text = resp.text().await.map_err(|e| ProviderError::from_http(&e))?;
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    Ok(Answer { status, retry_after, json, text })
+}
+
+impl Answer {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// HMAC-SHA256 of `body` under `key`, hex (Meta's `X-Hub-Signature-256: sha256=<hex>`).
+pub fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
+    let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
+    hex::encode(aws_lc_rs::hmac::sign(&k, body).as_ref())
+}
+
+/// Meta's webhook signature check (WhatsApp, Messenger).
+pub fn meta_signature_ok(app_secret: &str, request: &super::adapter::WebhookRequest) -> bool {
+    let Some(given) = request.header("x-hub-signature-256").and_then(|h| h.strip_prefix("sha256=")) else {
+        return false;
+    };
+    let expected = hmac_sha256_hex(app_secret.as_bytes(), &request.body);
+    super::adapter::constant_time_eq(expected.as_bytes(), given.to_ascii_lowercase().as_bytes())
+}
+
+/// The `token` query parameter of the webhook URL, for providers that do not sign their callbacks
+/// (Africa's Talking, Vonage): the URL Turumba shows carries the channel's webhook secret.
+pub fn url_token_ok(channel: &super::adapter::ChannelContext, request: &super::adapter::WebhookRequest) -> bool {
+    let Some(expected) = &channel.webhook_secret else { return false };
+    let query = request.url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    form_urlencoded::parse(query.as_bytes())
+        .any(|(k, v)| k == "token" && super::adapter::constant_time_eq(v.as_bytes(), expected.as_bytes()))
+}
+
+/// The form fields of a `application/x-www-form-urlencoded` body, in order.
+pub fn form_fields(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}
+
+use super::adapter::ProviderError;
