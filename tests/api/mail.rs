@@ -37,16 +37,41 @@ fn python() -> Option<String> {
 }
 
 async fn start_smtp(python: &str) -> SmtpServer {
+    start_smtp_server(python, None).await
+}
+
+/// aiosmtpd with AUTH (PLAIN/LOGIN) over a plain connection accepting only `login`/`password`, as an
+/// e-mail provider's submission server would (without the TLS).
+const SMTP_WITH_AUTH: &str = r#"
+import sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import AuthResult, LoginPassword
+login, password = sys.argv[3].encode(), sys.argv[4].encode()
+def check(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login == login and data.password == password
+    return AuthResult(success=ok, handled=False)
+c = Controller(Mailbox(sys.argv[1]), hostname="127.0.0.1", port=int(sys.argv[2]), authenticator=check,
+               auth_require_tls=False, auth_required=True)
+c.start()
+while True:
+    time.sleep(3600)
+"#;
+
+async fn start_smtp_server(python: &str, auth: Option<(&str, &str)>) -> SmtpServer {
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("Maildir");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(python)
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(&maildir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("aiosmtpd starts");
+    let mut cmd = Command::new(python);
+    match auth {
+        None => cmd
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir),
+        Some((login, password)) => {
+            cmd.args(["-c", SMTP_WITH_AUTH]).arg(&maildir).arg(port.to_string()).args([login, password])
+        }
+    };
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("aiosmtpd starts");
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
             return SmtpServer { child, port, maildir, _dir: dir };
@@ -224,7 +249,89 @@ async fn forgotten_passwords_are_reset_with_the_mailed_code(b: Backend) {
     app.post("/v1/auth/refresh").json(json!({"refresh_token": session.refresh_token})).send().await.expect(401, None);
 }
 
+/// The e-mail channel: SMTP login at verify, a pooled transport, subject, text and HTML bodies and our
+/// Message-ID, read back from the mail the server stored.
+async fn email_channel_logs_in_and_sends_multipart_mail(b: Backend) {
+    let Some(python) = python() else { return };
+    let smtp = start_smtp_server(&python, Some(("mailer", "smtp-pass-0001"))).await;
+    let app = TestApp::spawn(b).await;
+    let u = app.user("emailer").await;
+    let creds = |password: &str| json!({"smtp_host": "127.0.0.1", "smtp_port": smtp.port, "smtp_tls": "none", "smtp_username": "mailer", "smtp_password": password, "from_email": "news@turumba.example", "from_name": "Turumba News", "reply_to": "help@turumba.example"});
+    let r = app
+        .post("/v1/channels")
+        .token(&u.token)
+        .json(json!({"name": "bad", "channel_type": "email", "credentials": creds("wrong")}))
+        .send()
+        .await;
+    r.expect(201, None);
+    assert_eq!(r.data()["status"], "error");
+    let message = r.data()["error_message"].as_str().unwrap();
+    assert!(message.starts_with("email:") && message.contains("535"), "{message}");
+    let r = app
+        .post("/v1/channels")
+        .token(&u.token)
+        .json(json!({"name": "news", "channel_type": "email", "credentials": creds("smtp-pass-0001")}))
+        .send()
+        .await;
+    r.expect(201, None);
+    assert_eq!(r.data()["status"], "connected", "{:?}", r.body);
+    assert_eq!(r.data()["credentials"]["smtp_password"], "••••0001");
+
+    let scope = app.state.accounts.operator_scope(uuid::Uuid::parse_str(&u.account_id).unwrap()).await.unwrap();
+    let registry = app.state.channels.registry();
+    let channel = registry.load(scope, uuid::Uuid::parse_str(&r.id()).unwrap()).await.unwrap();
+    let id = uuid::Uuid::now_v7();
+    let msg = turumba::modules::channels::adapter::OutboundMessage {
+        message_id: id,
+        to: "almaz@example.org".into(),
+        text: "Selam Almaz, your order shipped.".into(),
+        html: Some("<p>Selam <b>Almaz</b>, your order shipped.</p>".into()),
+        subject: Some("Your order ሰላም".into()),
+        ..Default::default()
+    };
+    let receipt = registry.send(scope, &channel, &msg).await.unwrap().expect("sent");
+    let mid = format!("<{id}@turumba.example>");
+    assert_eq!(receipt.provider_message_id.as_deref(), Some(mid.as_str()));
+    // A second mail reuses the pooled connection.
+    let mut second = msg.clone();
+    second.message_id = uuid::Uuid::now_v7();
+    second.html = None;
+    registry.send(scope, &channel, &second).await.unwrap().expect("sent");
+
+    let mut mails = Vec::new();
+    for _ in 0..100 {
+        mails = std::fs::read_dir(smtp.maildir.join("new"))
+            .map(|d| d.flatten().map(|e| std::fs::read_to_string(e.path()).unwrap()).collect())
+            .unwrap_or_default();
+        if mails.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(mails.len(), 2);
+    let mail = mails.iter().find(|m| m.contains(&mid)).expect("the first mail");
+    assert!(mail.contains("From: \"Turumba News\" <news@turumba.example>"), "{mail}");
+    assert!(mail.contains("To: almaz@example.org"), "{mail}");
+    assert!(mail.contains("Reply-To: help@turumba.example"), "{mail}");
+    assert!(mail.contains(&format!("Message-ID: {mid}")), "{mail}");
+    // RFC 2047: the non-ASCII word is encoded, the rest stays readable.
+    use base64::Engine;
+    let word = base64::engine::general_purpose::STANDARD.encode("ሰላም");
+    assert!(mail.contains(&format!("Subject: Your order =?utf-8?b?{word}?=")), "{mail}");
+    assert!(mail.contains("multipart/alternative"), "{mail}");
+    assert!(mail.contains("Selam Almaz, your order shipped.") && mail.contains("<b>Almaz</b>"), "{mail}");
+    let plain = mails.iter().find(|m| !m.contains(&mid)).unwrap();
+    assert!(!plain.contains("multipart") && plain.contains("text/plain"), "{plain}");
+
+    // A refused recipient address is permanent.
+    let mut bad = msg.clone();
+    bad.to = "not an address".into();
+    let e = registry.send(scope, &channel, &bad).await.unwrap().unwrap_err();
+    assert_eq!(e.class, turumba::modules::channels::adapter::ErrorClass::Permanent);
+}
+
 both_backends!(
+    email_channel_logs_in_and_sends_multipart_mail,
     full_auth_flow_with_the_code_from_the_mail,
     five_wrong_codes_burn_the_code,
     forgotten_passwords_are_reset_with_the_mailed_code,

@@ -1,6 +1,7 @@
 //! The provider adapters, one file each, all behind [`super::adapter::ProviderAdapter`].
 
 pub mod africastalking;
+pub mod email;
 pub mod meta;
 pub mod sandbox;
 pub mod telegram;
@@ -28,6 +29,7 @@ pub fn http_client() -> reqwest::Client {
 pub fn all(http: reqwest::Client) -> AdapterSet {
     AdapterSet::default()
         .with(Arc::new(sandbox::Sandbox))
+        .with(Arc::new(email::Email::default()))
         .with(Arc::new(telegram::Telegram::new(http.clone())))
         .with(Arc::new(twilio::Twilio::new(http.clone())))
         .with(Arc::new(africastalking::AfricasTalking::new(http.clone())))
