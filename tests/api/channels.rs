@@ -486,6 +486,102 @@ async fn meta_webhook_handshake_echoes_the_challenge(b: Backend) {
         .expect(404, None);
 }
 
+/// The real binary, its log captured at debug level (every module, SQL included) while channels with
+/// secrets are created, verified against a provider that fails and one that answers, updated, sent
+/// through, and hit by a forged webhook: no secret appears in any log line.
+async fn credentials_never_reach_the_log(b: Backend) {
+    let tg = fakes::telegram();
+    let twilio = fakes::twilio();
+    let app = TestApp::spawn(b).await;
+    let u = app.user("logs").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log_path = app.data_dir().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_turumba"))
+        .args(["serve", "--no-migrate"])
+        .env("DATABASE_URL", &app.settings.database_url)
+        .env("TURUMBA_DATA_DIR", app.data_dir())
+        .env("TURUMBA_PORT", port.to_string())
+        .env("TURUMBA_LOG", "debug")
+        .env("TURUMBA_LOG_FORMAT", "json")
+        .env_remove("AMQP_URL")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("the binary runs");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the server started: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut req = client.request(method, format!("{base}{path}")).bearer_auth(&u.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let secrets = [
+        TELEGRAM_GOOD_TOKEN,
+        "123456:wrong-token-zzzz",
+        fakes::TWILIO_TOKEN,
+        "twilio-wrong-token-9999",
+        "replaced-token-5555",
+    ];
+    let (s, _) = call(reqwest::Method::POST, "/v1/channels", Some(json!({"name": "tg-bad", "channel_type": "telegram", "credentials": {"bot_token": secrets[1], "base_url": tg.base_url}}))).await;
+    assert_eq!(s, 201);
+    let (s, body) = call(reqwest::Method::POST, "/v1/channels", Some(json!({"name": "tg", "channel_type": "telegram", "credentials": {"bot_token": secrets[0], "base_url": tg.base_url}}))).await;
+    assert_eq!(s, 201);
+    let tg_id = body["data"]["id"].as_str().unwrap().to_string();
+    let (s, body) = call(reqwest::Method::POST, "/v1/channels", Some(json!({"name": "tw", "channel_type": "sms", "provider": "twilio", "credentials": {"account_sid": fakes::TWILIO_SID, "auth_token": secrets[3], "from": "+15005550006", "base_url": twilio.base_url}}))).await;
+    assert_eq!((s, body["data"]["status"].as_str()), (201, Some("error")));
+    let tw_id = body["data"]["id"].as_str().unwrap().to_string();
+    let (s, body) = call(
+        reqwest::Method::PATCH,
+        &format!("/v1/channels/{tw_id}"),
+        Some(json!({"credentials": {"auth_token": secrets[2]}})),
+    )
+    .await;
+    assert_eq!((s, body["data"]["status"].as_str()), (200, Some("connected")));
+    let (s, _) = call(
+        reqwest::Method::PATCH,
+        &format!("/v1/channels/{tg_id}"),
+        Some(json!({"credentials": {"bot_token": secrets[4]}})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    // A malformed credential update is rejected with the field named, not the value.
+    let (s, body) = call(reqwest::Method::POST, "/v1/channels", Some(json!({"name": "x", "channel_type": "sms", "provider": "twilio", "credentials": {"account_sid": fakes::TWILIO_SID, "auth_token": secrets[2], "from": "+1", "extra": secrets[0]}}))).await;
+    assert_eq!(s, 422);
+    assert!(!body.to_string().contains(secrets[0]) && !body.to_string().contains(secrets[2]));
+    let r = client
+        .post(format!("{base}/v1/webhooks/telegram/{tg_id}"))
+        .header("X-Telegram-Bot-Api-Secret-Token", secrets[0])
+        .json(&json!({"update_id": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.contains("/v1/channels") || text.contains(&tg_id), "the log captured the requests: {text}");
+    assert!(text.lines().count() > 20, "debug logging was on: {} lines", text.lines().count());
+    for s in secrets {
+        assert!(!text.contains(s), "`{s}` appears in the log");
+    }
+}
+
 both_backends!(
     channels_are_created_checked_masked_and_managed,
     another_tenants_channels_are_404,
@@ -494,4 +590,5 @@ both_backends!(
     credentials_are_resealed_under_a_rotated_key,
     telegram_webhooks_are_signed_stored_once_and_emitted,
     meta_webhook_handshake_echoes_the_challenge,
+    credentials_never_reach_the_log,
 );
