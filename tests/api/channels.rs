@@ -582,6 +582,38 @@ async fn credentials_never_reach_the_log(b: Backend) {
     }
 }
 
+/// `turumba admin rotate-key --generate`: a new key file, the old one kept as previous, every channel
+/// re-sealed; a fresh process opens the credentials with the new key.
+async fn rotate_key_cli_reseals_every_channel(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let u = app.user("rotcli").await;
+    let id =
+        create(&app, &u, json!({"name": "s", "channel_type": "sandbox", "credentials": {"latency_ms": 5}})).await.id();
+    let key_before = std::fs::read_to_string(app.data_dir().join("secret.key")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_turumba"))
+        .args(["admin", "rotate-key", "--generate"])
+        .env("DATABASE_URL", &app.settings.database_url)
+        .env("TURUMBA_DATA_DIR", app.data_dir())
+        .env("TURUMBA_LOG", "error")
+        .env_remove("TURUMBA_SECRET_KEY")
+        .env_remove("AMQP_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("re-sealed the credentials of 1 channel(s)"), "{stdout}");
+    let key_after = std::fs::read_to_string(app.data_dir().join("secret.key")).unwrap();
+    assert_ne!(key_before, key_after);
+    let previous = std::fs::read_to_string(app.data_dir().join("secret.key.previous")).unwrap();
+    assert_eq!(previous.trim(), key_before.trim());
+    // A process started now (current + previous keys) opens them; the old key alone no longer does.
+    let state = turumba::app::build_state(app.settings.clone(), false, Vec::new()).await.unwrap();
+    let scope = state.accounts.operator_scope(Uuid::parse_str(&u.account_id).unwrap()).await.unwrap();
+    let c = state.channels.get(scope, Uuid::parse_str(&id).unwrap()).await.unwrap();
+    assert_eq!(state.channels.view(c.clone()).unwrap().masked_credentials, json!({"latency_ms": 5}));
+    assert!(app.state.channels.view(c).is_err(), "the old key alone cannot open re-sealed credentials");
+}
+
 both_backends!(
     channels_are_created_checked_masked_and_managed,
     another_tenants_channels_are_404,
@@ -591,4 +623,5 @@ both_backends!(
     telegram_webhooks_are_signed_stored_once_and_emitted,
     meta_webhook_handshake_echoes_the_challenge,
     credentials_never_reach_the_log,
+    rotate_key_cli_reseals_every_channel,
 );
