@@ -6,6 +6,10 @@
 //! ```
 //!
 //! ```text
+//! cargo run --release --bin turumba-bench -- adapters --sends 20000 --concurrency 32
+//! ```
+//!
+//! ```text
 //! cargo run --release --bin turumba-bench -- events --database sqlite
 //! cargo run --release --bin turumba-bench -- events --database postgres://postgres@127.0.0.1:5432/test \
 //!     --amqp amqp://guest:guest@127.0.0.1:5672/%2f
@@ -65,6 +69,15 @@ enum Cli {
         database: String,
         #[arg(long, default_value_t = 100_000)]
         rows: u64,
+    },
+    /// Provider adapter send throughput over HTTP keep-alive against a local server answering in the
+    /// Telegram Bot API format (the server runs on the same cores).
+    Adapters {
+        #[arg(long, default_value_t = 20_000)]
+        sends: u64,
+        /// Sends in flight at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: u64,
     },
     /// Writes the generated contacts CSV the contacts benchmark imports (phone, email, names, attributes, tags).
     GenContacts {
@@ -288,6 +301,7 @@ async fn main() {
         }
         Cli::Contacts { database, rows } => return bench_contacts(database, rows).await,
         Cli::GenContacts { rows, out } => return generate_contacts_csv(rows, &out),
+        Cli::Adapters { sends, concurrency } => return bench_adapters(sends, concurrency).await,
     };
     let tmp = tempfile::tempdir().expect("temp dir");
     let (url, pg_cleanup) = fresh_db(&database, tmp.path()).await;
@@ -460,4 +474,79 @@ async fn main() {
     }
     db.close().await.ok();
     drop_db(pg_cleanup).await;
+}
+
+/// A local server in the Telegram Bot API format, one worker (it shares the two cores with the client).
+fn telegram_format_server() -> (String, actix_web::dev::ServerHandle) {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let server = HttpServer::new(|| {
+        App::new().default_service(web::to(|body: web::Bytes| async move {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            HttpResponse::Ok().json(serde_json::json!({"ok": true, "result": {
+                "message_id": 1, "date": 1_763_800_000, "chat": {"id": 1, "type": "private"}, "text": v["text"]}}))
+        }))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .expect("bind")
+    .disable_signals();
+    let port = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    (format!("http://127.0.0.1:{port}"), handle)
+}
+
+async fn bench_adapters(sends: u64, concurrency: u64) {
+    use futures_util::StreamExt;
+    use turumba::modules::channels::adapter::{ChannelContext, OutboundMessage, ProviderAdapter};
+    use turumba::modules::channels::credentials::{Credentials, TelegramCredentials};
+    use turumba::modules::channels::providers::{http_client, telegram::Telegram};
+    let (base, handle) = telegram_format_server();
+    let adapter = Arc::new(Telegram::new(http_client()));
+    let ctx = Arc::new(ChannelContext {
+        id: Uuid::now_v7(),
+        account_id: Uuid::now_v7(),
+        channel_type: "telegram".into(),
+        provider: None,
+        credentials: Credentials::Telegram(TelegramCredentials {
+            bot_token: "123456:bench-token".into(),
+            base_url: Some(base),
+        }),
+        sender_name: None,
+        webhook_url: None,
+        webhook_secret: None,
+    });
+    let run = |n: u64| {
+        let (adapter, ctx) = (adapter.clone(), ctx.clone());
+        async move {
+            let t = Instant::now();
+            let ok = futures_util::stream::iter(0..n)
+                .map(|i| {
+                    let (adapter, ctx) = (adapter.clone(), ctx.clone());
+                    async move {
+                        let m = OutboundMessage {
+                            message_id: Uuid::now_v7(),
+                            to: format!("{}", 100_000 + i),
+                            text: "Benchmark message from Turumba".into(),
+                            ..Default::default()
+                        };
+                        adapter.send(&ctx, &m).await.is_ok()
+                    }
+                })
+                .buffer_unordered(concurrency as usize)
+                .filter(|ok| std::future::ready(*ok))
+                .count()
+                .await;
+            (ok, t.elapsed())
+        }
+    };
+    run(1000).await; // warm the connection pool
+    let (ok, elapsed) = run(sends).await;
+    println!(
+        "telegram-format HTTP adapter: {ok}/{sends} sends in {:.2} s = {:.0} sends/s ({concurrency} in flight, keep-alive pool)",
+        elapsed.as_secs_f64(),
+        ok as f64 / elapsed.as_secs_f64()
+    );
+    handle.stop(false).await;
 }
