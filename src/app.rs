@@ -160,14 +160,16 @@ pub async fn build_state(
     let directory = Directory::new(contacts.clone());
     let previous =
         SecretKey::load_previous(settings.previous_secret_keys.as_ref().map(|s| s.expose()), &settings.data_dir)?;
+    let (smpp_tx, smpp_rx) = tokio::sync::mpsc::channel(1024);
     let channels = Channels::new(
         db.clone(),
         accounts.clone(),
         events.clone(),
         channels::vault::Vault::new(&secret, &previous),
-        channels::providers::all(channels::providers::http_client()),
+        channels::providers::all(channels::providers::http_client(), Some(smpp_tx)),
         settings.public_base_url.clone(),
     );
+    channels.start_smpp_recorder(smpp_rx, &shutdown, &tasks);
     Ok(AppState {
         db,
         settings: Arc::new(settings),

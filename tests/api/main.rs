@@ -16,4 +16,6 @@ mod mail;
 mod migrations;
 mod providers;
 mod roles;
+mod smpp;
+mod smsc;
 mod tenancy;

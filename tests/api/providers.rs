@@ -337,21 +337,21 @@ async fn whatsapp_and_messenger_respect_the_window_and_verify_hub_signatures(b: 
     assert_eq!(r.data()["items"], 2, "the echo of our own message is not an item");
 }
 
-async fn channel_types_without_an_adapter_yet_answer_501_on_verify(b: Backend) {
-    // SMPP and e-mail adapters arrive later: such channels are stored unverified and verify is a 501.
+async fn an_unreachable_smsc_leaves_the_channel_in_error(b: Backend) {
+    // An SMSC that is not there: the channel exists, in `error`, with the reason; verify says the same.
     let (app, u, _) = setup(b).await;
-    let r = create(&app, &u, json!({"name": "smsc", "channel_type": "smpp", "credentials": {"host": "127.0.0.1", "system_id": "id", "password": "pw", "source_addr": "Turumba"}})).await;
-    assert_eq!(r.data()["status"], "disconnected");
-    app.post(&format!("/v1/channels/{}/verify", r.id()))
-        .token(&u.token)
-        .send()
-        .await
-        .expect(501, Some("not_implemented"));
+    let r = create(&app, &u, json!({"name": "smsc", "channel_type": "smpp", "credentials": {"host": "127.0.0.1", "port": 9, "system_id": "id", "password": "pw", "source_addr": "Turumba"}})).await;
+    assert_eq!(r.data()["status"], "error");
+    let message = r.data()["error_message"].as_str().unwrap().to_string();
+    assert!(message.starts_with("smpp: cannot connect to 127.0.0.1:9"), "{message}");
+    let v = app.post(&format!("/v1/channels/{}/verify", r.id())).token(&u.token).send().await;
+    v.expect(200, None);
+    assert_eq!(v.data()["status"], "error");
 }
 
 both_backends!(
     twilio_sends_verifies_and_accepts_signed_callbacks,
     africastalking_and_vonage_send_and_accept_token_callbacks,
     whatsapp_and_messenger_respect_the_window_and_verify_hub_signatures,
-    channel_types_without_an_adapter_yet_answer_501_on_verify,
+    an_unreachable_smsc_leaves_the_channel_in_error,
 );

@@ -82,6 +82,24 @@ impl Channels {
             return Ok(Accepted { inbox: existing, duplicate: true });
         }
         let parsed = adapter.parse_webhook(&ctx, request);
+        let payload = String::from_utf8_lossy(&request.body).into_owned();
+        self.record_delivery(&c, scope, event_id, payload, request.content_type.clone(), parsed, meta).await
+    }
+
+    /// Stores one provider delivery in the inbox (unique per channel and provider event id) with one
+    /// `webhook.inbound.<type>` event per item, in one transaction. Webhooks and SMPP `deliver_sm` both
+    /// end here.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_delivery(
+        &self,
+        c: &channel::Model,
+        scope: crate::http::ctx::AccountScope,
+        event_id: String,
+        payload: String,
+        content_type: Option<String>,
+        parsed: Result<Vec<super::adapter::WebhookItem>, String>,
+        meta: &crate::modules::events::EventMeta,
+    ) -> AppResult<Accepted> {
         let (status, items, error) = match (&parsed, c.is_enabled) {
             (Err(e), _) => ("failed", &[][..], Some(e.clone())),
             (Ok(items), false) => ("ignored", &items[..], Some("the channel is disabled".to_string())),
@@ -95,8 +113,8 @@ impl Channels {
             channel_type: Set(c.channel_type.clone()),
             provider_event_id: Set(event_id.clone()),
             status: Set(status.into()),
-            payload: Set(String::from_utf8_lossy(&request.body).into_owned()),
-            content_type: Set(request.content_type.clone()),
+            payload: Set(payload),
+            content_type: Set(content_type),
             item_count: Set(items.len() as i32),
             error: Set(error),
             received_at: Set(now),
@@ -134,6 +152,55 @@ impl Channels {
         }
         self.commit(txn, bus).await?;
         Ok(Accepted { inbox, duplicate: false })
+    }
+
+    /// Records an SMPP `deliver_sm` (receipt or inbound message) like a webhook delivery.
+    pub async fn record_smpp_delivery(&self, d: &super::providers::smpp::SmppDelivery) -> AppResult<Accepted> {
+        let c = self.webhook_channel("smpp", d.channel_id).await?;
+        let scope = self.accounts().operator_scope(c.account_id).await?;
+        if let Some(existing) = self.inbox_entry(c.id, &d.event_id).await? {
+            return Ok(Accepted { inbox: existing, duplicate: true });
+        }
+        let meta = crate::modules::events::EventMeta::default();
+        self.record_delivery(
+            &c,
+            scope,
+            d.event_id.clone(),
+            d.raw.clone(),
+            Some("application/json".into()),
+            Ok(d.items.clone()),
+            &meta,
+        )
+        .await
+    }
+
+    /// Stores SMPP deliveries as they arrive from the binds (runs for the life of the process).
+    pub fn start_smpp_recorder(
+        &self,
+        mut deliveries: tokio::sync::mpsc::Receiver<super::providers::smpp::SmppDelivery>,
+        shutdown: &tokio_util::sync::CancellationToken,
+        tracker: &tokio_util::task::TaskTracker,
+    ) {
+        let channels = self.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            loop {
+                let mut d = tokio::select! {
+                    d = deliveries.recv() => match d { Some(d) => d, None => break },
+                    _ = shutdown.cancelled() => break,
+                };
+                let ok = match channels.record_smpp_delivery(&d).await {
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::error!(channel_id = %d.channel_id, error = %e, "cannot store an SMPP delivery; the SMSC will resend it");
+                        false
+                    }
+                };
+                if let Some(tx) = d.stored.take() {
+                    let _ = tx.send(ok);
+                }
+            }
+        });
     }
 
     async fn inbox_entry(&self, channel_id: Uuid, event_id: &str) -> AppResult<Option<webhook_inbox::Model>> {

@@ -4,6 +4,7 @@ pub mod africastalking;
 pub mod email;
 pub mod meta;
 pub mod sandbox;
+pub mod smpp;
 pub mod telegram;
 pub mod twilio;
 pub mod vonage;
@@ -26,10 +27,14 @@ pub fn http_client() -> reqwest::Client {
 }
 
 /// Every adapter this build has.
-pub fn all(http: reqwest::Client) -> AdapterSet {
+pub fn all(
+    http: reqwest::Client,
+    smpp_deliveries: Option<tokio::sync::mpsc::Sender<smpp::SmppDelivery>>,
+) -> AdapterSet {
     AdapterSet::default()
         .with(Arc::new(sandbox::Sandbox))
         .with(Arc::new(email::Email::default()))
+        .with(Arc::new(smpp::Smpp::new(smpp_deliveries)))
         .with(Arc::new(telegram::Telegram::new(http.clone())))
         .with(Arc::new(twilio::Twilio::new(http.clone())))
         .with(Arc::new(africastalking::AfricasTalking::new(http.clone())))
