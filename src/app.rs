@@ -248,6 +248,7 @@ impl Application {
                 tracing::info!("scheduler: the scheduled-message consumer is not in this build yet");
             }
             if matches!(role, Role::All | Role::Worker | Role::Dispatcher) {
+                state.channels.start_mailbox_poller(std::time::Duration::from_secs(60), &state.shutdown, &state.tasks);
                 tracing::info!("dispatcher: fan-out, dispatch, status and inbound consumers are not in this build yet");
             }
         }

@@ -330,7 +330,127 @@ async fn email_channel_logs_in_and_sends_multipart_mail(b: Backend) {
     assert_eq!(e.class, turumba::modules::channels::adapter::ErrorClass::Permanent);
 }
 
+/// IMAP inbound for the e-mail channel against pymap: unseen mail is stored in the inbox with its
+/// thread headers, flagged seen only after that, and not taken twice.
+async fn email_channel_polls_imap_for_replies(b: Backend) {
+    let Some(python) = python() else { return };
+    let smtp = start_smtp_server(&python, Some(("mailer", "smtp-pass-0001"))).await;
+    let imap_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let pymap = std::path::Path::new(&python).with_file_name("pymap");
+    let mut imap = Command::new(&pymap)
+        .args([
+            "--port",
+            &imap_port.to_string(),
+            "--no-tls",
+            "dict",
+            "--demo-data",
+            "--demo-user",
+            "inbox",
+            "--demo-password",
+            "imap-pass-0002",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("pymap starts");
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = {
+        let mut up = false;
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", imap_port)).await.is_ok() {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !up {
+            let _ = imap.kill();
+            panic!("pymap did not start");
+        }
+        Kill(imap)
+    };
+    // Another IMAP client (Python's imaplib) marks the demo mail read and delivers two new ones.
+    let setup = format!(
+        r#"
+import imaplib, sys
+m = imaplib.IMAP4("127.0.0.1", {imap_port})
+m.login("inbox", "imap-pass-0002")
+m.select("INBOX")
+m.store("1:*", "+FLAGS", "(\\Seen)")
+reply = b"From: Almaz Bekele <almaz@example.org>\r\nTo: news@turumba.example\r\nSubject: Re: Your order\r\nMessage-ID: <reply-1@example.org>\r\nIn-Reply-To: <order-1@turumba.example>\r\nReferences: <order-1@turumba.example>\r\nDate: Sun, 22 Nov 2026 10:00:00 +0000\r\n\r\nThank you, it arrived.\r\n"
+fresh = b"From: new@example.org\r\nTo: news@turumba.example\r\nSubject: Hello\r\nMessage-ID: <hello-2@example.org>\r\n\r\nHow do I subscribe?\r\n"
+for msg in (reply, fresh):
+    m.append("INBOX", None, None, msg)
+m.logout()
+"#
+    );
+    let out = Command::new(&python).args(["-c", &setup]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let app = TestApp::spawn(b).await;
+    let u = app.user("imapper").await;
+    let r = app
+        .post("/v1/channels")
+        .token(&u.token)
+        .json(json!({"name": "support", "channel_type": "email", "credentials": {
+            "smtp_host": "127.0.0.1", "smtp_port": smtp.port, "smtp_tls": "none", "smtp_username": "mailer",
+            "smtp_password": "smtp-pass-0001", "from_email": "news@turumba.example",
+            "imap_host": "127.0.0.1", "imap_port": imap_port, "imap_tls": "none", "imap_username": "inbox",
+            "imap_password": "imap-pass-0002"}}))
+        .send()
+        .await;
+    r.expect(201, None);
+    assert_eq!(r.data()["status"], "connected", "{:?}", r.body);
+    assert_eq!(r.data()["credentials"]["imap_password"], "••••0002");
+    let scope = app.state.accounts.operator_scope(uuid::Uuid::parse_str(&u.account_id).unwrap()).await.unwrap();
+    let id = uuid::Uuid::parse_str(&r.id()).unwrap();
+    assert_eq!(app.state.channels.poll_mailbox(scope, id).await.unwrap(), 2);
+    assert_eq!(app.state.channels.poll_mailbox(scope, id).await.unwrap(), 0, "seen mail is not taken again");
+    let events = crate::channels::outbox_text(&app).await;
+    let items: Vec<serde_json::Value> = events
+        .lines()
+        .filter(|l| l.starts_with("webhook.inbound.email "))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l.trim_start_matches("webhook.inbound.email ")).unwrap()["data"]["item"].clone())
+        .collect();
+    assert_eq!(items.len(), 2, "{events}");
+    let reply = items.iter().find(|i| i["provider_message_id"] == "<reply-1@example.org>").expect("the reply");
+    assert_eq!(reply["from"], "almaz@example.org");
+    assert_eq!(reply["from_name"], "Almaz Bekele");
+    assert_eq!(reply["text"], "Thank you, it arrived.");
+    assert_eq!(reply["raw"]["in_reply_to"], "<order-1@turumba.example>");
+    assert_eq!(reply["raw"]["subject"], "Re: Your order");
+    let check = format!(
+        r#"
+import imaplib
+m = imaplib.IMAP4("127.0.0.1", {imap_port})
+m.login("inbox", "imap-pass-0002")
+m.select("INBOX")
+print(m.search(None, "UNSEEN")[1][0].decode() or "none")
+"#
+    );
+    let out = Command::new(&python).args(["-c", &check]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "none", "both are flagged seen");
+    // Wrong IMAP password: the poll reports it and the channel goes to error.
+    app.patch(&format!("/v1/channels/{id}"))
+        .token(&u.token)
+        .json(json!({"credentials": {"imap_password": "wrong-password"}}))
+        .send()
+        .await
+        .expect(200, None);
+    assert!(app.state.channels.poll_mailbox(scope, id).await.is_err());
+    let r = app.get(&format!("/v1/channels/{id}")).token(&u.token).send().await;
+    assert_eq!(r.data()["status"], "error");
+    assert!(r.data()["error_message"].as_str().unwrap().starts_with("imap: login failed"), "{:?}", r.body);
+}
+
 both_backends!(
+    email_channel_polls_imap_for_replies,
     email_channel_logs_in_and_sends_multipart_mail,
     full_auth_flow_with_the_code_from_the_mail,
     five_wrong_codes_burn_the_code,

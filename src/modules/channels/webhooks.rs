@@ -154,6 +154,85 @@ impl Channels {
         Ok(Accepted { inbox, duplicate: false })
     }
 
+    /// Polls an e-mail channel's IMAP INBOX once: every unseen mail is stored in the inbox (with its
+    /// `webhook.inbound.email` event) before it is flagged seen. Returns how many mails were taken.
+    pub async fn poll_mailbox(&self, scope: crate::http::ctx::AccountScope, id: Uuid) -> AppResult<u64> {
+        let c = self.get(scope, id).await?;
+        let super::credentials::Credentials::Email(creds) = self.open(&c)? else {
+            return Err(AppError::field("channel_type", "only e-mail channels have a mailbox"));
+        };
+        if creds.imap_host.is_none() {
+            return Ok(0);
+        }
+        let channels = self.clone();
+        let channel = c.clone();
+        let store = move |mail: super::providers::imap::ReceivedMail| {
+            let (channels, channel) = (channels.clone(), channel.clone());
+            let fut: futures_util::future::BoxFuture<'static, bool> = Box::pin(async move {
+                if channels.inbox_entry(channel.id, &mail.event_id).await.ok().flatten().is_some() {
+                    return true;
+                }
+                let meta = crate::modules::events::EventMeta::default();
+                channels
+                    .record_delivery(
+                        &channel,
+                        scope,
+                        mail.event_id,
+                        mail.raw,
+                        Some("message/rfc822".into()),
+                        Ok(vec![mail.item]),
+                        &meta,
+                    )
+                    .await
+                    .is_ok()
+            });
+            fut
+        };
+        match super::providers::imap::poll(&creds, &store).await {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                self.report_outcome(scope, id, Err(&e)).await?;
+                Err(AppError::ServiceUnavailable(e.message))
+            }
+        }
+    }
+
+    /// Polls every enabled e-mail channel with an IMAP host every `every` (worker roles).
+    pub fn start_mailbox_poller(
+        &self,
+        every: std::time::Duration,
+        shutdown: &tokio_util::sync::CancellationToken,
+        tracker: &tokio_util::task::TaskTracker,
+    ) {
+        let channels = self.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            loop {
+                // A system job across accounts: each channel is then handled in its own account's scope.
+                let due = channel::Entity::find()
+                    .filter(channel::Column::ChannelType.eq("email"))
+                    .filter(channel::Column::IsEnabled.eq(true))
+                    .all(&channels.db)
+                    .await;
+                match due {
+                    Ok(list) => {
+                        for c in list {
+                            let Ok(scope) = channels.accounts().operator_scope(c.account_id).await else { continue };
+                            if let Err(e) = channels.poll_mailbox(scope, c.id).await {
+                                tracing::warn!(channel_id = %c.id, error = %e, "mailbox poll failed");
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot list e-mail channels to poll"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        });
+    }
+
     /// Records an SMPP `deliver_sm` (receipt or inbound message) like a webhook delivery.
     pub async fn record_smpp_delivery(&self, d: &super::providers::smpp::SmppDelivery) -> AppResult<Accepted> {
         let c = self.webhook_channel("smpp", d.channel_id).await?;

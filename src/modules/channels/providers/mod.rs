@@ -2,6 +2,7 @@
 
 pub mod africastalking;
 pub mod email;
+pub mod imap;
 pub mod meta;
 pub mod sandbox;
 pub mod smpp;
