@@ -141,4 +141,118 @@ async fn smpp_binds_submits_and_receives(b: Backend) {
     assert_eq!(smsc.binds.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
 
-both_backends!(smpp_binds_submits_and_receives);
+/// The npm `smpp` package's server (node), installed by `.ci/run` into the directory
+/// `TURUMBA_TEST_NODE_PATH` names: a second, independent SMPP implementation to bind, submit and send a
+/// receipt to ours.
+const NODE_SMSC: &str = r#"
+const smpp = require('smpp');
+let n = 0;
+const server = smpp.createServer(function (session) {
+  session.on('bind_transceiver', function (pdu) {
+    if (pdu.system_id === 'turumba' && pdu.password === 'node-pw') {
+      session.send(pdu.response());
+    } else {
+      session.send(pdu.response({ command_status: smpp.ESME_RBINDFAIL }));
+      session.close();
+    }
+  });
+  session.on('enquire_link', function (pdu) { session.send(pdu.response()); });
+  session.on('unbind', function (pdu) { session.send(pdu.response()); session.close(); });
+  session.on('deliver_sm_resp', function () { console.log(JSON.stringify({ deliver_sm_resp: true })); });
+  session.on('submit_sm', function (pdu) {
+    n += 1;
+    const id = 'node-' + n;
+    const sm = pdu.short_message;
+    const text = typeof sm === 'string' ? sm : (sm && sm.message !== undefined ? sm.message : String(sm));
+    console.log(JSON.stringify({ submit: { dest: pdu.destination_addr, source: pdu.source_addr, data_coding: pdu.data_coding, text: text } }));
+    session.send(pdu.response({ message_id: id }));
+    session.deliver_sm({
+      source_addr: pdu.destination_addr,
+      destination_addr: pdu.source_addr,
+      esm_class: 4,
+      short_message: 'id:' + id + ' sub:001 dlvrd:001 submit date:2611221200 done date:2611221201 stat:DELIVRD err:000 text:',
+    });
+  });
+});
+server.listen(Number(process.argv[1]), '127.0.0.1', function () { console.log(JSON.stringify({ listening: true })); });
+"#;
+
+async fn smpp_interoperates_with_the_npm_smpp_server(b: Backend) {
+    use tokio::io::AsyncBufReadExt;
+    let node_path = match std::env::var("TURUMBA_TEST_NODE_PATH") {
+        Ok(p) if !p.is_empty() => p,
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+                panic!("TURUMBA_TEST_NODE_PATH must be set in CI: the SMPP cross-check may not be skipped");
+            }
+            eprintln!("skipped: set TURUMBA_TEST_NODE_PATH to a node_modules with the npm `smpp` package");
+            return;
+        }
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut node = tokio::process::Command::new("node")
+        .args(["-e", NODE_SMSC, &port.to_string()])
+        .env("NODE_PATH", &node_path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut lines = tokio::io::BufReader::new(node.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.expect("node answers").unwrap();
+    assert_eq!(first.as_deref(), Some(r#"{"listening":true}"#));
+
+    let app = TestApp::spawn(b).await;
+    let u = app.user("nodesmpp").await;
+    let r = app
+        .post("/v1/channels")
+        .token(&u.token)
+        .json(json!({"name": "node", "channel_type": "smpp", "credentials": {"host": "127.0.0.1", "port": port, "system_id": "turumba", "password": "node-pw", "source_addr": "12345"}}))
+        .send()
+        .await;
+    r.expect(201, None);
+    assert_eq!(r.data()["status"], "connected", "{:?}", r.body);
+    let scope = app.state.accounts.operator_scope(Uuid::parse_str(&u.account_id).unwrap()).await.unwrap();
+    let registry = app.state.channels.registry();
+    let channel = registry.load(scope, Uuid::parse_str(&r.id()).unwrap()).await.unwrap();
+    let receipt =
+        registry.send(scope, &channel, &msg("+251911000001", "Hello from Turumba")).await.unwrap().expect("sent");
+    assert_eq!(receipt.provider_message_id.as_deref(), Some("node-1"));
+    let mut seen_submit = None;
+    let mut acked = false;
+    while seen_submit.is_none() || !acked {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("node reports")
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v.get("submit").is_some() {
+            seen_submit = Some(v["submit"].clone());
+        }
+        if v.get("deliver_sm_resp").is_some() {
+            acked = true;
+        }
+    }
+    let submit = seen_submit.unwrap();
+    assert_eq!((submit["dest"].as_str(), submit["source"].as_str()), (Some("251911000001"), Some("12345")));
+    assert_eq!(submit["text"], "Hello from Turumba");
+    let db = app.state.db.clone();
+    eventually(10, "the node SMSC's receipt stored", || {
+        let db = db.clone();
+        async move {
+            use sea_orm::{ConnectionTrait, Statement};
+            let rows = db
+                .query_all_raw(Statement::from_string(
+                    db.get_database_backend(),
+                    "SELECT provider_event_id FROM webhook_inbox",
+                ))
+                .await
+                .unwrap();
+            rows.iter().any(|r| r.try_get::<String>("", "provider_event_id").unwrap() == "dlr:node-1:delivered")
+        }
+    })
+    .await;
+}
+
+both_backends!(smpp_binds_submits_and_receives, smpp_interoperates_with_the_npm_smpp_server);
