@@ -166,7 +166,11 @@ pub async fn build_state(
         accounts.clone(),
         events.clone(),
         channels::vault::Vault::new(&secret, &previous),
-        channels::providers::all(channels::providers::http_client(), Some(smpp_tx)),
+        channels::providers::all(
+            channels::providers::http_client(),
+            Some(smpp_tx),
+            Some(channels::leases::BindLeases::new(db.clone())),
+        ),
         settings.public_base_url.clone(),
     );
     channels.start_smpp_recorder(smpp_rx, &shutdown, &tasks);

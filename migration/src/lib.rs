@@ -7,6 +7,7 @@ mod m20261122_000001_identity;
 mod m20261122_000002_events;
 mod m20261122_000003_contacts;
 mod m20261122_000004_channels;
+mod m20261122_000005_channel_bind_leases;
 mod util;
 
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_events::Migration),
             Box::new(m20261122_000003_contacts::Migration),
             Box::new(m20261122_000004_channels::Migration),
+            Box::new(m20261122_000005_channel_bind_leases::Migration),
         ]
     }
 }

@@ -608,7 +608,7 @@ async fn bench_smpp(sends: u64, concurrency: u64) {
     use turumba::modules::channels::credentials::{Credentials, SmppCredentials};
     use turumba::modules::channels::providers::smpp::{Smpp, WINDOW};
     let port = bench_smsc().await;
-    let adapter = Arc::new(Smpp::new(None));
+    let adapter = Arc::new(Smpp::new(None, None));
     let ctx = Arc::new(ChannelContext {
         id: Uuid::now_v7(),
         account_id: Uuid::now_v7(),

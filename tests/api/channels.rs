@@ -339,7 +339,7 @@ async fn credentials_are_resealed_under_a_rotated_key(b: Backend) {
             state.accounts.clone(),
             state.events.clone(),
             vault,
-            providers::all(providers::http_client(), None),
+            providers::all(providers::http_client(), None, None),
             None,
         )
     };

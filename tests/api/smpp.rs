@@ -255,4 +255,73 @@ async fn smpp_interoperates_with_the_npm_smpp_server(b: Backend) {
     .await;
 }
 
-both_backends!(smpp_binds_submits_and_receives, smpp_interoperates_with_the_npm_smpp_server);
+/// Two dispatcher processes on one database: only the lease holder binds a channel; when its bind
+/// closes the lease is released and the other process takes over; an expired lease can be taken.
+async fn only_one_process_binds_an_smpp_channel(b: Backend) {
+    use turumba::modules::channels::leases::BindLeases;
+    use turumba::modules::channels::{Channels, providers, vault::Vault};
+    let smsc = Smsc::start(false).await;
+    let app = TestApp::spawn(b).await;
+    let u = app.user("lease").await;
+    let r = app
+        .post("/v1/channels")
+        .token(&u.token)
+        .json(json!({"name": "smsc", "channel_type": "smpp", "credentials": {"host": "127.0.0.1", "port": smsc.port, "system_id": smsc::SYSTEM_ID, "password": smsc::PASSWORD, "source_addr": "Turumba"}}))
+        .send()
+        .await;
+    assert_eq!(r.data()["status"], "connected", "{:?}", r.body);
+    let id = Uuid::parse_str(&r.id()).unwrap();
+    let scope = app.state.accounts.operator_scope(Uuid::parse_str(&u.account_id).unwrap()).await.unwrap();
+    // Process B: the same database and secret, its own adapters and lease owner.
+    let state = &app.state;
+    let secret = turumba::secret::SecretKey::load_or_create(None, &app.data_dir()).unwrap();
+    let other = Channels::new(
+        state.db.clone(),
+        state.accounts.clone(),
+        state.events.clone(),
+        Vault::new(&secret, &[]),
+        providers::all(providers::http_client(), None, Some(BindLeases::with_owner(state.db.clone(), "process-b"))),
+        None,
+    );
+    let (a_reg, b_reg) = (state.channels.registry(), other.registry());
+    let a_chan = a_reg.load(scope, id).await.unwrap();
+    let b_chan = b_reg.load(scope, id).await.unwrap();
+    a_reg.send(scope, &a_chan, &msg("+251911000001", "from A")).await.unwrap().expect("A holds the bind");
+    let e = b_reg.send(scope, &b_chan, &msg("+251911000002", "from B")).await.unwrap().unwrap_err();
+    assert_eq!((e.class, e.code.as_deref()), (ErrorClass::Transient, Some("bind_owned_elsewhere")));
+    assert_eq!(smsc.binds.load(std::sync::atomic::Ordering::SeqCst), 1, "B did not bind");
+
+    // A's bind drops: A releases the lease, B takes over, and A now waits for B.
+    smsc.disconnect_all();
+    let mut b_sent = false;
+    for _ in 0..50 {
+        if b_reg.send(scope, &b_chan, &msg("+251911000002", "from B")).await.unwrap().is_ok() {
+            b_sent = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(b_sent, "B bound once A's lease was released");
+    assert_eq!(smsc.binds.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let e = a_reg.send(scope, &a_chan, &msg("+251911000003", "from A")).await.unwrap().unwrap_err();
+    assert_eq!(e.code.as_deref(), Some("bind_owned_elsewhere"));
+
+    // Leases expire: a holder that stopped renewing loses the channel to the next process.
+    let c = BindLeases::with_owner(state.db.clone(), "process-c");
+    assert!(!c.acquire(id).await.unwrap());
+    use sea_orm::{ConnectionTrait, Statement};
+    let past = match state.db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => "UPDATE channel_bind_leases SET expires_at = now() - interval '1 minute'",
+        _ => "UPDATE channel_bind_leases SET expires_at = '2000-01-01T00:00:00+00:00'",
+    };
+    state.db.execute_raw(Statement::from_string(state.db.get_database_backend(), past)).await.unwrap();
+    assert!(c.acquire(id).await.unwrap(), "an expired lease is free");
+    assert!(c.acquire(id).await.unwrap(), "the holder renews");
+    c.release(id).await.unwrap();
+}
+
+both_backends!(
+    smpp_binds_submits_and_receives,
+    smpp_interoperates_with_the_npm_smpp_server,
+    only_one_process_binds_an_smpp_channel,
+);

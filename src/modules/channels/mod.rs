@@ -9,6 +9,7 @@ pub mod adapter;
 mod api;
 pub mod credentials;
 mod entity;
+pub mod leases;
 pub mod providers;
 mod service;
 pub mod sms;

@@ -31,11 +31,12 @@ pub fn http_client() -> reqwest::Client {
 pub fn all(
     http: reqwest::Client,
     smpp_deliveries: Option<tokio::sync::mpsc::Sender<smpp::SmppDelivery>>,
+    smpp_leases: Option<super::leases::BindLeases>,
 ) -> AdapterSet {
     AdapterSet::default()
         .with(Arc::new(sandbox::Sandbox))
         .with(Arc::new(email::Email::default()))
-        .with(Arc::new(smpp::Smpp::new(smpp_deliveries)))
+        .with(Arc::new(smpp::Smpp::new(smpp_deliveries, smpp_leases)))
         .with(Arc::new(telegram::Telegram::new(http.clone())))
         .with(Arc::new(twilio::Twilio::new(http.clone())))
         .with(Arc::new(africastalking::AfricasTalking::new(http.clone())))

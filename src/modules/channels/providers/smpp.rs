@@ -31,6 +31,7 @@ use crate::modules::channels::adapter::{
     WebhookRequest,
 };
 use crate::modules::channels::credentials::{Credentials, SmppCredentials};
+use crate::modules::channels::leases::{BindLeases, LEASE_TTL};
 use crate::modules::channels::sms::{self, Encoding};
 
 /// Outstanding `submit_sm` per bind.
@@ -66,6 +67,8 @@ struct Slot {
 pub struct Smpp {
     slots: Mutex<HashMap<Uuid, Arc<AsyncMutex<Slot>>>>,
     deliveries: Option<mpsc::Sender<SmppDelivery>>,
+    /// With several dispatcher processes, only the lease holder binds a channel.
+    leases: Option<BindLeases>,
 }
 
 fn creds(channel: &ChannelContext) -> Result<&SmppCredentials, ProviderError> {
@@ -86,6 +89,10 @@ fn status_error(status: CommandStatus, what: &str) -> ProviderError {
     let e = ProviderError::new(class, format!("smpp: {what} refused: {status:?} (0x{code:08X})"))
         .with_code(format!("0x{code:08X}"));
     if class == ErrorClass::Throttled { e.retry_after(Some(Duration::from_secs(1))) } else { e }
+}
+
+fn transient_db(e: sea_orm::DbErr) -> ProviderError {
+    ProviderError::new(ErrorClass::Transient, format!("smpp: bind lease unavailable: {e}"))
 }
 
 fn client_error(e: rusmppc::error::Error, what: &str) -> ProviderError {
@@ -212,8 +219,8 @@ pub fn delivery_items(channel_id: Uuid, d: &DeliverSm) -> SmppDelivery {
 }
 
 impl Smpp {
-    pub fn new(deliveries: Option<mpsc::Sender<SmppDelivery>>) -> Self {
-        Smpp { slots: Mutex::default(), deliveries }
+    pub fn new(deliveries: Option<mpsc::Sender<SmppDelivery>>, leases: Option<BindLeases>) -> Self {
+        Smpp { slots: Mutex::default(), deliveries, leases }
     }
 
     fn slot(&self, channel_id: Uuid) -> Arc<AsyncMutex<Slot>> {
@@ -297,6 +304,30 @@ impl Smpp {
             }
             tracing::info!(%channel_id, "SMPP link closed");
         });
+        if let Some(leases) = self.leases.clone() {
+            // Keeps the lease while the bind lives; a lost lease (this process stalled past its expiry
+            // and another took over) closes the bind; a closed bind gives the lease up.
+            let watched = client.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(LEASE_TTL / 3) => {}
+                        _ = watched.closed() => break,
+                    }
+                    match leases.acquire(channel_id).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(%channel_id, "SMPP bind lease taken by another process; unbinding");
+                            let _ = watched.unbind().await;
+                            let _ = watched.close().await;
+                            return;
+                        }
+                        Err(e) => tracing::warn!(%channel_id, error = %e, "cannot renew the SMPP bind lease"),
+                    }
+                }
+                let _ = leases.release(channel_id).await;
+            });
+        }
         Ok(Arc::new(Session { creds: c.clone(), client, window: Semaphore::new(WINDOW), next_ref: AtomicU8::new(0) }))
     }
 
@@ -322,6 +353,20 @@ impl Smpp {
             )
             .retry_after(Some(wait)));
         }
+        if let Some(leases) = &self.leases {
+            match leases.acquire(channel_id).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(ProviderError::new(
+                        ErrorClass::Transient,
+                        "smpp: another dispatcher process holds this channel's bind",
+                    )
+                    .with_code("bind_owned_elsewhere")
+                    .retry_after(Some(Duration::from_secs(5))));
+                }
+                Err(e) => return Err(transient_db(e)),
+            }
+        }
         match self.bind(channel_id, c).await {
             Ok(s) => {
                 slot.session = Some(s.clone());
@@ -330,6 +375,9 @@ impl Smpp {
                 Ok(s)
             }
             Err(e) => {
+                if let Some(leases) = &self.leases {
+                    let _ = leases.release(channel_id).await;
+                }
                 slot.failures += 1;
                 let backoff = Duration::from_secs(1 << slot.failures.min(6)).min(MAX_BACKOFF);
                 slot.retry_at = Some(Instant::now() + backoff);
@@ -345,6 +393,9 @@ impl Smpp {
         if let Some(s) = slot.session.take() {
             let _ = s.client.unbind().await;
             let _ = s.client.close().await;
+            if let Some(leases) = &self.leases {
+                let _ = leases.release(channel_id).await;
+            }
         }
         slot.failures = 0;
         slot.retry_at = None;
