@@ -507,8 +507,7 @@ fn telegram_format_server() -> (String, actix_web::dev::ServerHandle) {
 }
 
 async fn bench_adapters(sends: u64, concurrency: u64) {
-    use futures_util::StreamExt;
-    use turumba::modules::channels::adapter::{ChannelContext, OutboundMessage, ProviderAdapter};
+    use turumba::modules::channels::adapter::ChannelContext;
     use turumba::modules::channels::credentials::{Credentials, TelegramCredentials};
     use turumba::modules::channels::providers::{http_client, telegram::Telegram};
     let (base, handle) = telegram_format_server();
@@ -526,30 +525,7 @@ async fn bench_adapters(sends: u64, concurrency: u64) {
         webhook_url: None,
         webhook_secret: None,
     });
-    let run = |n: u64| {
-        let (adapter, ctx) = (adapter.clone(), ctx.clone());
-        async move {
-            let t = Instant::now();
-            let ok = futures_util::stream::iter(0..n)
-                .map(|i| {
-                    let (adapter, ctx) = (adapter.clone(), ctx.clone());
-                    async move {
-                        let m = OutboundMessage {
-                            message_id: Uuid::now_v7(),
-                            to: format!("{}", 100_000 + i),
-                            text: "Benchmark message from Turumba".into(),
-                            ..Default::default()
-                        };
-                        adapter.send(&ctx, &m).await.is_ok()
-                    }
-                })
-                .buffer_unordered(concurrency as usize)
-                .filter(|ok| std::future::ready(*ok))
-                .count()
-                .await;
-            (ok, t.elapsed())
-        }
-    };
+    let run = |n: u64| send_many(adapter.clone(), ctx.clone(), n, concurrency, |i| format!("{}", 100_000 + i));
     run(1000).await; // warm the connection pool
     let (ok, elapsed) = run(sends).await;
     println!(
@@ -603,8 +579,7 @@ async fn bench_smsc() -> u16 {
 }
 
 async fn bench_smpp(sends: u64, concurrency: u64) {
-    use futures_util::StreamExt;
-    use turumba::modules::channels::adapter::{ChannelContext, OutboundMessage, ProviderAdapter};
+    use turumba::modules::channels::adapter::{ChannelContext, ProviderAdapter};
     use turumba::modules::channels::credentials::{Credentials, SmppCredentials};
     use turumba::modules::channels::providers::smpp::{Smpp, WINDOW};
     let port = bench_smsc().await;
@@ -630,30 +605,7 @@ async fn bench_smpp(sends: u64, concurrency: u64) {
         webhook_secret: None,
     });
     adapter.verify(&ctx).await.expect("bind");
-    let run = |n: u64| {
-        let (adapter, ctx) = (adapter.clone(), ctx.clone());
-        async move {
-            let t = Instant::now();
-            let ok = futures_util::stream::iter(0..n)
-                .map(|i| {
-                    let (adapter, ctx) = (adapter.clone(), ctx.clone());
-                    async move {
-                        let m = OutboundMessage {
-                            message_id: Uuid::now_v7(),
-                            to: format!("+2519{:08}", i),
-                            text: "Benchmark message from Turumba".into(),
-                            ..Default::default()
-                        };
-                        adapter.send(&ctx, &m).await.is_ok()
-                    }
-                })
-                .buffer_unordered(concurrency as usize)
-                .filter(|ok| std::future::ready(*ok))
-                .count()
-                .await;
-            (ok, t.elapsed())
-        }
-    };
+    let run = |n: u64| send_many(adapter.clone(), ctx.clone(), n, concurrency, |i| format!("+2519{i:08}"));
     run(1000).await;
     let (ok, elapsed) = run(sends).await;
     println!(
@@ -661,4 +613,33 @@ async fn bench_smpp(sends: u64, concurrency: u64) {
         elapsed.as_secs_f64(),
         ok as f64 / elapsed.as_secs_f64()
     );
+}
+
+/// Sends `n` messages through `adapter` with `concurrency` in flight; (how many succeeded, how long).
+async fn send_many(
+    adapter: Arc<dyn turumba::modules::channels::adapter::ProviderAdapter>,
+    ctx: Arc<turumba::modules::channels::adapter::ChannelContext>,
+    n: u64,
+    concurrency: u64,
+    to: impl Fn(u64) -> String,
+) -> (usize, Duration) {
+    use futures_util::StreamExt;
+    use turumba::modules::channels::adapter::OutboundMessage;
+    let t = Instant::now();
+    let ok = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let (adapter, ctx) = (adapter.clone(), ctx.clone());
+            let m = OutboundMessage {
+                message_id: Uuid::now_v7(),
+                to: to(i),
+                text: "Benchmark message from Turumba".into(),
+                ..Default::default()
+            };
+            async move { adapter.send(&ctx, &m).await.is_ok() }
+        })
+        .buffer_unordered(concurrency as usize)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
+    (ok, t.elapsed())
 }

@@ -238,37 +238,29 @@ impl Smpp {
             .map_err(|e| {
                 ProviderError::new(ErrorClass::Transient, format!("smpp: cannot connect to {}:{}: {e}", c.host, c.port))
             })?;
-        let system_type = coctet(c.system_type.as_deref().unwrap_or(""), "system_type")?;
+        // bind_transmitter and bind_transceiver are distinct PDU types with the same fields.
+        macro_rules! bind_as {
+            ($pdu:ident, $call:ident) => {
+                client
+                    .$call(
+                        $pdu::builder()
+                            .system_id(coctet(&c.system_id, "system_id")?)
+                            .password(coctet(&c.password, "password")?)
+                            .system_type(coctet(c.system_type.as_deref().unwrap_or(""), "system_type")?)
+                            .interface_version(InterfaceVersion::Smpp3_4)
+                            .addr_ton(Ton::Unknown)
+                            .addr_npi(Npi::Unknown)
+                            .address_range(COctetString::empty())
+                            .build(),
+                    )
+                    .await
+                    .map(|_| ())
+            };
+        }
         let bound = if c.bind_type == "transmitter" {
-            client
-                .bind_transmitter(
-                    BindTransmitter::builder()
-                        .system_id(coctet(&c.system_id, "system_id")?)
-                        .password(coctet(&c.password, "password")?)
-                        .system_type(system_type)
-                        .interface_version(InterfaceVersion::Smpp3_4)
-                        .addr_ton(Ton::Unknown)
-                        .addr_npi(Npi::Unknown)
-                        .address_range(COctetString::empty())
-                        .build(),
-                )
-                .await
-                .map(|_| ())
+            bind_as!(BindTransmitter, bind_transmitter)
         } else {
-            client
-                .bind_transceiver(
-                    BindTransceiver::builder()
-                        .system_id(coctet(&c.system_id, "system_id")?)
-                        .password(coctet(&c.password, "password")?)
-                        .system_type(system_type)
-                        .interface_version(InterfaceVersion::Smpp3_4)
-                        .addr_ton(Ton::Unknown)
-                        .addr_npi(Npi::Unknown)
-                        .address_range(COctetString::empty())
-                        .build(),
-                )
-                .await
-                .map(|_| ())
+            bind_as!(BindTransceiver, bind_transceiver)
         };
         if let Err(e) = bound {
             let _ = client.close().await;
