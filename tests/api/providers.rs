@@ -355,3 +355,38 @@ both_backends!(
     whatsapp_and_messenger_respect_the_window_and_verify_hub_signatures,
     an_unreachable_smsc_leaves_the_channel_in_error,
 );
+
+/// A provider that answers too slowly: the send gives up at the client's timeout and the failure is
+/// transient (dispatch retries it), and the error names no secret.
+#[tokio::test]
+async fn a_slow_provider_times_out_as_transient() {
+    use std::sync::Arc;
+    use turumba::modules::channels::adapter::{ChannelContext, ProviderAdapter};
+    use turumba::modules::channels::credentials::{Credentials, TelegramCredentials};
+    use turumba::modules::channels::providers::{http_client_with_timeout, telegram::Telegram};
+    // The fake's handler runs on its worker thread; sleeping there makes the answer late.
+    let slow = crate::fakes::FakeServer::start(|_| {
+        std::thread::sleep(Duration::from_millis(1500));
+        actix_web::HttpResponse::Ok().json(json!({"ok": true, "result": {"message_id": 1}}))
+    });
+    let adapter = Arc::new(Telegram::new(http_client_with_timeout(Duration::from_millis(300))));
+    let ctx = ChannelContext {
+        id: Uuid::now_v7(),
+        account_id: Uuid::now_v7(),
+        channel_type: "telegram".into(),
+        provider: None,
+        credentials: Credentials::Telegram(TelegramCredentials {
+            bot_token: "123456:slow-secret-token".into(),
+            base_url: Some(slow.base_url.clone()),
+        }),
+        sender_name: None,
+        webhook_url: None,
+        webhook_secret: None,
+    };
+    let e = adapter.send(&ctx, &msg("1", "hi")).await.unwrap_err();
+    // The fake records a request once its handler returns: none yet means we gave up before it answered.
+    assert!(slow.requests().is_empty(), "the send waited for the slow answer");
+    assert_eq!(e.class, ErrorClass::Transient);
+    assert!(e.message.contains("timed out"), "{}", e.message);
+    assert!(!e.message.contains("slow-secret-token"), "{}", e.message);
+}

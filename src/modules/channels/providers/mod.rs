@@ -17,9 +17,14 @@ use super::adapter::AdapterSet;
 
 /// One HTTP client for every HTTP provider: pooled keep-alive connections, bounded waits.
 pub fn http_client() -> reqwest::Client {
+    http_client_with_timeout(Duration::from_secs(30))
+}
+
+/// The same client with another total timeout per request (tests of slow providers).
+pub fn http_client_with_timeout(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30))
+        .timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(64)
         .user_agent(concat!("turumba/", env!("CARGO_PKG_VERSION")))
