@@ -168,6 +168,7 @@ pub async fn build_state(
         channels::vault::Vault::new(&secret, &previous),
         channels::providers::all(
             channels::providers::http_client(),
+            Some(db.clone()),
             Some(smpp_tx),
             Some(channels::leases::BindLeases::new(db.clone())),
         ),

@@ -8,6 +8,7 @@ mod m20261122_000002_events;
 mod m20261122_000003_contacts;
 mod m20261122_000004_channels;
 mod m20261122_000005_channel_bind_leases;
+mod m20261122_000006_sandbox_messages;
 mod util;
 
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_contacts::Migration),
             Box::new(m20261122_000004_channels::Migration),
             Box::new(m20261122_000005_channel_bind_leases::Migration),
+            Box::new(m20261122_000006_sandbox_messages::Migration),
         ]
     }
 }

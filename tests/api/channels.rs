@@ -339,7 +339,7 @@ async fn credentials_are_resealed_under_a_rotated_key(b: Backend) {
             state.accounts.clone(),
             state.events.clone(),
             vault,
-            providers::all(providers::http_client(), None, None),
+            providers::all(providers::http_client(), None, None, None),
             None,
         )
     };
@@ -614,6 +614,67 @@ async fn rotate_key_cli_reseals_every_channel(b: Backend) {
     assert!(app.state.channels.view(c).is_err(), "the old key alone cannot open re-sealed credentials");
 }
 
+/// The sandbox channel keeps what it "sent": listed newest first, filterable, failures included,
+/// tenant-scoped, and only for sandbox channels.
+async fn sandbox_channels_show_what_they_sent(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let u = app.user("sandboxer").await;
+    let ok = create(&app, &u, json!({"name": "try", "channel_type": "sandbox", "credentials": {}})).await.id();
+    let flaky =
+        create(&app, &u, json!({"name": "flaky", "channel_type": "sandbox", "credentials": {"failure_rate": 1.0}}))
+            .await
+            .id();
+    let scope = app.state.accounts.operator_scope(Uuid::parse_str(&u.account_id).unwrap()).await.unwrap();
+    let registry = app.state.channels.registry();
+    let ch = registry.load(scope, Uuid::parse_str(&ok).unwrap()).await.unwrap();
+    for (to, text) in [("+251911000001", "first"), ("+251911000002", "ሰላም second")] {
+        let m = OutboundMessage { message_id: Uuid::now_v7(), to: to.into(), text: text.into(), ..Default::default() };
+        let r = registry.send(scope, &ch, &m).await.unwrap().expect("the sandbox accepts");
+        assert_eq!(r.status, "delivered");
+    }
+    let bad = registry.load(scope, Uuid::parse_str(&flaky).unwrap()).await.unwrap();
+    let m = OutboundMessage {
+        message_id: Uuid::now_v7(),
+        to: "+251911000003".into(),
+        text: "x".into(),
+        ..Default::default()
+    };
+    assert_eq!(registry.send(scope, &bad, &m).await.unwrap().unwrap_err().class, ErrorClass::Transient);
+
+    let r = app.get(&format!("/v1/channels/{ok}/sandbox/messages")).token(&u.token).send().await;
+    r.expect(200, None);
+    let list = r.data().as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["text"], "ሰላም second", "newest first");
+    assert_eq!((list[0]["encoding"].as_str(), list[0]["status"].as_str()), (Some("UCS-2"), Some("delivered")));
+    assert_eq!(r.body["meta"]["total"], 2);
+    let r = app
+        .get(&format!("/v1/channels/{ok}/sandbox/messages?filter=to:eq:%2B251911000001"))
+        .token(&u.token)
+        .send()
+        .await;
+    assert_eq!(r.data().as_array().unwrap().len(), 1);
+    let r = app.get(&format!("/v1/channels/{flaky}/sandbox/messages")).token(&u.token).send().await;
+    assert_eq!(r.data()[0]["status"], "failed");
+    assert_eq!(r.data()[0]["error"], "sandbox: simulated failure (failure_rate)");
+    // Another tenant, and a channel that is not a sandbox: 404.
+    let other = app.user("peeker").await;
+    app.get(&format!("/v1/channels/{ok}/sandbox/messages")).token(&other.token).send().await.expect(404, None);
+    let tg = create(
+        &app,
+        &u,
+        json!({"name": "tg", "channel_type": "telegram", "is_enabled": false, "credentials": {"bot_token": "1:x"}}),
+    )
+    .await
+    .id();
+    app.get(&format!("/v1/channels/{tg}/sandbox/messages")).token(&u.token).send().await.expect(404, None);
+    app.get(&format!("/v1/channels/{ok}/sandbox/messages?filter=status:eq:lost"))
+        .token(&u.token)
+        .send()
+        .await
+        .expect(400, None);
+}
+
 both_backends!(
     channels_are_created_checked_masked_and_managed,
     another_tenants_channels_are_404,
@@ -624,4 +685,5 @@ both_backends!(
     meta_webhook_handshake_echoes_the_challenge,
     credentials_never_reach_the_log,
     rotate_key_cli_reseals_every_channel,
+    sandbox_channels_show_what_they_sent,
 );

@@ -280,7 +280,12 @@ async fn only_one_process_binds_an_smpp_channel(b: Backend) {
         state.accounts.clone(),
         state.events.clone(),
         Vault::new(&secret, &[]),
-        providers::all(providers::http_client(), None, Some(BindLeases::with_owner(state.db.clone(), "process-b"))),
+        providers::all(
+            providers::http_client(),
+            Some(state.db.clone()),
+            None,
+            Some(BindLeases::with_owner(state.db.clone(), "process-b")),
+        ),
         None,
     );
     let (a_reg, b_reg) = (state.channels.registry(), other.registry());

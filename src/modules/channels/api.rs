@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
-use super::entity::channel;
+use super::entity::{channel, sandbox_message};
 use super::service::{ChannelPatch, ChannelView, Health, NewChannel};
 use super::store;
 use crate::app::AppState;
@@ -341,6 +341,70 @@ pub async fn channel_health(
     Ok(envelope::ok(HealthDto::from(state.channels.health(ctx.scope(), id.into_inner()).await?)))
 }
 
+/// A message a sandbox channel "sent".
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SandboxMessageDto {
+    pub id: Uuid,
+    pub channel_id: Uuid,
+    /// The message it was sent for.
+    pub message_id: Uuid,
+    pub to: String,
+    pub text: String,
+    pub subject: Option<String>,
+    pub segments: i32,
+    /// GSM-7 | UCS-2
+    pub encoding: String,
+    /// delivered | failed (the channel's `failure_rate`)
+    pub status: String,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<sandbox_message::Model> for SandboxMessageDto {
+    fn from(m: sandbox_message::Model) -> Self {
+        SandboxMessageDto {
+            id: m.id,
+            channel_id: m.channel_id,
+            message_id: m.message_id,
+            to: m.to,
+            text: m.text,
+            subject: m.subject,
+            segments: m.segments,
+            encoding: m.encoding,
+            status: m.status,
+            error: m.error,
+            created_at: m.created_at,
+        }
+    }
+}
+
+pub const SANDBOX_MESSAGE_FIELDS: &[Field<sandbox_message::Column>] = &[
+    Field::new("to", sandbox_message::Column::To, Kind::Text),
+    Field::new("message_id", sandbox_message::Column::MessageId, Kind::Uuid),
+    Field::sortable("status", sandbox_message::Column::Status, Kind::Enum(&["delivered", "failed"])),
+    Field::sortable("created_at", sandbox_message::Column::CreatedAt, Kind::Timestamp),
+];
+
+/// What a sandbox channel "sent" (its last 1,000 messages), newest first unless sorted otherwise.
+#[utoipa::path(get, path = "/v1/channels/{id}/sandbox/messages", tag = "channels", params(("filter" = Option<Vec<String>>, Query), ("sort" = Option<Vec<String>>, Query), ("skip" = Option<u64>, Query), ("limit" = Option<u64>, Query)),
+    responses((status = 200, body = ListEnvelope<SandboxMessageDto>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_sandbox_messages(
+    state: web::Data<AppState>,
+    ctx: RequestCtx,
+    id: web::Path<Uuid>,
+    q: ListQuery,
+) -> AppResult<HttpResponse> {
+    ctx.require("channels:read")?;
+    let c = state.channels.get(ctx.scope(), id.into_inner()).await?;
+    if c.channel_type != "sandbox" {
+        return Err(AppError::NotFound("sandbox channel"));
+    }
+    let base = store::sandbox_messages_of(ctx.scope(), c.id);
+    let select =
+        q.apply(base, SANDBOX_MESSAGE_FIELDS, sandbox_message::Column::Id, sandbox_message::Column::CreatedAt)?;
+    Ok(envelope::list(q.fetch(&state.db, select).await?.map(SandboxMessageDto::from)))
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/v1/channels").route(web::get().to(list_channels)).route(web::post().to(create_channel)),
@@ -352,5 +416,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(delete_channel)),
     )
     .route("/v1/channels/{id}/verify", web::post().to(verify_channel))
-    .route("/v1/channels/{id}/health", web::get().to(channel_health));
+    .route("/v1/channels/{id}/health", web::get().to(channel_health))
+    .route("/v1/channels/{id}/sandbox/messages", web::get().to(list_sandbox_messages));
 }

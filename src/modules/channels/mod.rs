@@ -36,6 +36,7 @@ pub type Channel = entity::channel::Model;
     api::delete_channel,
     api::verify_channel,
     api::channel_health,
+    api::list_sandbox_messages,
     webhooks::receive_webhook,
     webhooks::webhook_handshake,
 ))]

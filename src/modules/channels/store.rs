@@ -3,7 +3,7 @@
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Select};
 use uuid::Uuid;
 
-use super::entity::channel;
+use super::entity::{channel, sandbox_message};
 use crate::http::ctx::AccountScope;
 use crate::http::error::AppResult;
 
@@ -17,4 +17,10 @@ pub async fn find_channel<C: ConnectionTrait>(
     id: Uuid,
 ) -> AppResult<Option<channel::Model>> {
     Ok(channels_in(scope).filter(channel::Column::Id.eq(id)).one(db).await?)
+}
+
+pub fn sandbox_messages_of(scope: AccountScope, channel_id: Uuid) -> Select<sandbox_message::Entity> {
+    sandbox_message::Entity::find()
+        .filter(sandbox_message::Column::AccountId.eq(scope.account_id()))
+        .filter(sandbox_message::Column::ChannelId.eq(channel_id))
 }

@@ -3,4 +3,5 @@
 
 pub mod channel;
 pub mod channel_usage;
+pub mod sandbox_message;
 pub mod webhook_inbox;

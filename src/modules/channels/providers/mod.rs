@@ -35,11 +35,12 @@ pub fn http_client_with_timeout(timeout: Duration) -> reqwest::Client {
 /// Every adapter this build has.
 pub fn all(
     http: reqwest::Client,
+    db: Option<sea_orm::DatabaseConnection>,
     smpp_deliveries: Option<tokio::sync::mpsc::Sender<smpp::SmppDelivery>>,
     smpp_leases: Option<super::leases::BindLeases>,
 ) -> AdapterSet {
     AdapterSet::default()
-        .with(Arc::new(sandbox::Sandbox))
+        .with(Arc::new(sandbox::Sandbox::new(db)))
         .with(Arc::new(email::Email::default()))
         .with(Arc::new(smpp::Smpp::new(smpp_deliveries, smpp_leases)))
         .with(Arc::new(telegram::Telegram::new(http.clone())))
