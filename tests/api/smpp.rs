@@ -330,3 +330,55 @@ both_backends!(
     smpp_interoperates_with_the_npm_smpp_server,
     only_one_process_binds_an_smpp_channel,
 );
+
+/// The bind is kept alive with enquire_link; an SMSC that stops answering is taken as gone and the next
+/// send binds again.
+#[tokio::test]
+async fn enquire_link_keeps_the_bind_and_detects_a_hung_smsc() {
+    use std::sync::atomic::Ordering;
+    use turumba::modules::channels::adapter::{ChannelContext, ProviderAdapter};
+    use turumba::modules::channels::credentials::{Credentials, SmppCredentials};
+    use turumba::modules::channels::providers::smpp::Smpp;
+    let smsc = Smsc::start(false).await;
+    let adapter = Smpp::new(None, None).with_keepalive(Duration::from_millis(200));
+    let ctx = ChannelContext {
+        id: Uuid::now_v7(),
+        account_id: Uuid::now_v7(),
+        channel_type: "smpp".into(),
+        provider: None,
+        credentials: Credentials::Smpp(SmppCredentials {
+            host: "127.0.0.1".into(),
+            port: smsc.port,
+            system_id: smsc::SYSTEM_ID.into(),
+            password: smsc::PASSWORD.into(),
+            system_type: None,
+            source_addr: "Turumba".into(),
+            source_addr_ton: None,
+            source_addr_npi: None,
+            bind_type: "transceiver".into(),
+        }),
+        sender_name: None,
+        webhook_url: None,
+        webhook_secret: None,
+    };
+    adapter.verify(&ctx).await.expect("bound");
+    eventually(10, "enquire_link sent on an idle bind", || async { smsc.enquire_links.load(Ordering::SeqCst) >= 2 })
+        .await;
+    adapter.send(&ctx, &msg("+251911000001", "still bound")).await.expect("sent on the same bind");
+    assert_eq!(smsc.binds.load(Ordering::SeqCst), 1);
+    // The SMSC hangs: the unanswered enquire_link closes the link; a later send rebinds.
+    smsc.answer_enquire_link.store(false, Ordering::SeqCst);
+    let seen = smsc.enquire_links.load(Ordering::SeqCst);
+    eventually(10, "an unanswered enquire_link", || async { smsc.enquire_links.load(Ordering::SeqCst) > seen }).await;
+    smsc.answer_enquire_link.store(true, Ordering::SeqCst);
+    let mut rebound = false;
+    for _ in 0..50 {
+        let sent = adapter.send(&ctx, &msg("+251911000002", "after the hang")).await;
+        if sent.is_ok() && smsc.binds.load(Ordering::SeqCst) == 2 {
+            rebound = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(rebound, "a new bind after the hung link (binds: {})", smsc.binds.load(Ordering::SeqCst));
+}

@@ -33,6 +33,9 @@ pub struct Smsc {
     /// Sequence numbers of the `deliver_sm_resp` received.
     pub acked: Arc<Mutex<Vec<u32>>>,
     pub binds: Arc<AtomicUsize>,
+    pub enquire_links: Arc<AtomicUsize>,
+    /// When false, enquire_link goes unanswered (a hung SMSC).
+    pub answer_enquire_link: Arc<std::sync::atomic::AtomicBool>,
     conns: Arc<Mutex<Vec<mpsc::UnboundedSender<Out>>>>,
     seq: Arc<AtomicUsize>,
 }
@@ -49,6 +52,8 @@ impl Smsc {
             submits: Arc::default(),
             acked: Arc::default(),
             binds: Arc::default(),
+            enquire_links: Arc::default(),
+            answer_enquire_link: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             conns: Arc::default(),
             seq: Arc::new(AtomicUsize::new(5000)),
         };
@@ -119,7 +124,14 @@ impl Smsc {
                             }
                             out
                         }
-                        Some(Pdu::EnquireLink) => vec![respond(seq, CommandStatus::EsmeRok, Pdu::EnquireLinkResp)],
+                        Some(Pdu::EnquireLink) => {
+                            self.enquire_links.fetch_add(1, Ordering::SeqCst);
+                            if self.answer_enquire_link.load(Ordering::SeqCst) {
+                                vec![respond(seq, CommandStatus::EsmeRok, Pdu::EnquireLinkResp)]
+                            } else {
+                                vec![]
+                            }
+                        }
                         Some(Pdu::Unbind) => {
                             let _ = framed.send(respond(seq, CommandStatus::EsmeRok, Pdu::UnbindResp)).await;
                             break;

@@ -69,6 +69,8 @@ pub struct Smpp {
     deliveries: Option<mpsc::Sender<SmppDelivery>>,
     /// With several dispatcher processes, only the lease holder binds a channel.
     leases: Option<BindLeases>,
+    /// `enquire_link` interval; a link that does not answer within it (at most 10 s) is closed.
+    keepalive: Duration,
 }
 
 fn creds(channel: &ChannelContext) -> Result<&SmppCredentials, ProviderError> {
@@ -220,7 +222,13 @@ pub fn delivery_items(channel_id: Uuid, d: &DeliverSm) -> SmppDelivery {
 
 impl Smpp {
     pub fn new(deliveries: Option<mpsc::Sender<SmppDelivery>>, leases: Option<BindLeases>) -> Self {
-        Smpp { slots: Mutex::default(), deliveries, leases }
+        Smpp { slots: Mutex::default(), deliveries, leases, keepalive: Duration::from_secs(30) }
+    }
+
+    /// Another `enquire_link` interval (tests).
+    pub fn with_keepalive(mut self, every: Duration) -> Self {
+        self.keepalive = every;
+        self
     }
 
     fn slot(&self, channel_id: Uuid) -> Arc<AsyncMutex<Slot>> {
@@ -229,8 +237,8 @@ impl Smpp {
 
     async fn bind(&self, channel_id: Uuid, c: &SmppCredentials) -> Result<Arc<Session>, ProviderError> {
         let (client, mut events) = ConnectionBuilder::new()
-            .enquire_link_interval(Duration::from_secs(30))
-            .enquire_link_response_timeout(Duration::from_secs(10))
+            .enquire_link_interval(self.keepalive)
+            .enquire_link_response_timeout(self.keepalive.min(Duration::from_secs(10)))
             .response_timeout(Duration::from_secs(10))
             .disable_interface_version_check()
             .connect(format!("smpp://{}:{}", c.host, c.port))
