@@ -471,6 +471,44 @@ async fn main() {
             "raw RabbitMQ publish+confirm (persistent, batch {batch}): {n} in {secs:.2} s = {:.0} msg/s",
             n as f64 / secs
         );
+        // The broker's own latency floor: one persistent message at a time at the offered rate, each
+        // timed from publish to its confirm (no database, no relay).
+        let ch = Arc::new(ch);
+        let latencies = Arc::new(Mutex::new(Vec::with_capacity((rate * seconds) as usize)));
+        let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+        let mut pending = Vec::new();
+        for _ in 0..rate * seconds {
+            ticker.tick().await;
+            let (ch, q, payload, latencies) = (ch.clone(), q.clone(), payload.clone(), latencies.clone());
+            pending.push(tokio::spawn(async move {
+                let t = Instant::now();
+                let confirm = ch
+                    .basic_publish(
+                        "".into(),
+                        q.as_str().into(),
+                        BasicPublishOptions::default(),
+                        &payload,
+                        BasicProperties::default().with_delivery_mode(2),
+                    )
+                    .await
+                    .expect("publish");
+                confirm.await.expect("confirm");
+                latencies.lock().unwrap().push(t.elapsed());
+            }));
+        }
+        for p in pending {
+            let _ = p.await;
+        }
+        let mut l = latencies.lock().unwrap().clone();
+        l.sort();
+        let pct = |p: f64| ms(l[((l.len() as f64 * p) as usize).min(l.len() - 1)]);
+        println!(
+            "raw RabbitMQ publish→confirm latency at {rate}/s, one message at a time ({} messages): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            l.len(),
+            pct(0.50),
+            pct(0.99),
+            ms(*l.last().unwrap())
+        );
         let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
         let _ = conn.close(200, "bye".into()).await;
     }
