@@ -179,7 +179,7 @@ impl Settings {
             .and_then(|b| b.set_default("http.import_body_limit", 50 * 1024 * 1024))
             .and_then(|b| b.set_default("http.workers", 0))
             .and_then(|b| b.set_default("database.max_connections", 16))
-            .and_then(|b| b.set_default("events.relay_batch_size", 200))
+            .and_then(|b| b.set_default("events.relay_batch_size", 500))
             .and_then(|b| b.set_default("events.relay_poll_interval_ms", 500))
             .and_then(|b| b.set_default("events.publish_max_attempts", 10))
             .and_then(|b| b.set_default("events.retention_days", 7))

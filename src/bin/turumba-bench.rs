@@ -57,7 +57,8 @@ enum Cli {
         seconds: u64,
         #[arg(long, default_value_t = 20000)]
         backlog: usize,
-        #[arg(long, default_value_t = 200)]
+        /// Relay batch size (the product's default).
+        #[arg(long, default_value_t = 500)]
         batch: u64,
         /// Concurrent writers sharing the offered rate (one commit per event each).
         #[arg(long, default_value_t = 8)]

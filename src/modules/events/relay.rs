@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +41,24 @@ pub struct PassOutcome {
     pub unavailable: bool,
 }
 
+impl PassOutcome {
+    fn add(&mut self, other: PassOutcome) {
+        self.published += other.published;
+        self.failed += other.failed;
+        self.unavailable |= other.unavailable;
+    }
+}
+
+/// A batch whose publish was confirmed (or refused), with the transaction that holds its rows.
+type Confirmed = (DatabaseTransaction, Prepared, Vec<Result<(), String>>);
+
+/// A claimed batch, decoded.
+struct Prepared {
+    events: Vec<EventEnvelope>,
+    rows: Vec<outbox_event::Model>,
+    undecodable: usize,
+}
+
 pub struct Relay {
     db: DatabaseConnection,
     transport: Arc<dyn Transport>,
@@ -58,19 +76,74 @@ impl Relay {
         Relay { db, transport, settings, wake }
     }
 
-    /// One batch: claim, publish, record. Public so tests can drive the relay step by step.
+    /// Claims a batch in its own transaction (PostgreSQL): the row locks keep other relays, and this
+    /// relay's next claim, off it until it is recorded.
+    async fn claim_locked(&self) -> Result<(DatabaseTransaction, Vec<outbox_event::Model>), sea_orm::DbErr> {
+        let txn = crate::db::begin_write(&self.db).await?;
+        // Losing this commit in a database crash only means publishing the batch again (consumers
+        // dedupe), so the relay does not wait for its own WAL flush.
+        txn.execute_unprepared("SET LOCAL synchronous_commit = off").await?;
+        let rows = outbox::claim_due(&txn, self.settings.batch_size).await?;
+        Ok((txn, rows))
+    }
+
+    /// One batch: claim, publish, record; on PostgreSQL, while the batches are full (a backlog), the
+    /// next batch is claimed while the current one is published and confirmed, and the current one is
+    /// recorded while the next one is published. Publishes stay in order (a batch is sent only after
+    /// the one before it was confirmed); a row is marked published only after its confirm. Public so
+    /// tests can drive the relay step by step.
     pub async fn pass(&self) -> Result<PassOutcome, sea_orm::DbErr> {
         let postgres = self.db.get_database_backend() == DbBackend::Postgres;
         if postgres {
-            // Claim and record in one transaction: the row locks keep other relays off this batch.
-            let txn = crate::db::begin_write(&self.db).await?;
-            // Losing this commit in a database crash only means publishing the batch again (consumers
-            // dedupe), so the relay does not wait for its own WAL flush.
-            txn.execute_unprepared("SET LOCAL synchronous_commit = off").await?;
-            let rows = outbox::claim_due(&txn, self.settings.batch_size).await?;
-            let outcome = self.publish_and_record(&txn, rows).await?;
-            txn.commit().await?;
-            Ok(outcome)
+            let mut total = PassOutcome::default();
+            let (mut txn, mut rows) = self.claim_locked().await?;
+            // The previous batch, confirmed and waiting to be recorded.
+            let mut to_record: Option<Confirmed> = None;
+            loop {
+                let full = rows.len() as u64 >= self.settings.batch_size;
+                let prepared = self.prepare(&txn, rows).await?;
+                let record_previous = async {
+                    match to_record.take() {
+                        Some((t, p, results)) => {
+                            let out = self.record(&t, p, results).await?;
+                            t.commit().await?;
+                            Ok::<_, sea_orm::DbErr>(out)
+                        }
+                        None => Ok(PassOutcome::default()),
+                    }
+                };
+                let claim_next = async { if full { Some(self.claim_locked().await) } else { None } };
+                let (published, recorded, next) =
+                    tokio::join!(self.transport.publish(&prepared.events), record_previous, claim_next);
+                total.add(recorded?);
+                let results = match published {
+                    Ok(r) => r,
+                    Err(unavailable) => {
+                        tracing::warn!(transport = self.transport.name(), error = %unavailable.0, "transport unavailable; events stay pending");
+                        metrics::counter!("outbox_transport_unavailable_total").increment(1);
+                        total.add(PassOutcome { failed: prepared.undecodable, ..Default::default() });
+                        total.unavailable = true;
+                        txn.commit().await?;
+                        if let Some(Ok((t, _))) = next {
+                            t.rollback().await?;
+                        }
+                        return Ok(total);
+                    }
+                };
+                match next {
+                    Some(claimed) => {
+                        let (next_txn, next_rows) = claimed?;
+                        to_record = Some((std::mem::replace(&mut txn, next_txn), prepared, results));
+                        rows = next_rows;
+                    }
+                    None => {
+                        let out = self.record(&txn, prepared, results).await?;
+                        txn.commit().await?;
+                        total.add(out);
+                        return Ok(total);
+                    }
+                }
+            }
         } else {
             // SQLite has one relay; no transaction may stay open across the publish (in-process consumers
             // write to the same database while we wait for their acknowledgements).
@@ -91,6 +164,29 @@ impl Relay {
         }
     }
 
+    /// Decodes a claimed batch; rows that are not events are failed at once.
+    async fn prepare<C: sea_orm::ConnectionTrait>(
+        &self,
+        db: &C,
+        rows: Vec<outbox_event::Model>,
+    ) -> Result<Prepared, sea_orm::DbErr> {
+        let mut p =
+            Prepared { events: Vec::with_capacity(rows.len()), rows: Vec::with_capacity(rows.len()), undecodable: 0 };
+        for row in rows {
+            match serde_json::from_value::<EventEnvelope>(row.payload.clone()) {
+                Ok(e) => {
+                    p.events.push(e);
+                    p.rows.push(row);
+                }
+                Err(e) => {
+                    outbox::record_failure(db, &row, &format!("undecodable payload: {e}"), 1).await?;
+                    p.undecodable += 1;
+                }
+            }
+        }
+        Ok(p)
+    }
+
     async fn publish_and_record<C: sea_orm::ConnectionTrait>(
         &self,
         db: &C,
@@ -99,30 +195,27 @@ impl Relay {
         if rows.is_empty() {
             return Ok(PassOutcome::default());
         }
-        let mut events = Vec::with_capacity(rows.len());
-        let mut valid_rows = Vec::with_capacity(rows.len());
-        let mut out = PassOutcome::default();
-        for row in rows {
-            match serde_json::from_value::<EventEnvelope>(row.payload.clone()) {
-                Ok(e) => {
-                    events.push(e);
-                    valid_rows.push(row);
-                }
-                Err(e) => {
-                    outbox::record_failure(db, &row, &format!("undecodable payload: {e}"), 1).await?;
-                    out.failed += 1;
-                }
-            }
-        }
-        let results = match self.transport.publish(&events).await {
+        let prepared = self.prepare(db, rows).await?;
+        let results = match self.transport.publish(&prepared.events).await {
             Ok(r) => r,
             Err(unavailable) => {
                 tracing::warn!(transport = self.transport.name(), error = %unavailable.0, "transport unavailable; events stay pending");
                 metrics::counter!("outbox_transport_unavailable_total").increment(1);
-                out.unavailable = true;
-                return Ok(out);
+                return Ok(PassOutcome { failed: prepared.undecodable, unavailable: true, ..Default::default() });
             }
         };
+        self.record(db, prepared, results).await
+    }
+
+    /// Marks the confirmed events published and records the failures.
+    async fn record<C: sea_orm::ConnectionTrait>(
+        &self,
+        db: &C,
+        prepared: Prepared,
+        results: Vec<Result<(), String>>,
+    ) -> Result<PassOutcome, sea_orm::DbErr> {
+        let mut out = PassOutcome { failed: prepared.undecodable, ..Default::default() };
+        let (valid_rows, events) = (prepared.rows, prepared.events);
         let now = Utc::now();
         let mut published = Vec::new();
         for ((row, event), result) in valid_rows.iter().zip(&events).zip(results) {
