@@ -312,6 +312,21 @@ async fn five_permanent_failures_in_a_row_put_a_channel_in_error(b: Backend) {
         .unwrap();
     let wait = c.rate_limited_until.unwrap() - chrono::Utc::now();
     assert!(wait > chrono::Duration::seconds(50) && wait <= chrono::Duration::seconds(60));
+    let listed = |filter: &'static str| {
+        let (app, token) = (&app, u.token.clone());
+        async move {
+            let r = app.get(&format!("/v1/channels?filter={filter}")).token(&token).send().await;
+            r.data().as_array().unwrap().len()
+        }
+    };
+    assert_eq!(listed("status:eq:rate_limited").await, 1);
+    // A rate limit that has passed: the channel shows `connected`, and lists agree.
+    let short = ProviderError::new(ErrorClass::Throttled, "slow down").retry_after(Some(Duration::from_millis(1)));
+    app.state.channels.report_outcome(scope, cid, Err(&short)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(app.get(&format!("/v1/channels/{id}")).token(&u.token).send().await.data()["status"], "connected");
+    assert_eq!(listed("status:eq:rate_limited").await, 0);
+    assert_eq!(listed("status:eq:connected").await, 1);
     app.patch(&format!("/v1/channels/{id}")).token(&u.token).json(json!({"is_enabled": false})).send().await;
     let c = app.state.channels.report_outcome(scope, cid, Ok(())).await.unwrap();
     assert_eq!(c.status, "disabled");

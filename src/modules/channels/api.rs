@@ -239,6 +239,9 @@ pub async fn list_channels(state: web::Data<AppState>, ctx: RequestCtx, q: ListQ
     ctx.require("channels:read")?;
     let select =
         q.apply(store::channels_in(ctx.scope()), CHANNEL_FIELDS, channel::Column::Id, channel::Column::CreatedAt)?;
+    if q.filters.iter().any(|f| f.field == "status") {
+        state.channels.lift_expired_rate_limits(ctx.scope()).await?;
+    }
     let page = q.fetch(&state.db, select).await?;
     let items = state.channels.views(page.items)?.into_iter().map(ChannelDto::from).collect();
     Ok(envelope::list(crate::http::envelope::Page { items, total: page.total, skip: page.skip, limit: page.limit }))

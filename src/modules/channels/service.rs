@@ -155,6 +155,22 @@ impl Channels {
         cs.into_iter().map(|c| self.view(c)).collect()
     }
 
+    /// Stores `connected` for the account's channels whose rate limit has passed, so that a list
+    /// filtered by `status` agrees with what each channel shows.
+    pub async fn lift_expired_rate_limits(&self, scope: AccountScope) -> AppResult<()> {
+        let now = Utc::now();
+        channel::Entity::update_many()
+            .col_expr(channel::Column::Status, Expr::val("connected"))
+            .col_expr(channel::Column::RateLimitedUntil, Expr::val(Option::<DateTime<Utc>>::None))
+            .filter(channel::Column::AccountId.eq(scope.account_id()))
+            .filter(channel::Column::Status.eq("rate_limited"))
+            .filter(channel::Column::IsEnabled.eq(true))
+            .filter(channel::Column::RateLimitedUntil.lte(now))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     pub async fn get(&self, scope: AccountScope, id: Uuid) -> AppResult<channel::Model> {
         store::find_channel(&self.db, scope, id).await?.ok_or(AppError::NotFound("channel"))
     }
