@@ -245,7 +245,20 @@ impl Relay {
         let mut listener = self.pg_listener().await;
         let mut last_purge = std::time::Instant::now() - Duration::from_secs(3600);
         let mut unavailable_backoff = Duration::from_millis(200);
-        let mut last_gauges = std::time::Instant::now() - Duration::from_secs(3600);
+        // The outbox gauges are read beside the loop, so a slow count never delays a publish.
+        let gauges = {
+            let db = self.db.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    update_gauges(&db).await;
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            })
+        };
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -257,10 +270,6 @@ impl Relay {
                     PassOutcome { unavailable: true, ..Default::default() }
                 }
             };
-            if last_gauges.elapsed() > Duration::from_secs(1) {
-                last_gauges = std::time::Instant::now();
-                self.update_gauges().await;
-            }
             if last_purge.elapsed() > Duration::from_secs(300) {
                 last_purge = std::time::Instant::now();
                 match outbox::purge_published(&self.db, Utc::now() - self.settings.retention).await {
@@ -292,6 +301,7 @@ impl Relay {
                 }, if !outcome.unavailable => {}
             }
         }
+        gauges.abort();
         tracing::info!("outbox relay stopped");
     }
 
@@ -314,13 +324,14 @@ impl Relay {
             }
         }
     }
+}
 
-    async fn update_gauges(&self) {
-        if let Ok(s) = outbox::backlog(&self.db).await {
-            metrics::gauge!("outbox_pending").set(s.pending as f64);
-            metrics::gauge!("outbox_failed").set(s.failed as f64);
-            let age = s.oldest_pending_at.map(|t| (Utc::now() - t).num_milliseconds() as f64 / 1000.0).unwrap_or(0.0);
-            metrics::gauge!("outbox_oldest_pending_age_seconds").set(age.max(0.0));
-        }
+/// Outbox pending/failed counts and the oldest pending age, for `/metrics`.
+async fn update_gauges(db: &DatabaseConnection) {
+    if let Ok(s) = outbox::backlog(db).await {
+        metrics::gauge!("outbox_pending").set(s.pending as f64);
+        metrics::gauge!("outbox_failed").set(s.failed as f64);
+        let age = s.oldest_pending_at.map(|t| (Utc::now() - t).num_milliseconds() as f64 / 1000.0).unwrap_or(0.0);
+        metrics::gauge!("outbox_oldest_pending_age_seconds").set(age.max(0.0));
     }
 }
