@@ -587,19 +587,10 @@ async fn bench_adapters(sends: u64, concurrency: u64) {
     use turumba::modules::channels::providers::{http_client, telegram::Telegram};
     let (base, handle) = telegram_format_server();
     let adapter = Arc::new(Telegram::new(http_client()));
-    let ctx = Arc::new(ChannelContext {
-        id: Uuid::now_v7(),
-        account_id: Uuid::now_v7(),
-        channel_type: "telegram".into(),
-        provider: None,
-        credentials: Credentials::Telegram(TelegramCredentials {
-            bot_token: "123456:bench-token".into(),
-            base_url: Some(base),
-        }),
-        sender_name: None,
-        webhook_url: None,
-        webhook_secret: None,
-    });
+    let ctx = Arc::new(ChannelContext::standalone(Credentials::Telegram(TelegramCredentials {
+        bot_token: "123456:bench-token".into(),
+        base_url: Some(base),
+    })));
     let run = |n: u64| send_many(adapter.clone(), ctx.clone(), n, concurrency, |i| format!("{}", 100_000 + i));
     run(1000).await; // warm the connection pool
     let (ok, elapsed) = run(sends).await;
@@ -659,26 +650,17 @@ async fn bench_smpp(sends: u64, concurrency: u64) {
     use turumba::modules::channels::providers::smpp::{Smpp, WINDOW};
     let port = bench_smsc().await;
     let adapter = Arc::new(Smpp::new(None, None));
-    let ctx = Arc::new(ChannelContext {
-        id: Uuid::now_v7(),
-        account_id: Uuid::now_v7(),
-        channel_type: "smpp".into(),
-        provider: None,
-        credentials: Credentials::Smpp(SmppCredentials {
-            host: "127.0.0.1".into(),
-            port,
-            system_id: "bench".into(),
-            password: "bench".into(),
-            system_type: None,
-            source_addr: "Turumba".into(),
-            source_addr_ton: None,
-            source_addr_npi: None,
-            bind_type: "transceiver".into(),
-        }),
-        sender_name: None,
-        webhook_url: None,
-        webhook_secret: None,
-    });
+    let ctx = Arc::new(ChannelContext::standalone(Credentials::Smpp(SmppCredentials {
+        host: "127.0.0.1".into(),
+        port,
+        system_id: "bench".into(),
+        password: "bench".into(),
+        system_type: None,
+        source_addr: "Turumba".into(),
+        source_addr_ton: None,
+        source_addr_npi: None,
+        bind_type: "transceiver".into(),
+    })));
     adapter.verify(&ctx).await.expect("bind");
     let run = |n: u64| send_many(adapter.clone(), ctx.clone(), n, concurrency, |i| format!("+2519{i:08}"));
     run(1000).await;

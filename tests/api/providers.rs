@@ -370,19 +370,10 @@ async fn a_slow_provider_times_out_as_transient() {
         actix_web::HttpResponse::Ok().json(json!({"ok": true, "result": {"message_id": 1}}))
     });
     let adapter = Arc::new(Telegram::new(http_client_with_timeout(Duration::from_millis(300))));
-    let ctx = ChannelContext {
-        id: Uuid::now_v7(),
-        account_id: Uuid::now_v7(),
-        channel_type: "telegram".into(),
-        provider: None,
-        credentials: Credentials::Telegram(TelegramCredentials {
-            bot_token: "123456:slow-secret-token".into(),
-            base_url: Some(slow.base_url.clone()),
-        }),
-        sender_name: None,
-        webhook_url: None,
-        webhook_secret: None,
-    };
+    let ctx = ChannelContext::standalone(Credentials::Telegram(TelegramCredentials {
+        bot_token: "123456:slow-secret-token".into(),
+        base_url: Some(slow.base_url.clone()),
+    }));
     let e = adapter.send(&ctx, &msg("1", "hi")).await.unwrap_err();
     // The fake records a request once its handler returns: none yet means we gave up before it answered.
     assert!(slow.requests().is_empty(), "the send waited for the slow answer");

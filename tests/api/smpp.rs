@@ -341,26 +341,17 @@ async fn enquire_link_keeps_the_bind_and_detects_a_hung_smsc() {
     use turumba::modules::channels::providers::smpp::Smpp;
     let smsc = Smsc::start(false).await;
     let adapter = Smpp::new(None, None).with_keepalive(Duration::from_millis(200));
-    let ctx = ChannelContext {
-        id: Uuid::now_v7(),
-        account_id: Uuid::now_v7(),
-        channel_type: "smpp".into(),
-        provider: None,
-        credentials: Credentials::Smpp(SmppCredentials {
-            host: "127.0.0.1".into(),
-            port: smsc.port,
-            system_id: smsc::SYSTEM_ID.into(),
-            password: smsc::PASSWORD.into(),
-            system_type: None,
-            source_addr: "Turumba".into(),
-            source_addr_ton: None,
-            source_addr_npi: None,
-            bind_type: "transceiver".into(),
-        }),
-        sender_name: None,
-        webhook_url: None,
-        webhook_secret: None,
-    };
+    let ctx = ChannelContext::standalone(Credentials::Smpp(SmppCredentials {
+        host: "127.0.0.1".into(),
+        port: smsc.port,
+        system_id: smsc::SYSTEM_ID.into(),
+        password: smsc::PASSWORD.into(),
+        system_type: None,
+        source_addr: "Turumba".into(),
+        source_addr_ton: None,
+        source_addr_npi: None,
+        bind_type: "transceiver".into(),
+    }));
     adapter.verify(&ctx).await.expect("bound");
     eventually(10, "enquire_link sent on an idle bind", || async { smsc.enquire_links.load(Ordering::SeqCst) >= 2 })
         .await;

@@ -27,6 +27,23 @@ pub struct ChannelContext {
     pub webhook_secret: Option<String>,
 }
 
+impl ChannelContext {
+    /// A channel that lives only in memory (benchmarks, adapter tests): a fresh id, no webhook.
+    pub fn standalone(credentials: Credentials) -> Self {
+        let (channel_type, provider) = credentials.kind();
+        ChannelContext {
+            id: Uuid::now_v7(),
+            account_id: Uuid::now_v7(),
+            channel_type: channel_type.into(),
+            provider: provider.map(str::to_string),
+            credentials,
+            sender_name: None,
+            webhook_url: None,
+            webhook_secret: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for ChannelContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChannelContext")

@@ -94,7 +94,7 @@ const EMAIL: &[FieldSpec] = &[
     opt("imap_port", Kind::Port),
     opt("imap_username", Kind::Text),
     opt_secret("imap_password"),
-    opt("imap_tls", Kind::OneOf(&["tls", "starttls", "none"])),
+    opt("imap_tls", Kind::OneOf(&["tls", "none"])),
 ];
 const SANDBOX: &[FieldSpec] = &[opt("latency_ms", Kind::Uint(60_000)), opt("failure_rate", Kind::Fraction)];
 
@@ -303,6 +303,21 @@ impl Credentials {
             ("email", _) => Credentials::Email(typed(&clean)?),
             _ => Credentials::Sandbox(typed(&clean)?),
         })
+    }
+
+    /// `(channel_type, provider)` these credentials belong to.
+    pub fn kind(&self) -> (&'static str, Option<&'static str>) {
+        match self {
+            Credentials::Twilio(_) => ("sms", Some("twilio")),
+            Credentials::AfricasTalking(_) => ("sms", Some("africastalking")),
+            Credentials::Vonage(_) => ("sms", Some("vonage")),
+            Credentials::Smpp(_) => ("smpp", None),
+            Credentials::Telegram(_) => ("telegram", None),
+            Credentials::WhatsApp(_) => ("whatsapp", None),
+            Credentials::Messenger(_) => ("messenger", None),
+            Credentials::Email(_) => ("email", None),
+            Credentials::Sandbox(_) => ("sandbox", None),
+        }
     }
 
     /// The stored form (what the vault seals).

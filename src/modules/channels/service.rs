@@ -116,7 +116,7 @@ impl Channels {
     pub fn webhook_url(&self, c: &channel::Model) -> String {
         let mut path = format!("/v1/webhooks/{}/{}", c.channel_type, c.id);
         if matches!(c.provider.as_deref(), Some("africastalking" | "vonage"))
-            && let Some(secret) = self.webhook_secret(c)
+            && let Ok(Some(secret)) = self.webhook_secret(c)
         {
             path.push_str("?token=");
             path.push_str(&secret);
@@ -127,9 +127,11 @@ impl Channels {
         }
     }
 
-    fn webhook_secret(&self, c: &channel::Model) -> Option<String> {
-        let sealed = c.webhook_secret.as_ref()?;
-        self.vault.open(c.id.as_bytes(), sealed).ok().and_then(|b| String::from_utf8(b).ok())
+    /// The channel's webhook secret, opened.
+    fn webhook_secret(&self, c: &channel::Model) -> AppResult<Option<String>> {
+        let Some(sealed) = &c.webhook_secret else { return Ok(None) };
+        let plain = self.vault.open(c.id.as_bytes(), sealed).map_err(AppError::internal)?;
+        Ok(Some(String::from_utf8(plain).map_err(AppError::internal)?))
     }
 
     fn seal(&self, id: Uuid, creds: &Credentials) -> Vec<u8> {
@@ -176,13 +178,7 @@ impl Channels {
     }
 
     pub(super) fn context(&self, c: &channel::Model) -> AppResult<ChannelContext> {
-        let webhook_secret = match &c.webhook_secret {
-            Some(sealed) => Some(
-                String::from_utf8(self.vault.open(c.id.as_bytes(), sealed).map_err(AppError::internal)?)
-                    .map_err(AppError::internal)?,
-            ),
-            None => None,
-        };
+        let webhook_secret = self.webhook_secret(c)?;
         Ok(ChannelContext {
             id: c.id,
             account_id: c.account_id,

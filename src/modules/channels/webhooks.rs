@@ -78,17 +78,14 @@ impl Channels {
         let event_id = adapter
             .event_id(request)
             .unwrap_or_else(|| format!("sha256:{}", hex::encode(sha2::Sha256::digest(&request.body))));
-        if let Some(existing) = self.inbox_entry(c.id, &event_id).await? {
-            return Ok(Accepted { inbox: existing, duplicate: true });
-        }
         let parsed = adapter.parse_webhook(&ctx, request);
         let payload = String::from_utf8_lossy(&request.body).into_owned();
         self.record_delivery(&c, scope, event_id, payload, request.content_type.clone(), parsed, meta).await
     }
 
     /// Stores one provider delivery in the inbox (unique per channel and provider event id) with one
-    /// `webhook.inbound.<type>` event per item, in one transaction. Webhooks and SMPP `deliver_sm` both
-    /// end here.
+    /// `webhook.inbound.<type>` event per item, in one transaction; a delivery already stored is
+    /// answered as a duplicate. Webhooks, SMPP `deliver_sm` and IMAP mail all end here.
     #[allow(clippy::too_many_arguments)]
     async fn record_delivery(
         &self,
@@ -100,6 +97,10 @@ impl Channels {
         parsed: Result<Vec<super::adapter::WebhookItem>, String>,
         meta: &crate::modules::events::EventMeta,
     ) -> AppResult<Accepted> {
+        // A redelivery changes nothing (a concurrent one is caught by the unique index below).
+        if let Some(existing) = self.inbox_entry(c.id, &event_id).await? {
+            return Ok(Accepted { inbox: existing, duplicate: true });
+        }
         let (status, items, error) = match (&parsed, c.is_enabled) {
             (Err(e), _) => ("failed", &[][..], Some(e.clone())),
             (Ok(items), false) => ("ignored", &items[..], Some("the channel is disabled".to_string())),
@@ -169,9 +170,6 @@ impl Channels {
         let store = move |mail: super::providers::imap::ReceivedMail| {
             let (channels, channel) = (channels.clone(), channel.clone());
             let fut: futures_util::future::BoxFuture<'static, bool> = Box::pin(async move {
-                if channels.inbox_entry(channel.id, &mail.event_id).await.ok().flatten().is_some() {
-                    return true;
-                }
                 let meta = crate::modules::events::EventMeta::default();
                 channels
                     .record_delivery(
@@ -237,9 +235,6 @@ impl Channels {
     pub async fn record_smpp_delivery(&self, d: &super::providers::smpp::SmppDelivery) -> AppResult<Accepted> {
         let c = self.webhook_channel("smpp", d.channel_id).await?;
         let scope = self.accounts().operator_scope(c.account_id).await?;
-        if let Some(existing) = self.inbox_entry(c.id, &d.event_id).await? {
-            return Ok(Accepted { inbox: existing, duplicate: true });
-        }
         let meta = crate::modules::events::EventMeta::default();
         self.record_delivery(
             &c,

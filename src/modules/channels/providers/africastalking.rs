@@ -123,7 +123,7 @@ impl ProviderAdapter for AfricasTalking {
 
     fn event_id(&self, request: &WebhookRequest) -> Option<String> {
         let f = form_fields(&request.body);
-        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let get = |k: &str| super::field(&f, k);
         let id = get("id")?;
         Some(match get("status") {
             Some(s) if get("text").is_none() => format!("{id}:{s}"),
@@ -133,7 +133,7 @@ impl ProviderAdapter for AfricasTalking {
 
     fn parse_webhook(&self, _channel: &ChannelContext, request: &WebhookRequest) -> Result<Vec<WebhookItem>, String> {
         let f = form_fields(&request.body);
-        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let get = |k: &str| super::field(&f, k);
         let id = get("id").ok_or("no id in the form")?;
         let raw = Value::Object(f.iter().map(|(k, v)| (k.clone(), json!(v))).collect());
         if let Some(text) = get("text") {

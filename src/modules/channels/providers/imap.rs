@@ -137,7 +137,6 @@ pub async fn poll(c: &EmailCredentials, store: Store<'_>) -> Result<u64, Provide
         .await
         .map_err(|e| transient(&format!("cannot connect to {host}:{}", c.imap_port), e))?;
     match c.imap_tls.as_str() {
-        "none" => poll_stream(tcp, c, store).await,
         "tls" => {
             let mut roots = tokio_rustls::rustls::RootCertStore::empty();
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -151,10 +150,8 @@ pub async fn poll(c: &EmailCredentials, store: Store<'_>) -> Result<u64, Provide
                 .map_err(|e| transient("TLS handshake", e))?;
             poll_stream(tls, c, store).await
         }
-        other => Err(ProviderError::new(
-            ErrorClass::Permanent,
-            format!("imap: imap_tls `{other}` is not supported (use tls or none)"),
-        )),
+        // `none`, the only other value the credentials accept: a plain connection (local servers).
+        _ => poll_stream(tcp, c, store).await,
     }
 }
 

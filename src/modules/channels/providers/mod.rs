@@ -108,6 +108,11 @@ pub fn url_token_ok(channel: &super::adapter::ChannelContext, request: &super::a
         .any(|(k, v)| k == "token" && super::adapter::constant_time_eq(v.as_bytes(), expected.as_bytes()))
 }
 
+/// The first value of `name` among form fields.
+pub fn field(fields: &[(String, String)], name: &str) -> Option<String> {
+    fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+}
+
 /// The form fields of a `application/x-www-form-urlencoded` body, in order.
 pub fn form_fields(body: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()

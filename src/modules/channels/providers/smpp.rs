@@ -154,17 +154,8 @@ pub fn parse_receipt(text: &str) -> Option<(String, String, Option<String>)> {
         "ENROUTE" | "ACCEPTD" => "accepted",
         _ => "unknown",
     };
-    let err = field("err:").filter(|e| e.trim_start_matches('0').is_empty().not());
+    let err = field("err:").filter(|e| !e.trim_start_matches('0').is_empty());
     Some((id, status.to_string(), err.map(|e| format!("{stat} err {e}"))))
-}
-
-trait Not {
-    fn not(self) -> bool;
-}
-impl Not for bool {
-    fn not(self) -> bool {
-        !self
-    }
 }
 
 fn decode(d: &DeliverSm) -> String {

@@ -125,7 +125,7 @@ impl ProviderAdapter for Twilio {
 
     fn event_id(&self, request: &WebhookRequest) -> Option<String> {
         let f = form_fields(&request.body);
-        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let get = |k: &str| super::field(&f, k);
         let sid = get("MessageSid").or_else(|| get("SmsSid"))?;
         Some(match get("MessageStatus").or_else(|| get("SmsStatus")) {
             Some(s) if get("Body").is_none() => format!("{sid}:{s}"),
@@ -135,7 +135,7 @@ impl ProviderAdapter for Twilio {
 
     fn parse_webhook(&self, _channel: &ChannelContext, request: &WebhookRequest) -> Result<Vec<WebhookItem>, String> {
         let f = form_fields(&request.body);
-        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let get = |k: &str| super::field(&f, k);
         let sid = get("MessageSid").or_else(|| get("SmsSid")).ok_or("no MessageSid in the form")?;
         let raw = Value::Object(f.iter().map(|(k, v)| (k.clone(), json!(v))).collect());
         if let Some(body) = get("Body") {

@@ -131,7 +131,7 @@ impl ProviderAdapter for Vonage {
 
     fn event_id(&self, request: &WebhookRequest) -> Option<String> {
         let f = fields(request);
-        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let get = |k: &str| super::field(&f, k);
         let id = get("messageId")?;
         Some(match get("status") {
             Some(s) if get("text").is_none() => format!("{id}:{s}"),
@@ -141,7 +141,7 @@ impl ProviderAdapter for Vonage {
 
     fn parse_webhook(&self, _channel: &ChannelContext, request: &WebhookRequest) -> Result<Vec<WebhookItem>, String> {
         let f = fields(request);
-        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let get = |k: &str| super::field(&f, k);
         let raw = Value::Object(f.iter().map(|(k, v)| (k.clone(), json!(v))).collect());
         let id = get("messageId").ok_or("no messageId")?;
         if let Some(text) = get("text") {
