@@ -36,7 +36,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use turumba::modules::events::{
-    Amqp, Consumer, EventBus, EventEnvelope, EventMeta, InProcess, Relay, RelaySettings, Transport, Unavailable,
+    Amqp, Confirms, Consumer, EventBus, EventEnvelope, EventMeta, InProcess, Relay, RelaySettings, Transport,
+    Unavailable,
 };
 use uuid::Uuid;
 
@@ -55,6 +56,10 @@ enum Cli {
         rate: u64,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Seconds of the same load before the measured ones (connections opened, caches warm); their
+        /// events are published but not counted.
+        #[arg(long, default_value_t = 1)]
+        warmup: u64,
         #[arg(long, default_value_t = 20000)]
         backlog: usize,
         /// Relay batch size (the product's default).
@@ -245,14 +250,14 @@ fn ms(d: Duration) -> f64 {
 /// Wraps the real transport and notes when each event was confirmed.
 struct Timed {
     inner: Arc<dyn Transport>,
-    confirmed: Mutex<HashMap<Uuid, Instant>>,
+    confirmed: Arc<Mutex<HashMap<Uuid, Instant>>>,
     /// When the relay handed each event to the transport (claim done, publish starting).
     handed: Mutex<HashMap<Uuid, Instant>>,
 }
 
 #[async_trait]
 impl Transport for Timed {
-    async fn publish(&self, events: &[EventEnvelope]) -> Result<Vec<Result<(), String>>, Unavailable> {
+    async fn send(&self, events: &[EventEnvelope]) -> Result<Confirms, Unavailable> {
         let handed = Instant::now();
         {
             let mut map = self.handed.lock().unwrap();
@@ -260,15 +265,22 @@ impl Transport for Timed {
                 map.entry(e.event_id).or_insert(handed);
             }
         }
-        let out = self.inner.publish(events).await?;
-        let now = Instant::now();
-        let mut map = self.confirmed.lock().unwrap();
-        for (e, r) in events.iter().zip(&out) {
-            if r.is_ok() {
-                map.entry(e.event_id).or_insert(now);
+        let confirms = self.inner.send(events).await?;
+        // The confirms are watched by a task of their own, so the time noted is when the broker's
+        // answer arrived, not when the relay came round to look at it.
+        let (ids, confirmed): (Vec<Uuid>, _) = (events.iter().map(|e| e.event_id).collect(), self.confirmed.clone());
+        let watcher = tokio::spawn(async move {
+            let out = confirms.await?;
+            let now = Instant::now();
+            let mut map = confirmed.lock().unwrap();
+            for (id, r) in ids.iter().zip(&out) {
+                if r.is_ok() {
+                    map.entry(*id).or_insert(now);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        });
+        Ok(Box::pin(async move { watcher.await.map_err(|e| Unavailable(e.to_string()))? }))
     }
     async fn check(&self) -> Result<(), String> {
         self.inner.check().await
@@ -313,9 +325,9 @@ async fn commit_one(db: &DatabaseConnection) -> (Uuid, Instant) {
 
 #[tokio::main]
 async fn main() {
-    let (database, amqp, rate, seconds, backlog, batch, writers) = match Cli::parse() {
-        Cli::Events { database, amqp, rate, seconds, backlog, batch, writers } => {
-            (database, amqp, rate, seconds, backlog, batch, writers)
+    let (database, amqp, rate, seconds, warmup, backlog, batch, writers) = match Cli::parse() {
+        Cli::Events { database, amqp, rate, seconds, warmup, backlog, batch, writers } => {
+            (database, amqp, rate, seconds, warmup, backlog, batch, writers)
         }
         Cli::Contacts { database, rows } => return bench_contacts(database, rows).await,
         Cli::GenContacts { rows, out } => return generate_contacts_csv(rows, &out),
@@ -341,7 +353,8 @@ async fn main() {
         }
         None => (InProcess::start(db.clone(), vec![Arc::new(Sink)], 4096, 5, shutdown.clone(), &tracker), None),
     };
-    let timed = Arc::new(Timed { inner, confirmed: Mutex::new(HashMap::new()), handed: Mutex::new(HashMap::new()) });
+    let timed =
+        Arc::new(Timed { inner, confirmed: Arc::new(Mutex::new(HashMap::new())), handed: Mutex::new(HashMap::new()) });
     let settings = RelaySettings {
         batch_size: batch,
         poll_interval: Duration::from_millis(50),
@@ -362,9 +375,11 @@ async fn main() {
     let stop = CancellationToken::new();
     let relay_task = tokio::spawn(relay.run(stop.clone()));
     let per_writer = (rate * seconds / writers) as usize;
+    let warm_per_writer = (rate * warmup / writers) as usize;
     let total = per_writer * writers as usize;
     let interval = Duration::from_secs_f64(writers as f64 / rate as f64);
-    let start = Instant::now();
+    let began = Instant::now();
+    let start = began + interval * warm_per_writer as u32;
     let mut handles = Vec::new();
     for w in 0..writers {
         let (db, wake) = (db.clone(), wake.clone());
@@ -372,13 +387,16 @@ async fn main() {
             let mut out = Vec::with_capacity(per_writer);
             // Writers are staggered so the offered load is even.
             let offset = interval.mul_f64(w as f64 / writers as f64);
-            for i in 0..per_writer {
-                let due = start + offset + interval * i as u32;
+            for i in 0..warm_per_writer + per_writer {
+                let due = began + offset + interval * i as u32;
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     tokio::time::sleep(wait).await;
                 }
-                out.push(commit_one(&db).await);
+                let event = commit_one(&db).await;
                 wake.notify_one();
+                if i >= warm_per_writer {
+                    out.push(event);
+                }
             }
             out
         }));
@@ -389,7 +407,8 @@ async fn main() {
     }
     let offered = total as f64 / start.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while timed.confirmed.lock().unwrap().len() < total && Instant::now() < deadline {
+    let warm = warm_per_writer * writers as usize;
+    while timed.confirmed.lock().unwrap().len() < warm + total && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.cancel();
@@ -466,13 +485,12 @@ async fn main() {
         let ch = conn.create_channel().await.expect("channel");
         ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
         let q = format!("{prefix}raw");
-        ch.queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions { durable: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await
-        .expect("queue");
+        // The same kind of queue as the product's (classic, version 2).
+        let mut args = FieldTable::default();
+        args.insert("x-queue-version".into(), lapin::types::AMQPValue::LongLongInt(2));
+        ch.queue_declare(q.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args)
+            .await
+            .expect("queue");
         let payload = serde_json::to_vec(&EventEnvelope::new(
             &EventMeta::default(),
             "bench.raw",

@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use serde_json::json;
 use turumba::app::BuildOptions;
-use turumba::modules::events::{Consumer, EventBus, EventEnvelope, EventMeta, SharedConsumer, ops};
+use turumba::modules::events::{
+    Confirms, Consumer, EventBus, EventEnvelope, EventMeta, SharedConsumer, Unavailable, ops,
+};
 
 use crate::helpers::{Backend, TestApp, amqp_url, eventually};
 
@@ -409,11 +411,9 @@ struct Refusing;
 
 #[async_trait]
 impl turumba::modules::events::Transport for Refusing {
-    async fn publish(
-        &self,
-        events: &[EventEnvelope],
-    ) -> Result<Vec<Result<(), String>>, turumba::modules::events::Unavailable> {
-        Ok(events.iter().map(|_| Err("unroutable: NO_ROUTE".to_string())).collect())
+    async fn send(&self, events: &[EventEnvelope]) -> Result<Confirms, Unavailable> {
+        let outcomes = events.iter().map(|_| Err("unroutable: NO_ROUTE".to_string())).collect();
+        Ok(Box::pin(async move { Ok(outcomes) }))
     }
     async fn check(&self) -> Result<(), String> {
         Ok(())
@@ -476,14 +476,14 @@ struct OrderRecorder {
 
 #[async_trait]
 impl turumba::modules::events::Transport for OrderRecorder {
-    async fn publish(
-        &self,
-        events: &[EventEnvelope],
-    ) -> Result<Vec<Result<(), String>>, turumba::modules::events::Unavailable> {
-        // A little confirm latency, so that claiming and recording overlap with it.
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    async fn send(&self, events: &[EventEnvelope]) -> Result<Confirms, Unavailable> {
         self.seen.lock().unwrap().extend(events.iter().map(|e| e.event_id));
-        Ok(events.iter().map(|_| Ok(())).collect())
+        let n = events.len();
+        // A little confirm latency, so that the next claims overlap with it.
+        Ok(Box::pin(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            Ok(vec![Ok(()); n])
+        }))
     }
     async fn check(&self) -> Result<(), String> {
         Ok(())
@@ -493,8 +493,9 @@ impl turumba::modules::events::Transport for OrderRecorder {
     }
 }
 
-/// A backlog of many full batches (PostgreSQL pipelines them: the next claim and the previous record
-/// overlap the current publish): every event is published once, in commit order, and marked published.
+/// A backlog of many full batches (PostgreSQL pipelines them: the next batches are claimed and sent
+/// while the earlier ones await their confirms): every event is published once, in commit order, and
+/// marked published.
 async fn a_backlog_is_published_once_and_in_order(b: Backend) {
     use turumba::modules::events::{Relay, RelaySettings};
     let app = TestApp::spawn_full(b, |_| {}, opts(vec![], false)).await;
@@ -539,4 +540,130 @@ async fn a_backlog_is_published_once_and_in_order(b: Backend) {
 mod bookkeeping {
     use super::*;
     both_backends!(refused_events_back_off_fail_and_can_be_retried, a_backlog_is_published_once_and_in_order);
+}
+
+/// Hands every batch over at once and holds its confirms until the test opens that batch's gate
+/// (with the broker's answer: confirmed, or the connection lost).
+#[derive(Default)]
+struct Gated {
+    sent: Mutex<Vec<Vec<uuid::Uuid>>>,
+    gates: Mutex<Vec<Option<tokio::sync::oneshot::Sender<bool>>>>,
+}
+
+impl Gated {
+    fn sent(&self) -> Vec<Vec<uuid::Uuid>> {
+        self.sent.lock().unwrap().clone()
+    }
+    fn open(&self, batch: usize, confirmed: bool) {
+        let gate = self.gates.lock().unwrap()[batch].take().expect("each gate opens once");
+        gate.send(confirmed).unwrap();
+    }
+}
+
+#[async_trait]
+impl turumba::modules::events::Transport for Gated {
+    async fn send(&self, events: &[EventEnvelope]) -> Result<Confirms, Unavailable> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.sent.lock().unwrap().push(events.iter().map(|e| e.event_id).collect());
+        self.gates.lock().unwrap().push(Some(tx));
+        let n = events.len();
+        Ok(Box::pin(async move {
+            match rx.await {
+                Ok(true) => Ok(vec![Ok(()); n]),
+                _ => Err(Unavailable("connection lost before the confirms".into())),
+            }
+        }))
+    }
+    async fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+    fn name(&self) -> &'static str {
+        "gated"
+    }
+}
+
+/// Every outbox row (PostgreSQL): event id, status, attempts, oldest first.
+async fn outbox_rows(app: &TestApp) -> Vec<(uuid::Uuid, String, i32)> {
+    use sea_orm::ConnectionTrait;
+    let sql = "SELECT event_id, status, attempts FROM outbox_events ORDER BY created_at, id";
+    app.state
+        .db
+        .query_all_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql.to_string()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (r.try_get("", "event_id").unwrap(), r.try_get("", "status").unwrap(), r.try_get("", "attempts").unwrap())
+        })
+        .collect()
+}
+
+/// PostgreSQL: events that commit while a batch awaits its confirms are claimed and sent at once, not
+/// after that batch is confirmed; each batch is marked published only on its own confirms, and a batch
+/// whose confirms were lost stays pending (no attempt counted) even when a later one was confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_committed_during_a_publish_do_not_wait_for_its_confirms() {
+    use turumba::modules::events::{Relay, RelaySettings};
+    let Some(b) = Backend::postgres() else { return };
+    let app = TestApp::spawn_full(b, |_| {}, opts(vec![], false)).await;
+    let transport = Arc::new(Gated::default());
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let relay = Arc::new(Relay::new(
+        app.state.db.clone(),
+        transport.clone(),
+        RelaySettings {
+            batch_size: 10,
+            poll_interval: std::time::Duration::from_millis(100),
+            max_attempts: 10,
+            retention: chrono::Duration::days(7),
+            listen_url: None,
+        },
+        wake.clone(),
+    ));
+    let first = write_events(&app, "drill.pipeline", 3).await;
+    let pass = tokio::spawn({
+        let relay = relay.clone();
+        async move { relay.pass().await.unwrap() }
+    });
+    eventually(10, "the first batch is handed over", || async { transport.sent().len() == 1 }).await;
+
+    // Committed while the first batch's confirms are outstanding.
+    let second = write_events(&app, "drill.pipeline", 2).await;
+    wake.notify_one();
+    eventually(10, "the second batch is handed over before the first is confirmed", || async {
+        transport.sent().len() == 2
+    })
+    .await;
+    assert_eq!(transport.sent(), vec![first.clone(), second.clone()]);
+    assert!(!pass.is_finished());
+    assert!(
+        outbox_rows(&app).await.iter().all(|(_, status, _)| status == "pending"),
+        "nothing marked before a confirm"
+    );
+
+    // The broker confirms the second batch, the connection drops before the first one's confirms.
+    transport.open(1, true);
+    transport.open(0, false);
+    let outcome = pass.await.unwrap();
+    assert_eq!((outcome.published, outcome.failed, outcome.unavailable), (2, 0, true));
+    let rows = outbox_rows(&app).await;
+    for (id, status, attempts) in &rows {
+        if first.contains(id) {
+            assert_eq!((status.as_str(), *attempts), ("pending", 0), "lost batch: pending, no attempt counted");
+        } else {
+            assert!(second.contains(id));
+            assert_eq!((status.as_str(), *attempts), ("published", 1));
+        }
+    }
+
+    // The next pass sends the lost batch again and marks it once confirmed.
+    let pass = tokio::spawn({
+        let relay = relay.clone();
+        async move { relay.pass().await.unwrap() }
+    });
+    eventually(10, "the lost batch is handed over again", || async { transport.sent().len() == 3 }).await;
+    assert_eq!(transport.sent()[2], first);
+    transport.open(2, true);
+    assert_eq!(pass.await.unwrap().published, 3);
+    assert!(outbox_rows(&app).await.iter().all(|(_, status, _)| status == "published"));
 }

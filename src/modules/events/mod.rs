@@ -29,7 +29,7 @@ pub use consumer::{Consumer, Outcome, SharedConsumer, process, was_processed};
 pub use envelope::{EventEnvelope, EventMeta, topic_matches};
 pub use outbox::OutboxStatus;
 pub use relay::{PassOutcome, Relay, RelaySettings};
-pub use transport::{Amqp, InProcess, Transport, Unavailable};
+pub use transport::{Amqp, Confirms, InProcess, Outcomes, Transport, Unavailable};
 
 use crate::config::EventSettings;
 

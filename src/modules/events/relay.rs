@@ -10,17 +10,18 @@
 //! (at least once) and consumers drop the duplicate by event id.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::entity::outbox_event;
 use super::envelope::EventEnvelope;
 use super::outbox;
-use super::transport::Transport;
+use super::transport::{Confirms, Transport, Unavailable};
 
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
@@ -49,14 +50,24 @@ impl PassOutcome {
     }
 }
 
-/// A batch whose publish was confirmed (or refused), with the transaction that holds its rows.
-type Confirmed = (DatabaseTransaction, Prepared, Vec<Result<(), String>>);
+/// How many batches a PostgreSQL relay keeps handed to the transport and awaiting their confirms at
+/// once. Each holds its rows' locks in an open transaction (a pooled connection).
+const MAX_IN_FLIGHT: usize = 4;
 
 /// A claimed batch, decoded.
 struct Prepared {
     events: Vec<EventEnvelope>,
     rows: Vec<outbox_event::Model>,
     undecodable: usize,
+}
+
+/// A batch handed to the transport, with the transaction that holds its rows until it is recorded and
+/// its place among the [`MAX_IN_FLIGHT`].
+struct InFlight {
+    txn: DatabaseTransaction,
+    prepared: Prepared,
+    confirms: Confirms,
+    _permit: OwnedSemaphorePermit,
 }
 
 pub struct Relay {
@@ -87,69 +98,112 @@ impl Relay {
         Ok((txn, rows))
     }
 
-    /// One batch: claim, publish, record; on PostgreSQL, while the batches are full (a backlog), the
-    /// next batch is claimed while the current one is published and confirmed, and the current one is
-    /// recorded while the next one is published. Publishes stay in order (a batch is sent only after
-    /// the one before it was confirmed); a row is marked published only after its confirm. Public so
-    /// tests can drive the relay step by step.
+    /// Publishes what is due and returns when nothing is left in flight. Public so tests can drive the
+    /// relay step by step.
+    ///
+    /// PostgreSQL: a pipeline of two halves running side by side. The sender claims a batch in its own
+    /// transaction and hands it to the transport, then claims the next one without waiting for the
+    /// confirms: at once while batches are full (a backlog), otherwise as soon as a writer's commit
+    /// wakes it; at most [`MAX_IN_FLIGHT`] batches are unconfirmed at a time. The recorder awaits each
+    /// batch's confirms in the order the batches were sent, marks its confirmed rows published and
+    /// commits. Batches go out in claim order on one transport, so one relay publishes in commit order.
+    /// If the transport loses a batch, its rows stay pending (no attempt counted), the sender stops and
+    /// the batches already handed over are recorded for whatever was confirmed.
+    /// SQLite: one batch at a time (one relay per process; no transaction stays open across a publish,
+    /// since in-process consumers write to the same database while the relay waits for them).
     pub async fn pass(&self) -> Result<PassOutcome, sea_orm::DbErr> {
-        let postgres = self.db.get_database_backend() == DbBackend::Postgres;
-        if postgres {
-            let mut total = PassOutcome::default();
-            let (mut txn, mut rows) = self.claim_locked().await?;
-            // The previous batch, confirmed and waiting to be recorded.
-            let mut to_record: Option<Confirmed> = None;
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            let rows = outbox::claim_due(&self.db, self.settings.batch_size).await?;
+            return self.publish_and_record(&self.db, rows).await;
+        }
+        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let (to_record, mut handed) = mpsc::unbounded_channel::<InFlight>();
+        // Set when the transport lost a batch: the sender stops, the recorder settles what is in flight.
+        let lost = AtomicBool::new(false);
+        // Pinged by the recorder after each batch, so an idle sender sees the pipeline empty out.
+        let settled = Notify::new();
+
+        let sender = async {
+            let to_record = to_record;
+            let mut out = PassOutcome::default();
+            let mut claim = true;
             loop {
-                let full = rows.len() as u64 >= self.settings.batch_size;
+                if lost.load(Ordering::SeqCst) {
+                    return Ok(out);
+                }
+                if !claim {
+                    // Nothing known to be due: wait for a commit, or end the pass once nothing is in flight.
+                    if permits.available_permits() == MAX_IN_FLIGHT {
+                        return Ok(out);
+                    }
+                    tokio::select! {
+                        _ = self.wake.notified() => claim = true,
+                        _ = settled.notified() => {}
+                    }
+                    continue;
+                }
+                let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+                let (txn, rows) = self.claim_locked().await?;
+                if rows.is_empty() {
+                    txn.rollback().await?;
+                    claim = false;
+                    continue;
+                }
+                claim = rows.len() as u64 >= self.settings.batch_size;
                 let prepared = self.prepare(&txn, rows).await?;
-                let record_previous = async {
-                    match to_record.take() {
-                        Some((t, p, results)) => {
-                            let out = self.record(&t, p, results).await?;
-                            t.commit().await?;
-                            Ok::<_, sea_orm::DbErr>(out)
-                        }
-                        None => Ok(PassOutcome::default()),
+                match self.transport.send(&prepared.events).await {
+                    Ok(confirms) => {
+                        let _ = to_record.send(InFlight { txn, prepared, confirms, _permit: permit });
                     }
-                };
-                let claim_next = async { if full { Some(self.claim_locked().await) } else { None } };
-                let (published, recorded, next) =
-                    tokio::join!(self.transport.publish(&prepared.events), record_previous, claim_next);
-                total.add(recorded?);
-                let results = match published {
-                    Ok(r) => r,
                     Err(unavailable) => {
-                        tracing::warn!(transport = self.transport.name(), error = %unavailable.0, "transport unavailable; events stay pending");
-                        metrics::counter!("outbox_transport_unavailable_total").increment(1);
-                        total.add(PassOutcome { failed: prepared.undecodable, ..Default::default() });
-                        total.unavailable = true;
-                        txn.commit().await?;
-                        if let Some(Ok((t, _))) = next {
-                            t.rollback().await?;
-                        }
-                        return Ok(total);
-                    }
-                };
-                match next {
-                    Some(claimed) => {
-                        let (next_txn, next_rows) = claimed?;
-                        to_record = Some((std::mem::replace(&mut txn, next_txn), prepared, results));
-                        rows = next_rows;
-                    }
-                    None => {
-                        let out = self.record(&txn, prepared, results).await?;
-                        txn.commit().await?;
-                        total.add(out);
-                        return Ok(total);
+                        self.unavailable(&unavailable, &mut out, txn, prepared).await?;
+                        return Ok(out);
                     }
                 }
             }
-        } else {
-            // SQLite has one relay; no transaction may stay open across the publish (in-process consumers
-            // write to the same database while we wait for their acknowledgements).
-            let rows = outbox::claim_due(&self.db, self.settings.batch_size).await?;
-            self.publish_and_record(&self.db, rows).await
-        }
+        };
+
+        let recorder = async {
+            let mut out = PassOutcome::default();
+            while let Some(batch) = handed.recv().await {
+                let InFlight { txn, prepared, confirms, _permit: permit } = batch;
+                match confirms.await {
+                    Ok(results) => {
+                        out.add(self.record(&txn, prepared, results).await?);
+                        txn.commit().await?;
+                    }
+                    Err(unavailable) if !lost.swap(true, Ordering::SeqCst) => {
+                        self.unavailable(&unavailable, &mut out, txn, prepared).await?;
+                    }
+                    Err(_) => {
+                        out.add(PassOutcome { failed: prepared.undecodable, ..Default::default() });
+                        txn.commit().await?;
+                    }
+                }
+                drop(permit);
+                settled.notify_one();
+            }
+            Ok::<_, sea_orm::DbErr>(out)
+        };
+
+        let (mut total, recorded) = tokio::try_join!(sender, recorder)?;
+        total.add(recorded);
+        Ok(total)
+    }
+
+    /// The transport lost a batch: its rows stay pending (no attempt counted) and the transaction that
+    /// held them commits only the undecodable rows' failures.
+    async fn unavailable(
+        &self,
+        unavailable: &Unavailable,
+        total: &mut PassOutcome,
+        txn: DatabaseTransaction,
+        prepared: Prepared,
+    ) -> Result<(), sea_orm::DbErr> {
+        tracing::warn!(transport = self.transport.name(), error = %unavailable.0, "transport unavailable; events stay pending");
+        metrics::counter!("outbox_transport_unavailable_total").increment(1);
+        total.add(PassOutcome { failed: prepared.undecodable, unavailable: true, ..Default::default() });
+        txn.commit().await
     }
 
     /// Fault injection for tests and drills: does what a relay that dies right after the transport
@@ -242,7 +296,29 @@ impl Relay {
     /// the poll interval passes. Purges published rows past the retention every few minutes.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(transport = self.transport.name(), "outbox relay started");
-        let mut listener = self.pg_listener().await;
+        // Connect (and declare the topology) now, not when the first events are waiting for it.
+        if let Err(e) = self.transport.check().await {
+            tracing::warn!(transport = self.transport.name(), error = %e, "transport not reachable yet; events wait in the outbox");
+        }
+        // PostgreSQL writers NOTIFY at commit; the notifications wake the relay the way in-process
+        // writers do, also while it awaits confirms in the middle of a pass.
+        let listener = self.pg_listener().await.map(|mut l| {
+            let (wake, stop) = (self.wake.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        n = l.recv() => match n {
+                            Ok(_) => wake.notify_one(),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "LISTEN connection lost; polling until it is back");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        },
+                    }
+                }
+            })
+        });
         let mut last_purge = std::time::Instant::now() - Duration::from_secs(3600);
         let mut unavailable_backoff = Duration::from_millis(200);
         // The outbox gauges are read beside the loop, so a slow count never delays a publish.
@@ -289,19 +365,17 @@ impl Relay {
                 }
                 self.settings.poll_interval
             };
+            // While the transport is down, commits do not cut the backoff short.
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified(), if !outcome.unavailable => {}
                 _ = tokio::time::sleep(wait) => {}
-                _ = async {
-                    match listener.as_mut() {
-                        Some(l) => { let _ = l.recv().await; }
-                        None => std::future::pending::<()>().await,
-                    }
-                }, if !outcome.unavailable => {}
             }
         }
         gauges.abort();
+        if let Some(l) = listener {
+            l.abort();
+        }
         tracing::info!("outbox relay stopped");
     }
 

@@ -1,6 +1,6 @@
-//! The in-process transport: every consumer gets a bounded queue and a worker task. `publish` routes by
-//! topic, waits for room (backpressure) and for each consumer's acknowledgement, so the relay marks a
-//! row published only after its consumers are done with it.
+//! The in-process transport: every consumer gets a bounded queue and a worker task. `send` routes by
+//! topic and waits for room (backpressure); its confirms wait for each consumer's acknowledgement, so
+//! the relay marks a row published only after its consumers are done with it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Transport, Unavailable};
+use super::{Confirms, Transport, Unavailable};
 use crate::modules::events::consumer::{self, Outcome, SharedConsumer};
 use crate::modules::events::envelope::{EventEnvelope, topic_matches};
 
@@ -115,7 +115,9 @@ async fn handle(
 
 #[async_trait]
 impl Transport for InProcess {
-    async fn publish(&self, events: &[EventEnvelope]) -> Result<Vec<Result<(), String>>, Unavailable> {
+    /// Queues each event for every consumer whose bindings match (waiting for room: backpressure); the
+    /// confirms resolve when those consumers acknowledged.
+    async fn send(&self, events: &[EventEnvelope]) -> Result<Confirms, Unavailable> {
         let mut waits: Vec<Vec<(String, oneshot::Receiver<()>)>> = Vec::with_capacity(events.len());
         for event in events {
             let mut acks = Vec::new();
@@ -128,16 +130,18 @@ impl Transport for InProcess {
             }
             waits.push(acks);
         }
-        let outcomes = join_all(waits.into_iter().map(|acks| async move {
-            for (name, rx) in acks {
-                if rx.await.is_err() {
-                    return Err(format!("consumer `{name}` did not acknowledge"));
+        Ok(Box::pin(async move {
+            let outcomes = join_all(waits.into_iter().map(|acks| async move {
+                for (name, rx) in acks {
+                    if rx.await.is_err() {
+                        return Err(format!("consumer `{name}` did not acknowledge"));
+                    }
                 }
-            }
-            Ok(())
+                Ok(())
+            }))
+            .await;
+            Ok(outcomes)
         }))
-        .await;
-        Ok(outcomes)
     }
 
     async fn check(&self) -> Result<(), String> {
