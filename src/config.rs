@@ -95,6 +95,9 @@ pub struct EventSettings {
     pub prefetch: u16,
     /// Prefix of every RabbitMQ exchange and queue name (empty in production).
     pub amqp_prefix: String,
+    /// Whether RabbitMQ keeps a copy of every event in the bounded, transient `messaging_audit` queue (an
+    /// operator's tap; on by default).
+    pub audit_queue: bool,
     /// Capacity of each in-process consumer queue (publishers wait when it is full).
     pub queue_capacity: usize,
 }
@@ -186,6 +189,7 @@ impl Settings {
             .and_then(|b| b.set_default("events.consumer_max_attempts", 5))
             .and_then(|b| b.set_default("events.prefetch", 32))
             .and_then(|b| b.set_default("events.amqp_prefix", ""))
+            .and_then(|b| b.set_default("events.audit_queue", true))
             .and_then(|b| b.set_default("events.queue_capacity", 1024))
             .map_err(|e| bad("defaults", e.to_string()))?;
 

@@ -23,6 +23,7 @@
 //!    (the ceiling the relay works under).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,12 @@ enum Cli {
         /// Concurrent writers sharing the offered rate (one commit per event each).
         #[arg(long, default_value_t = 8)]
         writers: u64,
+        /// Deliveries the bench consumer handles in one transaction (1 = one commit per event).
+        #[arg(long, default_value_t = 64)]
+        consumer_batch: usize,
+        /// Leave out the `messaging_audit` queue (`TURUMBA_EVENTS__AUDIT_QUEUE=false`).
+        #[arg(long)]
+        no_audit_queue: bool,
     },
     /// Contacts: import of a generated CSV, a segment count with attribute filters, Directory streaming.
     Contacts {
@@ -253,12 +260,15 @@ struct Timed {
     confirmed: Arc<Mutex<HashMap<Uuid, Instant>>>,
     /// When the relay handed each event to the transport (claim done, publish starting).
     handed: Mutex<HashMap<Uuid, Instant>>,
+    /// Batches handed over (relay passes that published something).
+    sends: AtomicU64,
 }
 
 #[async_trait]
 impl Transport for Timed {
     async fn send(&self, events: &[EventEnvelope]) -> Result<Confirms, Unavailable> {
         let handed = Instant::now();
+        self.sends.fetch_add(1, Ordering::Relaxed);
         {
             let mut map = self.handed.lock().unwrap();
             for e in events {
@@ -290,8 +300,11 @@ impl Transport for Timed {
     }
 }
 
-/// A consumer that does what every real one does (its transaction and processed-event record).
-struct Sink;
+/// A consumer that does what every real one does (its transaction and processed-event record), taking
+/// up to `batch` waiting deliveries in one transaction.
+struct Sink {
+    batch: usize,
+}
 
 #[async_trait]
 impl Consumer for Sink {
@@ -303,6 +316,9 @@ impl Consumer for Sink {
     }
     async fn handle(&self, _txn: &DatabaseTransaction, _event: &EventEnvelope) -> Result<(), String> {
         Ok(())
+    }
+    fn batch_size(&self) -> usize {
+        self.batch
     }
 }
 
@@ -325,15 +341,25 @@ async fn commit_one(db: &DatabaseConnection) -> (Uuid, Instant) {
 
 #[tokio::main]
 async fn main() {
-    let (database, amqp, rate, seconds, warmup, backlog, batch, writers) = match Cli::parse() {
-        Cli::Events { database, amqp, rate, seconds, warmup, backlog, batch, writers } => {
-            (database, amqp, rate, seconds, warmup, backlog, batch, writers)
-        }
-        Cli::Contacts { database, rows } => return bench_contacts(database, rows).await,
-        Cli::GenContacts { rows, out } => return generate_contacts_csv(rows, &out),
-        Cli::Adapters { sends, concurrency } => return bench_adapters(sends, concurrency).await,
-        Cli::Smpp { sends, concurrency } => return bench_smpp(sends, concurrency).await,
-    };
+    let (database, amqp, rate, seconds, warmup, backlog, batch, writers, consumer_batch, no_audit_queue) =
+        match Cli::parse() {
+            Cli::Events {
+                database,
+                amqp,
+                rate,
+                seconds,
+                warmup,
+                backlog,
+                batch,
+                writers,
+                consumer_batch,
+                no_audit_queue,
+            } => (database, amqp, rate, seconds, warmup, backlog, batch, writers, consumer_batch, no_audit_queue),
+            Cli::Contacts { database, rows } => return bench_contacts(database, rows).await,
+            Cli::GenContacts { rows, out } => return generate_contacts_csv(rows, &out),
+            Cli::Adapters { sends, concurrency } => return bench_adapters(sends, concurrency).await,
+            Cli::Smpp { sends, concurrency } => return bench_smpp(sends, concurrency).await,
+        };
     let tmp = tempfile::tempdir().expect("temp dir");
     let (url, pg_cleanup) = fresh_db(&database, tmp.path()).await;
     let pool: u32 = std::env::var("BENCH_POOL").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
@@ -347,14 +373,28 @@ async fn main() {
     let prefix = format!("bench{}.", &Uuid::new_v4().simple().to_string()[..8]);
     let (inner, amqp_handle): (Arc<dyn Transport>, Option<Arc<Amqp>>) = match &amqp {
         Some(u) => {
-            let a = Amqp::new(u, &prefix, 256, 5);
-            a.start_consumer(db.clone(), Arc::new(Sink), consumer_stop.clone(), &tracker);
+            let a = Amqp::new(u, &prefix, 256, 5).with_audit_queue(!no_audit_queue);
+            a.start_consumer(db.clone(), Arc::new(Sink { batch: consumer_batch }), consumer_stop.clone(), &tracker);
             (a.clone(), Some(a))
         }
-        None => (InProcess::start(db.clone(), vec![Arc::new(Sink)], 4096, 5, shutdown.clone(), &tracker), None),
+        None => (
+            InProcess::start(
+                db.clone(),
+                vec![Arc::new(Sink { batch: consumer_batch })],
+                4096,
+                5,
+                shutdown.clone(),
+                &tracker,
+            ),
+            None,
+        ),
     };
-    let timed =
-        Arc::new(Timed { inner, confirmed: Arc::new(Mutex::new(HashMap::new())), handed: Mutex::new(HashMap::new()) });
+    let timed = Arc::new(Timed {
+        inner,
+        confirmed: Arc::new(Mutex::new(HashMap::new())),
+        handed: Mutex::new(HashMap::new()),
+        sends: AtomicU64::new(0),
+    });
     let settings = RelaySettings {
         batch_size: batch,
         poll_interval: Duration::from_millis(50),
@@ -368,7 +408,11 @@ async fn main() {
         if url.starts_with("sqlite") { "SQLite" } else { "PostgreSQL" },
         if amqp.is_some() { "RabbitMQ" } else { "in-process" }
     );
-    println!("## {label} ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "## {label} ({} cores, relay batch {batch}, consumer batch {consumer_batch}{})",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        if amqp.is_some() && no_audit_queue { ", no audit queue" } else { "" }
+    );
 
     // 1. Latency at a steady rate.
     let relay = Relay::new(db.clone(), timed.clone(), settings.clone(), wake.clone());
@@ -451,6 +495,11 @@ async fn main() {
         pct(&broker, 0.99).as_secs_f64() * 1e3,
         tail_before,
         tail.len()
+    );
+    let sends = timed.sends.load(Ordering::Relaxed).max(1);
+    println!(
+        "  relay batches during the latency run: {sends} ({:.1} events each)",
+        (warm + total) as f64 / sends as f64
     );
 
     // 2. Throughput: drain a backlog.

@@ -667,3 +667,243 @@ async fn events_committed_during_a_publish_do_not_wait_for_its_confirms() {
     assert_eq!(pass.await.unwrap().published, 3);
     assert!(outbox_rows(&app).await.iter().all(|(_, status, _)| status == "published"));
 }
+
+/// A consumer whose effect is a row in `test_effects` (with the id of the transaction that wrote it on
+/// PostgreSQL), handling deliveries in batches. The event whose `data.i` is poisoned fails after
+/// writing its effect (so a rollback must remove it); a clashing one writes a row that breaks a
+/// deferred unique constraint, so its transaction fails only at commit.
+struct Effects {
+    name: String,
+    batch: usize,
+    poison_i: Mutex<Option<i64>>,
+    clashing: Mutex<std::collections::HashSet<uuid::Uuid>>,
+}
+
+impl Effects {
+    fn new(name: &str, batch: usize) -> Arc<Self> {
+        Arc::new(Effects { name: name.into(), batch, poison_i: Mutex::default(), clashing: Mutex::default() })
+    }
+
+    fn poison(&self, i: Option<i64>) {
+        *self.poison_i.lock().unwrap() = i;
+    }
+
+    /// The tables the effects go to (before any event is written).
+    async fn create_tables(app: &TestApp) {
+        use sea_orm::ConnectionTrait;
+        let db = &app.state.db;
+        db.execute_unprepared("CREATE TABLE test_effects (event_id TEXT PRIMARY KEY, txid BIGINT NOT NULL)")
+            .await
+            .unwrap();
+        if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            db.execute_unprepared("CREATE TABLE test_clash (k INT, UNIQUE (k) DEFERRABLE INITIALLY DEFERRED)")
+                .await
+                .unwrap();
+            db.execute_unprepared("INSERT INTO test_clash (k) VALUES (1)").await.unwrap();
+        }
+    }
+
+    /// (event id, transaction id) of every effect.
+    async fn effects(app: &TestApp) -> Vec<(String, i64)> {
+        use sea_orm::ConnectionTrait;
+        let db = &app.state.db;
+        let sql = "SELECT event_id, txid FROM test_effects ORDER BY event_id";
+        db.query_all_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql.to_string()))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.try_get("", "event_id").unwrap(), r.try_get("", "txid").unwrap()))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Consumer for Effects {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn bindings(&self) -> Vec<String> {
+        vec!["drill.#".into()]
+    }
+    fn batch_size(&self) -> usize {
+        self.batch
+    }
+    async fn handle(&self, txn: &DatabaseTransaction, event: &EventEnvelope) -> Result<(), String> {
+        use sea_orm::ConnectionTrait;
+        let pg = txn.get_database_backend() == sea_orm::DbBackend::Postgres;
+        let txid = if pg { "txid_current()" } else { "0" };
+        let id = event.event_id;
+        txn.execute_unprepared(&format!("INSERT INTO test_effects (event_id, txid) VALUES ('{id}', {txid})"))
+            .await
+            .map_err(|e| e.to_string())?;
+        if self.clashing.lock().unwrap().contains(&id) {
+            txn.execute_unprepared("INSERT INTO test_clash (k) VALUES (1)").await.map_err(|e| e.to_string())?;
+        }
+        let poison = *self.poison_i.lock().unwrap();
+        if poison.is_some() && event.data["i"].as_i64() == poison {
+            return Err(format!("poisoned event {}", event.data["i"]));
+        }
+        Ok(())
+    }
+}
+
+fn drill_events(n: usize) -> Vec<EventEnvelope> {
+    let meta = EventMeta::default();
+    (0..n)
+        .map(|i| EventEnvelope::new(&meta, "drill.batch", "drill", uuid::Uuid::now_v7(), None, json!({ "i": i })))
+        .collect()
+}
+
+/// A batch is recorded and handled in one transaction; when one handler fails, the batch is rolled
+/// back and handled event by event: the failing event fails alone (its effect gone), the others are
+/// handled once, a delivery repeated inside the batch is a duplicate, and handling the batch again
+/// only handles what failed.
+async fn a_consumer_batch_commits_once_and_the_failing_event_fails_alone(b: Backend) {
+    use turumba::modules::events::Outcome::{Duplicate, Failed, Handled};
+    use turumba::modules::events::process_batch;
+    let app = TestApp::spawn_full(b, |_| {}, opts(vec![], false)).await;
+    Effects::create_tables(&app).await;
+    let fx = Effects::new("test_batch", 16);
+    let pg = app.state.db.get_database_backend() == sea_orm::DbBackend::Postgres;
+
+    let healthy = drill_events(5);
+    assert_eq!(process_batch(&app.state.db, fx.as_ref(), &healthy).await, vec![Handled; 5]);
+    let effects = Effects::effects(&app).await;
+    assert_eq!(effects.len(), 5);
+    if pg {
+        let txids: std::collections::HashSet<i64> = effects.iter().map(|e| e.1).collect();
+        assert_eq!(txids.len(), 1, "one transaction for the batch: {effects:?}");
+    }
+
+    let events = drill_events(5);
+    fx.poison(Some(2));
+    let mut delivered = events.clone();
+    delivered.push(events[0].clone());
+    let outcomes = process_batch(&app.state.db, fx.as_ref(), &delivered).await;
+    assert_eq!(outcomes, vec![Handled, Handled, Failed("poisoned event 2".into()), Handled, Handled, Duplicate]);
+    let effects = Effects::effects(&app).await;
+    assert_eq!(effects.len(), 9, "the poisoned event's effect was rolled back");
+    assert!(!effects.iter().any(|e| e.0 == events[2].event_id.to_string()));
+    // Already handled ones are duplicates; the one that failed is handled now that it is healed.
+    fx.poison(None);
+    let outcomes = process_batch(&app.state.db, fx.as_ref(), &events).await;
+    assert_eq!(outcomes, vec![Duplicate, Duplicate, Handled, Duplicate, Duplicate]);
+    assert_eq!(Effects::effects(&app).await.len(), 10);
+    for e in healthy.iter().chain(&events) {
+        assert!(turumba::modules::events::was_processed(&app.state.db, "test_batch", e.event_id).await.unwrap());
+    }
+}
+
+/// PostgreSQL: a batch whose commit fails (a deferred constraint) is handled again event by event; only
+/// the event that breaks the constraint fails, with the database's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_cannot_commit_is_handled_again_event_by_event() {
+    use turumba::modules::events::{Outcome, process_batch, was_processed};
+    let Some(b) = Backend::postgres() else { return };
+    let app = TestApp::spawn_full(b, |_| {}, opts(vec![], false)).await;
+    Effects::create_tables(&app).await;
+    let fx = Effects::new("test_batch_commit", 16);
+    let events = drill_events(4);
+    fx.clashing.lock().unwrap().insert(events[1].event_id);
+    let outcomes = process_batch(&app.state.db, fx.as_ref(), &events).await;
+    assert_eq!(outcomes[0], Outcome::Handled);
+    assert!(matches!(&outcomes[1], Outcome::Failed(e) if e.starts_with("database")), "{outcomes:?}");
+    assert_eq!(outcomes[2..], [Outcome::Handled, Outcome::Handled]);
+    let effects = Effects::effects(&app).await;
+    assert_eq!(effects.len(), 3);
+    assert!(!effects.iter().any(|e| e.0 == events[1].event_id.to_string()));
+    let txids: std::collections::HashSet<i64> = effects.iter().map(|e| e.1).collect();
+    assert_eq!(txids.len(), 3, "one transaction per event after the failed batch");
+    assert!(!was_processed(&app.state.db, "test_batch_commit", events[1].event_id).await.unwrap());
+}
+
+/// A burst through the running pipeline to a batching consumer: every event's effect happens once, the
+/// poisoned one ends in the dead-letter queue after 5 attempts without holding up the rest, and
+/// nothing is left unacknowledged.
+async fn a_batching_consumer_handles_a_burst_once(b: Backend, via: Via) {
+    let fx = Effects::new("test_burst", 16);
+    let app = TestApp::spawn_full(b, |s| via.apply(s), opts(vec![fx.clone()], true)).await;
+    Effects::create_tables(&app).await;
+    fx.poison(Some(7));
+    let ids = write_events(&app, "drill.burst", 40).await;
+    app.state.events.committed();
+    let amqp = app.state.events.amqp().cloned();
+    eventually(30, "39 effects and one dead letter", || async {
+        Effects::effects(&app).await.len() == 39
+            && ops::dlq_list(&app.state.db, amqp.as_deref(), 10).await.unwrap().len() == 1
+    })
+    .await;
+    let mut want: Vec<String> = ids.iter().enumerate().filter(|(i, _)| *i != 7).map(|(_, id)| id.to_string()).collect();
+    want.sort();
+    let got: Vec<String> = Effects::effects(&app).await.into_iter().map(|e| e.0).collect();
+    assert_eq!(got, want, "each effect once, none for the poisoned event");
+    let letters = ops::dlq_list(&app.state.db, amqp.as_deref(), 10).await.unwrap();
+    assert_eq!((letters[0].queue.as_str(), letters[0].attempts), ("test_burst", 5));
+    assert!(letters[0].error.contains("poisoned event 7"), "{}", letters[0].error);
+    eventually(10, "outbox drained", || async { ops::outbox_status(&app.state.db).await.unwrap().pending == 0 }).await;
+    if let Some(a) = &amqp {
+        // Once the consumer has gone, anything it left unacknowledged would be back in the queue.
+        app.state.shutdown.cancel();
+        eventually(10, "the consumer has left", || async {
+            a.queue_stats("test_burst").await.is_ok_and(|(_, consumers)| consumers == 0)
+        })
+        .await;
+        assert_eq!(a.queue_stats("test_burst").await.unwrap(), (0, 0), "nothing left unacknowledged");
+    }
+    via.cleanup(&app, &["test_burst"]).await;
+}
+
+mod batches {
+    use super::*;
+
+    async fn a_batching_consumer_handles_a_burst_in_process(b: Backend) {
+        a_batching_consumer_handles_a_burst_once(b, Via::InProcess).await
+    }
+
+    both_backends!(
+        a_consumer_batch_commits_once_and_the_failing_event_fails_alone,
+        a_batching_consumer_handles_a_burst_in_process
+    );
+
+    /// The audit queue, when on, receives a copy of every event (so events nobody consumes yet are
+    /// routable) and is transient (the broker does not persist the copies); when off it is not declared
+    /// and such an event is refused as unroutable rather than dropped in silence.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_audit_queue_is_a_transient_tap_and_can_be_left_out() {
+        use turumba::modules::events::{Amqp, Transport};
+        let Some(Via::Amqp { url, prefix }) = Via::amqp() else { return };
+        for on in [true, false] {
+            let a = Amqp::new(&url, &format!("{prefix}{on}."), 8, 5).with_audit_queue(on);
+            a.check().await.unwrap();
+            let outcomes = a.publish(&drill_events(3)).await.unwrap();
+            let stats = a.queue_stats("messaging_audit").await;
+            if on {
+                assert!(outcomes.iter().all(|o| o.is_ok()), "{outcomes:?}");
+                assert_eq!(stats.unwrap(), (3, 0));
+                // Declaring it durable now fails: it exists, and not as a durable queue.
+                let conn = lapin::Connection::connect(&url, Default::default()).await.unwrap();
+                let ch = conn.create_channel().await.unwrap();
+                let durable =
+                    lapin::options::QueueDeclareOptions { durable: true, passive: false, ..Default::default() };
+                let name = format!("{prefix}{on}.messaging_audit");
+                let err = ch.queue_declare(name.as_str().into(), durable, Default::default()).await.unwrap_err();
+                assert!(err.to_string().contains("PRECONDITION_FAILED"), "{err}");
+                let _ = conn.close(200, "bye".into()).await;
+            } else {
+                assert!(
+                    outcomes.iter().all(|o| o.as_ref().is_err_and(|e| e.starts_with("unroutable"))),
+                    "{outcomes:?}"
+                );
+                assert!(stats.is_err(), "no audit queue: {stats:?}");
+            }
+            a.delete_topology(&[]).await.unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batching_consumer_handles_a_burst_over_rabbitmq() {
+        let Some(via) = Via::amqp() else { return };
+        let Some(b) = Backend::postgres() else { return };
+        a_batching_consumer_handles_a_burst_once(b, via).await
+    }
+}

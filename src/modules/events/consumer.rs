@@ -2,14 +2,22 @@
 //! database transaction. [`process`] makes every handler idempotent: it records `(consumer, event_id)`
 //! in `processed_events` in the same transaction as the handler's effects, so a redelivered event is
 //! acknowledged without running the handler again.
+//!
+//! A consumer whose handlers only touch the database may take deliveries in batches
+//! ([`Consumer::batch_size`]): [`process_batch`] then records and handles a whole batch in ONE
+//! transaction (one commit, one fsync, instead of one per event). When any handler of the batch fails,
+//! or the commit does, the batch is rolled back and handled again event by event, so a failing event
+//! fails alone and never takes its neighbours' effects with it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    IdenStatic, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -25,6 +33,12 @@ pub trait Consumer: Send + Sync + 'static {
     /// Applies the event. Runs inside `txn`; an `Err` rolls back and the event is retried, then
     /// dead-lettered after the configured number of attempts.
     async fn handle(&self, txn: &DatabaseTransaction, event: &EventEnvelope) -> Result<(), String>;
+    /// How many deliveries the transport may hand over together (see [`process_batch`]). Only a
+    /// consumer whose handler has no effect outside its transaction (no provider call, no e-mail)
+    /// should raise it: a batch that fails is handled again event by event.
+    fn batch_size(&self) -> usize {
+        1
+    }
 }
 
 pub type SharedConsumer = Arc<dyn Consumer>;
@@ -43,6 +57,68 @@ pub async fn process(db: &DatabaseConnection, consumer: &dyn Consumer, event: &E
         Ok(outcome) => outcome,
         Err(e) => Outcome::Failed(format!("database: {e}")),
     }
+}
+
+/// Handles deliveries taken together, one outcome per event in order. Several events are recorded and
+/// handled in one transaction; if a handler fails or the transaction cannot commit, nothing of it
+/// stays and every event is handled again on its own by [`process`], so the outcomes are exactly
+/// those of handling the events one by one.
+pub async fn process_batch(db: &DatabaseConnection, consumer: &dyn Consumer, events: &[EventEnvelope]) -> Vec<Outcome> {
+    if events.len() > 1 {
+        match process_together(db, consumer, events).await {
+            Ok(Some(outcomes)) => return outcomes,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(consumer = consumer.name(), error = %e, "batch failed; handling its events one by one")
+            }
+        }
+    }
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        outcomes.push(process(db, consumer, event).await);
+    }
+    outcomes
+}
+
+/// The batch in one transaction: one INSERT … ON CONFLICT DO NOTHING RETURNING of the processed-event
+/// records tells which events are new; the handlers run for those. `None` when a handler failed (the
+/// transaction is rolled back).
+async fn process_together(
+    db: &DatabaseConnection,
+    consumer: &dyn Consumer,
+    events: &[EventEnvelope],
+) -> Result<Option<Vec<Outcome>>, DbErr> {
+    use processed_event::Column;
+    let txn = crate::db::begin_write(db).await?;
+    let now = Utc::now();
+    let mut insert = Query::insert();
+    insert.into_table(processed_event::Entity).columns([Column::Consumer, Column::EventId, Column::ProcessedAt]);
+    for e in events {
+        insert.values_panic([consumer.name().into(), e.event_id.into(), now.into()]);
+    }
+    insert
+        .on_conflict(OnConflict::columns([Column::Consumer, Column::EventId]).do_nothing().to_owned())
+        .returning_col(Column::EventId);
+    let mut new: HashSet<Uuid> = HashSet::with_capacity(events.len());
+    for row in txn.query_all(&insert).await? {
+        new.insert(row.try_get::<Uuid>("", Column::EventId.as_str())?);
+    }
+    let mut outcomes = Vec::with_capacity(events.len());
+    for e in events {
+        // `remove`: an event delivered twice in the same batch is handled once.
+        if !new.remove(&e.event_id) {
+            outcomes.push(Outcome::Duplicate);
+            continue;
+        }
+        if let Err(err) = consumer.handle(&txn, e).await {
+            tracing::debug!(consumer = consumer.name(), event_id = %e.event_id, error = %err, "handler failed inside a batch");
+            txn.rollback().await.ok();
+            return Ok(None);
+        }
+        outcomes.push(Outcome::Handled);
+    }
+    txn.commit().await?;
+    Ok(Some(outcomes))
 }
 
 async fn process_inner(

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use bus::EventBus;
-pub use consumer::{Consumer, Outcome, SharedConsumer, process, was_processed};
+pub use consumer::{Consumer, Outcome, SharedConsumer, process, process_batch, was_processed};
 pub use envelope::{EventEnvelope, EventMeta, topic_matches};
 pub use outbox::OutboxStatus;
 pub use relay::{PassOutcome, Relay, RelaySettings};
@@ -58,7 +58,8 @@ impl Events {
     ) -> Self {
         let (transport, amqp): (Arc<dyn Transport>, Option<Arc<Amqp>>) = match amqp_url {
             Some(url) => {
-                let a = Amqp::new(url, &settings.amqp_prefix, settings.prefetch, settings.consumer_max_attempts);
+                let a = Amqp::new(url, &settings.amqp_prefix, settings.prefetch, settings.consumer_max_attempts)
+                    .with_audit_queue(settings.audit_queue);
                 (a.clone(), Some(a))
             }
             None => (

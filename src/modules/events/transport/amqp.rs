@@ -8,12 +8,13 @@
 //! fail or time out, make the transport [`Unavailable`]; it reconnects on the next call.
 //!
 //! Consuming: one task per consumer with its own connection, `basic_qos(prefetch)`, ack only after the
-//! handler's transaction committed. A failed handling is republished to the same queue with
+//! handler's transaction committed; deliveries already waiting are handled together up to the
+//! consumer's batch size (one transaction, one `multiple` ack). A failed handling is republished to the same queue with
 //! `x-attempts` + 1 (then acked); after the last attempt the event goes to `messaging.dlx` →
 //! `messaging.dlq` with `x-last-error`, `x-attempts` and `x-original-queue` headers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -54,6 +55,8 @@ pub struct Amqp {
     /// Bumped on every registration; the publisher re-declares when it has declared an older version.
     topology_version: AtomicU64,
     declared_version: AtomicU64,
+    /// Whether the topology includes the `messaging_audit` queue (on unless `events.audit_queue` is false).
+    audit_queue: AtomicBool,
 }
 
 /// One message of the dead-letter queue, as shown by `turumba dlq list`.
@@ -117,7 +120,15 @@ impl Amqp {
             consumer_queues: std::sync::Mutex::new(Vec::new()),
             topology_version: AtomicU64::new(1),
             declared_version: AtomicU64::new(0),
+            audit_queue: AtomicBool::new(true),
         })
+    }
+
+    /// Declares the bounded `messaging_audit` queue (a copy of every event) or not. Turning it off does
+    /// not delete a queue declared earlier: delete it on the broker to stop the copies.
+    pub fn with_audit_queue(self: Arc<Self>, on: bool) -> Arc<Self> {
+        self.audit_queue.store(on, Ordering::SeqCst);
+        self
     }
 
     pub fn names(&self) -> &Names {
@@ -149,19 +160,24 @@ impl Amqp {
         for (name, bindings) in topology::standard_queues() {
             self.declare_queue(ch, &name, &bindings).await?;
         }
-        let mut audit_args = queue_args();
-        audit_args.insert("x-max-length".into(), AMQPValue::LongLongInt(AUDIT_MAX_LENGTH));
-        audit_args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(AUDIT_TTL_MS));
-        audit_args.insert("x-overflow".into(), text("drop-head"));
-        ch.queue_declare(self.names.queue(AUDIT_QUEUE).into(), q, audit_args).await?;
-        ch.queue_bind(
-            self.names.queue(AUDIT_QUEUE).into(),
-            self.names.exchange().into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+        if self.audit_queue.load(Ordering::SeqCst) {
+            let mut audit_args = queue_args();
+            audit_args.insert("x-max-length".into(), AMQPValue::LongLongInt(AUDIT_MAX_LENGTH));
+            audit_args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(AUDIT_TTL_MS));
+            audit_args.insert("x-overflow".into(), text("drop-head"));
+            // A tap, not a record: transient, so the broker confirms an event without writing its copy
+            // to disk (the persistent copies are in the work queues); it is emptied by a broker restart.
+            let transient = QueueDeclareOptions { durable: false, ..Default::default() };
+            ch.queue_declare(self.names.queue(AUDIT_QUEUE).into(), transient, audit_args).await?;
+            ch.queue_bind(
+                self.names.queue(AUDIT_QUEUE).into(),
+                self.names.exchange().into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        }
         let extra = self.consumer_queues.lock().expect("not poisoned").clone();
         for (name, bindings) in extra {
             self.declare_queue(ch, &name, &bindings).await?;
@@ -286,7 +302,7 @@ impl Amqp {
         let out = conn.create_channel().await.map_err(|e| e.to_string())?;
         out.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| e.to_string())?;
         let queue = self.names.queue(c.name());
-        let mut stream = ch
+        let stream = ch
             .basic_consume(
                 queue.as_str().into(),
                 format!("turumba-{}", uuid::Uuid::now_v7()).into(),
@@ -296,76 +312,146 @@ impl Amqp {
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!(queue, "consuming");
+        // Deliveries already waiting are taken together, up to the consumer's batch size (one by default).
+        let mut stream = stream.ready_chunks(c.batch_size().clamp(1, usize::from(self.prefetch.max(1))));
+        let label = c.name().to_string();
         loop {
-            let delivery = tokio::select! {
+            let chunk = tokio::select! {
                 _ = shutdown.cancelled() => {
                     let _ = conn.close(200, "shutdown".into()).await;
                     return Ok(());
                 }
                 d = stream.next() => d,
             };
-            let delivery = match delivery {
-                Some(Ok(d)) => d,
-                Some(Err(e)) => return Err(e.to_string()),
-                None => return Err("the broker closed the consumer".into()),
-            };
-            let attempts = header_int(&delivery.properties, "x-attempts").unwrap_or(0) + 1;
-            let outcome = match serde_json::from_slice::<EventEnvelope>(&delivery.data) {
-                Ok(event) => consumer::process(db, c.as_ref(), &event).await,
-                Err(e) => Outcome::Failed(format!("undecodable event: {e}")),
-            };
-            let label = c.name().to_string();
-            match outcome {
-                Outcome::Handled => metrics::counter!("consumer_handled_total", "queue" => label).increment(1),
-                Outcome::Duplicate => metrics::counter!("consumer_duplicates_total", "queue" => label).increment(1),
-                Outcome::Failed(err) => {
-                    metrics::counter!("consumer_failed_total", "queue" => label.clone()).increment(1);
-                    let undecodable = err.starts_with("undecodable");
-                    let (exchange, routing_key) = if attempts >= i64::from(self.max_attempts) || undecodable {
-                        tracing::error!(queue, attempts, error = %err, "dead-lettering event");
-                        metrics::counter!("consumer_dead_lettered_total", "queue" => label).increment(1);
-                        (self.names.dlx(), c.name().to_string())
-                    } else {
-                        tracing::warn!(queue, attempts, error = %err, "handler failed; retrying");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => {
-                                // Unacked: the broker redelivers it to the next consumer.
-                                let _ = conn.close(200, "shutdown".into()).await;
-                                return Ok(());
-                            }
-                            _ = tokio::time::sleep(Duration::from_millis(50 * (1 << attempts.min(6)))) => {}
-                        }
-                        (String::new(), queue.clone())
-                    };
-                    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-                    headers.insert("x-attempts".into(), AMQPValue::LongLongInt(attempts));
-                    headers.insert("x-last-error".into(), text(&err.chars().take(1000).collect::<String>()));
-                    headers.insert("x-original-queue".into(), text(c.name()));
-                    let props = delivery.properties.clone().with_headers(headers).with_delivery_mode(2);
-                    let confirm = out
-                        .basic_publish(
-                            exchange.as_str().into(),
-                            routing_key.as_str().into(),
-                            BasicPublishOptions::default(),
-                            &delivery.data,
-                            props,
-                        )
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if !matches!(confirm, Confirmation::Ack(None)) {
-                        // Could not re-queue it: hand it back to the broker instead of losing it.
-                        delivery
-                            .nack(BasicNackOptions { requeue: true, ..Default::default() })
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        continue;
+            let Some(chunk) = chunk else { return Err("the broker closed the consumer".into()) };
+            let deliveries = chunk.into_iter().collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+            let mut events = Vec::with_capacity(deliveries.len());
+            let mut undecodable = Vec::with_capacity(deliveries.len());
+            for d in &deliveries {
+                match serde_json::from_slice::<EventEnvelope>(&d.data) {
+                    Ok(event) => {
+                        events.push(event);
+                        undecodable.push(None);
                     }
+                    Err(e) => undecodable.push(Some(Outcome::Failed(format!("undecodable event: {e}")))),
                 }
             }
-            delivery.ack(BasicAckOptions::default()).await.map_err(|e| e.to_string())?;
+            let mut handled = consumer::process_batch(db, c.as_ref(), &events).await.into_iter();
+            let outcomes: Vec<Outcome> = undecodable
+                .into_iter()
+                .map(|o| o.unwrap_or_else(|| handled.next().expect("one outcome per event")))
+                .collect();
+            let mut failed = Vec::new();
+            let mut done = Vec::new();
+            for (d, outcome) in deliveries.into_iter().zip(outcomes) {
+                match outcome {
+                    Outcome::Handled => {
+                        metrics::counter!("consumer_handled_total", "queue" => label.clone()).increment(1);
+                        done.push(d);
+                    }
+                    Outcome::Duplicate => {
+                        metrics::counter!("consumer_duplicates_total", "queue" => label.clone()).increment(1);
+                        done.push(d);
+                    }
+                    Outcome::Failed(err) => failed.push((d, err)),
+                }
+            }
+            // Handled deliveries are acknowledged first (all at once when the whole chunk was handled),
+            // so a failure's retry does not hold them up.
+            if failed.is_empty() {
+                if let Some(last) = done.last() {
+                    last.ack(BasicAckOptions { multiple: true }).await.map_err(|e| e.to_string())?;
+                }
+            } else {
+                for d in &done {
+                    d.ack(BasicAckOptions::default()).await.map_err(|e| e.to_string())?;
+                }
+            }
+            for (d, err) in failed {
+                if !self.retry_or_dead_letter(&conn, &out, c.name(), d, err, shutdown).await? {
+                    return Ok(());
+                }
+            }
         }
+    }
+
+    /// Settles a delivery whose handling failed: republished to its queue with `x-attempts` + 1 after a
+    /// backoff, or, after the last attempt (or when it cannot be decoded), dead-lettered with its last
+    /// error; then acknowledged. A republish the broker does not confirm hands the delivery back
+    /// (nack, requeue) instead of losing it. `Ok(false)`: shutdown came during the backoff (the
+    /// delivery stays unacknowledged and the broker redelivers it).
+    async fn retry_or_dead_letter(
+        &self,
+        conn: &Connection,
+        out: &Channel,
+        consumer: &str,
+        delivery: lapin::message::Delivery,
+        err: String,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, String> {
+        let queue = self.names.queue(consumer);
+        let label = consumer.to_string();
+        metrics::counter!("consumer_failed_total", "queue" => label.clone()).increment(1);
+        let attempts = header_int(&delivery.properties, "x-attempts").unwrap_or(0) + 1;
+        let undecodable = err.starts_with("undecodable");
+        let (exchange, routing_key) = if attempts >= i64::from(self.max_attempts) || undecodable {
+            tracing::error!(queue, attempts, error = %err, "dead-lettering event");
+            metrics::counter!("consumer_dead_lettered_total", "queue" => label).increment(1);
+            (self.names.dlx(), consumer.to_string())
+        } else {
+            tracing::warn!(queue, attempts, error = %err, "handler failed; retrying");
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    // Unacked: the broker redelivers it to the next consumer.
+                    let _ = conn.close(200, "shutdown".into()).await;
+                    return Ok(false);
+                }
+                _ = tokio::time::sleep(Duration::from_millis(50 * (1 << attempts.min(6)))) => {}
+            }
+            (String::new(), queue.clone())
+        };
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        headers.insert("x-attempts".into(), AMQPValue::LongLongInt(attempts));
+        headers.insert("x-last-error".into(), text(&err.chars().take(1000).collect::<String>()));
+        headers.insert("x-original-queue".into(), text(consumer));
+        let props = delivery.properties.clone().with_headers(headers).with_delivery_mode(2);
+        let confirm = out
+            .basic_publish(
+                exchange.as_str().into(),
+                routing_key.as_str().into(),
+                BasicPublishOptions::default(),
+                &delivery.data,
+                props,
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        if matches!(confirm, Confirmation::Ack(None)) {
+            delivery.ack(BasicAckOptions::default()).await.map_err(|e| e.to_string())?;
+        } else {
+            // Could not re-queue it: hand it back to the broker instead of losing it.
+            delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await.map_err(|e| e.to_string())?;
+        }
+        Ok(true)
+    }
+
+    /// How many messages wait in a consumer's queue, and how many consumers it has (a passive
+    /// declaration: nothing is created).
+    pub async fn queue_stats(&self, consumer: &str) -> Result<(u32, u32), String> {
+        let conn = self.connect().await?;
+        let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+        let q = ch
+            .queue_declare(
+                self.names.queue(consumer).as_str().into(),
+                QueueDeclareOptions { passive: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| e.to_string());
+        let _ = conn.close(200, "counted".into()).await;
+        let q = q?;
+        Ok((q.message_count(), q.consumer_count()))
     }
 
     /// Up to `limit` dead letters, left in the queue.

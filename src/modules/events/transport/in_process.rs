@@ -55,35 +55,49 @@ async fn worker(
     max_attempts: i32,
     shutdown: CancellationToken,
 ) {
-    let queue = c.name().to_string();
+    let batch = c.batch_size().max(1);
+    let mut works: Vec<Work> = Vec::with_capacity(batch);
     loop {
-        let (event, ack) = tokio::select! {
+        // Whatever is queued, up to the consumer's batch size (one at a time by default).
+        let n = tokio::select! {
             _ = shutdown.cancelled() => break,
-            work = rx.recv() => match work { Some(w) => w, None => break },
+            n = rx.recv_many(&mut works, batch) => n,
         };
-        if let Some(ack) = handle(&db, c.as_ref(), &queue, event, ack, max_attempts, &shutdown).await {
-            let _ = ack.send(());
+        if n == 0 {
+            break;
+        }
+        let (events, acks): (Vec<EventEnvelope>, Vec<oneshot::Sender<()>>) = works.drain(..).unzip();
+        let outcomes = consumer::process_batch(&db, c.as_ref(), &events).await;
+        // The handled ones are acknowledged first: a failure's retries do not hold up its neighbours.
+        let (failed, done): (Vec<_>, Vec<_>) =
+            events.iter().zip(acks).zip(outcomes).partition(|(_, first)| matches!(first, Outcome::Failed(_)));
+        for ((event, ack), first) in done.into_iter().chain(failed) {
+            if let Some(ack) = settle(&db, c.as_ref(), event, ack, first, max_attempts, &shutdown).await {
+                let _ = ack.send(());
+            }
         }
     }
 }
 
-/// Handles one event with retries; returns the acknowledgement to send, or `None` when it must not be
-/// acknowledged (shutdown mid-retry, or the dead letter could not be stored): the relay then keeps the
-/// outbox row pending and publishes it again.
-async fn handle(
+/// Settles one event given the outcome of its first handling: retries a failure (with backoff) until
+/// it is handled or has failed `max_attempts` times and is dead-lettered. Returns the acknowledgement
+/// to send, or `None` when it must not be acknowledged (shutdown mid-retry, or the dead letter could
+/// not be stored): the relay then keeps the outbox row pending and publishes it again.
+async fn settle(
     db: &DatabaseConnection,
     c: &dyn crate::modules::events::Consumer,
-    queue: &str,
-    event: EventEnvelope,
+    event: &EventEnvelope,
     ack: oneshot::Sender<()>,
+    first: Outcome,
     max_attempts: i32,
     shutdown: &CancellationToken,
 ) -> Option<oneshot::Sender<()>> {
+    let queue = c.name();
     let label = queue.to_string();
-    let mut attempt = 0;
+    let mut attempt = 1;
+    let mut outcome = first;
     loop {
-        attempt += 1;
-        match consumer::process(db, c, &event).await {
+        match outcome {
             Outcome::Handled => {
                 metrics::counter!("consumer_handled_total", "queue" => label).increment(1);
                 return Some(ack);
@@ -96,7 +110,7 @@ async fn handle(
                 metrics::counter!("consumer_failed_total", "queue" => label.clone()).increment(1);
                 if attempt >= max_attempts {
                     tracing::error!(queue, event_id = %event.event_id, error = %err, "dead-lettering event after {attempt} attempts");
-                    if let Err(e) = consumer::insert_dead_letter(db, queue, &event, &err, attempt).await {
+                    if let Err(e) = consumer::insert_dead_letter(db, queue, event, &err, attempt).await {
                         tracing::error!(error = %e, "cannot store dead letter");
                         return None;
                     }
@@ -110,6 +124,8 @@ async fn handle(
                 }
             }
         }
+        attempt += 1;
+        outcome = consumer::process(db, c, event).await;
     }
 }
 
