@@ -43,6 +43,15 @@ pub trait Consumer: Send + Sync + 'static {
 
 pub type SharedConsumer = Arc<dyn Consumer>;
 
+/// The most deliveries taken together, whatever a consumer asks for: three bound values per event
+/// keep the processed-event INSERT far below the databases' parameter limits.
+pub const MAX_BATCH: usize = 1000;
+
+/// A consumer's batch size, within `1..=MAX_BATCH` and `limit` (the RabbitMQ prefetch).
+pub fn batch_size(consumer: &dyn Consumer, limit: usize) -> usize {
+    consumer.batch_size().clamp(1, MAX_BATCH.min(limit.max(1)))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Handled,
@@ -184,4 +193,36 @@ pub async fn list_dead_letters<C: ConnectionTrait>(db: &C, limit: u64) -> Result
         .limit(limit)
         .all(db)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Wants(usize);
+
+    #[async_trait]
+    impl Consumer for Wants {
+        fn name(&self) -> &str {
+            "wants"
+        }
+        fn bindings(&self) -> Vec<String> {
+            Vec::new()
+        }
+        async fn handle(&self, _: &DatabaseTransaction, _: &EventEnvelope) -> Result<(), String> {
+            Ok(())
+        }
+        fn batch_size(&self) -> usize {
+            self.0
+        }
+    }
+
+    #[test]
+    fn batch_sizes_stay_within_the_prefetch_and_the_maximum() {
+        assert_eq!(batch_size(&Wants(0), 32), 1);
+        assert_eq!(batch_size(&Wants(16), 32), 16);
+        assert_eq!(batch_size(&Wants(64), 32), 32);
+        assert_eq!(batch_size(&Wants(64), 0), 1);
+        assert_eq!(batch_size(&Wants(5000), 65535), MAX_BATCH);
+    }
 }

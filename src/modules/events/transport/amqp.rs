@@ -313,7 +313,7 @@ impl Amqp {
             .map_err(|e| e.to_string())?;
         tracing::info!(queue, "consuming");
         // Deliveries already waiting are taken together, up to the consumer's batch size (one by default).
-        let mut stream = stream.ready_chunks(c.batch_size().clamp(1, usize::from(self.prefetch.max(1))));
+        let mut stream = stream.ready_chunks(consumer::batch_size(c.as_ref(), usize::from(self.prefetch)));
         let label = c.name().to_string();
         loop {
             let chunk = tokio::select! {

@@ -55,7 +55,7 @@ async fn worker(
     max_attempts: i32,
     shutdown: CancellationToken,
 ) {
-    let batch = c.batch_size().max(1);
+    let batch = consumer::batch_size(c.as_ref(), consumer::MAX_BATCH);
     let mut works: Vec<Work> = Vec::with_capacity(batch);
     loop {
         // Whatever is queued, up to the consumer's batch size (one at a time by default).
