@@ -324,10 +324,10 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
 }
 
 async fn contacts(action: ContactsAction, settings: Settings) -> Result<(), String> {
-    use crate::modules::contacts::{ImportOptions, OnDuplicate, export};
+    use crate::modules::contacts::{ExportSelection, ImportOptions, OnDuplicate, check_import_header, export_to};
     let state = app::build_state(settings, true, Vec::new()).await?;
-    let err = |e: crate::http::error::AppError| match e {
-        crate::http::error::AppError::Validation(errors) => {
+    let err = |e: crate::error::AppError| match e {
+        crate::error::AppError::Validation(errors) => {
             errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
         }
         other => other.to_string(),
@@ -343,7 +343,7 @@ async fn contacts(action: ContactsAction, settings: Settings) -> Result<(), Stri
             if !file.is_file() {
                 return Err(format!("{}: no such file", file.display()));
             }
-            state.contacts.check_header(&file, &options).map_err(err)?;
+            check_import_header(&file, &options).map_err(err)?;
             let name = file.file_name().map(|n| n.to_string_lossy().to_string());
             let job = state.contacts.create_import(scope, None, name, &options).await.map_err(err)?;
             let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
@@ -358,7 +358,7 @@ async fn contacts(action: ContactsAction, settings: Settings) -> Result<(), Stri
                         p.total_rows, p.created, p.updated, p.error_count
                     ));
                     bar.inc(1);
-                    if bar.is_hidden() && p.total_rows % 10_000 < crate::modules::contacts::import::BATCH_ROWS as u64 {
+                    if bar.is_hidden() && p.total_rows % 10_000 < crate::modules::contacts::BATCH_ROWS as u64 {
                         eprintln!(
                             "… {} rows ({} created, {} updated, {} skipped, {} errors)",
                             p.total_rows, p.created, p.updated, p.skipped, p.error_count
@@ -392,24 +392,21 @@ async fn contacts(action: ContactsAction, settings: Settings) -> Result<(), Stri
         }
         ContactsAction::Export { account, filter, segment_id, group_id, output } => {
             let scope = state.accounts.operator_scope(account).await.map_err(err)?;
-            let filters = filter
-                .iter()
-                .map(|f| crate::http::list::Filter::parse(f))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(err)?;
-            let cond = state.contacts.export_condition(scope, &filters, segment_id, group_id).await.map_err(err)?;
-            let plan = state.contacts.export_plan(scope, cond).await.map_err(err)?;
+            let filters =
+                filter.iter().map(|f| crate::db::list::Filter::parse(f)).collect::<Result<Vec<_>, _>>().map_err(err)?;
+            let selection = ExportSelection { filters, segment_id, group_id, search: None };
+            let plan = state.contacts.plan_export(scope, &selection).await.map_err(err)?;
             let count = match output {
                 Some(path) => {
                     let file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
                     let mut out = std::io::BufWriter::new(file);
-                    let n = export::export_to(&state.contacts, &plan, &mut out).await.map_err(err)?;
+                    let n = export_to(&state.contacts, &plan, &mut out).await.map_err(err)?;
                     std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
                     n
                 }
                 None => {
                     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-                    let n = export::export_to(&state.contacts, &plan, &mut out).await.map_err(err)?;
+                    let n = export_to(&state.contacts, &plan, &mut out).await.map_err(err)?;
                     std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
                     n
                 }

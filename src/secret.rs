@@ -117,6 +117,11 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 /// A random token of `len` characters from `[A-Za-z0-9]` (webhook secrets).
+/// Constant-time equality for secrets, codes and signatures (the one compare every module uses).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+}
+
 pub fn random_token(len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = vec![0u8; len];

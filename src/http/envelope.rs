@@ -5,6 +5,8 @@ use actix_web::HttpResponse;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::db::list::Page;
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Envelope<T: ToSchema> {
     pub success: bool,
@@ -25,20 +27,6 @@ pub struct ListEnvelope<T: ToSchema> {
     pub success: bool,
     pub data: Vec<T>,
     pub meta: ListMeta,
-}
-
-/// A page of items plus the count that matched.
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub total: u64,
-    pub skip: u64,
-    pub limit: u64,
-}
-
-impl<T> Page<T> {
-    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page { items: self.items.into_iter().map(f).collect(), total: self.total, skip: self.skip, limit: self.limit }
-    }
 }
 
 pub fn ok<T: Serialize + ToSchema>(data: T) -> HttpResponse {

@@ -1,8 +1,9 @@
-//! The HTTP surface shared by every module: envelopes, `AppError`, request context extractors, the list
-//! query engine, middleware (request id, tracing span, metrics, error-body normalisation), health and
-//! metrics endpoints, and the OpenAPI document.
+//! The HTTP toolkit the modules' `api` files and the composition root use: success envelopes, the
+//! response mapping of [`crate::error::AppError`], the list-query extractor, middleware (request id,
+//! tracing span, metrics, error-body normalisation), body/path/query configuration and the OpenAPI
+//! helpers. It sits on the kernel and imports no module: the operations endpoints and the merged OpenAPI
+//! document are assembled by `crate::app`.
 
-pub mod ctx;
 pub mod envelope;
 pub mod error;
 pub mod list;
@@ -21,11 +22,18 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::app::AppState;
-use ctx::RequestId;
-use error::AppError;
+use crate::error::AppError;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request id (from `X-Request-Id` or generated), stored in request extensions by [`observe`].
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// This request's id ("" outside the [`observe`] middleware).
+pub fn request_id(req: &HttpRequest) -> String {
+    req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default()
+}
 
 /// The process-wide Prometheus recorder (installed once, shared by every app in the process).
 pub fn metrics_handle() -> PrometheusHandle {
@@ -152,39 +160,6 @@ pub fn query_config() -> web::QueryConfig {
 
 pub async fn not_found(_req: HttpRequest) -> Result<HttpResponse, AppError> {
     Err(AppError::NotFound("route"))
-}
-
-/// `GET /healthz`: the process is alive.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive")))]
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
-}
-
-/// `GET /readyz`: the database (and, when configured, the broker) answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, body = error::ErrorBody)))]
-pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    crate::db::ping(&state.db).await.map_err(|e| AppError::ServiceUnavailable(format!("database: {e}")))?;
-    let broker = if state.settings.amqp_url.is_some() {
-        state.events.check().await.map_err(|e| AppError::ServiceUnavailable(format!("broker: {e}")))?;
-        "ok"
-    } else {
-        "in-process"
-    };
-    Ok(HttpResponse::Ok().json(json!({ "status": "ready", "checks": { "database": "ok", "broker": broker } })))
-}
-
-/// `GET /metrics`: Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus metrics", content_type = "text/plain")))]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
-}
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
-        .route("/v1/openapi.json", web::get().to(openapi::openapi_json))
-        .route("/docs", web::get().to(openapi::docs));
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use turumba::modules::channels::adapter::{ErrorClass, OutboundMessage};
+use turumba::modules::channels::{ErrorClass, OutboundMessage};
 use uuid::Uuid;
 
 use crate::fakes::{self, TELEGRAM_GOOD_TOKEN};
@@ -287,7 +287,7 @@ async fn telegram_channels_verify_send_and_classify_errors_over_http(b: Backend)
 }
 
 async fn five_permanent_failures_in_a_row_put_a_channel_in_error(b: Backend) {
-    use turumba::modules::channels::adapter::ProviderError;
+    use turumba::modules::channels::ProviderError;
     let app = TestApp::spawn(b).await;
     let u = app.user("perm").await;
     let id = create(&app, &u, json!({"name": "s", "channel_type": "sandbox", "credentials": {}})).await.id();
@@ -333,7 +333,7 @@ async fn five_permanent_failures_in_a_row_put_a_channel_in_error(b: Backend) {
 }
 
 async fn credentials_are_resealed_under_a_rotated_key(b: Backend) {
-    use turumba::modules::channels::{Channels, providers, vault::Vault};
+    use turumba::modules::channels::{Channels, Vault, all_adapters, http_client};
     use turumba::secret::SecretKey;
     let app = TestApp::spawn(b).await;
     let u = app.user("rot").await;
@@ -354,7 +354,7 @@ async fn credentials_are_resealed_under_a_rotated_key(b: Backend) {
             state.accounts.clone(),
             state.events.clone(),
             vault,
-            providers::all(providers::http_client(), None, None, None),
+            all_adapters(http_client(), None, None, None),
             None,
         )
     };

@@ -873,7 +873,7 @@ mod batches {
         use turumba::modules::events::{Amqp, Transport};
         let Some(Via::Amqp { url, prefix }) = Via::amqp() else { return };
         for on in [true, false] {
-            let a = Amqp::new(&url, &format!("{prefix}{on}."), 8, 5).with_audit_queue(on);
+            let a = Amqp::new(&url, &format!("{prefix}{on}."), 8, 5, on);
             a.check().await.unwrap();
             let outcomes = a.publish(&drill_events(3)).await.unwrap();
             let stats = a.queue_stats("messaging_audit").await;

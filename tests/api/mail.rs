@@ -281,7 +281,7 @@ async fn email_channel_logs_in_and_sends_multipart_mail(b: Backend) {
     let registry = app.state.channels.registry();
     let channel = registry.load(scope, uuid::Uuid::parse_str(&r.id()).unwrap()).await.unwrap();
     let id = uuid::Uuid::now_v7();
-    let msg = turumba::modules::channels::adapter::OutboundMessage {
+    let msg = turumba::modules::channels::OutboundMessage {
         message_id: id,
         to: "almaz@example.org".into(),
         text: "Selam Almaz, your order shipped.".into(),
@@ -327,7 +327,7 @@ async fn email_channel_logs_in_and_sends_multipart_mail(b: Backend) {
     let mut bad = msg.clone();
     bad.to = "not an address".into();
     let e = registry.send(scope, &channel, &bad).await.unwrap().unwrap_err();
-    assert_eq!(e.class, turumba::modules::channels::adapter::ErrorClass::Permanent);
+    assert_eq!(e.class, turumba::modules::channels::ErrorClass::Permanent);
 }
 
 /// IMAP inbound for the e-mail channel against pymap: unseen mail is stored in the inbox with its

@@ -7,8 +7,8 @@ use std::time::Duration;
 use base64::Engine;
 use chrono::Utc;
 use serde_json::{Value, json};
-use turumba::http::ctx::AccountScope;
-use turumba::modules::channels::adapter::{ErrorClass, OutboundMessage, ProviderError, SendReceipt};
+use turumba::modules::accounts::AccountScope;
+use turumba::modules::channels::{ErrorClass, OutboundMessage, ProviderError, SendReceipt};
 use uuid::Uuid;
 
 use crate::fakes::{self, AT_KEY, GRAPH_TOKEN, TWILIO_SID, TWILIO_TOKEN, VONAGE_SECRET};
@@ -361,9 +361,9 @@ both_backends!(
 #[tokio::test]
 async fn a_slow_provider_times_out_as_transient() {
     use std::sync::Arc;
-    use turumba::modules::channels::adapter::{ChannelContext, ProviderAdapter};
-    use turumba::modules::channels::credentials::{Credentials, TelegramCredentials};
-    use turumba::modules::channels::providers::{http_client_with_timeout, telegram::Telegram};
+    use turumba::modules::channels::{ChannelContext, ProviderAdapter};
+    use turumba::modules::channels::{Credentials, TelegramCredentials};
+    use turumba::modules::channels::{Telegram, http_client_with_timeout};
     // The fake's handler runs on its worker thread; sleeping there makes the answer late.
     let slow = crate::fakes::FakeServer::start(|_| {
         std::thread::sleep(Duration::from_millis(1500));

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use turumba::modules::channels::adapter::{ErrorClass, OutboundMessage};
-use turumba::modules::channels::sms;
+use turumba::modules::channels as sms;
+use turumba::modules::channels::{ErrorClass, OutboundMessage};
 use uuid::Uuid;
 
 use crate::helpers::{Backend, TestApp, eventually};
@@ -258,8 +258,8 @@ async fn smpp_interoperates_with_the_npm_smpp_server(b: Backend) {
 /// Two dispatcher processes on one database: only the lease holder binds a channel; when its bind
 /// closes the lease is released and the other process takes over; an expired lease can be taken.
 async fn only_one_process_binds_an_smpp_channel(b: Backend) {
-    use turumba::modules::channels::leases::BindLeases;
-    use turumba::modules::channels::{Channels, providers, vault::Vault};
+    use turumba::modules::channels::BindLeases;
+    use turumba::modules::channels::{Channels, Vault, all_adapters, http_client};
     let smsc = Smsc::start(false).await;
     let app = TestApp::spawn(b).await;
     let u = app.user("lease").await;
@@ -280,8 +280,8 @@ async fn only_one_process_binds_an_smpp_channel(b: Backend) {
         state.accounts.clone(),
         state.events.clone(),
         Vault::new(&secret, &[]),
-        providers::all(
-            providers::http_client(),
+        all_adapters(
+            http_client(),
             Some(state.db.clone()),
             None,
             Some(BindLeases::with_owner(state.db.clone(), "process-b")),
@@ -336,9 +336,9 @@ both_backends!(
 #[tokio::test]
 async fn enquire_link_keeps_the_bind_and_detects_a_hung_smsc() {
     use std::sync::atomic::Ordering;
-    use turumba::modules::channels::adapter::{ChannelContext, ProviderAdapter};
-    use turumba::modules::channels::credentials::{Credentials, SmppCredentials};
-    use turumba::modules::channels::providers::smpp::Smpp;
+    use turumba::modules::channels::Smpp;
+    use turumba::modules::channels::{ChannelContext, ProviderAdapter};
+    use turumba::modules::channels::{Credentials, SmppCredentials};
     let smsc = Smsc::start(false).await;
     let adapter = Smpp::new(None, None).with_keepalive(Duration::from_millis(200));
     let ctx = ChannelContext::standalone(Credentials::Smpp(SmppCredentials {

@@ -162,9 +162,9 @@ impl Smsc {
 
     /// A mobile-originated message from `from` (digits) to every bound ESME.
     pub fn deliver_mo(&self, from: &str, to: &str, text: &str) {
-        let (coding, body) = match turumba::modules::channels::sms::encode_gsm7(text) {
+        let (coding, body) = match turumba::modules::channels::encode_gsm7(text) {
             Some(b) => (DataCoding::McSpecific, b),
-            None => (DataCoding::Ucs2, turumba::modules::channels::sms::encode_ucs2(text)),
+            None => (DataCoding::Ucs2, turumba::modules::channels::encode_ucs2(text)),
         };
         for c in self.conns.lock().unwrap().iter() {
             let mo = DeliverSm::builder()

@@ -1,82 +1,65 @@
 //! Accounts: users, accounts (and sub-accounts), roles and permissions, memberships, the local identity
 //! provider, tenancy resolution (`X-Account-Id`) and the request context.
 //!
-//! Public facade: [`Accounts`] (the `Tenancy` of ARCHITECTURE.md: `authenticate`, `active_access`,
-//! `access_to`), [`CurrentUser`], [`Access`], [`configure`] and [`ApiDoc`]. Invitations, the audit log
-//! and the Cognito provider come in a later issue; the schema leaves room for them (`accounts.parent_id`).
+//! Public facade: [`Accounts`] (the `Tenancy` of ARCHITECTURE.md: `authenticate`, `authorize`,
+//! `access_to`, `operator_scope`), the tenancy types [`AccountScope`], [`Access`] and [`CurrentUser`],
+//! the request extractors [`RequestCtx`] and [`AuthUser`], [`JwtKeys`], [`configure`] and [`ApiDoc`].
+//! Invitations, the audit log and the Cognito provider come in a later issue; the schema leaves room
+//! for them (`accounts.parent_id`).
+//!
+//! Inside: `service` (the shared state) with one file per concern (`tenancy`, `identity`, `profile`,
+//! `account`, `roles`, `members`), `store` (every query), `api/` (one file per resource).
 
+mod account;
 mod api;
 mod entity;
+mod identity;
+mod members;
 mod password;
-pub mod permissions;
+mod permissions;
+mod profile;
+mod roles;
 mod service;
 mod store;
+mod tenancy;
 mod tokens;
 
 pub use api::configure;
-pub use service::{Access, Accounts, CurrentUser, valid_timezone};
+pub use api::context::{AuthUser, RequestCtx, request_meta, selected_account};
+pub use service::{Accounts, valid_timezone};
+pub use tenancy::{Access, AccountScope, CurrentUser};
 pub use tokens::JwtKeys;
-
-/// Whitelisted list fields per resource (SPEC §2 filters).
-mod list_fields {
-    use super::entity::{account, membership, role};
-    use crate::http::list::{Field, Kind};
-
-    pub const ACCOUNT_FIELDS: &[Field<account::Column>] = &[
-        Field::new("id", account::Column::Id, Kind::Uuid),
-        Field::sortable("name", account::Column::Name, Kind::Text),
-        Field::new("status", account::Column::Status, Kind::Enum(&["active", "suspended"])),
-        Field::new("parent_id", account::Column::ParentId, Kind::Uuid),
-        Field::sortable("created_at", account::Column::CreatedAt, Kind::Timestamp),
-        Field::sortable("updated_at", account::Column::UpdatedAt, Kind::Timestamp),
-    ];
-
-    pub const ROLE_FIELDS: &[Field<role::Column>] = &[
-        Field::new("id", role::Column::Id, Kind::Uuid),
-        Field::sortable("name", role::Column::Name, Kind::Text),
-        Field::new("is_system", role::Column::IsSystem, Kind::Bool),
-        Field::sortable("created_at", role::Column::CreatedAt, Kind::Timestamp),
-        Field::sortable("updated_at", role::Column::UpdatedAt, Kind::Timestamp),
-    ];
-
-    pub const MEMBER_FIELDS: &[Field<membership::Column>] = &[
-        Field::new("user_id", membership::Column::UserId, Kind::Uuid),
-        Field::new("role_id", membership::Column::RoleId, Kind::Uuid),
-        Field::sortable("created_at", membership::Column::CreatedAt, Kind::Timestamp),
-        Field::sortable("updated_at", membership::Column::UpdatedAt, Kind::Timestamp),
-    ];
-}
 
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(
-    api::register,
-    api::verify_email,
-    api::resend_verification,
-    api::login,
-    api::refresh,
-    api::logout,
-    api::forgot_password,
-    api::reset_password,
-    api::change_password,
-    api::jwks,
-    api::get_me,
-    api::update_me,
-    api::list_users,
-    api::get_user,
-    api::get_context,
-    api::list_accounts,
-    api::create_account,
-    api::get_account,
-    api::update_account,
-    api::delete_account,
-    api::list_members,
-    api::add_member,
-    api::update_member,
-    api::remove_member,
-    api::list_roles,
-    api::create_role,
-    api::get_role,
-    api::update_role,
-    api::delete_role,
+    api::auth::register,
+    api::auth::verify_email,
+    api::auth::resend_verification,
+    api::auth::login,
+    api::auth::refresh,
+    api::auth::logout,
+    api::auth::forgot_password,
+    api::auth::reset_password,
+    api::auth::change_password,
+    api::auth::jwks,
+    api::users::get_me,
+    api::users::update_me,
+    api::users::list_users,
+    api::users::get_user,
+    api::users::get_context,
+    api::accounts::list_accounts,
+    api::accounts::create_account,
+    api::accounts::get_account,
+    api::accounts::update_account,
+    api::accounts::delete_account,
+    api::accounts::list_members,
+    api::accounts::add_member,
+    api::accounts::update_member,
+    api::accounts::remove_member,
+    api::roles::list_roles,
+    api::roles::create_role,
+    api::roles::get_role,
+    api::roles::update_role,
+    api::roles::delete_role,
 ))]
 pub struct ApiDoc;

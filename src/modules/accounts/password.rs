@@ -4,7 +4,7 @@ use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 
-use crate::http::error::AppError;
+use crate::error::AppError;
 
 pub const MIN_PASSWORD_LEN: u64 = 10;
 

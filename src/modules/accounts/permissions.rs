@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::http::error::{AppError, FieldError};
+use crate::error::{AppError, FieldError};
 
 pub const CATALOGUE: &[&str] = &[
     "accounts:read",

@@ -12,8 +12,66 @@ use uuid::Uuid;
 
 use super::entity::{account, auth_code, login_failure, membership, refresh_token, role, user};
 use super::permissions::{self, ADMIN_ROLE};
-use crate::http::ctx::AccountScope;
-use crate::http::error::{AppError, AppResult};
+use super::tenancy::AccountScope;
+use crate::db::list::{Field, Kind, ListQuery, Page};
+use crate::error::{AppError, AppResult};
+
+// Whitelisted list fields per resource (SPEC §2 filters).
+
+pub const ACCOUNT_FIELDS: &[Field<account::Column>] = &[
+    Field::new("id", account::Column::Id, Kind::Uuid),
+    Field::sortable("name", account::Column::Name, Kind::Text),
+    Field::new("status", account::Column::Status, Kind::Enum(&["active", "suspended"])),
+    Field::new("parent_id", account::Column::ParentId, Kind::Uuid),
+    Field::sortable("created_at", account::Column::CreatedAt, Kind::Timestamp),
+    Field::sortable("updated_at", account::Column::UpdatedAt, Kind::Timestamp),
+];
+
+pub const ROLE_FIELDS: &[Field<role::Column>] = &[
+    Field::new("id", role::Column::Id, Kind::Uuid),
+    Field::sortable("name", role::Column::Name, Kind::Text),
+    Field::new("is_system", role::Column::IsSystem, Kind::Bool),
+    Field::sortable("created_at", role::Column::CreatedAt, Kind::Timestamp),
+    Field::sortable("updated_at", role::Column::UpdatedAt, Kind::Timestamp),
+];
+
+pub const MEMBER_FIELDS: &[Field<membership::Column>] = &[
+    Field::new("user_id", membership::Column::UserId, Kind::Uuid),
+    Field::new("role_id", membership::Column::RoleId, Kind::Uuid),
+    Field::sortable("created_at", membership::Column::CreatedAt, Kind::Timestamp),
+    Field::sortable("updated_at", membership::Column::UpdatedAt, Kind::Timestamp),
+];
+
+/// A page of the accounts `user_id` is a member of.
+pub async fn list_accounts_of_user<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    q: &ListQuery,
+) -> AppResult<Page<account::Model>> {
+    let select = q.apply(accounts_of_user(user_id), ACCOUNT_FIELDS, account::Column::Id, account::Column::CreatedAt)?;
+    q.fetch(db, select).await
+}
+
+/// A page of the roles of the account.
+pub async fn list_roles<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    q: &ListQuery,
+) -> AppResult<Page<role::Model>> {
+    let select = q.apply(roles_in(scope), ROLE_FIELDS, role::Column::Id, role::Column::CreatedAt)?;
+    q.fetch(db, select).await
+}
+
+/// A page of the memberships of the account.
+pub async fn list_memberships<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    q: &ListQuery,
+) -> AppResult<Page<membership::Model>> {
+    let select =
+        q.apply(memberships_in(scope), MEMBER_FIELDS, membership::Column::Id, membership::Column::CreatedAt)?;
+    q.fetch(db, select).await
+}
 
 pub async fn find_user_by_email<C: ConnectionTrait>(db: &C, email: &str) -> AppResult<Option<user::Model>> {
     Ok(user::Entity::find().filter(user::Column::Email.eq(email)).one(db).await?)

@@ -276,8 +276,3 @@ impl AdapterSet {
         self.adapters.get(&(channel_type.to_string(), provider.map(str::to_string))).cloned()
     }
 }
-
-/// Constant-time equality for secrets and signatures.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
-}

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::http::error::FieldError;
+use crate::error::FieldError;
 
 /// The SMS providers a `sms` channel can use.
 pub const SMS_PROVIDERS: &[&str] = &["twilio", "africastalking", "vonage"];

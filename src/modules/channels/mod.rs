@@ -1,43 +1,59 @@
-//! Delivery channels (SPEC §5): channel CRUD, credentials sealed by the [`vault::Vault`] (AES-256-GCM,
-//! rotatable keys), provider adapters behind [`adapter::ProviderAdapter`], verification, status from
-//! traffic and channel health; messaging sends through the [`ChannelRegistry`].
+//! Delivery channels (SPEC §5): channel CRUD, credentials sealed by the vault (AES-256-GCM, rotatable
+//! keys, bound to the channel id), provider adapters behind [`ProviderAdapter`], verification, webhooks,
+//! status from traffic and channel health; messaging sends through the [`ChannelRegistry`].
 //!
-//! Public facade: [`Channels`], [`ChannelRegistry`], the adapter types in [`adapter`], [`sms`] (encoding
-//! and segments), [`configure`], [`ApiDoc`]. Credentials are opened only inside this module.
+//! Public facade: [`Channels`] and [`ChannelRegistry`]; the adapter types messaging and the adapter
+//! tests need ([`OutboundMessage`], [`SendReceipt`], [`ProviderError`], [`ErrorClass`], [`ChannelContext`]);
+//! what the composition root needs to build it ([`Vault`], [`all_adapters`], [`http_client`],
+//! [`BindLeases`]); the SMS encoders; [`configure`] and [`ApiDoc`]. Credentials are opened only inside
+//! this module, and a [`LoadedChannel`] keeps them to itself.
+//!
+//! Inside: `service` (channel rules, the registry), `webhooks` (the inbox), `credentials` (per-type
+//! credential checks), `vault`, `adapter` (the trait), `providers/` (one file per provider), `leases`
+//! (SMPP bind ownership), `sms` (GSM-7/UCS-2, segments), `store`, `api/`.
 
-pub mod adapter;
+mod adapter;
 mod api;
-pub mod credentials;
+mod credentials;
 mod entity;
-pub mod leases;
-pub mod providers;
+mod leases;
+mod providers;
+mod registry;
 mod service;
-pub mod sms;
+mod sms;
+mod status;
 mod store;
-pub mod vault;
-pub mod webhooks;
+mod vault;
+mod webhooks;
 
-/// Routes: `/v1/channels*` and `/v1/webhooks*`.
-pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
-    api::configure(cfg);
-    webhooks::configure(cfg);
-}
-pub use service::{ChannelPatch, ChannelRegistry, Channels, LoadedChannel, NewChannel};
+pub use adapter::{
+    AdapterSet, ChannelContext, ErrorClass, OutboundMessage, ProviderAdapter, ProviderError, SendReceipt,
+};
+pub use api::configure;
+pub use credentials::{Credentials, SmppCredentials, TelegramCredentials};
+pub use leases::BindLeases;
+pub use providers::smpp::{Smpp, WINDOW as SMPP_WINDOW};
+pub use providers::telegram::Telegram;
+pub use providers::{all as all_adapters, http_client, http_client_with_timeout};
+pub use registry::{ChannelRegistry, LoadedChannel};
+pub use service::{ChannelPatch, Channels, NewChannel};
+pub use sms::{Encoding, SmsInfo, analyse as analyse_sms, decode_ucs2, encode_gsm7, encode_ucs2};
+pub use vault::Vault;
 
 /// The channel row as other modules see it (status, retry settings, rate limit).
 pub type Channel = entity::channel::Model;
 
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(
-    api::list_channels,
-    api::create_channel,
-    api::get_channel,
-    api::update_channel,
-    api::delete_channel,
-    api::verify_channel,
-    api::channel_health,
-    api::list_sandbox_messages,
-    webhooks::receive_webhook,
-    webhooks::webhook_handshake,
+    api::channels::list_channels,
+    api::channels::create_channel,
+    api::channels::get_channel,
+    api::channels::update_channel,
+    api::channels::delete_channel,
+    api::channels::verify_channel,
+    api::channels::channel_health,
+    api::channels::list_sandbox_messages,
+    api::webhooks::receive_webhook,
+    api::webhooks::webhook_handshake,
 ))]
 pub struct ApiDoc;

@@ -1,32 +1,27 @@
-//! The channels service: CRUD with sealed credentials, verification, status from traffic, health; and
-//! the [`ChannelRegistry`] that hands messaging a channel with its credentials opened and its adapter.
+//! The channels service: CRUD with sealed credentials, verification and key rotation. Status from
+//! traffic and health are in `status.rs`; the [`ChannelRegistry`](super::ChannelRegistry) messaging
+//! sends through is in `registry.rs`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, Duration, DurationRound, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter,
-    Set,
-};
+use chrono::Utc;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, Set};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::adapter::{AdapterSet, ChannelContext, ErrorClass, ProviderAdapter, ProviderError};
+use super::adapter::{AdapterSet, ChannelContext, ProviderAdapter};
 use super::credentials::Credentials;
-use super::entity::{channel, channel_usage};
+use super::entity::{channel, sandbox_message};
+use super::status::effective_status;
 use super::store;
 use super::vault::Vault;
-use crate::http::ctx::AccountScope;
-use crate::http::error::{AppError, AppResult};
+use crate::db::list::{ListQuery, Page};
+use crate::error::{AppError, AppResult};
+use crate::modules::accounts::AccountScope;
 use crate::modules::accounts::Accounts;
 use crate::modules::events::{EventBus, EventMeta, Events};
-
-/// Permanent failures in a row that put a channel in `error`.
-pub const ERROR_AFTER_PERMANENT_FAILURES: i32 = 5;
-/// How long a 429 without a hint keeps a channel `rate_limited`.
-pub const DEFAULT_RATE_LIMIT_WAIT_SECS: i64 = 60;
 
 /// A new channel, validated by the API layer's DTO.
 #[derive(Debug, Clone)]
@@ -66,26 +61,14 @@ pub struct ChannelView {
     pub webhook_url: String,
 }
 
-/// Channel health for `GET /v1/channels/{id}/health`.
-#[derive(Debug, Clone)]
-pub struct Health {
-    pub channel: channel::Model,
-    pub sent_last_hour: i64,
-    pub failed_last_hour: i64,
-}
-
 #[derive(Clone)]
 pub struct Channels {
-    pub(crate) db: DatabaseConnection,
-    accounts: Accounts,
-    events: Events,
-    vault: Vault,
-    adapters: AdapterSet,
-    public_base_url: Option<String>,
-}
-
-fn effective_status(c: &channel::Model, now: DateTime<Utc>) -> &str {
-    if c.status == "rate_limited" && c.rate_limited_until.is_none_or(|t| t <= now) { "connected" } else { &c.status }
+    pub(super) db: DatabaseConnection,
+    pub(super) accounts: Accounts,
+    pub(super) events: Events,
+    pub(super) vault: Vault,
+    pub(super) adapters: AdapterSet,
+    pub(super) public_base_url: Option<String>,
 }
 
 impl Channels {
@@ -102,13 +85,6 @@ impl Channels {
 
     pub fn vault(&self) -> &Vault {
         &self.vault
-    }
-
-    pub(super) async fn commit(&self, txn: DatabaseTransaction, mut bus: EventBus) -> AppResult<()> {
-        bus.flush(&txn).await?;
-        txn.commit().await?;
-        self.events.committed();
-        Ok(())
     }
 
     /// Where the provider must post. Providers that do not sign their callbacks (Africa's Talking,
@@ -157,20 +133,34 @@ impl Channels {
         cs.into_iter().map(|c| self.view(c)).collect()
     }
 
-    /// Stores `connected` for the account's channels whose rate limit has passed, so that a list
-    /// filtered by `status` agrees with what each channel shows.
-    pub async fn lift_expired_rate_limits(&self, scope: AccountScope) -> AppResult<()> {
-        let now = Utc::now();
-        channel::Entity::update_many()
-            .col_expr(channel::Column::Status, Expr::val("connected"))
-            .col_expr(channel::Column::RateLimitedUntil, Expr::val(Option::<DateTime<Utc>>::None))
-            .filter(channel::Column::AccountId.eq(scope.account_id()))
-            .filter(channel::Column::Status.eq("rate_limited"))
-            .filter(channel::Column::IsEnabled.eq(true))
-            .filter(channel::Column::RateLimitedUntil.lte(now))
-            .exec(&self.db)
-            .await?;
-        Ok(())
+    /// The account's channels (credentials masked), filtered, sorted and paged. A status filter first
+    /// lifts expired rate limits, so the list agrees with what each channel shows.
+    pub async fn list_channels(&self, scope: AccountScope, q: &ListQuery) -> AppResult<Page<ChannelView>> {
+        if q.filters.iter().any(|f| f.field == "status") {
+            self.lift_expired_rate_limits(scope).await?;
+        }
+        let page = store::list_channels(&self.db, scope, q).await?;
+        let items = self.views(page.items)?;
+        Ok(Page { items, total: page.total, skip: page.skip, limit: page.limit })
+    }
+
+    /// What a sandbox channel of the account "sent" (404 for any other channel).
+    pub async fn list_sandbox_messages(
+        &self,
+        scope: AccountScope,
+        id: Uuid,
+        q: &ListQuery,
+    ) -> AppResult<Page<sandbox_message::Model>> {
+        let c = self.get(scope, id).await?;
+        if c.channel_type != "sandbox" {
+            return Err(AppError::NotFound("sandbox channel"));
+        }
+        store::list_sandbox_messages(&self.db, scope, c.id, q).await
+    }
+
+    /// The public base URL webhooks are reached at, when configured.
+    pub fn public_base_url(&self) -> Option<&str> {
+        self.public_base_url.as_deref()
     }
 
     pub async fn get(&self, scope: AccountScope, id: Uuid) -> AppResult<channel::Model> {
@@ -246,7 +236,7 @@ impl Channels {
             Some(scope.account_id()),
             json!({ "name": c.name, "channel_type": c.channel_type, "provider": c.provider }),
         );
-        self.commit(txn, bus).await?;
+        self.events.commit(txn, bus).await?;
         // Channel types whose adapter is not in this build yet are stored unverified (`disconnected`);
         // `POST …/verify` answers 501 for them.
         if c.is_enabled && self.can_verify(&c) { self.verify(scope, c.id, meta).await } else { Ok(c) }
@@ -327,7 +317,7 @@ impl Channels {
                 json!({ "from": current.status, "to": s }),
             );
         }
-        self.commit(txn, bus).await?;
+        self.events.commit(txn, bus).await?;
         if reverify && c.is_enabled && self.can_verify(&c) { self.verify(scope, id, meta).await } else { Ok(c) }
     }
 
@@ -341,7 +331,7 @@ impl Channels {
             .await?;
         let mut bus = EventBus::new(meta.clone());
         bus.emit("channel.deleted", "channel", c.id, Some(scope.account_id()), json!({ "name": c.name }));
-        self.commit(txn, bus).await
+        Ok(self.events.commit(txn, bus).await?)
     }
 
     /// Checks the credentials with the provider: `connected`, or `error` with the provider's message.
@@ -405,126 +395,8 @@ impl Channels {
                 json!({ "from": c.status, "to": status }),
             );
         }
-        self.commit(txn, bus).await?;
+        self.events.commit(txn, bus).await?;
         Ok(updated)
-    }
-
-    /// What dispatch reports after each send: success → `connected`; throttled → `rate_limited` until
-    /// the wait passes; auth → `error`; five permanent failures in a row → `error`. Counts the send in the
-    /// hourly usage either way (throttled sends are not failures: they are tried again).
-    pub async fn report_outcome(
-        &self,
-        scope: AccountScope,
-        id: Uuid,
-        outcome: Result<(), &ProviderError>,
-    ) -> AppResult<channel::Model> {
-        let c = self.get(scope, id).await?;
-        let now = Utc::now();
-        let mut active = c.clone().into_active_model();
-        let (sent, failed) = match outcome {
-            Ok(()) => {
-                if c.is_enabled {
-                    active.status = Set("connected".into());
-                }
-                active.error_message = Set(None);
-                active.consecutive_failures = Set(0);
-                active.rate_limited_until = Set(None);
-                (1, 0)
-            }
-            Err(e) => match e.class {
-                ErrorClass::Throttled => {
-                    let wait = e
-                        .retry_after
-                        .map(|d| Duration::milliseconds(d.as_millis() as i64))
-                        .unwrap_or(Duration::seconds(DEFAULT_RATE_LIMIT_WAIT_SECS));
-                    if c.is_enabled {
-                        active.status = Set("rate_limited".into());
-                    }
-                    active.rate_limited_until = Set(Some(now + wait));
-                    (0, 0)
-                }
-                ErrorClass::Auth => {
-                    if c.is_enabled {
-                        active.status = Set("error".into());
-                    }
-                    active.error_message = Set(Some(e.message.clone()));
-                    (0, 1)
-                }
-                ErrorClass::Permanent => {
-                    let n = c.consecutive_failures + 1;
-                    active.consecutive_failures = Set(n);
-                    if n >= ERROR_AFTER_PERMANENT_FAILURES && c.is_enabled {
-                        active.status = Set("error".into());
-                        active.error_message =
-                            Set(Some(format!("{n} permanent failures in a row; last: {}", e.message)));
-                    }
-                    (0, 1)
-                }
-                ErrorClass::Transient => (0, 1),
-            },
-        };
-        let txn = crate::db::begin_write(&self.db).await?;
-        let status_before = effective_status(&c, now).to_string();
-        let updated = if active.is_changed() {
-            active.updated_at = Set(now);
-            active.update(&txn).await?
-        } else {
-            c.clone()
-        };
-        if sent + failed > 0 {
-            let hour = now.duration_trunc(Duration::hours(1)).unwrap_or(now);
-            channel_usage::Entity::insert(channel_usage::ActiveModel {
-                channel_id: Set(id),
-                hour: Set(hour),
-                sent: Set(sent),
-                failed: Set(failed),
-            })
-            .on_conflict(
-                OnConflict::columns([channel_usage::Column::ChannelId, channel_usage::Column::Hour])
-                    .value(
-                        channel_usage::Column::Sent,
-                        Expr::col((channel_usage::Entity, channel_usage::Column::Sent)).add(sent),
-                    )
-                    .value(
-                        channel_usage::Column::Failed,
-                        Expr::col((channel_usage::Entity, channel_usage::Column::Failed)).add(failed),
-                    )
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
-        }
-        let mut bus = EventBus::new(EventMeta::default());
-        let status_after = effective_status(&updated, now);
-        if status_before != status_after {
-            bus.emit(
-                "channel.status_changed",
-                "channel",
-                id,
-                Some(scope.account_id()),
-                json!({ "from": status_before, "to": status_after, "error_message": updated.error_message }),
-            );
-        }
-        self.commit(txn, bus).await?;
-        Ok(updated)
-    }
-
-    pub async fn health(&self, scope: AccountScope, id: Uuid) -> AppResult<Health> {
-        let mut c = self.get(scope, id).await?;
-        let now = Utc::now();
-        c.status = effective_status(&c, now).to_string();
-        // The current hour's bucket and the previous one: "the last hour" at bucket resolution.
-        let since = now.duration_trunc(Duration::hours(1)).unwrap_or(now) - Duration::hours(1);
-        let rows = channel_usage::Entity::find()
-            .filter(channel_usage::Column::ChannelId.eq(c.id))
-            .filter(channel_usage::Column::Hour.gte(since))
-            .all(&self.db)
-            .await?;
-        Ok(Health {
-            sent_last_hour: rows.iter().map(|r| r.sent).sum(),
-            failed_last_hour: rows.iter().map(|r| r.failed).sum(),
-            channel: c,
-        })
     }
 
     /// Re-seals every channel's credentials (and webhook secrets) sealed under an older key with the
@@ -554,54 +426,8 @@ impl Channels {
         Ok(changed)
     }
 
-    pub fn registry(&self) -> ChannelRegistry {
-        ChannelRegistry { channels: self.clone() }
-    }
-
     pub fn accounts(&self) -> &Accounts {
         &self.accounts
-    }
-}
-
-/// What messaging uses to send: a channel with its credentials opened and its adapter. Credentials never
-/// leave this value except into the adapter.
-#[derive(Clone)]
-pub struct ChannelRegistry {
-    channels: Channels,
-}
-
-/// A channel ready to send.
-pub struct LoadedChannel {
-    pub model: channel::Model,
-    pub context: ChannelContext,
-    pub adapter: Arc<dyn ProviderAdapter>,
-}
-
-impl ChannelRegistry {
-    pub async fn load(&self, scope: AccountScope, id: Uuid) -> AppResult<LoadedChannel> {
-        let model = self.channels.get(scope, id).await?;
-        let context = self.channels.context(&model)?;
-        let adapter = self.channels.adapter(&model)?;
-        Ok(LoadedChannel { model, context, adapter })
-    }
-
-    /// Sends one message and reports the outcome on the channel's status and usage.
-    pub async fn send(
-        &self,
-        scope: AccountScope,
-        channel: &LoadedChannel,
-        message: &super::adapter::OutboundMessage,
-    ) -> AppResult<Result<super::adapter::SendReceipt, ProviderError>> {
-        if !channel.model.is_enabled {
-            return Ok(Err(ProviderError::new(ErrorClass::Permanent, "the channel is disabled")));
-        }
-        let result = channel.adapter.send(&channel.context, message).await;
-        self.channels.report_outcome(scope, channel.model.id, result.as_ref().map(|_| ())).await?;
-        Ok(result)
-    }
-
-    pub fn channels(&self) -> &Channels {
-        &self.channels
     }
 }
 

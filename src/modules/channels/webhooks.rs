@@ -1,45 +1,25 @@
-//! Provider webhooks (SPEC §5.2): `POST /v1/webhooks/{channel_type}/{channel_id}` (no JWT: the channel id
-//! in the path names the tenant) and the Meta `GET` handshake. The signature is checked first (401 and
+//! The webhook inbox (SPEC §5.2): what happens to a provider's delivery once `api/webhooks.rs` has read
+//! it (`POST /v1/webhooks/{channel_type}/{channel_id}`, no JWT: the channel id in the path names the
+//! tenant) and the Meta `GET` handshake. The signature is checked first (401 and
 //! nothing stored when it fails); the raw delivery is then stored in the inbox, unique per channel and
 //! provider event id, together with one `webhook.inbound.<type>` outbox event per item, in ONE
 //! transaction, before the provider gets its 200. A redelivery answers 200 and changes nothing; a payload
 //! that cannot be read is kept as `failed` and still answered 200 (the provider would only retry it).
 
-use std::collections::HashMap;
-
-use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
-use futures_util::StreamExt;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::Digest;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::adapter::WebhookRequest;
 use super::entity::{channel, webhook_inbox};
 use super::service::Channels;
-use crate::app::AppState;
-use crate::http::ctx::request_meta;
-use crate::http::envelope::{self, Envelope};
-use crate::http::error::{AppError, AppResult, ErrorBody};
+use crate::error::{AppError, AppResult};
 use crate::modules::events::EventBus;
 
 /// The largest webhook body accepted (providers send a few KiB).
 pub const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WebhookAck {
-    /// The inbox entry (the existing one for a redelivery).
-    pub inbox_id: Uuid,
-    /// True when this delivery was seen before: nothing changed.
-    pub duplicate: bool,
-    /// received | failed | ignored (the channel is disabled: stored, flagged, not processed)
-    pub status: String,
-    /// Items found in the payload (each became one event).
-    pub items: i32,
-}
 
 /// What happened to one delivery.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +70,7 @@ impl Channels {
     async fn record_delivery(
         &self,
         c: &channel::Model,
-        scope: crate::http::ctx::AccountScope,
+        scope: crate::modules::accounts::AccountScope,
         event_id: String,
         payload: String,
         content_type: Option<String>,
@@ -151,13 +131,13 @@ impl Channels {
                 );
             }
         }
-        self.commit(txn, bus).await?;
+        self.events.commit(txn, bus).await?;
         Ok(Accepted { inbox, duplicate: false })
     }
 
     /// Polls an e-mail channel's IMAP INBOX once: every unseen mail is stored in the inbox (with its
     /// `webhook.inbound.email` event) before it is flagged seen. Returns how many mails were taken.
-    pub async fn poll_mailbox(&self, scope: crate::http::ctx::AccountScope, id: Uuid) -> AppResult<u64> {
+    pub async fn poll_mailbox(&self, scope: crate::modules::accounts::AccountScope, id: Uuid) -> AppResult<u64> {
         let c = self.get(scope, id).await?;
         let super::credentials::Credentials::Email(creds) = self.open(&c)? else {
             return Err(AppError::field("channel_type", "only e-mail channels have a mailbox"));
@@ -300,97 +280,6 @@ impl Channels {
             _ => return Err(AppError::NotFound("webhook handshake")),
         };
         Ok(mode == Some("subscribe")
-            && token.is_some_and(|t| super::adapter::constant_time_eq(t.as_bytes(), expected.as_bytes())))
+            && token.is_some_and(|t| crate::secret::constant_time_eq(t.as_bytes(), expected.as_bytes())))
     }
-}
-
-async fn read_body(mut payload: web::Payload) -> AppResult<bytes::Bytes> {
-    let mut body = bytes::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| AppError::bad_request(format!("body interrupted: {e}")))?;
-        if body.len() + chunk.len() > WEBHOOK_BODY_LIMIT {
-            return Err(AppError::PayloadTooLarge { limit: WEBHOOK_BODY_LIMIT });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
-}
-
-fn parse_id(raw: &str) -> AppResult<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| AppError::NotFound("channel"))
-}
-
-/// A provider's delivery (inbound messages, delivery statuses). Signed per provider; answered 200 once
-/// stored (also for redeliveries and unreadable payloads).
-#[utoipa::path(post, path = "/v1/webhooks/{channel_type}/{channel_id}", tag = "webhooks",
-    request_body(content = String, description = "the provider's own payload (JSON or form)"),
-    responses((status = 200, body = Envelope<WebhookAck>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
-pub async fn receive_webhook(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    payload: web::Payload,
-) -> AppResult<HttpResponse> {
-    let (channel_type, raw_id) = path.into_inner();
-    let id = parse_id(&raw_id)?;
-    let body = read_body(payload).await?;
-    let headers: HashMap<String, String> = req
-        .headers()
-        .iter()
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_string())))
-        .collect();
-    let public = state.settings.public_base_url.clone().unwrap_or_else(|| {
-        let info = req.connection_info();
-        format!("{}://{}", info.scheme(), info.host())
-    });
-    let request = WebhookRequest {
-        url: format!("{public}{}", req.uri()),
-        content_type: headers.get("content-type").cloned(),
-        headers,
-        body,
-    };
-    let accepted = state.channels.accept_webhook(&channel_type, id, &request, &request_meta(&req)).await?;
-    Ok(envelope::ok(WebhookAck {
-        inbox_id: accepted.inbox.id,
-        duplicate: accepted.duplicate,
-        status: accepted.inbox.status,
-        items: accepted.inbox.item_count,
-    }))
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Handshake {
-    #[serde(rename = "hub.mode")]
-    mode: Option<String>,
-    #[serde(rename = "hub.verify_token")]
-    verify_token: Option<String>,
-    #[serde(rename = "hub.challenge")]
-    challenge: Option<String>,
-}
-
-/// The Meta (WhatsApp, Messenger) subscription handshake: echoes `hub.challenge` when
-/// `hub.verify_token` matches the channel's `verify_token`, else 403.
-#[utoipa::path(get, path = "/v1/webhooks/{channel_type}/{channel_id}", tag = "webhooks",
-    params(("hub.mode" = Option<String>, Query), ("hub.verify_token" = Option<String>, Query), ("hub.challenge" = Option<String>, Query)),
-    responses((status = 200, body = String, content_type = "text/plain"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn webhook_handshake(
-    state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
-    q: web::Query<Handshake>,
-) -> AppResult<HttpResponse> {
-    let (channel_type, raw_id) = path.into_inner();
-    let id = parse_id(&raw_id)?;
-    let ok = state.channels.webhook_handshake(&channel_type, id, q.mode.as_deref(), q.verify_token.as_deref()).await?;
-    if !ok {
-        return Err(AppError::forbidden("the verify token does not match"));
-    }
-    Ok(HttpResponse::Ok().content_type("text/plain").body(q.challenge.clone().unwrap_or_default()))
-}
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/v1/webhooks/{channel_type}/{channel_id}")
-            .route(web::post().to(receive_webhook))
-            .route(web::get().to(webhook_handshake)),
-    );
 }

@@ -17,9 +17,9 @@ use super::entity::{contact, contact_identity, group_member};
 use super::filter::opted_out_expr;
 use super::service::{ContactInput, Contacts, new_contact, normalise_input};
 use super::store;
-use crate::channel_type::{AddressKind, address_kind};
-use crate::http::ctx::AccountScope;
-use crate::http::error::{AppError, AppResult};
+use crate::domain::channel_type::{AddressKind, address_kind};
+use crate::error::{AppError, AppResult};
+use crate::modules::accounts::AccountScope;
 use crate::modules::events::{EventBus, EventMeta};
 
 /// Who a message goes to. Empty `group_ids`, `segment_ids` and `contact_ids` select nobody.
@@ -321,7 +321,7 @@ impl Directory {
                 store::contacts_in(scope).filter(contact::Column::Phone.eq(p)).one(db).await?
             }
             AddressKind::Email => {
-                let e = address.trim().to_lowercase();
+                let e = crate::domain::EmailAddress::canonical(address);
                 store::contacts_in(scope).filter(contact::Column::Email.eq(e)).one(db).await?
             }
             AddressKind::Identity(t) => {
@@ -400,7 +400,7 @@ impl Directory {
             Some(scope.account_id()),
             json!({ "source": "inbound", "channel_type": channel_type }),
         );
-        self.contacts.commit(txn, bus).await?;
+        self.contacts.events.commit(txn, bus).await?;
         Ok((c.into(), true))
     }
 }

@@ -1,9 +1,7 @@
-//! CSV export: `GET /v1/contacts/export?filter=…|segment_id=…|group_id=…` streams every matching contact
-//! (keyset pages by id, constant memory) with one column per attribute key and per channel identity
-//! type. The header uses the import's field names, so an export imports back unchanged.
+//! CSV export (`GET /v1/contacts/export`, `turumba contacts export`): every matching contact in keyset
+//! pages by id (constant memory), with one column per attribute key and per channel identity type. The
+//! header uses the import's field names, so an export imports back unchanged.
 
-use actix_web::{HttpResponse, web};
-use futures_util::stream;
 use sea_orm::sea_query::{Condition, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement};
 use uuid::Uuid;
@@ -11,10 +9,9 @@ use uuid::Uuid;
 use super::entity::contact;
 use super::service::{Contacts, opt_outs};
 use super::store;
-use crate::app::AppState;
-use crate::http::ctx::{AccountScope, RequestCtx};
-use crate::http::error::{AppError, AppResult, ErrorBody};
-use crate::http::list::ListQuery;
+use crate::db::list::Filter;
+use crate::error::{AppError, AppResult};
+use crate::modules::accounts::AccountScope;
 
 const PAGE: u64 = 1000;
 /// `id`, then the import's mappable fields in their order, then the timestamps: the header an export
@@ -26,7 +23,17 @@ fn fixed_columns() -> Vec<&'static str> {
     cols
 }
 
-/// What to export: the account's contacts narrowed by a filter, a segment or a group.
+/// What an export selects: the account's contacts narrowed by list filters, a segment, a group and a
+/// `q` search (each optional).
+#[derive(Debug, Clone, Default)]
+pub struct ExportSelection {
+    pub filters: Vec<Filter>,
+    pub segment_id: Option<Uuid>,
+    pub group_id: Option<Uuid>,
+    pub search: Option<String>,
+}
+
+/// What to export: the selection resolved into one condition, and the columns it needs.
 pub struct ExportPlan {
     pub scope: AccountScope,
     pub condition: Condition,
@@ -35,20 +42,20 @@ pub struct ExportPlan {
 }
 
 impl Contacts {
-    /// Resolves `filter`s / `segment_id` / `group_id` into one condition (404 for a foreign segment or group).
-    pub async fn export_condition(
-        &self,
-        scope: AccountScope,
-        filters: &[crate::http::list::Filter],
-        segment_id: Option<Uuid>,
-        group_id: Option<Uuid>,
-    ) -> AppResult<Condition> {
-        let mut cond = Condition::all().add(self.compile(filters)?);
-        if let Some(s) = segment_id {
+    /// Resolves the selection into one condition (404 for a foreign segment or group) and finds the
+    /// attribute and identity columns the export will have.
+    pub async fn plan_export(&self, scope: AccountScope, selection: &ExportSelection) -> AppResult<ExportPlan> {
+        let mut cond = Condition::all().add(self.compile(&selection.filters)?);
+        if let Some(text) = &selection.search
+            && let Some(search) = super::filter::search(text)
+        {
+            cond = cond.add(search);
+        }
+        if let Some(s) = selection.segment_id {
             let s = self.get_segment(scope, s).await?;
             cond = cond.add(self.segment_condition(&s)?);
         }
-        if let Some(g) = group_id {
+        if let Some(g) = selection.group_id {
             self.get_group(scope, g).await?;
             let members = Query::select()
                 .column(super::entity::group_member::Column::ContactId)
@@ -57,10 +64,10 @@ impl Contacts {
                 .to_owned();
             cond = cond.add(contact::Column::Id.in_subquery(members));
         }
-        Ok(cond)
+        self.export_plan(scope, cond).await
     }
 
-    pub async fn export_plan(&self, scope: AccountScope, condition: Condition) -> AppResult<ExportPlan> {
+    async fn export_plan(&self, scope: AccountScope, condition: Condition) -> AppResult<ExportPlan> {
         let attribute_keys = self.distinct_keys(scope, &condition, "attributes").await?;
         let identity_keys = self.distinct_keys(scope, &condition, "channel_identities").await?;
         Ok(ExportPlan { scope, condition, attribute_keys, identity_keys })
@@ -144,62 +151,6 @@ impl Contacts {
         let bytes = w.into_inner().map_err(|e| AppError::internal(e.to_string()))?;
         Ok(Some((bytes, last, count)))
     }
-}
-
-/// Streams the contacts as CSV. Options: `filter=` (repeatable), `segment_id=`, `group_id=`, `q=`.
-#[utoipa::path(get, path = "/v1/contacts/export", tag = "contacts",
-    params(("filter" = Option<Vec<String>>, Query), ("segment_id" = Option<Uuid>, Query), ("group_id" = Option<Uuid>, Query)),
-    responses((status = 200, content_type = "text/csv", description = "CSV, streamed"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn export_contacts(state: web::Data<AppState>, ctx: RequestCtx, q: ListQuery) -> AppResult<HttpResponse> {
-    ctx.require("contacts:export")?;
-    let mut segment_id = None;
-    let mut group_id = None;
-    let mut search = None;
-    for (k, v) in &q.extra {
-        let id = || Uuid::parse_str(v).map_err(|_| AppError::bad_request(format!("{k} must be a UUID")));
-        match k.as_str() {
-            "segment_id" => segment_id = Some(id()?),
-            "group_id" => group_id = Some(id()?),
-            "q" => search = super::filter::search(v),
-            _ => {}
-        }
-    }
-    let mut cond = state.contacts.export_condition(ctx.scope(), &q.filters, segment_id, group_id).await?;
-    if let Some(s) = search {
-        cond = cond.add(s);
-    }
-    let plan = state.contacts.export_plan(ctx.scope(), cond).await?;
-    // The first page is produced before answering, so an error there is still a proper error response.
-    let Some(first) = state.contacts.export_page(&plan, None, true).await? else {
-        return Ok(csv_response().body(header_only()));
-    };
-    let first = Some(first);
-    let contacts = state.contacts.clone();
-    let body = stream::unfold((first, Some(plan), contacts), |(ready, plan, contacts)| async move {
-        let plan = plan?;
-        match ready {
-            Some((bytes, last, _)) => {
-                let next = contacts.export_page(&plan, Some(last), false).await;
-                let next = match next {
-                    Ok(n) => n,
-                    Err(e) => {
-                        tracing::error!(error = %e, "contact export stopped");
-                        None
-                    }
-                };
-                Some((Ok::<_, actix_web::Error>(bytes::Bytes::from(bytes)), (next, Some(plan), contacts)))
-            }
-            None => None,
-        }
-    });
-    Ok(csv_response().streaming(body))
-}
-
-fn csv_response() -> actix_web::HttpResponseBuilder {
-    let mut r = HttpResponse::Ok();
-    r.content_type("text/csv; charset=utf-8")
-        .insert_header(("content-disposition", "attachment; filename=\"contacts.csv\""));
-    r
 }
 
 /// The CSV of an empty selection still has its header (the first page writes it only when a row exists).

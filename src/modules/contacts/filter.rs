@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::entity::{contact, contact_tag, group_member};
 use super::normalise::valid_key;
-use crate::http::error::{AppError, AppResult};
-use crate::http::list::{self, Field, Filter, Kind, Op, escape_like, parse_timestamp};
+use crate::db::list::{self, Field, Filter, Kind, Op, escape_like, parse_timestamp};
+use crate::error::{AppError, AppResult};
 
 pub const CONTACT_FIELDS: &[Field<contact::Column>] = &[
     Field::new("id", contact::Column::Id, Kind::Uuid),
@@ -20,7 +20,11 @@ pub const CONTACT_FIELDS: &[Field<contact::Column>] = &[
     Field::sortable("display_name", contact::Column::DisplayName, Kind::Text),
     Field::sortable("phone", contact::Column::Phone, Kind::Text),
     Field::sortable("email", contact::Column::Email, Kind::Text),
-    Field::new("preferred_channel", contact::Column::PreferredChannel, Kind::Enum(crate::channel_type::CHANNEL_TYPES)),
+    Field::new(
+        "preferred_channel",
+        contact::Column::PreferredChannel,
+        Kind::Enum(crate::domain::channel_type::CHANNEL_TYPES),
+    ),
     Field::new("language", contact::Column::Language, Kind::Text),
     Field::new("timezone", contact::Column::Timezone, Kind::Text),
     Field::sortable("created_at", contact::Column::CreatedAt, Kind::Timestamp),
@@ -69,7 +73,7 @@ fn compile_one(f: &Filter, backend: DbBackend) -> AppResult<Expr> {
         return json_condition("attributes", key, f, backend, true);
     }
     if let Some(kind) = f.field.strip_prefix("channel_identities.") {
-        if !crate::channel_type::is_channel_type(kind) {
+        if !crate::domain::channel_type::is_channel_type(kind) {
             return Err(AppError::bad_request(format!("filter `{}`: not a channel type", f.field)));
         }
         return json_condition("channel_identities", kind, f, backend, false);
@@ -157,7 +161,7 @@ fn opted_out(f: &Filter, backend: DbBackend) -> AppResult<Expr> {
     if !matches!(f.op, Op::Eq | Op::Ne) {
         return Err(AppError::bad_request("filter `opted_out_channels`: use eq or ne with a channel type"));
     }
-    if !crate::channel_type::is_channel_type(channel) {
+    if !crate::domain::channel_type::is_channel_type(channel) {
         return Err(AppError::bad_request(format!("filter `opted_out_channels`: `{channel}` is not a channel type")));
     }
     let has = opted_out_expr(channel, backend);

@@ -2,58 +2,72 @@
 //! (saved filters), CSV import jobs and streamed CSV export, and the [`Directory`] facade that messaging
 //! uses to resolve recipients in batches and to find or create inbound senders.
 //!
-//! Public facade: [`Contacts`] (the service behind the API and the CLI), [`Directory`], [`configure`],
-//! [`ApiDoc`]. Everything takes an [`crate::http::ctx::AccountScope`]: there is no unscoped query.
+//! Public facade: [`Contacts`] (the service behind the API and the CLI), [`Directory`] and its types,
+//! the import and export types the CLI drives, the phone helpers, [`configure`] and [`ApiDoc`].
+//! Everything takes an [`AccountScope`](crate::modules::accounts::AccountScope): there is no unscoped
+//! query.
+//!
+//! Inside: `service` (contacts) beside `tags`, `groups`, `segments` and `input`, `filter` (the contact filter language),
+//! `normalise` (phones, e-mails, attributes), `import/` (reader, batch writer, job store), `export`,
+//! `directory`, `store` (every other query), `api/` (one file per resource).
 
 mod api;
-pub mod directory;
+mod directory;
 mod entity;
-pub mod export;
+mod export;
 mod filter;
-pub mod import;
-pub mod normalise;
+mod groups;
+mod import;
+mod input;
+mod normalise;
+mod segments;
 mod service;
 mod store;
+mod tags;
 
 pub use api::configure;
 pub use directory::{Audience, Directory, DirectoryContact, Recipient, RecipientStream};
-pub use import::{ImportOptions, OnDuplicate, Progress};
+pub use export::{ExportSelection, export_to};
+pub use import::{
+    BATCH_ROWS, ImportOptions, ImportUploads, OnDuplicate, Progress, check_header as check_import_header,
+};
+pub use normalise::normalise_phone;
 pub use service::{ContactInput, Contacts};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(
-    api::list_contacts,
-    api::create_contact,
-    api::get_contact,
-    api::update_contact,
-    api::delete_contact,
-    api::add_contact_tags,
-    api::remove_contact_tag,
-    import::start_import,
-    import::list_imports,
-    import::get_import,
-    export::export_contacts,
-    api::list_tags,
-    api::create_tag,
-    api::get_tag,
-    api::update_tag,
-    api::delete_tag,
-    api::tag_contacts,
-    api::untag_contacts,
-    api::list_groups,
-    api::create_group,
-    api::get_group,
-    api::update_group,
-    api::delete_group,
-    api::list_group_contacts,
-    api::add_group_contacts,
-    api::remove_group_contacts,
-    api::list_segments,
-    api::create_segment,
-    api::get_segment,
-    api::update_segment,
-    api::delete_segment,
-    api::list_segment_contacts,
-    api::count_segment,
+    api::contacts::list_contacts,
+    api::contacts::create_contact,
+    api::contacts::get_contact,
+    api::contacts::update_contact,
+    api::contacts::delete_contact,
+    api::contacts::add_contact_tags,
+    api::contacts::remove_contact_tag,
+    api::imports::start_import,
+    api::imports::list_imports,
+    api::imports::get_import,
+    api::export::export_contacts,
+    api::tags::list_tags,
+    api::tags::create_tag,
+    api::tags::get_tag,
+    api::tags::update_tag,
+    api::tags::delete_tag,
+    api::tags::tag_contacts,
+    api::tags::untag_contacts,
+    api::groups::list_groups,
+    api::groups::create_group,
+    api::groups::get_group,
+    api::groups::update_group,
+    api::groups::delete_group,
+    api::groups::list_group_contacts,
+    api::groups::add_group_contacts,
+    api::groups::remove_group_contacts,
+    api::segments::list_segments,
+    api::segments::create_segment,
+    api::segments::get_segment,
+    api::segments::update_segment,
+    api::segments::delete_segment,
+    api::segments::list_segment_contacts,
+    api::segments::count_segment,
 ))]
 pub struct ApiDoc;

@@ -1,55 +1,24 @@
-//! Normalising and validating contact data, shared by the API and the CSV import: phone numbers to E.164
-//! (libphonenumber's rules via the `phonenumber` crate), e-mail lowercased and checked, attribute keys,
-//! channel identities, opt-outs, language and time zone.
+//! Validating contact data, shared by the API and the CSV import: attribute keys, channel identities,
+//! opt-outs, language and time zone. Phones and e-mails are parsed by the kernel's [`PhoneE164`] and
+//! [`EmailAddress`].
 
-use phonenumber::{Mode, country};
+use phonenumber::country;
 use serde_json::{Map, Value};
 
-use crate::channel_type::is_channel_type;
-use crate::http::error::FieldError;
+use crate::domain::channel_type::is_channel_type;
+#[cfg(test)]
+use crate::domain::default_region;
+use crate::domain::{EmailAddress, PhoneE164};
+use crate::error::FieldError;
 
-/// The default region of an account's `default_country_code`: an ISO alpha-2 code (`ET`) or a calling
-/// code (`+251`, `251`), resolved to its main region.
-pub fn default_region(code: Option<&str>) -> Option<country::Id> {
-    let code = code?.trim();
-    if code.len() == 2 && code.chars().all(|c| c.is_ascii_alphabetic()) {
-        return code.to_ascii_uppercase().parse().ok();
-    }
-    let calling: u16 = code.strip_prefix('+').unwrap_or(code).parse().ok()?;
-    let regions = phonenumber::metadata::DATABASE.region(&calling)?;
-    regions.first().and_then(|r| r.parse().ok())
-}
-
-/// Parses a phone number written nationally (with the default region) or internationally and returns it
-/// in E.164 (`+251911234567`).
+/// A contact's phone as stored: E.164 (see [`PhoneE164::parse`]).
 pub fn normalise_phone(raw: &str, region: Option<country::Id>) -> Result<String, String> {
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if raw.len() > 40 {
-        return Err("is too long to be a phone number".into());
-    }
-    let international = raw.starts_with('+') || raw.starts_with("00");
-    if !international && region.is_none() {
-        return Err(
-            "is not in international format (+<country code>…) and the account has no default_country_code".into()
-        );
-    }
-    let number = phonenumber::parse(region, raw).map_err(|_| "is not a phone number".to_string())?;
-    if !phonenumber::is_valid(&number) {
-        return Err("is not a valid phone number for its country".into());
-    }
-    Ok(number.format().mode(Mode::E164).to_string())
+    PhoneE164::parse(raw, region).map(PhoneE164::into_string)
 }
 
+/// A contact's e-mail as stored (see [`EmailAddress::parse`]).
 pub fn normalise_email(raw: &str) -> Result<String, String> {
-    use validator::ValidateEmail;
-    let email = raw.trim().to_lowercase();
-    if email.len() > 254 || !email.validate_email() {
-        return Err("must be a valid e-mail address".into());
-    }
-    Ok(email)
+    EmailAddress::parse(raw).map(EmailAddress::into_string)
 }
 
 /// Attribute keys (and channel identity types) are `[a-z0-9_]+`, at most 64 characters.

@@ -11,8 +11,68 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entity::{contact, contact_identity, contact_tag, group, group_member, segment, tag};
-use crate::http::ctx::AccountScope;
-use crate::http::error::{AppError, AppResult};
+use super::filter::CONTACT_FIELDS;
+use crate::db::list::{Field, Kind, ListQuery, Page};
+use crate::error::{AppError, AppResult};
+use crate::modules::accounts::AccountScope;
+
+// Whitelisted list fields per resource (SPEC §2 filters); contacts' are the filter language's.
+
+pub const TAG_FIELDS: &[Field<tag::Column>] = &[
+    Field::new("id", tag::Column::Id, Kind::Uuid),
+    Field::sortable("name", tag::Column::Name, Kind::Text),
+    Field::new("color", tag::Column::Color, Kind::Text),
+    Field::sortable("created_at", tag::Column::CreatedAt, Kind::Timestamp),
+    Field::sortable("updated_at", tag::Column::UpdatedAt, Kind::Timestamp),
+];
+
+pub const GROUP_FIELDS: &[Field<group::Column>] = &[
+    Field::new("id", group::Column::Id, Kind::Uuid),
+    Field::sortable("name", group::Column::Name, Kind::Text),
+    Field::sortable("contact_count", group::Column::ContactCount, Kind::Int),
+    Field::sortable("created_at", group::Column::CreatedAt, Kind::Timestamp),
+    Field::sortable("updated_at", group::Column::UpdatedAt, Kind::Timestamp),
+];
+
+pub const SEGMENT_FIELDS: &[Field<segment::Column>] = &[
+    Field::new("id", segment::Column::Id, Kind::Uuid),
+    Field::sortable("name", segment::Column::Name, Kind::Text),
+    Field::sortable("created_at", segment::Column::CreatedAt, Kind::Timestamp),
+    Field::sortable("updated_at", segment::Column::UpdatedAt, Kind::Timestamp),
+];
+
+/// A page of `select` (already scoped and filtered) with the caller's sorting and paging.
+pub async fn list_contacts<C: ConnectionTrait>(
+    db: &C,
+    select: Select<contact::Entity>,
+    q: &ListQuery,
+) -> AppResult<Page<contact::Model>> {
+    let select = q.sort(select, CONTACT_FIELDS, contact::Column::Id, contact::Column::CreatedAt)?;
+    q.fetch(db, select).await
+}
+
+pub async fn list_tags<C: ConnectionTrait>(db: &C, scope: AccountScope, q: &ListQuery) -> AppResult<Page<tag::Model>> {
+    let select = q.apply(tags_in(scope), TAG_FIELDS, tag::Column::Id, tag::Column::CreatedAt)?;
+    q.fetch(db, select).await
+}
+
+pub async fn list_groups<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    q: &ListQuery,
+) -> AppResult<Page<group::Model>> {
+    let select = q.apply(groups_in(scope), GROUP_FIELDS, group::Column::Id, group::Column::CreatedAt)?;
+    q.fetch(db, select).await
+}
+
+pub async fn list_segments<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    q: &ListQuery,
+) -> AppResult<Page<segment::Model>> {
+    let select = q.apply(segments_in(scope), SEGMENT_FIELDS, segment::Column::Id, segment::Column::CreatedAt)?;
+    q.fetch(db, select).await
+}
 
 pub fn contacts_in(scope: AccountScope) -> Select<contact::Entity> {
     contact::Entity::find().filter(contact::Column::AccountId.eq(scope.account_id()))

@@ -60,6 +60,17 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// Counts an outcome in the consumer metrics (`consumer_handled_total`, `consumer_duplicates_total`,
+/// `consumer_failed_total` by queue); both transports call it for every handling.
+pub(crate) fn count(queue: &str, outcome: &Outcome) {
+    let name = match outcome {
+        Outcome::Handled => "consumer_handled_total",
+        Outcome::Duplicate => "consumer_duplicates_total",
+        Outcome::Failed(_) => "consumer_failed_total",
+    };
+    metrics::counter!(name, "queue" => queue.to_string()).increment(1);
+}
+
 /// Handles one delivery exactly once in effect.
 pub async fn process(db: &DatabaseConnection, consumer: &dyn Consumer, event: &EventEnvelope) -> Outcome {
     match process_inner(db, consumer, event).await {

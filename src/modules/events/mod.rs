@@ -58,8 +58,13 @@ impl Events {
     ) -> Self {
         let (transport, amqp): (Arc<dyn Transport>, Option<Arc<Amqp>>) = match amqp_url {
             Some(url) => {
-                let a = Amqp::new(url, &settings.amqp_prefix, settings.prefetch, settings.consumer_max_attempts)
-                    .with_audit_queue(settings.audit_queue);
+                let a = Amqp::new(
+                    url,
+                    &settings.amqp_prefix,
+                    settings.prefetch,
+                    settings.consumer_max_attempts,
+                    settings.audit_queue,
+                );
                 (a.clone(), Some(a))
             }
             None => (
@@ -75,6 +80,15 @@ impl Events {
             ),
         };
         Events { db, wake: Arc::new(Notify::new()), transport, amqp, settings, database_url: database_url.to_string() }
+    }
+
+    /// Writes the events collected in `bus` into the outbox inside `txn`, commits, and wakes the relay:
+    /// the one way a service finishes a write that emits events.
+    pub async fn commit(&self, txn: sea_orm::DatabaseTransaction, mut bus: EventBus) -> Result<(), sea_orm::DbErr> {
+        bus.flush(&txn).await?;
+        txn.commit().await?;
+        self.committed();
+        Ok(())
     }
 
     /// Wakes this process's relay after a transaction with events committed (PostgreSQL relays

@@ -142,7 +142,7 @@ impl ProviderAdapter for AfricasTalking {
                 from: get("from").ok_or("no from in the form")?,
                 from_name: None,
                 text,
-                received_at: get("date").and_then(|d| crate::http::list::parse_timestamp(&d)),
+                received_at: get("date").and_then(|d| crate::db::list::parse_timestamp(&d)),
                 raw,
             }]);
         }

@@ -96,7 +96,7 @@ pub fn meta_signature_ok(app_secret: &str, request: &super::adapter::WebhookRequ
         return false;
     };
     let expected = hmac_sha256_hex(app_secret.as_bytes(), &request.body);
-    super::adapter::constant_time_eq(expected.as_bytes(), given.to_ascii_lowercase().as_bytes())
+    crate::secret::constant_time_eq(expected.as_bytes(), given.to_ascii_lowercase().as_bytes())
 }
 
 /// The `token` query parameter of the webhook URL, for providers that do not sign their callbacks
@@ -105,7 +105,7 @@ pub fn url_token_ok(channel: &super::adapter::ChannelContext, request: &super::a
     let Some(expected) = &channel.webhook_secret else { return false };
     let query = request.url.split_once('?').map(|(_, q)| q).unwrap_or_default();
     form_urlencoded::parse(query.as_bytes())
-        .any(|(k, v)| k == "token" && super::adapter::constant_time_eq(v.as_bytes(), expected.as_bytes()))
+        .any(|(k, v)| k == "token" && crate::secret::constant_time_eq(v.as_bytes(), expected.as_bytes()))
 }
 
 /// The first value of `name` among form fields.

@@ -13,9 +13,10 @@ use serde_json::{Value, json};
 use super::retry_after_header;
 use crate::modules::channels::adapter::{
     ChannelContext, ErrorClass, OutboundMessage, ProviderAdapter, ProviderError, SendReceipt, WebhookItem,
-    WebhookRequest, constant_time_eq,
+    WebhookRequest,
 };
 use crate::modules::channels::credentials::{Credentials, TelegramCredentials};
+use crate::secret::constant_time_eq;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.telegram.org";
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";

@@ -12,10 +12,11 @@ use serde_json::{Value, json};
 use super::{answer, form_fields};
 use crate::modules::channels::adapter::{
     ChannelContext, ErrorClass, OutboundMessage, ProviderAdapter, ProviderError, SendReceipt, WebhookItem,
-    WebhookRequest, constant_time_eq,
+    WebhookRequest,
 };
 use crate::modules::channels::credentials::{Credentials, TwilioCredentials};
 use crate::modules::channels::sms;
+use crate::secret::constant_time_eq;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
 

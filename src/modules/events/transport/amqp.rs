@@ -14,7 +14,7 @@
 //! `messaging.dlq` with `x-last-error`, `x-attempts` and `x-original-queue` headers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -55,8 +55,8 @@ pub struct Amqp {
     /// Bumped on every registration; the publisher re-declares when it has declared an older version.
     topology_version: AtomicU64,
     declared_version: AtomicU64,
-    /// Whether the topology includes the `messaging_audit` queue (on unless `events.audit_queue` is false).
-    audit_queue: AtomicBool,
+    /// Whether the topology includes the transient `messaging_audit` queue (`events.audit_queue`).
+    audit_queue: bool,
 }
 
 /// One message of the dead-letter queue, as shown by `turumba dlq list`.
@@ -108,7 +108,9 @@ fn persistent_json(message_id: &str) -> BasicProperties {
 }
 
 impl Amqp {
-    pub fn new(url: &str, prefix: &str, prefetch: u16, max_attempts: i32) -> Arc<Self> {
+    /// `audit_queue`: whether the topology includes the bounded `messaging_audit` queue (a copy of every
+    /// event). Leaving it out does not delete one declared earlier: delete it on the broker.
+    pub fn new(url: &str, prefix: &str, prefetch: u16, max_attempts: i32, audit_queue: bool) -> Arc<Self> {
         Arc::new(Amqp {
             url: url.to_string(),
             names: Names::new(prefix),
@@ -120,15 +122,8 @@ impl Amqp {
             consumer_queues: std::sync::Mutex::new(Vec::new()),
             topology_version: AtomicU64::new(1),
             declared_version: AtomicU64::new(0),
-            audit_queue: AtomicBool::new(true),
+            audit_queue,
         })
-    }
-
-    /// Declares the bounded `messaging_audit` queue (a copy of every event) or not. Turning it off does
-    /// not delete a queue declared earlier: delete it on the broker to stop the copies.
-    pub fn with_audit_queue(self: Arc<Self>, on: bool) -> Arc<Self> {
-        self.audit_queue.store(on, Ordering::SeqCst);
-        self
     }
 
     pub fn names(&self) -> &Names {
@@ -160,7 +155,7 @@ impl Amqp {
         for (name, bindings) in topology::standard_queues() {
             self.declare_queue(ch, &name, &bindings).await?;
         }
-        if self.audit_queue.load(Ordering::SeqCst) {
+        if self.audit_queue {
             let mut audit_args = queue_args();
             audit_args.insert("x-max-length".into(), AMQPValue::LongLongInt(AUDIT_MAX_LENGTH));
             audit_args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(AUDIT_TTL_MS));
@@ -314,7 +309,6 @@ impl Amqp {
         tracing::info!(queue, "consuming");
         // Deliveries already waiting are taken together, up to the consumer's batch size (one by default).
         let mut stream = stream.ready_chunks(consumer::batch_size(c.as_ref(), usize::from(self.prefetch)));
-        let label = c.name().to_string();
         loop {
             let chunk = tokio::select! {
                 _ = shutdown.cancelled() => {
@@ -325,35 +319,30 @@ impl Amqp {
             };
             let Some(chunk) = chunk else { return Err("the broker closed the consumer".into()) };
             let deliveries = chunk.into_iter().collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+            // The decodable events are handled together; an undecodable one goes straight to the DLQ.
             let mut events = Vec::with_capacity(deliveries.len());
-            let mut undecodable = Vec::with_capacity(deliveries.len());
+            let mut decode_errors = Vec::with_capacity(deliveries.len());
             for d in &deliveries {
                 match serde_json::from_slice::<EventEnvelope>(&d.data) {
                     Ok(event) => {
                         events.push(event);
-                        undecodable.push(None);
+                        decode_errors.push(None);
                     }
-                    Err(e) => undecodable.push(Some(Outcome::Failed(format!("undecodable event: {e}")))),
+                    Err(e) => decode_errors.push(Some(format!("undecodable event: {e}"))),
                 }
             }
             let mut handled = consumer::process_batch(db, c.as_ref(), &events).await.into_iter();
-            let outcomes: Vec<Outcome> = undecodable
-                .into_iter()
-                .map(|o| o.unwrap_or_else(|| handled.next().expect("one outcome per event")))
-                .collect();
             let mut failed = Vec::new();
             let mut done = Vec::new();
-            for (d, outcome) in deliveries.into_iter().zip(outcomes) {
+            for (d, decode_error) in deliveries.into_iter().zip(decode_errors) {
+                let (outcome, undecodable) = match decode_error {
+                    None => (handled.next().expect("one outcome per event"), false),
+                    Some(e) => (Outcome::Failed(e), true),
+                };
+                consumer::count(c.name(), &outcome);
                 match outcome {
-                    Outcome::Handled => {
-                        metrics::counter!("consumer_handled_total", "queue" => label.clone()).increment(1);
-                        done.push(d);
-                    }
-                    Outcome::Duplicate => {
-                        metrics::counter!("consumer_duplicates_total", "queue" => label.clone()).increment(1);
-                        done.push(d);
-                    }
-                    Outcome::Failed(err) => failed.push((d, err)),
+                    Outcome::Handled | Outcome::Duplicate => done.push(d),
+                    Outcome::Failed(err) => failed.push((d, err, undecodable)),
                 }
             }
             // Handled deliveries are acknowledged first (all at once when the whole chunk was handled),
@@ -367,36 +356,35 @@ impl Amqp {
                     d.ack(BasicAckOptions::default()).await.map_err(|e| e.to_string())?;
                 }
             }
-            for (d, err) in failed {
-                if !self.retry_or_dead_letter(&conn, &out, c.name(), d, err, shutdown).await? {
+            for (d, err, undecodable) in failed {
+                if !self.retry_or_dead_letter(&conn, &out, c.name(), d, &err, undecodable, shutdown).await? {
                     return Ok(());
                 }
             }
         }
     }
 
-    /// Settles a delivery whose handling failed: republished to its queue with `x-attempts` + 1 after a
-    /// backoff, or, after the last attempt (or when it cannot be decoded), dead-lettered with its last
-    /// error; then acknowledged. A republish the broker does not confirm hands the delivery back
+    /// Settles a delivery whose handling failed (already counted): republished to its queue with
+    /// `x-attempts` + 1 after a backoff, or, after the last attempt (or when it cannot be decoded),
+    /// dead-lettered with its last error; then acknowledged. A republish the broker does not confirm hands the delivery back
     /// (nack, requeue) instead of losing it. `Ok(false)`: shutdown came during the backoff (the
     /// delivery stays unacknowledged and the broker redelivers it).
+    #[allow(clippy::too_many_arguments)]
     async fn retry_or_dead_letter(
         &self,
         conn: &Connection,
         out: &Channel,
         consumer: &str,
         delivery: lapin::message::Delivery,
-        err: String,
+        err: &str,
+        undecodable: bool,
         shutdown: &CancellationToken,
     ) -> Result<bool, String> {
         let queue = self.names.queue(consumer);
-        let label = consumer.to_string();
-        metrics::counter!("consumer_failed_total", "queue" => label.clone()).increment(1);
         let attempts = header_int(&delivery.properties, "x-attempts").unwrap_or(0) + 1;
-        let undecodable = err.starts_with("undecodable");
         let (exchange, routing_key) = if attempts >= i64::from(self.max_attempts) || undecodable {
             tracing::error!(queue, attempts, error = %err, "dead-lettering event");
-            metrics::counter!("consumer_dead_lettered_total", "queue" => label).increment(1);
+            metrics::counter!("consumer_dead_lettered_total", "queue" => consumer.to_string()).increment(1);
             (self.names.dlx(), consumer.to_string())
         } else {
             tracing::warn!(queue, attempts, error = %err, "handler failed; retrying");

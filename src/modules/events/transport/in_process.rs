@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Confirms, Transport, Unavailable};
-use crate::modules::events::consumer::{self, Outcome, SharedConsumer};
+use crate::modules::events::consumer::{self, Consumer, Outcome, SharedConsumer};
 use crate::modules::events::envelope::{EventEnvelope, topic_matches};
 
 type Work = (EventEnvelope, oneshot::Sender<()>);
@@ -85,7 +85,7 @@ async fn worker(
 /// not be stored): the relay then keeps the outbox row pending and publishes it again.
 async fn settle(
     db: &DatabaseConnection,
-    c: &dyn crate::modules::events::Consumer,
+    c: &dyn Consumer,
     event: &EventEnvelope,
     ack: oneshot::Sender<()>,
     first: Outcome,
@@ -93,28 +93,20 @@ async fn settle(
     shutdown: &CancellationToken,
 ) -> Option<oneshot::Sender<()>> {
     let queue = c.name();
-    let label = queue.to_string();
     let mut attempt = 1;
     let mut outcome = first;
     loop {
+        consumer::count(queue, &outcome);
         match outcome {
-            Outcome::Handled => {
-                metrics::counter!("consumer_handled_total", "queue" => label).increment(1);
-                return Some(ack);
-            }
-            Outcome::Duplicate => {
-                metrics::counter!("consumer_duplicates_total", "queue" => label).increment(1);
-                return Some(ack);
-            }
+            Outcome::Handled | Outcome::Duplicate => return Some(ack),
             Outcome::Failed(err) => {
-                metrics::counter!("consumer_failed_total", "queue" => label.clone()).increment(1);
                 if attempt >= max_attempts {
                     tracing::error!(queue, event_id = %event.event_id, error = %err, "dead-lettering event after {attempt} attempts");
                     if let Err(e) = consumer::insert_dead_letter(db, queue, event, &err, attempt).await {
                         tracing::error!(error = %e, "cannot store dead letter");
                         return None;
                     }
-                    metrics::counter!("consumer_dead_lettered_total", "queue" => label).increment(1);
+                    metrics::counter!("consumer_dead_lettered_total", "queue" => queue.to_string()).increment(1);
                     return Some(ack);
                 }
                 tracing::warn!(queue, event_id = %event.event_id, attempt, error = %err, "handler failed; retrying");

@@ -1,4 +1,4 @@
-//! Request context extractors.
+//! Request context extractors: the HTTP side of tenancy.
 //!
 //! - [`AuthUser`]: a verified bearer token of an active user (no account selected).
 //! - [`RequestCtx`]: `AuthUser` plus the active account (`X-Account-Id`, else the default, else the only
@@ -8,31 +8,14 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use uuid::Uuid;
 
-use super::error::AppError;
-use crate::app::AppState;
-use crate::modules::accounts::{Access, CurrentUser};
+use crate::error::AppError;
+use crate::http::request_id;
+use crate::modules::accounts::service::Accounts;
+use crate::modules::accounts::tenancy::{Access, AccountScope, CurrentUser};
 use crate::modules::events::EventMeta;
-
-/// The request id (from `X-Request-Id` or generated), stored in request extensions by the middleware.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
-/// Proof that the caller may act in this account. Stores take it instead of a bare account id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AccountScope(Uuid);
-
-impl AccountScope {
-    /// Only tenancy resolution (the accounts module) creates scopes, after checking access.
-    pub(crate) fn checked(account_id: Uuid) -> Self {
-        AccountScope(account_id)
-    }
-    pub fn account_id(&self) -> Uuid {
-        self.0
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct AuthUser {
@@ -79,10 +62,6 @@ impl RequestCtx {
     }
 }
 
-fn request_id(req: &HttpRequest) -> String {
-    req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default()
-}
-
 fn bearer(req: &HttpRequest) -> Result<String, AppError> {
     let header = req
         .headers()
@@ -97,8 +76,11 @@ fn bearer(req: &HttpRequest) -> Result<String, AppError> {
     Ok(token.trim().to_string())
 }
 
-fn state(req: &HttpRequest) -> Result<web::Data<AppState>, AppError> {
-    req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| AppError::internal("application state missing"))
+/// The [`Accounts`] service registered by the composition root (`App::app_data`).
+fn accounts(req: &HttpRequest) -> Result<web::Data<Accounts>, AppError> {
+    req.app_data::<web::Data<Accounts>>()
+        .cloned()
+        .ok_or_else(|| AppError::internal("the accounts service is not registered"))
 }
 
 impl FromRequest for AuthUser {
@@ -107,12 +89,11 @@ impl FromRequest for AuthUser {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer(req);
-        let state = state(req);
+        let accounts = accounts(req);
         let request_id = request_id(req);
         Box::pin(async move {
             let token = token?;
-            let state = state?;
-            let user = state.accounts.authenticate(&token).await?;
+            let user = accounts?.authenticate(&token).await?;
             Ok(AuthUser { user, request_id })
         })
     }
@@ -135,11 +116,11 @@ impl FromRequest for RequestCtx {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer(req);
-        let state = state(req);
+        let accounts = accounts(req);
         let request_id = request_id(req);
         let selected = selected_account(req);
         Box::pin(async move {
-            let (user, access) = state?.accounts.authorize(&token?, selected?).await?;
+            let (user, access) = accounts?.authorize(&token?, selected?).await?;
             tracing::Span::current().record("account_id", tracing::field::display(access.scope.account_id()));
             Ok(RequestCtx { user, access, request_id })
         })

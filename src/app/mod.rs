@@ -3,7 +3,6 @@
 //! [`Application::build`] binds the listener first (port 0 works), so tests spawn the real server and
 //! read [`Application::port`]; `run_until_stopped` serves until SIGTERM/SIGINT with a 30 s grace period.
 
-use std::fmt;
 use std::net::TcpListener;
 use std::sync::Arc;
 
@@ -16,66 +15,21 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
-use crate::db::{self, Backend};
+use crate::db;
 use crate::http;
 use crate::mail::Mailer;
 use crate::modules::accounts::{self, Accounts, JwtKeys};
-use crate::modules::channels::{self, Channels};
-use crate::modules::contacts::{self, Contacts, Directory};
+use crate::modules::channels::{self, BindLeases, Channels, Vault};
+use crate::modules::contacts::{self, Contacts, Directory, ImportUploads};
 use crate::modules::events::{Events, SharedConsumer};
 use crate::secret::SecretKey;
 
-/// Process roles (ARCHITECTURE.md). `all` = `api` + `worker`; `worker` = relay + scheduler + dispatcher.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Role {
-    All,
-    Api,
-    OutboxRelay,
-    Scheduler,
-    Dispatcher,
-    Worker,
-}
+mod openapi;
+mod operations;
+mod role;
 
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::All => "all",
-            Role::Api => "api",
-            Role::OutboxRelay => "outbox-relay",
-            Role::Scheduler => "scheduler",
-            Role::Dispatcher => "dispatcher",
-            Role::Worker => "worker",
-        })
-    }
-}
-
-impl Role {
-    /// Checks that the role can run with these settings.
-    pub fn check(self, settings: &Settings) -> Result<(), String> {
-        if self != Role::All {
-            let shared_db = Backend::from_url(&settings.database_url).map(|b| b == Backend::Postgres).unwrap_or(false);
-            if !shared_db || settings.amqp_url.is_none() {
-                return Err(format!(
-                    "role `{self}` runs beside other processes and needs a shared database and a broker: \
-                     set DATABASE_URL=postgres://… and AMQP_URL=amqp://… (or run --role=all)"
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    pub fn serves_api(self) -> bool {
-        matches!(self, Role::All | Role::Api)
-    }
-
-    pub fn runs_relay(self) -> bool {
-        matches!(self, Role::All | Role::Worker | Role::OutboxRelay)
-    }
-
-    pub fn runs_consumers(self) -> bool {
-        matches!(self, Role::All | Role::Worker | Role::Dispatcher | Role::Scheduler)
-    }
-}
+pub use openapi::document as openapi_document;
+pub use role::Role;
 
 pub struct AppState {
     pub db: DatabaseConnection,
@@ -156,7 +110,8 @@ pub async fn build_state(
         &tasks,
     );
     let accounts = Accounts::new(db.clone(), keys, mailer, settings.identity.refresh_token_ttl_days, events.clone());
-    let contacts = Contacts::new(db.clone(), accounts.clone(), events.clone());
+    let uploads = ImportUploads::new(&settings.data_dir, settings.http.import_body_limit, tasks.clone());
+    let contacts = Contacts::new(db.clone(), accounts.clone(), events.clone(), uploads);
     let directory = Directory::new(contacts.clone());
     let previous =
         SecretKey::load_previous(settings.previous_secret_keys.as_ref().map(|s| s.expose()), &settings.data_dir)?;
@@ -165,12 +120,12 @@ pub async fn build_state(
         db.clone(),
         accounts.clone(),
         events.clone(),
-        channels::vault::Vault::new(&secret, &previous),
-        channels::providers::all(
-            channels::providers::http_client(),
+        Vault::new(&secret, &previous),
+        channels::all_adapters(
+            channels::http_client(),
             Some(db.clone()),
             Some(smpp_tx),
-            Some(channels::leases::BindLeases::new(db.clone())),
+            Some(BindLeases::new(db.clone())),
         ),
         settings.public_base_url.clone(),
     );
@@ -258,10 +213,17 @@ impl Application {
             }
         }
         let server_state = state.clone();
+        // Handlers take the facade they need; the operations endpoints take the whole state.
+        let accounts = web::Data::new(state.accounts.clone());
+        let contacts = web::Data::new(state.contacts.clone());
+        let channels = web::Data::new(state.channels.clone());
         let server = HttpServer::new(move || {
             let s = &server_state.settings;
             let app = App::new()
                 .app_data(server_state.clone())
+                .app_data(accounts.clone())
+                .app_data(contacts.clone())
+                .app_data(channels.clone())
                 .app_data(http::json_config(s.http.body_limit))
                 .app_data(web::PayloadConfig::new(s.http.body_limit))
                 .app_data(http::path_config())
@@ -270,7 +232,7 @@ impl Application {
                 .wrap(cors(s))
                 .wrap(from_fn(http::observe))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
-                .configure(http::configure);
+                .configure(operations::configure);
             // Worker roles serve only the operations endpoints (health, readiness, metrics).
             let app = if role.serves_api() {
                 app.configure(accounts::configure).configure(contacts::configure).configure(channels::configure)

@@ -8,15 +8,14 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
-use super::entity::{channel, sandbox_message};
-use super::service::{ChannelPatch, ChannelView, Health, NewChannel};
-use super::store;
-use crate::app::AppState;
-use crate::channel_type::CHANNEL_TYPES;
-use crate::http::ctx::RequestCtx;
+use crate::db::list::ListQuery;
+use crate::domain::channel_type::CHANNEL_TYPES;
+use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::envelope::{self, Envelope, ListEnvelope};
-use crate::http::error::{AppError, AppResult, ErrorBody};
-use crate::http::list::{Field, Kind, ListQuery};
+use crate::modules::accounts::RequestCtx;
+use crate::modules::channels::entity::sandbox_message;
+use crate::modules::channels::service::{ChannelPatch, ChannelView, Channels, NewChannel};
+use crate::modules::channels::status::Health;
 
 type Patch<T> = Option<Option<T>>;
 
@@ -166,20 +165,17 @@ impl UpdateChannelRequest {
         if let Some(Some(s)) = &self.sender_name
             && (s.trim().is_empty() || s.len() > 100)
         {
-            errors.push(crate::http::error::FieldError::new("sender_name", "must be 1 to 100 characters"));
+            errors.push(crate::error::FieldError::new("sender_name", "must be 1 to 100 characters"));
         }
         if let Some(Some(c)) = &self.default_country_code
             && country_code(c).is_err()
         {
-            errors.push(crate::http::error::FieldError::new(
-                "default_country_code",
-                "must be a two-letter ISO country code",
-            ));
+            errors.push(crate::error::FieldError::new("default_country_code", "must be a two-letter ISO country code"));
         }
         if let Some(Some(r)) = self.rate_limit
             && !(1..=1_000_000).contains(&r)
         {
-            errors.push(crate::http::error::FieldError::new("rate_limit", "must be between 1 and 1000000 (or null)"));
+            errors.push(crate::error::FieldError::new("rate_limit", "must be between 1 and 1000000 (or null)"));
         }
         if errors.is_empty() { Ok(()) } else { Err(AppError::Validation(errors)) }
     }
@@ -219,38 +215,17 @@ impl From<Health> for HealthDto {
     }
 }
 
-pub const STATUSES: &[&str] = &["connected", "disconnected", "rate_limited", "error", "disabled"];
-
-pub const CHANNEL_FIELDS: &[Field<channel::Column>] = &[
-    Field::new("id", channel::Column::Id, Kind::Uuid),
-    Field::sortable("name", channel::Column::Name, Kind::Text),
-    Field::sortable("channel_type", channel::Column::ChannelType, Kind::Enum(CHANNEL_TYPES)),
-    Field::new("provider", channel::Column::Provider, Kind::Enum(super::credentials::SMS_PROVIDERS)),
-    Field::sortable("status", channel::Column::Status, Kind::Enum(STATUSES)),
-    Field::new("is_enabled", channel::Column::IsEnabled, Kind::Bool),
-    Field::sortable("priority", channel::Column::Priority, Kind::Int),
-    Field::sortable("created_at", channel::Column::CreatedAt, Kind::Timestamp),
-    Field::sortable("updated_at", channel::Column::UpdatedAt, Kind::Timestamp),
-];
-
 #[utoipa::path(get, path = "/v1/channels", tag = "channels", params(("filter" = Option<Vec<String>>, Query), ("sort" = Option<Vec<String>>, Query), ("skip" = Option<u64>, Query), ("limit" = Option<u64>, Query)),
     responses((status = 200, body = ListEnvelope<ChannelDto>), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list_channels(state: web::Data<AppState>, ctx: RequestCtx, q: ListQuery) -> AppResult<HttpResponse> {
+pub async fn list_channels(channels: web::Data<Channels>, ctx: RequestCtx, q: ListQuery) -> AppResult<HttpResponse> {
     ctx.require("channels:read")?;
-    let select =
-        q.apply(store::channels_in(ctx.scope()), CHANNEL_FIELDS, channel::Column::Id, channel::Column::CreatedAt)?;
-    if q.filters.iter().any(|f| f.field == "status") {
-        state.channels.lift_expired_rate_limits(ctx.scope()).await?;
-    }
-    let page = q.fetch(&state.db, select).await?;
-    let items = state.channels.views(page.items)?.into_iter().map(ChannelDto::from).collect();
-    Ok(envelope::list(crate::http::envelope::Page { items, total: page.total, skip: page.skip, limit: page.limit }))
+    Ok(envelope::list(channels.list_channels(ctx.scope(), &q).await?.map(ChannelDto::from)))
 }
 
 #[utoipa::path(post, path = "/v1/channels", tag = "channels", request_body = CreateChannelRequest,
     responses((status = 201, body = Envelope<ChannelDto>), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn create_channel(
-    state: web::Data<AppState>,
+    channels: web::Data<Channels>,
     ctx: RequestCtx,
     body: web::Json<CreateChannelRequest>,
 ) -> AppResult<HttpResponse> {
@@ -270,21 +245,25 @@ pub async fn create_channel(
         retry_interval: b.retry_interval.unwrap_or(60),
         is_enabled: b.is_enabled.unwrap_or(true),
     };
-    let c = state.channels.create(ctx.scope(), new, &ctx.meta()).await?;
-    Ok(envelope::created(ChannelDto::from(state.channels.view(c)?)))
+    let c = channels.create(ctx.scope(), new, &ctx.meta()).await?;
+    Ok(envelope::created(ChannelDto::from(channels.view(c)?)))
 }
 
 #[utoipa::path(get, path = "/v1/channels/{id}", tag = "channels", responses((status = 200, body = Envelope<ChannelDto>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn get_channel(state: web::Data<AppState>, ctx: RequestCtx, id: web::Path<Uuid>) -> AppResult<HttpResponse> {
+pub async fn get_channel(
+    channels: web::Data<Channels>,
+    ctx: RequestCtx,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
     ctx.require("channels:read")?;
-    let c = state.channels.get(ctx.scope(), id.into_inner()).await?;
-    Ok(envelope::ok(ChannelDto::from(state.channels.view(c)?)))
+    let c = channels.get(ctx.scope(), id.into_inner()).await?;
+    Ok(envelope::ok(ChannelDto::from(channels.view(c)?)))
 }
 
 #[utoipa::path(patch, path = "/v1/channels/{id}", tag = "channels", request_body = UpdateChannelRequest,
     responses((status = 200, body = Envelope<ChannelDto>), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn update_channel(
-    state: web::Data<AppState>,
+    channels: web::Data<Channels>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
     body: web::Json<UpdateChannelRequest>,
@@ -304,18 +283,18 @@ pub async fn update_channel(
         retry_interval: b.retry_interval,
         is_enabled: b.is_enabled,
     };
-    let c = state.channels.update(ctx.scope(), id.into_inner(), patch, &ctx.meta()).await?;
-    Ok(envelope::ok(ChannelDto::from(state.channels.view(c)?)))
+    let c = channels.update(ctx.scope(), id.into_inner(), patch, &ctx.meta()).await?;
+    Ok(envelope::ok(ChannelDto::from(channels.view(c)?)))
 }
 
 #[utoipa::path(delete, path = "/v1/channels/{id}", tag = "channels", responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete_channel(
-    state: web::Data<AppState>,
+    channels: web::Data<Channels>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
     ctx.require("channels:manage")?;
-    state.channels.delete(ctx.scope(), id.into_inner(), &ctx.meta()).await?;
+    channels.delete(ctx.scope(), id.into_inner(), &ctx.meta()).await?;
     Ok(envelope::no_content())
 }
 
@@ -324,24 +303,24 @@ pub async fn delete_channel(
 #[utoipa::path(post, path = "/v1/channels/{id}/verify", tag = "channels",
     responses((status = 200, body = Envelope<ChannelDto>), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 501, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn verify_channel(
-    state: web::Data<AppState>,
+    channels: web::Data<Channels>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
     ctx.require("channels:manage")?;
-    let c = state.channels.verify(ctx.scope(), id.into_inner(), &ctx.meta()).await?;
-    Ok(envelope::ok(ChannelDto::from(state.channels.view(c)?)))
+    let c = channels.verify(ctx.scope(), id.into_inner(), &ctx.meta()).await?;
+    Ok(envelope::ok(ChannelDto::from(channels.view(c)?)))
 }
 
 #[utoipa::path(get, path = "/v1/channels/{id}/health", tag = "channels",
     responses((status = 200, body = Envelope<HealthDto>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn channel_health(
-    state: web::Data<AppState>,
+    channels: web::Data<Channels>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
     ctx.require("channels:read")?;
-    Ok(envelope::ok(HealthDto::from(state.channels.health(ctx.scope(), id.into_inner()).await?)))
+    Ok(envelope::ok(HealthDto::from(channels.health(ctx.scope(), id.into_inner()).await?)))
 }
 
 /// A message a sandbox channel "sent".
@@ -381,34 +360,21 @@ impl From<sandbox_message::Model> for SandboxMessageDto {
     }
 }
 
-pub const SANDBOX_MESSAGE_FIELDS: &[Field<sandbox_message::Column>] = &[
-    Field::new("to", sandbox_message::Column::To, Kind::Text),
-    Field::new("message_id", sandbox_message::Column::MessageId, Kind::Uuid),
-    Field::sortable("status", sandbox_message::Column::Status, Kind::Enum(&["delivered", "failed"])),
-    Field::sortable("created_at", sandbox_message::Column::CreatedAt, Kind::Timestamp),
-];
-
 /// What a sandbox channel "sent" (its last 1,000 messages), newest first unless sorted otherwise.
 #[utoipa::path(get, path = "/v1/channels/{id}/sandbox/messages", tag = "channels", params(("filter" = Option<Vec<String>>, Query), ("sort" = Option<Vec<String>>, Query), ("skip" = Option<u64>, Query), ("limit" = Option<u64>, Query)),
     responses((status = 200, body = ListEnvelope<SandboxMessageDto>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list_sandbox_messages(
-    state: web::Data<AppState>,
+    channels: web::Data<Channels>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
     q: ListQuery,
 ) -> AppResult<HttpResponse> {
     ctx.require("channels:read")?;
-    let c = state.channels.get(ctx.scope(), id.into_inner()).await?;
-    if c.channel_type != "sandbox" {
-        return Err(AppError::NotFound("sandbox channel"));
-    }
-    let base = store::sandbox_messages_of(ctx.scope(), c.id);
-    let select =
-        q.apply(base, SANDBOX_MESSAGE_FIELDS, sandbox_message::Column::Id, sandbox_message::Column::CreatedAt)?;
-    Ok(envelope::list(q.fetch(&state.db, select).await?.map(SandboxMessageDto::from)))
+    let page = channels.list_sandbox_messages(ctx.scope(), id.into_inner(), &q).await?;
+    Ok(envelope::list(page.map(SandboxMessageDto::from)))
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/v1/channels").route(web::get().to(list_channels)).route(web::post().to(create_channel)),
     )

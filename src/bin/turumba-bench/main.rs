@@ -1,0 +1,123 @@
+//! Benchmarks of the event pipeline and of contacts (figures, not tests; results go in BENCHMARKS.md).
+//!
+//! ```text
+//! cargo run --release --bin turumba-bench -- contacts --database sqlite --rows 100000
+//! cargo run --release --bin turumba-bench -- gen-contacts --rows 100000 --out contacts.csv
+//! ```
+//!
+//! ```text
+//! cargo run --release --bin turumba-bench -- adapters --sends 20000 --concurrency 32
+//! cargo run --release --bin turumba-bench -- smpp --sends 20000 --concurrency 64
+//! ```
+//!
+//! ```text
+//! cargo run --release --bin turumba-bench -- events --database sqlite
+//! cargo run --release --bin turumba-bench -- events --database postgres://postgres@127.0.0.1:5432/test \
+//!     --amqp amqp://guest:guest@127.0.0.1:5672/%2f
+//! ```
+//!
+//! 1. Latency: events are committed one per transaction at `--rate` per second for `--seconds`; the
+//!    relay publishes them; the time from commit to the transport's confirmation is recorded per event.
+//! 2. Throughput: `--backlog` events are committed first, then one relay drains them; events/s.
+//! 3. With `--amqp`: the raw RabbitMQ publish-with-confirms rate on the same machine, same batch size
+//!    (the ceiling the relay works under).
+
+mod adapters;
+mod contacts;
+mod events;
+mod smpp;
+
+use std::time::Duration;
+
+use clap::Parser;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use uuid::Uuid;
+
+#[derive(Parser, Debug)]
+#[command(name = "turumba-bench")]
+enum Cli {
+    /// Outbox → relay → transport latency and throughput.
+    Events(events::EventsArgs),
+    /// Contacts: import of a generated CSV, a segment count with attribute filters, Directory streaming.
+    Contacts {
+        /// `sqlite` (a temp file) or a postgres:// URL (a fresh database is created and dropped).
+        #[arg(long, default_value = "sqlite")]
+        database: String,
+        #[arg(long, default_value_t = 100_000)]
+        rows: u64,
+    },
+    /// Provider adapter send throughput over HTTP keep-alive against a local server answering in the
+    /// Telegram Bot API format (the server runs on the same cores).
+    Adapters {
+        #[arg(long, default_value_t = 20_000)]
+        sends: u64,
+        /// Sends in flight at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: u64,
+    },
+    /// SMPP `submit_sm` throughput on one windowed bind against a minimal local SMSC (same cores).
+    Smpp {
+        #[arg(long, default_value_t = 20_000)]
+        sends: u64,
+        #[arg(long, default_value_t = 64)]
+        concurrency: u64,
+    },
+    /// Writes the generated contacts CSV the contacts benchmark imports (phone, email, names, attributes, tags).
+    GenContacts {
+        #[arg(long, default_value_t = 100_000)]
+        rows: u64,
+        #[arg(long, short)]
+        out: std::path::PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    match Cli::parse() {
+        Cli::Events(args) => events::run(args).await,
+        Cli::Contacts { database, rows } => contacts::bench_contacts(database, rows).await,
+        Cli::GenContacts { rows, out } => contacts::generate_contacts_csv(rows, &out),
+        Cli::Adapters { sends, concurrency } => adapters::bench_adapters(sends, concurrency).await,
+        Cli::Smpp { sends, concurrency } => smpp::bench_smpp(sends, concurrency).await,
+    }
+}
+
+/// Peak resident memory of this process so far (VmHWM), in MiB.
+pub(crate) fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// A fresh database: a temp SQLite file or a new PostgreSQL database (dropped by `drop_db`).
+pub(crate) async fn fresh_db(database: &str, tmp: &std::path::Path) -> (String, Option<(DatabaseConnection, String)>) {
+    if database == "sqlite" {
+        (format!("sqlite://{}/bench.db", tmp.display()), None)
+    } else {
+        let name = format!("turumba_bench_{}", &Uuid::new_v4().simple().to_string()[..10]);
+        let admin = sea_orm::Database::connect(database.to_string()).await.expect("connect");
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create db");
+        let (prefix, _) = database.rsplit_once('/').expect("URL has a database");
+        (format!("{prefix}/{name}"), Some((admin, name)))
+    }
+}
+
+pub(crate) async fn drop_db(cleanup: Option<(DatabaseConnection, String)>) {
+    if let Some((admin, name)) = cleanup {
+        let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+    }
+}
+
+pub(crate) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+pub(crate) fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}

@@ -1,0 +1,156 @@
+//! Accounts: creation (the creator becomes admin), settings, deletion, and the operator's scope for CLI
+//! commands.
+
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, ModelTrait, QueryFilter, Set};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::entity::{account, membership};
+use super::service::*;
+use super::store;
+use super::tenancy::{AccountScope, CurrentUser};
+use crate::db::list::{ListQuery, Page};
+use crate::error::{AppError, AppResult};
+use crate::modules::events::{EventBus, EventMeta};
+
+pub struct AccountInput<'a> {
+    pub name: &'a str,
+    pub timezone: Option<&'a str>,
+    pub default_country_code: Option<&'a str>,
+    pub settings: Option<Value>,
+}
+
+#[derive(Default)]
+pub struct AccountPatch {
+    pub name: Patch<String>,
+    pub timezone: Patch<String>,
+    pub default_country_code: Patch<String>,
+    pub settings: Patch<Value>,
+}
+
+impl Accounts {
+    /// The accounts the user is a member of, filtered, sorted and paged.
+    pub async fn list_accounts_of(&self, user: &CurrentUser, q: &ListQuery) -> AppResult<Page<account::Model>> {
+        store::list_accounts_of_user(&self.db, user.id, q).await
+    }
+
+    pub async fn create_account(
+        &self,
+        user: &CurrentUser,
+        input: AccountInput<'_>,
+        parent: Option<AccountScope>,
+        meta: &EventMeta,
+    ) -> AppResult<account::Model> {
+        let tz = input.timezone.unwrap_or("UTC");
+        if !valid_timezone(tz) {
+            return Err(AppError::field("timezone", "must be an IANA time zone such as Africa/Addis_Ababa"));
+        }
+        let txn = crate::db::begin_write(&self.db).await?;
+        let (acc, _) = store::create_account(
+            &txn,
+            store::NewAccount {
+                name: input.name.trim(),
+                parent_id: parent.map(|p| p.account_id()),
+                timezone: tz,
+                default_country_code: input.default_country_code,
+                settings: input.settings.unwrap_or_else(|| json!({})),
+            },
+            user.id,
+        )
+        .await?;
+        let mut bus = EventBus::new(meta.clone());
+        emit_account_created(&mut bus, &acc, user.id);
+        self.events.commit(txn, bus).await?;
+        Ok(acc)
+    }
+
+    /// A scope for an operator acting from the command line (who has the database anyway): the account
+    /// must exist. Never used for HTTP requests, whose scope comes from the caller's membership.
+    pub async fn operator_scope(&self, account_id: Uuid) -> AppResult<AccountScope> {
+        store::find_account(&self.db, account_id).await?.ok_or(AppError::NotFound("account"))?;
+        Ok(AccountScope::checked(account_id))
+    }
+
+    /// The account's `default_country_code` (used to read national phone numbers).
+    pub async fn default_country_code(&self, scope: AccountScope) -> AppResult<Option<String>> {
+        Ok(self.get_account(scope).await?.default_country_code)
+    }
+
+    pub async fn get_account(&self, scope: AccountScope) -> AppResult<account::Model> {
+        store::find_account(&self.db, scope.account_id()).await?.ok_or(AppError::NotFound("account"))
+    }
+
+    pub async fn update_account(
+        &self,
+        scope: AccountScope,
+        patch: AccountPatch,
+        meta: &EventMeta,
+    ) -> AppResult<account::Model> {
+        let mut active = self.get_account(scope).await?.into_active_model();
+        if let Some(name) = required("name", patch.name)? {
+            if name.trim().is_empty() {
+                return Err(AppError::field("name", "must not be empty"));
+            }
+            active.name = Set(name.trim().to_string());
+        }
+        if let Some(tz) = required("timezone", patch.timezone)? {
+            if !valid_timezone(&tz) {
+                return Err(AppError::field("timezone", "must be an IANA time zone such as Africa/Addis_Ababa"));
+            }
+            active.timezone = Set(tz);
+        }
+        if let Some(cc) = patch.default_country_code {
+            active.default_country_code = Set(cc);
+        }
+        if let Some(settings) = patch.settings {
+            let settings = settings.unwrap_or_else(|| json!({}));
+            if !settings.is_object() {
+                return Err(AppError::field("settings", "must be an object"));
+            }
+            active.settings = Set(settings);
+        }
+        active.updated_at = Set(Utc::now());
+        let txn = crate::db::begin_write(&self.db).await?;
+        let acc = active.update(&txn).await?;
+        let mut bus = EventBus::new(meta.clone());
+        bus.emit(
+            "account.updated",
+            "account",
+            acc.id,
+            Some(acc.id),
+            json!({ "name": acc.name, "timezone": acc.timezone, "status": acc.status }),
+        );
+        self.events.commit(txn, bus).await?;
+        Ok(acc)
+    }
+
+    pub async fn delete_account(&self, scope: AccountScope, meta: &EventMeta) -> AppResult<()> {
+        if store::has_sub_accounts(&self.db, scope).await? {
+            return Err(AppError::conflict("delete the sub-accounts of this account first"));
+        }
+        let acc = self.get_account(scope).await?;
+        let txn = crate::db::begin_write(&self.db).await?;
+        // Memberships reference roles with RESTRICT; remove them first, then the account (roles cascade).
+        membership::Entity::delete_many()
+            .filter(membership::Column::AccountId.eq(scope.account_id()))
+            .exec(&txn)
+            .await?;
+        let (id, name) = (acc.id, acc.name.clone());
+        acc.delete(&txn).await?;
+        let mut bus = EventBus::new(meta.clone());
+        bus.emit("account.deleted", "account", id, Some(id), json!({ "name": name }));
+        self.events.commit(txn, bus).await?;
+        Ok(())
+    }
+}
+
+pub(super) fn emit_account_created(bus: &mut EventBus, acc: &account::Model, owner: Uuid) {
+    bus.emit(
+        "account.created",
+        "account",
+        acc.id,
+        Some(acc.id),
+        json!({ "name": acc.name, "parent_id": acc.parent_id, "owner_user_id": owner, "timezone": acc.timezone }),
+    );
+}
