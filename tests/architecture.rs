@@ -226,10 +226,8 @@ fn paths_named(file: &SourceFile) -> Vec<Vec<String>> {
             if at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_' || bytes[at - 1] == b':') {
                 continue;
             }
-            let path: String = code[at..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
-                .collect();
+            let path: String =
+                code[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':').collect();
             raw.push((at, path.trim_end_matches(':').to_string()));
         }
     }

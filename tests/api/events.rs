@@ -10,7 +10,7 @@ use sea_orm::{DatabaseTransaction, TransactionTrait};
 use serde_json::json;
 use turumba::app::BuildOptions;
 use turumba::modules::events::{
-    Confirms, Consumer, EventBus, EventEnvelope, EventMeta, SharedConsumer, Unavailable, ops,
+    Confirms, Consumer, EventBus, EventEnvelope, EventMeta, HandlerError, SharedConsumer, Unavailable, ops,
 };
 
 use crate::helpers::{Backend, TestApp, amqp_url, eventually};
@@ -57,12 +57,12 @@ impl Consumer for Recorder {
     fn bindings(&self) -> Vec<String> {
         self.bindings.clone()
     }
-    async fn handle(&self, _txn: &DatabaseTransaction, event: &EventEnvelope) -> Result<(), String> {
+    async fn handle(&self, _txn: &DatabaseTransaction, event: &EventEnvelope) -> Result<(), HandlerError> {
         if let Some(p) = &self.poison_name
             && event.data["name"] == p.as_str()
             && !self.healed.load(Ordering::SeqCst)
         {
-            return Err(format!("cannot handle role {p}"));
+            return Err(format!("cannot handle role {p}").into());
         }
         self.handled.lock().unwrap().push(event.clone());
         Ok(())
@@ -187,6 +187,74 @@ async fn a_relay_dying_after_publish_causes_no_double_effect(b: Backend, via: Vi
 }
 
 /// Writes `n` events through an EventBus in one transaction, as a service would.
+/// A consumer that refuses roles named `refused` for good and asks for `later` to come back after a
+/// wait (once), as a provider answering 400 or 429 with `Retry-After` would make a dispatcher do.
+struct Judge {
+    attempts: Mutex<HashMap<String, usize>>,
+    handled: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Consumer for Judge {
+    fn name(&self) -> &str {
+        "test_judge"
+    }
+    fn bindings(&self) -> Vec<String> {
+        vec!["role.created".into()]
+    }
+    async fn handle(&self, _txn: &DatabaseTransaction, event: &EventEnvelope) -> Result<(), HandlerError> {
+        let name = event.data["name"].as_str().unwrap_or_default().to_string();
+        let attempt = {
+            let mut a = self.attempts.lock().unwrap();
+            let n = a.entry(name.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        match name.as_str() {
+            "refused" => Err(HandlerError::Permanent("the provider refuses this recipient".into())),
+            "later" if attempt == 1 => Err(HandlerError::RetryAfter {
+                error: "rate limited".into(),
+                after: std::time::Duration::from_millis(300),
+            }),
+            _ => {
+                self.handled.lock().unwrap().push(name);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A permanent refusal is dead-lettered after its first attempt (no retries); a "retry after" is tried
+/// again and then handled; neither holds up the others.
+async fn each_failure_kind_is_settled_its_own_way(b: Backend, via: Via) {
+    let judge = Arc::new(Judge { attempts: Mutex::new(HashMap::new()), handled: Mutex::new(Vec::new()) });
+    let app = TestApp::spawn_full(b, |s| via.apply(s), opts(vec![judge.clone()], true)).await;
+    let u = app.user("judith").await;
+    for name in ["refused", "later", "fine"] {
+        app.create_role(&u.token, name).await;
+    }
+    eventually(30, "the deferred and the healthy events are handled", || async {
+        let mut h = judge.handled.lock().unwrap().clone();
+        h.sort();
+        h == ["fine", "later"]
+    })
+    .await;
+    let amqp = app.state.events.amqp().cloned();
+    eventually(30, "the refused event reaches the dead-letter queue", || async {
+        ops::dlq_list(&app.state.db, amqp.as_deref(), 10).await.unwrap().len() == 1
+    })
+    .await;
+    let letters = ops::dlq_list(&app.state.db, amqp.as_deref(), 10).await.unwrap();
+    assert_eq!(letters[0].queue, "test_judge");
+    assert_eq!(letters[0].attempts, 1, "a permanent failure is not retried");
+    assert!(letters[0].error.contains("refuses this recipient"), "{}", letters[0].error);
+    let attempts = judge.attempts.lock().unwrap().clone();
+    assert_eq!(attempts["refused"], 1);
+    assert_eq!(attempts["later"], 2, "retried once after its wait, then handled");
+    assert_eq!(attempts["fine"], 1);
+    via.cleanup(&app, &["test_judge"]).await;
+}
+
 async fn write_events(app: &TestApp, event_type: &str, n: usize) -> Vec<uuid::Uuid> {
     let txn = app.state.db.begin().await.unwrap();
     let mut bus = EventBus::new(EventMeta::default());
@@ -212,10 +280,14 @@ mod in_process {
         a_relay_dying_after_publish_causes_no_double_effect(b, Via::InProcess).await
     }
 
+    async fn failures_are_settled_by_kind(b: Backend) {
+        each_failure_kind_is_settled_its_own_way(b, Via::InProcess).await
+    }
     both_backends!(
         identity_events_flow_through_the_outbox,
         poisoned_events_are_dead_lettered,
-        relay_crash_after_publish_is_deduplicated
+        relay_crash_after_publish_is_deduplicated,
+        failures_are_settled_by_kind
     );
 }
 
@@ -239,6 +311,12 @@ mod rabbitmq {
     async fn poisoned_events_end_in_the_rabbitmq_dlq() {
         let Some((b, via)) = setup().await else { return };
         a_poisoned_event_is_dead_lettered_after_five_attempts(b, via).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failures_are_settled_by_kind_over_rabbitmq() {
+        let Some((b, via)) = setup().await else { return };
+        each_failure_kind_is_settled_its_own_way(b, via).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -728,7 +806,7 @@ impl Consumer for Effects {
     fn batch_size(&self) -> usize {
         self.batch
     }
-    async fn handle(&self, txn: &DatabaseTransaction, event: &EventEnvelope) -> Result<(), String> {
+    async fn handle(&self, txn: &DatabaseTransaction, event: &EventEnvelope) -> Result<(), HandlerError> {
         use sea_orm::ConnectionTrait;
         let pg = txn.get_database_backend() == sea_orm::DbBackend::Postgres;
         let txid = if pg { "txid_current()" } else { "0" };
@@ -741,7 +819,7 @@ impl Consumer for Effects {
         }
         let poison = *self.poison_i.lock().unwrap();
         if poison.is_some() && event.data["i"].as_i64() == poison {
-            return Err(format!("poisoned event {}", event.data["i"]));
+            return Err(format!("poisoned event {}", event.data["i"]).into());
         }
         Ok(())
     }

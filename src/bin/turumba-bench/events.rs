@@ -15,8 +15,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use turumba::modules::events::{
-    Amqp, Confirms, Consumer, EventBus, EventEnvelope, EventMeta, InProcess, Relay, RelaySettings, Transport,
-    Unavailable,
+    Amqp, Confirms, Consumer, EventBus, EventEnvelope, EventMeta, HandlerError, InProcess, Relay, RelaySettings,
+    Transport, Unavailable,
 };
 use uuid::Uuid;
 
@@ -115,7 +115,7 @@ impl Consumer for Sink {
     fn bindings(&self) -> Vec<String> {
         vec!["bench.#".into()]
     }
-    async fn handle(&self, _txn: &DatabaseTransaction, _event: &EventEnvelope) -> Result<(), String> {
+    async fn handle(&self, _txn: &DatabaseTransaction, _event: &EventEnvelope) -> Result<(), HandlerError> {
         Ok(())
     }
     fn batch_size(&self) -> usize {

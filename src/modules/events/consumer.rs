@@ -11,6 +11,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -30,9 +31,10 @@ pub trait Consumer: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// Topic patterns (`group_message.*`, `message.dispatch.sms`, `#`).
     fn bindings(&self) -> Vec<String>;
-    /// Applies the event. Runs inside `txn`; an `Err` rolls back and the event is retried, then
-    /// dead-lettered after the configured number of attempts.
-    async fn handle(&self, txn: &DatabaseTransaction, event: &EventEnvelope) -> Result<(), String>;
+    /// Applies the event. Runs inside `txn`; an `Err` rolls back, and its kind says what happens next
+    /// (see [`HandlerError`]): retried with backoff, retried not before a given time, or dead-lettered
+    /// at once.
+    async fn handle(&self, txn: &DatabaseTransaction, event: &EventEnvelope) -> Result<(), HandlerError>;
     /// How many deliveries the transport may hand over together (see [`process_batch`]). Only a
     /// consumer whose handler has no effect outside its transaction (no provider call, no e-mail)
     /// should raise it: a batch that fails is handled again event by event.
@@ -52,12 +54,94 @@ pub fn batch_size(consumer: &dyn Consumer, limit: usize) -> usize {
     consumer.batch_size().clamp(1, MAX_BATCH.min(limit.max(1)))
 }
 
+/// Why a handler could not apply an event; the transports settle each kind differently.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandlerError {
+    /// May work on another try (a database hiccup, a provider's 5xx or timeout): retried with backoff,
+    /// dead-lettered after the last attempt. A plain `String` error converts to this.
+    #[error("{0}")]
+    Transient(String),
+    /// May work, but not before `after` (a provider's rate limit with its `Retry-After`): retried no
+    /// sooner (the wait holds this consumer's next deliveries, as the backoff does), dead-lettered after
+    /// the last attempt.
+    #[error("{error} (retry after {after:?})")]
+    RetryAfter { error: String, after: Duration },
+    /// Can never work (an event it cannot read, a recipient the provider refuses for good): dead-lettered
+    /// at once, without retries.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<String> for HandlerError {
+    fn from(error: String) -> Self {
+        HandlerError::Transient(error)
+    }
+}
+
+impl From<&str> for HandlerError {
+    fn from(error: &str) -> Self {
+        HandlerError::Transient(error.to_string())
+    }
+}
+
+impl From<DbErr> for HandlerError {
+    fn from(e: DbErr) -> Self {
+        HandlerError::Transient(format!("database: {e}"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Handled,
     /// Already handled before (a redelivery): nothing was done.
     Duplicate,
+    /// Failed for now ([`HandlerError::Transient`]): retry with backoff.
     Failed(String),
+    /// Failed, retry not before `after` ([`HandlerError::RetryAfter`]).
+    Deferred {
+        error: String,
+        after: Duration,
+    },
+    /// Failed for good ([`HandlerError::Permanent`]): dead-letter without retrying.
+    Rejected(String),
+}
+
+impl From<HandlerError> for Outcome {
+    fn from(e: HandlerError) -> Self {
+        match e {
+            HandlerError::Transient(error) => Outcome::Failed(error),
+            HandlerError::RetryAfter { error, after } => Outcome::Deferred { error, after },
+            HandlerError::Permanent(error) => Outcome::Rejected(error),
+        }
+    }
+}
+
+/// What a transport does with an event whose handling failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement<'a> {
+    /// Try again after `wait`.
+    Retry { error: &'a str, wait: Duration },
+    /// Dead-letter it with this error.
+    DeadLetter { error: &'a str },
+}
+
+impl Outcome {
+    pub fn is_failure(&self) -> bool {
+        !matches!(self, Outcome::Handled | Outcome::Duplicate)
+    }
+
+    /// For a failure after `attempt` attempts of at most `max_attempts`: retry (after the exponential
+    /// backoff, or the handler's own wait when longer) or dead-letter. `None` for a success.
+    pub fn settlement(&self, attempt: i64, max_attempts: i64) -> Option<Settlement<'_>> {
+        let backoff = Duration::from_millis(50 * (1 << attempt.clamp(0, 6)));
+        let (error, wait) = match self {
+            Outcome::Handled | Outcome::Duplicate => return None,
+            Outcome::Rejected(error) => return Some(Settlement::DeadLetter { error }),
+            Outcome::Failed(error) => (error, backoff),
+            Outcome::Deferred { error, after } => (error, backoff.max(*after)),
+        };
+        Some(if attempt >= max_attempts { Settlement::DeadLetter { error } } else { Settlement::Retry { error, wait } })
+    }
 }
 
 /// Counts an outcome in the consumer metrics (`consumer_handled_total`, `consumer_duplicates_total`,
@@ -66,7 +150,7 @@ pub(crate) fn count(queue: &str, outcome: &Outcome) {
     let name = match outcome {
         Outcome::Handled => "consumer_handled_total",
         Outcome::Duplicate => "consumer_duplicates_total",
-        Outcome::Failed(_) => "consumer_failed_total",
+        Outcome::Failed(_) | Outcome::Deferred { .. } | Outcome::Rejected(_) => "consumer_failed_total",
     };
     metrics::counter!(name, "queue" => queue.to_string()).increment(1);
 }
@@ -163,7 +247,7 @@ async fn process_inner(
         }
         Err(e) => {
             txn.rollback().await.ok();
-            Ok(Outcome::Failed(e))
+            Ok(e.into())
         }
     }
 }
@@ -220,12 +304,29 @@ mod tests {
         fn bindings(&self) -> Vec<String> {
             Vec::new()
         }
-        async fn handle(&self, _: &DatabaseTransaction, _: &EventEnvelope) -> Result<(), String> {
+        async fn handle(&self, _: &DatabaseTransaction, _: &EventEnvelope) -> Result<(), HandlerError> {
             Ok(())
         }
         fn batch_size(&self) -> usize {
             self.0
         }
+    }
+
+    #[test]
+    fn each_failure_kind_is_settled_its_own_way() {
+        let ms = Duration::from_millis;
+        let transient = Outcome::from(HandlerError::from("down"));
+        assert_eq!(transient.settlement(1, 5), Some(Settlement::Retry { error: "down", wait: ms(100) }));
+        assert_eq!(transient.settlement(5, 5), Some(Settlement::DeadLetter { error: "down" }));
+        let later = Outcome::from(HandlerError::RetryAfter { error: "429".into(), after: ms(2000) });
+        assert_eq!(later.settlement(1, 5), Some(Settlement::Retry { error: "429", wait: ms(2000) }));
+        let soon = Outcome::from(HandlerError::RetryAfter { error: "429".into(), after: ms(1) });
+        assert_eq!(soon.settlement(2, 5), Some(Settlement::Retry { error: "429", wait: ms(200) }));
+        assert_eq!(later.settlement(5, 5), Some(Settlement::DeadLetter { error: "429" }));
+        let never = Outcome::from(HandlerError::Permanent("no such chat".into()));
+        assert_eq!(never.settlement(1, 5), Some(Settlement::DeadLetter { error: "no such chat" }));
+        assert_eq!(Outcome::Handled.settlement(1, 5), None);
+        assert!(never.is_failure() && !Outcome::Duplicate.is_failure());
     }
 
     #[test]

@@ -25,7 +25,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use bus::EventBus;
-pub use consumer::{Consumer, Outcome, SharedConsumer, process, process_batch, was_processed};
+pub use consumer::{
+    Consumer, HandlerError, Outcome, Settlement, SharedConsumer, process, process_batch, was_processed,
+};
 pub use envelope::{EventEnvelope, EventMeta, topic_matches};
 pub use outbox::OutboxStatus;
 pub use relay::{PassOutcome, Relay, RelaySettings};

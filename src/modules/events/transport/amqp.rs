@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Confirms, Transport, Unavailable};
-use crate::modules::events::consumer::{self, Outcome, SharedConsumer};
+use crate::modules::events::consumer::{self, Outcome, Settlement, SharedConsumer};
 use crate::modules::events::envelope::EventEnvelope;
 use crate::modules::events::topology::{self, AUDIT_MAX_LENGTH, AUDIT_QUEUE, AUDIT_TTL_MS, Names};
 
@@ -335,15 +335,13 @@ impl Amqp {
             let mut failed = Vec::new();
             let mut done = Vec::new();
             for (d, decode_error) in deliveries.into_iter().zip(decode_errors) {
-                let (outcome, undecodable) = match decode_error {
-                    None => (handled.next().expect("one outcome per event"), false),
-                    Some(e) => (Outcome::Failed(e), true),
+                let outcome = match decode_error {
+                    None => handled.next().expect("one outcome per event"),
+                    // An event that cannot be read never will be.
+                    Some(e) => Outcome::Rejected(e),
                 };
                 consumer::count(c.name(), &outcome);
-                match outcome {
-                    Outcome::Handled | Outcome::Duplicate => done.push(d),
-                    Outcome::Failed(err) => failed.push((d, err, undecodable)),
-                }
+                if outcome.is_failure() { failed.push((d, outcome)) } else { done.push(d) }
             }
             // Handled deliveries are acknowledged first (all at once when the whole chunk was handled),
             // so a failure's retry does not hold them up.
@@ -356,8 +354,8 @@ impl Amqp {
                     d.ack(BasicAckOptions::default()).await.map_err(|e| e.to_string())?;
                 }
             }
-            for (d, err, undecodable) in failed {
-                if !self.retry_or_dead_letter(&conn, &out, c.name(), d, &err, undecodable, shutdown).await? {
+            for (d, outcome) in failed {
+                if !self.retry_or_dead_letter(&conn, &out, c.name(), d, &outcome, shutdown).await? {
                     return Ok(());
                 }
             }
@@ -365,38 +363,41 @@ impl Amqp {
     }
 
     /// Settles a delivery whose handling failed (already counted): republished to its queue with
-    /// `x-attempts` + 1 after a backoff, or, after the last attempt (or when it cannot be decoded),
-    /// dead-lettered with its last error; then acknowledged. A republish the broker does not confirm hands the delivery back
-    /// (nack, requeue) instead of losing it. `Ok(false)`: shutdown came during the backoff (the
-    /// delivery stays unacknowledged and the broker redelivers it).
-    #[allow(clippy::too_many_arguments)]
+    /// `x-attempts` + 1 after its wait (the backoff, or the handler's own), or, after the last attempt
+    /// (at once when it was refused for good or cannot be decoded), dead-lettered with its last error;
+    /// then acknowledged. A republish the broker does not confirm hands the delivery back (nack,
+    /// requeue) instead of losing it. `Ok(false)`: shutdown came during the wait (the delivery stays
+    /// unacknowledged and the broker redelivers it).
     async fn retry_or_dead_letter(
         &self,
         conn: &Connection,
         out: &Channel,
         consumer: &str,
         delivery: lapin::message::Delivery,
-        err: &str,
-        undecodable: bool,
+        outcome: &Outcome,
         shutdown: &CancellationToken,
     ) -> Result<bool, String> {
         let queue = self.names.queue(consumer);
         let attempts = header_int(&delivery.properties, "x-attempts").unwrap_or(0) + 1;
-        let (exchange, routing_key) = if attempts >= i64::from(self.max_attempts) || undecodable {
-            tracing::error!(queue, attempts, error = %err, "dead-lettering event");
-            metrics::counter!("consumer_dead_lettered_total", "queue" => consumer.to_string()).increment(1);
-            (self.names.dlx(), consumer.to_string())
-        } else {
-            tracing::warn!(queue, attempts, error = %err, "handler failed; retrying");
-            tokio::select! {
-                _ = shutdown.cancelled() => {
-                    // Unacked: the broker redelivers it to the next consumer.
-                    let _ = conn.close(200, "shutdown".into()).await;
-                    return Ok(false);
-                }
-                _ = tokio::time::sleep(Duration::from_millis(50 * (1 << attempts.min(6)))) => {}
+        let Some(settlement) = outcome.settlement(attempts, i64::from(self.max_attempts)) else { return Ok(true) };
+        let (exchange, routing_key, err) = match settlement {
+            Settlement::DeadLetter { error } => {
+                tracing::error!(queue, attempts, error, "dead-lettering event");
+                metrics::counter!("consumer_dead_lettered_total", "queue" => consumer.to_string()).increment(1);
+                (self.names.dlx(), consumer.to_string(), error)
             }
-            (String::new(), queue.clone())
+            Settlement::Retry { error, wait } => {
+                tracing::warn!(queue, attempts, error, "handler failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        // Unacked: the broker redelivers it to the next consumer.
+                        let _ = conn.close(200, "shutdown".into()).await;
+                        return Ok(false);
+                    }
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                (String::new(), queue.clone(), error)
+            }
         };
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         headers.insert("x-attempts".into(), AMQPValue::LongLongInt(attempts));

@@ -3,7 +3,6 @@
 //! the relay marks a row published only after its consumers are done with it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::join_all;
@@ -13,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Confirms, Transport, Unavailable};
-use crate::modules::events::consumer::{self, Consumer, Outcome, SharedConsumer};
+use crate::modules::events::consumer::{self, Consumer, Outcome, Settlement, SharedConsumer};
 use crate::modules::events::envelope::{EventEnvelope, topic_matches};
 
 type Work = (EventEnvelope, oneshot::Sender<()>);
@@ -70,7 +69,7 @@ async fn worker(
         let outcomes = consumer::process_batch(&db, c.as_ref(), &events).await;
         // The handled ones are acknowledged first: a failure's retries do not hold up its neighbours.
         let (failed, done): (Vec<_>, Vec<_>) =
-            events.iter().zip(acks).zip(outcomes).partition(|(_, first)| matches!(first, Outcome::Failed(_)));
+            events.iter().zip(acks).zip(outcomes).partition(|(_, first)| first.is_failure());
         for ((event, ack), first) in done.into_iter().chain(failed) {
             if let Some(ack) = settle(&db, c.as_ref(), event, ack, first, max_attempts, &shutdown).await {
                 let _ = ack.send(());
@@ -79,8 +78,9 @@ async fn worker(
     }
 }
 
-/// Settles one event given the outcome of its first handling: retries a failure (with backoff) until
-/// it is handled or has failed `max_attempts` times and is dead-lettered. Returns the acknowledgement
+/// Settles one event given the outcome of its first handling: retries a failure (after its backoff or
+/// its handler's wait) until it is handled, or dead-letters it after `max_attempts` attempts (at once
+/// when the handler refused it for good). Returns the acknowledgement
 /// to send, or `None` when it must not be acknowledged (shutdown mid-retry, or the dead letter could
 /// not be stored): the relay then keeps the outbox row pending and publishes it again.
 async fn settle(
@@ -97,22 +97,22 @@ async fn settle(
     let mut outcome = first;
     loop {
         consumer::count(queue, &outcome);
-        match outcome {
-            Outcome::Handled | Outcome::Duplicate => return Some(ack),
-            Outcome::Failed(err) => {
-                if attempt >= max_attempts {
-                    tracing::error!(queue, event_id = %event.event_id, error = %err, "dead-lettering event after {attempt} attempts");
-                    if let Err(e) = consumer::insert_dead_letter(db, queue, event, &err, attempt).await {
-                        tracing::error!(error = %e, "cannot store dead letter");
-                        return None;
-                    }
-                    metrics::counter!("consumer_dead_lettered_total", "queue" => queue.to_string()).increment(1);
-                    return Some(ack);
+        match outcome.settlement(i64::from(attempt), i64::from(max_attempts)) {
+            None => return Some(ack),
+            Some(Settlement::DeadLetter { error }) => {
+                tracing::error!(queue, event_id = %event.event_id, error, "dead-lettering event after {attempt} attempts");
+                if let Err(e) = consumer::insert_dead_letter(db, queue, event, error, attempt).await {
+                    tracing::error!(error = %e, "cannot store dead letter");
+                    return None;
                 }
-                tracing::warn!(queue, event_id = %event.event_id, attempt, error = %err, "handler failed; retrying");
+                metrics::counter!("consumer_dead_lettered_total", "queue" => queue.to_string()).increment(1);
+                return Some(ack);
+            }
+            Some(Settlement::Retry { error, wait }) => {
+                tracing::warn!(queue, event_id = %event.event_id, attempt, error, "handler failed; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => return None,
-                    _ = tokio::time::sleep(Duration::from_millis(50 * (1 << attempt.min(6)))) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
             }
         }
