@@ -37,6 +37,9 @@ pub struct Smsc {
     /// When false, enquire_link goes unanswered (a hung SMSC).
     pub answer_enquire_link: Arc<std::sync::atomic::AtomicBool>,
     conns: Arc<Mutex<Vec<mpsc::UnboundedSender<Out>>>>,
+    /// Bumped by `disconnect_all`: a connection of an older generation answers nothing more, so a PDU
+    /// that races the forced disconnect is never answered on the dropped link.
+    generation: Arc<AtomicUsize>,
     seq: Arc<AtomicUsize>,
 }
 
@@ -55,6 +58,7 @@ impl Smsc {
             enquire_links: Arc::default(),
             answer_enquire_link: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             conns: Arc::default(),
+            generation: Arc::default(),
             seq: Arc::new(AtomicUsize::new(5000)),
         };
         let s = smsc.clone();
@@ -73,12 +77,19 @@ impl Smsc {
 
     async fn serve(&self, stream: tokio::net::TcpStream, receipts: bool) {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        self.conns.lock().unwrap().push(tx);
+        let generation = {
+            let mut conns = self.conns.lock().unwrap();
+            conns.push(tx);
+            self.generation.load(Ordering::SeqCst)
+        };
         let mut framed = Framed::new(stream, CommandCodec::new());
         loop {
             tokio::select! {
                 incoming = framed.next() => {
                     let Some(Ok(cmd)) = incoming else { break };
+                    if self.generation.load(Ordering::SeqCst) != generation {
+                        break;
+                    }
                     let seq = cmd.sequence_number();
                     let reply = match cmd.pdu() {
                         Some(Pdu::BindTransceiver(_)) | Some(Pdu::BindTransmitter(_)) => {
@@ -182,7 +193,9 @@ impl Smsc {
 
     /// Drops every connection, as an SMSC restart would.
     pub fn disconnect_all(&self) {
-        for c in self.conns.lock().unwrap().drain(..) {
+        let mut conns = self.conns.lock().unwrap();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        for c in conns.drain(..) {
             let _ = c.send(Out::Close);
         }
     }

@@ -2,11 +2,11 @@
 //! commands.
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, ModelTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, IntoActiveModel, ModelTrait, Set};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::entity::{account, membership};
+use super::entity::account;
 use super::service::*;
 use super::store;
 use super::tenancy::{AccountScope, CurrentUser};
@@ -31,10 +31,12 @@ pub struct AccountPatch {
 
 impl Accounts {
     /// The accounts the user is a member of, filtered, sorted and paged.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn list_accounts_of(&self, user: &CurrentUser, q: &ListQuery) -> AppResult<Page<account::Model>> {
         store::list_accounts_of_user(&self.db, user.id, q).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn create_account(
         &self,
         user: &CurrentUser,
@@ -67,12 +69,14 @@ impl Accounts {
 
     /// A scope for an operator acting from the command line (who has the database anyway): the account
     /// must exist. Never used for HTTP requests, whose scope comes from the caller's membership.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn operator_scope(&self, account_id: Uuid) -> AppResult<AccountScope> {
         store::find_account(&self.db, account_id).await?.ok_or(AppError::NotFound("account"))?;
         Ok(AccountScope::checked(account_id))
     }
 
     /// The account's `default_country_code` (used to read national phone numbers).
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn default_country_code(&self, scope: AccountScope) -> AppResult<Option<String>> {
         Ok(self.get_account(scope).await?.default_country_code)
     }
@@ -81,6 +85,7 @@ impl Accounts {
         store::find_account(&self.db, scope.account_id()).await?.ok_or(AppError::NotFound("account"))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn update_account(
         &self,
         scope: AccountScope,
@@ -125,6 +130,7 @@ impl Accounts {
         Ok(acc)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn delete_account(&self, scope: AccountScope, meta: &EventMeta) -> AppResult<()> {
         if store::has_sub_accounts(&self.db, scope).await? {
             return Err(AppError::conflict("delete the sub-accounts of this account first"));
@@ -132,10 +138,7 @@ impl Accounts {
         let acc = self.get_account(scope).await?;
         let txn = crate::db::begin_write(&self.db).await?;
         // Memberships reference roles with RESTRICT; remove them first, then the account (roles cascade).
-        membership::Entity::delete_many()
-            .filter(membership::Column::AccountId.eq(scope.account_id()))
-            .exec(&txn)
-            .await?;
+        store::delete_memberships_of(&txn, scope).await?;
         let (id, name) = (acc.id, acc.name.clone());
         acc.delete(&txn).await?;
         let mut bus = EventBus::new(meta.clone());

@@ -54,6 +54,7 @@ pub(super) fn invalid_code() -> AppError {
 }
 
 impl Accounts {
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn register(&self, reg: Registration<'_>) -> AppResult<Uuid> {
         let email = EmailAddress::canonical(reg.email);
         if store::find_user_by_email(&self.db, &email).await?.is_some() {
@@ -94,6 +95,7 @@ impl Accounts {
         );
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn resend_verification(&self, email: &str) -> AppResult<()> {
         let email = EmailAddress::canonical(email);
         if let Some(user) = store::find_user_by_email(&self.db, &email).await?
@@ -130,6 +132,7 @@ impl Accounts {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn verify_email(&self, email: &str, code: &str, meta: &EventMeta) -> AppResult<TokenPair> {
         let email = EmailAddress::canonical(email);
         let user = store::find_user_by_email(&self.db, &email).await?.ok_or_else(invalid_code)?;
@@ -181,6 +184,7 @@ impl Accounts {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn login(&self, email: &str, password_in: &str) -> AppResult<TokenPair> {
         let email = EmailAddress::canonical(email);
         let since = Utc::now() - Duration::minutes(LOGIN_WINDOW_MINUTES);
@@ -217,6 +221,7 @@ impl Accounts {
     }
 
     /// Rotates a refresh token. Presenting an already-rotated token revokes its whole family.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn refresh(&self, refresh_token: &str) -> AppResult<TokenPair> {
         let unauthorized = || AppError::Unauthorized("invalid refresh token".into());
         let record =
@@ -241,6 +246,7 @@ impl Accounts {
         self.issue_tokens(user.into(), record.family_id).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn logout(&self, refresh_token: &str) -> AppResult<()> {
         if let Some(record) = store::find_refresh_token(&self.db, &tokens::sha256_hex(refresh_token)).await? {
             store::revoke_family(&self.db, record.family_id).await?;
@@ -248,6 +254,7 @@ impl Accounts {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn forgot_password(&self, email: &str) -> AppResult<()> {
         let email = EmailAddress::canonical(email);
         if let Some(user) = store::find_user_by_email(&self.db, &email).await?
@@ -271,6 +278,7 @@ impl Accounts {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn reset_password(&self, email: &str, code: &str, new_password: &str) -> AppResult<()> {
         let email = EmailAddress::canonical(email);
         let user = store::find_user_by_email(&self.db, &email).await?.ok_or_else(invalid_code)?;
@@ -291,6 +299,7 @@ impl Accounts {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn change_password(&self, user: &CurrentUser, current: &str, new_password: &str) -> AppResult<()> {
         let model = store::find_user(&self.db, user.id).await?.ok_or(AppError::NotFound("user"))?;
         if !password::verify(current.to_string(), model.password_hash.clone()).await {
@@ -305,6 +314,7 @@ impl Accounts {
     }
 
     /// For `turumba admin create-user` and tests: a verified user with an account and admin membership.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn create_verified_user(
         &self,
         email: &str,

@@ -19,6 +19,7 @@ pub type MemberRow = (membership::Model, user::Model, role::Model);
 
 impl Accounts {
     /// The members of the account with their users and roles, filtered, sorted and paged.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn list_members(&self, scope: AccountScope, q: &ListQuery) -> AppResult<Page<MemberRow>> {
         let page = store::list_memberships(&self.db, scope, q).await?;
         let items = self.hydrate_members(scope, page.items).await?;
@@ -26,6 +27,7 @@ impl Accounts {
     }
 
     /// Adds an existing, verified user to the account (invitations cover users without an account).
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn add_member(
         &self,
         scope: AccountScope,
@@ -48,6 +50,7 @@ impl Accounts {
         Ok(m)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn change_member_role(
         &self,
         scope: AccountScope,
@@ -74,6 +77,7 @@ impl Accounts {
         Ok(m)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn remove_member(&self, scope: AccountScope, user_id: Uuid, meta: &EventMeta) -> AppResult<()> {
         let txn = crate::db::begin_write(&self.db).await?;
         let m = store::find_membership(&txn, scope, user_id).await?.ok_or(AppError::NotFound("member"))?;
@@ -95,6 +99,7 @@ impl Accounts {
         Ok(self.events.commit(txn, bus).await?)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn member_user(
         &self,
         scope: AccountScope,
@@ -107,6 +112,7 @@ impl Accounts {
     }
 
     /// Users and roles for a page of memberships (two queries, not one per row).
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn hydrate_members(
         &self,
         scope: AccountScope,

@@ -19,6 +19,7 @@ pub struct ProfilePatch {
 }
 
 impl Accounts {
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn update_profile(&self, user: &CurrentUser, patch: ProfilePatch) -> AppResult<CurrentUser> {
         let model = store::find_user(&self.db, user.id).await?.ok_or(AppError::NotFound("user"))?;
         let mut active = model.into_active_model();

@@ -23,10 +23,12 @@ pub struct RolePatch {
 
 impl Accounts {
     /// The roles of the account, filtered, sorted and paged.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn list_roles(&self, scope: AccountScope, q: &ListQuery) -> AppResult<Page<role::Model>> {
         store::list_roles(&self.db, scope, q).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn create_role(
         &self,
         scope: AccountScope,
@@ -61,6 +63,7 @@ impl Accounts {
         store::find_role(&self.db, scope, id).await?.ok_or(AppError::NotFound("role"))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn update_role(
         &self,
         scope: AccountScope,
@@ -94,6 +97,7 @@ impl Accounts {
         Ok(role)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn delete_role(&self, scope: AccountScope, id: Uuid, meta: &EventMeta) -> AppResult<()> {
         let role = self.get_role(scope, id).await?;
         if role.is_system {

@@ -483,3 +483,9 @@ pub async fn clear_login_failures<C: ConnectionTrait>(db: &C, email: &str) -> Ap
     login_failure::Entity::delete_many().filter(login_failure::Column::Email.eq(email)).exec(db).await?;
     Ok(())
 }
+
+/// Removes every membership of the account (before the account itself: memberships reference its roles).
+pub async fn delete_memberships_of<C: ConnectionTrait>(db: &C, scope: AccountScope) -> AppResult<()> {
+    membership::Entity::delete_many().filter(membership::Column::AccountId.eq(scope.account_id())).exec(db).await?;
+    Ok(())
+}

@@ -34,6 +34,7 @@ pub struct LoadedChannel {
 }
 
 impl ChannelRegistry {
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn load(&self, scope: AccountScope, id: Uuid) -> AppResult<LoadedChannel> {
         let model = self.channels.get(scope, id).await?;
         let context = self.channels.context(&model)?;
@@ -42,6 +43,7 @@ impl ChannelRegistry {
     }
 
     /// Sends one message and reports the outcome on the channel's status and usage.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn send(
         &self,
         scope: AccountScope,

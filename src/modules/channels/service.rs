@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, Set};
+
+use sea_orm::{ActiveModelTrait, DatabaseConnection, IntoActiveModel, Set};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::adapter::{AdapterSet, ChannelContext, ProviderAdapter};
 use super::credentials::Credentials;
-use super::entity::{channel, sandbox_message};
+use super::entity::channel::{self, ChannelStatus};
+use super::entity::sandbox_message;
 use super::status::effective_status;
 use super::store;
 use super::vault::Vault;
@@ -125,7 +126,7 @@ impl Channels {
         let masked = self.open(&c)?.masked(&c.channel_type, c.provider.as_deref());
         let webhook_url = self.webhook_url(&c);
         let mut c = c;
-        c.status = effective_status(&c, Utc::now()).to_string();
+        c.status = effective_status(&c, Utc::now());
         Ok(ChannelView { channel: c, masked_credentials: masked, webhook_url })
     }
 
@@ -135,6 +136,7 @@ impl Channels {
 
     /// The account's channels (credentials masked), filtered, sorted and paged. A status filter first
     /// lifts expired rate limits, so the list agrees with what each channel shows.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn list_channels(&self, scope: AccountScope, q: &ListQuery) -> AppResult<Page<ChannelView>> {
         if q.filters.iter().any(|f| f.field == "status") {
             self.lift_expired_rate_limits(scope).await?;
@@ -145,6 +147,7 @@ impl Channels {
     }
 
     /// What a sandbox channel of the account "sent" (404 for any other channel).
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn list_sandbox_messages(
         &self,
         scope: AccountScope,
@@ -195,6 +198,7 @@ impl Channels {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn create(&self, scope: AccountScope, new: NewChannel, meta: &EventMeta) -> AppResult<channel::Model> {
         let creds = Credentials::parse(&new.channel_type, new.provider.as_deref(), &new.credentials)
             .map_err(AppError::Validation)?;
@@ -206,7 +210,7 @@ impl Channels {
             name: Set(new.name.trim().to_string()),
             channel_type: Set(new.channel_type.clone()),
             provider: Set(new.provider.clone()),
-            status: Set(if new.is_enabled { "disconnected" } else { "disabled" }.into()),
+            status: Set(if new.is_enabled { ChannelStatus::Disconnected } else { ChannelStatus::Disabled }),
             is_enabled: Set(new.is_enabled),
             credentials: Set(self.seal(id, &creds)),
             // Every channel gets a webhook secret: Telegram's secret token, the URL token of unsigned
@@ -242,6 +246,7 @@ impl Channels {
         if c.is_enabled && self.can_verify(&c) { self.verify(scope, c.id, meta).await } else { Ok(c) }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn update(
         &self,
         scope: AccountScope,
@@ -291,14 +296,14 @@ impl Channels {
         match patch.is_enabled {
             Some(false) if current.is_enabled => {
                 active.is_enabled = Set(false);
-                active.status = Set("disabled".into());
-                status_change = Some("disabled");
+                active.status = Set(ChannelStatus::Disabled);
+                status_change = Some(ChannelStatus::Disabled);
                 reverify = false;
             }
             Some(true) if !current.is_enabled => {
                 active.is_enabled = Set(true);
-                active.status = Set("disconnected".into());
-                status_change = Some("disconnected");
+                active.status = Set(ChannelStatus::Disconnected);
+                status_change = Some(ChannelStatus::Disconnected);
                 reverify = true;
             }
             _ => {}
@@ -321,14 +326,11 @@ impl Channels {
         if reverify && c.is_enabled && self.can_verify(&c) { self.verify(scope, id, meta).await } else { Ok(c) }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn delete(&self, scope: AccountScope, id: Uuid, meta: &EventMeta) -> AppResult<()> {
         let c = self.get(scope, id).await?;
         let txn = crate::db::begin_write(&self.db).await?;
-        channel::Entity::delete_many()
-            .filter(channel::Column::Id.eq(c.id))
-            .filter(channel::Column::AccountId.eq(scope.account_id()))
-            .exec(&txn)
-            .await?;
+        store::delete_channel(&txn, scope, c.id).await?;
         let mut bus = EventBus::new(meta.clone());
         bus.emit("channel.deleted", "channel", c.id, Some(scope.account_id()), json!({ "name": c.name }));
         Ok(self.events.commit(txn, bus).await?)
@@ -336,6 +338,7 @@ impl Channels {
 
     /// Checks the credentials with the provider: `connected`, or `error` with the provider's message.
     /// A connected Telegram channel gets its webhook registered when `public_base_url` is set.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn verify(&self, scope: AccountScope, id: Uuid, meta: &EventMeta) -> AppResult<channel::Model> {
         let mut c = self.get(scope, id).await?;
         if !c.is_enabled {
@@ -348,12 +351,7 @@ impl Channels {
         if c.webhook_secret.is_none() {
             let secret = crate::secret::random_token(32);
             let sealed = self.vault.seal(c.id.as_bytes(), secret.as_bytes());
-            channel::Entity::update_many()
-                .col_expr(channel::Column::WebhookSecret, Expr::val(sealed.clone()))
-                .filter(channel::Column::Id.eq(c.id))
-                .filter(channel::Column::AccountId.eq(scope.account_id()))
-                .exec(&self.db)
-                .await?;
+            store::set_webhook_secret(&self.db, scope, c.id, sealed.clone()).await?;
             c.webhook_secret = Some(sealed);
         }
         let ctx = self.context(&c)?;
@@ -365,11 +363,11 @@ impl Channels {
         let latency = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
         let now = Utc::now();
         let (status, error) = match &outcome {
-            Ok(()) => ("connected", None),
-            Err(e) => ("error", Some(e.message.clone())),
+            Ok(()) => (ChannelStatus::Connected, None),
+            Err(e) => (ChannelStatus::Error, Some(e.message.clone())),
         };
         let mut active = c.clone().into_active_model();
-        active.status = Set(status.into());
+        active.status = Set(status);
         active.error_message = Set(error.clone());
         active.last_verified_at = Set(Some(now));
         active.last_latency_ms = Set(Some(latency));
@@ -401,9 +399,10 @@ impl Channels {
 
     /// Re-seals every channel's credentials (and webhook secrets) sealed under an older key with the
     /// current one. Returns how many channels changed.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn rotate_credentials(&self) -> AppResult<u64> {
         let mut changed = 0;
-        for c in channel::Entity::find().all(&self.db).await? {
+        for c in store::all_channels(&self.db).await? {
             let stale_secret = c.webhook_secret.as_ref().is_some_and(|s| !self.vault.is_current(s));
             if self.vault.is_current(&c.credentials) && !stale_secret {
                 continue;
@@ -415,12 +414,7 @@ impl Channels {
             };
             let credentials = reseal(&c.credentials)?;
             let webhook_secret = c.webhook_secret.as_deref().map(reseal).transpose()?;
-            channel::Entity::update_many()
-                .col_expr(channel::Column::Credentials, Expr::val(credentials))
-                .col_expr(channel::Column::WebhookSecret, Expr::val(webhook_secret))
-                .filter(channel::Column::Id.eq(c.id))
-                .exec(&self.db)
-                .await?;
+            store::reseal_channel(&self.db, c.id, credentials, webhook_secret).await?;
             changed += 1;
         }
         Ok(changed)

@@ -3,18 +3,20 @@
 //! `connected`; hourly sent/failed counts feed the health endpoint.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set};
+use sea_orm;
+use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::adapter::{ErrorClass, ProviderError};
-use super::entity::{channel, channel_usage};
+use super::entity::channel::{self, ChannelStatus};
+
 use crate::error::AppResult;
 use crate::modules::accounts::AccountScope;
 use crate::modules::events::{EventBus, EventMeta};
 
 use super::service::Channels;
+use super::store;
 
 /// Permanent failures in a row that put a channel in `error`.
 pub const ERROR_AFTER_PERMANENT_FAILURES: i32 = 5;
@@ -30,30 +32,26 @@ pub struct Health {
     pub failed_last_hour: i64,
 }
 
-pub(super) fn effective_status(c: &channel::Model, now: DateTime<Utc>) -> &str {
-    if c.status == "rate_limited" && c.rate_limited_until.is_none_or(|t| t <= now) { "connected" } else { &c.status }
+pub(super) fn effective_status(c: &channel::Model, now: DateTime<Utc>) -> ChannelStatus {
+    if c.status == ChannelStatus::RateLimited && c.rate_limited_until.is_none_or(|t| t <= now) {
+        ChannelStatus::Connected
+    } else {
+        c.status
+    }
 }
 
 impl Channels {
     /// Stores `connected` for the account's channels whose rate limit has passed, so that a list
     /// filtered by `status` agrees with what each channel shows.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn lift_expired_rate_limits(&self, scope: AccountScope) -> AppResult<()> {
-        let now = Utc::now();
-        channel::Entity::update_many()
-            .col_expr(channel::Column::Status, Expr::val("connected"))
-            .col_expr(channel::Column::RateLimitedUntil, Expr::val(Option::<DateTime<Utc>>::None))
-            .filter(channel::Column::AccountId.eq(scope.account_id()))
-            .filter(channel::Column::Status.eq("rate_limited"))
-            .filter(channel::Column::IsEnabled.eq(true))
-            .filter(channel::Column::RateLimitedUntil.lte(now))
-            .exec(&self.db)
-            .await?;
-        Ok(())
+        store::lift_rate_limits_ended(&self.db, scope, Utc::now()).await
     }
 
     /// What dispatch reports after each send: success → `connected`; throttled → `rate_limited` until
     /// the wait passes; auth → `error`; five permanent failures in a row → `error`. Counts the send in the
     /// hourly usage either way (throttled sends are not failures: they are tried again).
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn report_outcome(
         &self,
         scope: AccountScope,
@@ -66,7 +64,7 @@ impl Channels {
         let (sent, failed) = match outcome {
             Ok(()) => {
                 if c.is_enabled {
-                    active.status = Set("connected".into());
+                    active.status = Set(ChannelStatus::Connected);
                 }
                 active.error_message = Set(None);
                 active.consecutive_failures = Set(0);
@@ -80,14 +78,14 @@ impl Channels {
                         .map(|d| Duration::milliseconds(d.as_millis() as i64))
                         .unwrap_or(Duration::seconds(DEFAULT_RATE_LIMIT_WAIT_SECS));
                     if c.is_enabled {
-                        active.status = Set("rate_limited".into());
+                        active.status = Set(ChannelStatus::RateLimited);
                     }
                     active.rate_limited_until = Set(Some(now + wait));
                     (0, 0)
                 }
                 ErrorClass::Auth => {
                     if c.is_enabled {
-                        active.status = Set("error".into());
+                        active.status = Set(ChannelStatus::Error);
                     }
                     active.error_message = Set(Some(e.message.clone()));
                     (0, 1)
@@ -96,7 +94,7 @@ impl Channels {
                     let n = c.consecutive_failures + 1;
                     active.consecutive_failures = Set(n);
                     if n >= ERROR_AFTER_PERMANENT_FAILURES && c.is_enabled {
-                        active.status = Set("error".into());
+                        active.status = Set(ChannelStatus::Error);
                         active.error_message =
                             Set(Some(format!("{n} permanent failures in a row; last: {}", e.message)));
                     }
@@ -106,7 +104,7 @@ impl Channels {
             },
         };
         let txn = crate::db::begin_write(&self.db).await?;
-        let status_before = effective_status(&c, now).to_string();
+        let status_before = effective_status(&c, now);
         let updated = if active.is_changed() {
             active.updated_at = Set(now);
             active.update(&txn).await?
@@ -115,26 +113,7 @@ impl Channels {
         };
         if sent + failed > 0 {
             let hour = now.duration_trunc(Duration::hours(1)).unwrap_or(now);
-            channel_usage::Entity::insert(channel_usage::ActiveModel {
-                channel_id: Set(id),
-                hour: Set(hour),
-                sent: Set(sent),
-                failed: Set(failed),
-            })
-            .on_conflict(
-                OnConflict::columns([channel_usage::Column::ChannelId, channel_usage::Column::Hour])
-                    .value(
-                        channel_usage::Column::Sent,
-                        Expr::col((channel_usage::Entity, channel_usage::Column::Sent)).add(sent),
-                    )
-                    .value(
-                        channel_usage::Column::Failed,
-                        Expr::col((channel_usage::Entity, channel_usage::Column::Failed)).add(failed),
-                    )
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
+            store::add_usage(&txn, id, hour, sent, failed).await?;
         }
         let mut bus = EventBus::new(EventMeta::default());
         let status_after = effective_status(&updated, now);
@@ -151,17 +130,14 @@ impl Channels {
         Ok(updated)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn health(&self, scope: AccountScope, id: Uuid) -> AppResult<Health> {
         let mut c = self.get(scope, id).await?;
         let now = Utc::now();
-        c.status = effective_status(&c, now).to_string();
+        c.status = effective_status(&c, now);
         // The current hour's bucket and the previous one: "the last hour" at bucket resolution.
         let since = now.duration_trunc(Duration::hours(1)).unwrap_or(now) - Duration::hours(1);
-        let rows = channel_usage::Entity::find()
-            .filter(channel_usage::Column::ChannelId.eq(c.id))
-            .filter(channel_usage::Column::Hour.gte(since))
-            .all(&self.db)
-            .await?;
+        let rows = store::usage_since(&self.db, c.id, since).await?;
         Ok(Health {
             sent_last_hour: rows.iter().map(|r| r.sent).sum(),
             failed_last_hour: rows.iter().map(|r| r.failed).sum(),

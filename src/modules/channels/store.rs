@@ -1,16 +1,16 @@
 //! Queries of the channels module. Tenant data is reached only through an [`AccountScope`].
 
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Select};
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Select, Set};
 use uuid::Uuid;
 
-use super::entity::{channel, sandbox_message};
+use super::entity::channel::{ChannelStatus, STATUSES};
+use super::entity::{channel, channel_usage, sandbox_message, webhook_inbox};
 use crate::db::list::{Field, Kind, ListQuery, Page};
 use crate::domain::channel_type::CHANNEL_TYPES;
 use crate::error::AppResult;
 use crate::modules::accounts::AccountScope;
-
-/// The channel statuses of SPEC §5.
-pub const STATUSES: &[&str] = &["connected", "disconnected", "rate_limited", "error", "disabled"];
 
 // Whitelisted list fields (SPEC §2 filters).
 
@@ -75,4 +75,151 @@ pub fn sandbox_messages_of(scope: AccountScope, channel_id: Uuid) -> Select<sand
     sandbox_message::Entity::find()
         .filter(sandbox_message::Column::AccountId.eq(scope.account_id()))
         .filter(sandbox_message::Column::ChannelId.eq(channel_id))
+}
+
+pub async fn delete_channel<C: ConnectionTrait>(db: &C, scope: AccountScope, id: Uuid) -> AppResult<()> {
+    channel::Entity::delete_many()
+        .filter(channel::Column::Id.eq(id))
+        .filter(channel::Column::AccountId.eq(scope.account_id()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_webhook_secret<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    id: Uuid,
+    sealed: Vec<u8>,
+) -> AppResult<()> {
+    channel::Entity::update_many()
+        .col_expr(channel::Column::WebhookSecret, Expr::val(sealed))
+        .filter(channel::Column::Id.eq(id))
+        .filter(channel::Column::AccountId.eq(scope.account_id()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Stores `connected` for the account's enabled channels whose rate limit ended by `now`.
+pub async fn lift_rate_limits_ended<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    channel::Entity::update_many()
+        .col_expr(channel::Column::Status, Expr::val(ChannelStatus::Connected.as_str()))
+        .col_expr(channel::Column::RateLimitedUntil, Expr::val(Option::<DateTime<Utc>>::None))
+        .filter(channel::Column::AccountId.eq(scope.account_id()))
+        .filter(channel::Column::Status.eq(ChannelStatus::RateLimited))
+        .filter(channel::Column::IsEnabled.eq(true))
+        .filter(channel::Column::RateLimitedUntil.lte(now))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Adds a channel's sends and failures to its hourly usage bucket.
+pub async fn add_usage<C: ConnectionTrait>(
+    db: &C,
+    channel_id: Uuid,
+    hour: DateTime<Utc>,
+    sent: i64,
+    failed: i64,
+) -> AppResult<()> {
+    channel_usage::Entity::insert(channel_usage::ActiveModel {
+        channel_id: Set(channel_id),
+        hour: Set(hour),
+        sent: Set(sent),
+        failed: Set(failed),
+    })
+    .on_conflict(
+        OnConflict::columns([channel_usage::Column::ChannelId, channel_usage::Column::Hour])
+            .value(
+                channel_usage::Column::Sent,
+                Expr::col((channel_usage::Entity, channel_usage::Column::Sent)).add(sent),
+            )
+            .value(
+                channel_usage::Column::Failed,
+                Expr::col((channel_usage::Entity, channel_usage::Column::Failed)).add(failed),
+            )
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+/// The channel's usage buckets from `since` on.
+pub async fn usage_since<C: ConnectionTrait>(
+    db: &C,
+    channel_id: Uuid,
+    since: DateTime<Utc>,
+) -> AppResult<Vec<channel_usage::Model>> {
+    Ok(channel_usage::Entity::find()
+        .filter(channel_usage::Column::ChannelId.eq(channel_id))
+        .filter(channel_usage::Column::Hour.gte(since))
+        .all(db)
+        .await?)
+}
+
+pub async fn find_inbox_entry<C: ConnectionTrait>(
+    db: &C,
+    channel_id: Uuid,
+    provider_event_id: &str,
+) -> AppResult<Option<webhook_inbox::Model>> {
+    Ok(webhook_inbox::Entity::find()
+        .filter(webhook_inbox::Column::ChannelId.eq(channel_id))
+        .filter(webhook_inbox::Column::ProviderEventId.eq(provider_event_id))
+        .one(db)
+        .await?)
+}
+
+// System paths across accounts (documented where they are used): each result is then handled in its
+// own account's scope.
+
+/// The channel a webhook's path names (the channel id is what names the tenant there).
+pub async fn find_channel_for_webhook<C: ConnectionTrait>(
+    db: &C,
+    channel_type: &str,
+    id: Uuid,
+) -> AppResult<Option<channel::Model>> {
+    Ok(channel::Entity::find()
+        .filter(channel::Column::Id.eq(id))
+        .filter(channel::Column::ChannelType.eq(channel_type))
+        .one(db)
+        .await?)
+}
+
+/// Every enabled channel of a type, in every account (the mailbox poller).
+pub async fn enabled_channels_of_type<C: ConnectionTrait>(
+    db: &C,
+    channel_type: &str,
+) -> AppResult<Vec<channel::Model>> {
+    Ok(channel::Entity::find()
+        .filter(channel::Column::ChannelType.eq(channel_type))
+        .filter(channel::Column::IsEnabled.eq(true))
+        .all(db)
+        .await?)
+}
+
+/// Every channel, in every account (key rotation).
+pub async fn all_channels<C: ConnectionTrait>(db: &C) -> AppResult<Vec<channel::Model>> {
+    Ok(channel::Entity::find().all(db).await?)
+}
+
+/// Replaces a channel's sealed credentials and webhook secret (key rotation).
+pub async fn reseal_channel<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    credentials: Vec<u8>,
+    webhook_secret: Option<Vec<u8>>,
+) -> AppResult<()> {
+    channel::Entity::update_many()
+        .col_expr(channel::Column::Credentials, Expr::val(credentials))
+        .col_expr(channel::Column::WebhookSecret, Expr::val(webhook_secret))
+        .filter(channel::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
 }

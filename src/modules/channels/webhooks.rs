@@ -7,7 +7,7 @@
 //! that cannot be read is kept as `failed` and still answered 200 (the provider would only retry it).
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, Set};
 use serde_json::json;
 use sha2::Digest;
 use uuid::Uuid;
@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::adapter::WebhookRequest;
 use super::entity::{channel, webhook_inbox};
 use super::service::Channels;
+use super::store;
 use crate::error::{AppError, AppResult};
 use crate::modules::events::EventBus;
 
@@ -32,15 +33,11 @@ impl Channels {
     /// The channel a webhook names. This is the one lookup without a request's account scope: the
     /// channel id in the path is what names the tenant; everything after it runs in that account's scope.
     async fn webhook_channel(&self, channel_type: &str, id: Uuid) -> AppResult<channel::Model> {
-        channel::Entity::find()
-            .filter(channel::Column::Id.eq(id))
-            .filter(channel::Column::ChannelType.eq(channel_type))
-            .one(&self.db)
-            .await?
-            .ok_or(AppError::NotFound("channel"))
+        store::find_channel_for_webhook(&self.db, channel_type, id).await?.ok_or(AppError::NotFound("channel"))
     }
 
     /// Checks, stores and emits one webhook delivery.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn accept_webhook(
         &self,
         channel_type: &str,
@@ -137,6 +134,7 @@ impl Channels {
 
     /// Polls an e-mail channel's IMAP INBOX once: every unseen mail is stored in the inbox (with its
     /// `webhook.inbound.email` event) before it is flagged seen. Returns how many mails were taken.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn poll_mailbox(&self, scope: crate::modules::accounts::AccountScope, id: Uuid) -> AppResult<u64> {
         let c = self.get(scope, id).await?;
         let super::credentials::Credentials::Email(creds) = self.open(&c)? else {
@@ -187,11 +185,7 @@ impl Channels {
         tracker.spawn(async move {
             loop {
                 // A system job across accounts: each channel is then handled in its own account's scope.
-                let due = channel::Entity::find()
-                    .filter(channel::Column::ChannelType.eq("email"))
-                    .filter(channel::Column::IsEnabled.eq(true))
-                    .all(&channels.db)
-                    .await;
+                let due = store::enabled_channels_of_type(&channels.db, "email").await;
                 match due {
                     Ok(list) => {
                         for c in list {
@@ -212,6 +206,7 @@ impl Channels {
     }
 
     /// Records an SMPP `deliver_sm` (receipt or inbound message) like a webhook delivery.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn record_smpp_delivery(&self, d: &super::providers::smpp::SmppDelivery) -> AppResult<Accepted> {
         let c = self.webhook_channel("smpp", d.channel_id).await?;
         let scope = self.accounts().operator_scope(c.account_id).await?;
@@ -258,14 +253,11 @@ impl Channels {
     }
 
     async fn inbox_entry(&self, channel_id: Uuid, event_id: &str) -> AppResult<Option<webhook_inbox::Model>> {
-        Ok(webhook_inbox::Entity::find()
-            .filter(webhook_inbox::Column::ChannelId.eq(channel_id))
-            .filter(webhook_inbox::Column::ProviderEventId.eq(event_id))
-            .one(&self.db)
-            .await?)
+        store::find_inbox_entry(&self.db, channel_id, event_id).await
     }
 
     /// The Meta subscription handshake: the challenge when `verify_token` matches the channel's.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn webhook_handshake(
         &self,
         channel_type: &str,

@@ -7,8 +7,8 @@
 use chrono::Utc;
 use sea_orm::sea_query::{Condition, Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Set, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Set, Statement,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -97,6 +97,7 @@ pub struct RecipientStream {
 
 impl RecipientStream {
     /// The next batch (at most the batch size), or `None` when the audience is exhausted.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn next_batch(&mut self) -> AppResult<Option<Vec<Recipient>>> {
         if self.done {
             return Ok(None);
@@ -273,6 +274,7 @@ impl Directory {
 
     /// Streams the audience in batches of `batch_size`, ordered by contact id. Groups and segments of
     /// another account are 404s.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn stream(
         &self,
         scope: AccountScope,
@@ -294,6 +296,7 @@ impl Directory {
     }
 
     /// How many recipients the audience has on `channel_type`.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn count(&self, scope: AccountScope, audience: &Audience, channel_type: &str) -> AppResult<u64> {
         let (condition, _) = self.condition(scope, audience, channel_type).await?;
         Ok(store::contacts_in(scope).filter(condition).count(&self.contacts.db).await?)
@@ -305,6 +308,7 @@ impl Directory {
 
     /// The contact reached at `address` on `channel_type` (phone for sms/smpp/whatsapp, e-mail for
     /// email, the channel identity for telegram/messenger).
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn find_by_address(
         &self,
         scope: AccountScope,
@@ -324,25 +328,14 @@ impl Directory {
                 let e = crate::domain::EmailAddress::canonical(address);
                 store::contacts_in(scope).filter(contact::Column::Email.eq(e)).one(db).await?
             }
-            AddressKind::Identity(t) => {
-                match contact_identity::Entity::find_by_id((
-                    scope.account_id(),
-                    t.to_string(),
-                    address.trim().to_string(),
-                ))
-                .one(db)
-                .await?
-                {
-                    Some(row) => store::find_contact(db, scope, row.contact_id).await?,
-                    None => None,
-                }
-            }
+            AddressKind::Identity(t) => store::find_by_identity(db, scope, t, address.trim()).await?,
         };
         Ok(found.map(Into::into))
     }
 
     /// The contact behind an inbound sender: found by address, or created; `last_inbound_at` is set.
     /// Returns the contact and whether it was created.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn upsert_inbound(
         &self,
         scope: AccountScope,
@@ -353,13 +346,7 @@ impl Directory {
     ) -> AppResult<(DirectoryContact, bool)> {
         let db = &self.contacts.db;
         if let Some(found) = self.find_by_address(scope, channel_type, address).await? {
-            let now = Utc::now();
-            contact::Entity::update_many()
-                .col_expr(contact::Column::LastInboundAt, Expr::val(now))
-                .filter(contact::Column::Id.eq(found.id))
-                .filter(contact::Column::AccountId.eq(scope.account_id()))
-                .exec(db)
-                .await?;
+            store::touch_last_inbound(db, scope, found.id, Utc::now()).await?;
             return Ok((found, false));
         }
         let kind =

@@ -2,8 +2,8 @@
 //! pages by id (constant memory), with one column per attribute key and per channel identity type. The
 //! header uses the import's field names, so an export imports back unchanged.
 
+use sea_orm::ColumnTrait;
 use sea_orm::sea_query::{Condition, Query};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement};
 use uuid::Uuid;
 
 use super::entity::contact;
@@ -44,6 +44,7 @@ pub struct ExportPlan {
 impl Contacts {
     /// Resolves the selection into one condition (404 for a foreign segment or group) and finds the
     /// attribute and identity columns the export will have.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn plan_export(&self, scope: AccountScope, selection: &ExportSelection) -> AppResult<ExportPlan> {
         let mut cond = Condition::all().add(self.compile(&selection.filters)?);
         if let Some(text) = &selection.search
@@ -68,43 +69,20 @@ impl Contacts {
     }
 
     async fn export_plan(&self, scope: AccountScope, condition: Condition) -> AppResult<ExportPlan> {
-        let attribute_keys = self.distinct_keys(scope, &condition, "attributes").await?;
-        let identity_keys = self.distinct_keys(scope, &condition, "channel_identities").await?;
+        let attribute_keys = store::distinct_json_keys(&self.db, scope, &condition, "attributes").await?;
+        let identity_keys = store::distinct_json_keys(&self.db, scope, &condition, "channel_identities").await?;
         Ok(ExportPlan { scope, condition, attribute_keys, identity_keys })
     }
 
-    /// Every key used in a JSON object column by the matching contacts, sorted.
-    async fn distinct_keys(&self, scope: AccountScope, condition: &Condition, column: &str) -> AppResult<Vec<String>> {
-        let backend = self.backend();
-        let ids = store::contacts_in(scope).select_only().column(contact::Column::Id).filter(condition.clone());
-        let (sub, values) = match backend {
-            DbBackend::Postgres => ids.into_query().build(sea_orm::sea_query::PostgresQueryBuilder),
-            _ => ids.into_query().build(sea_orm::sea_query::SqliteQueryBuilder),
-        };
-        let sql = match backend {
-            DbBackend::Postgres => format!(
-                r#"SELECT DISTINCT jsonb_object_keys(c."{column}") AS k FROM contacts c WHERE c.id IN ({sub}) ORDER BY 1"#
-            ),
-            _ => format!(
-                r#"SELECT DISTINCT j.key AS k FROM contacts c, json_each(c."{column}") j WHERE c.id IN ({sub}) ORDER BY 1"#
-            ),
-        };
-        let rows = self.db.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
-        rows.iter().map(|r| r.try_get::<String>("", "k").map_err(AppError::from)).collect()
-    }
-
     /// One page of the export after `after` (keyset by id), as CSV bytes; `None` when done.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn export_page(
         &self,
         plan: &ExportPlan,
         after: Option<Uuid>,
         header: bool,
     ) -> AppResult<Option<(Vec<u8>, Uuid, u64)>> {
-        let mut q = store::contacts_in(plan.scope).filter(plan.condition.clone());
-        if let Some(a) = after {
-            q = q.filter(contact::Column::Id.gt(a));
-        }
-        let rows = q.order_by_asc(contact::Column::Id).limit(PAGE).all(&self.db).await?;
+        let rows = store::contacts_after(&self.db, plan.scope, plan.condition.clone(), after, PAGE).await?;
         let Some(last) = rows.last().map(|c| c.id) else {
             return Ok(None);
         };

@@ -17,10 +17,12 @@ use crate::modules::events::{EventBus, EventMeta};
 
 impl Contacts {
     /// The account's groups, filtered, sorted and paged.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn list_groups(&self, scope: AccountScope, q: &ListQuery) -> AppResult<Page<group::Model>> {
         store::list_groups(&self.db, scope, q).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn create_group(
         &self,
         scope: AccountScope,
@@ -52,6 +54,7 @@ impl Contacts {
         store::find_group(&self.db, scope, id).await?.ok_or(AppError::NotFound("group"))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn update_group(
         &self,
         scope: AccountScope,
@@ -76,6 +79,7 @@ impl Contacts {
         Ok(g)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn delete_group(&self, scope: AccountScope, id: Uuid, meta: &EventMeta) -> AppResult<()> {
         let g = self.get_group(scope, id).await?;
         let txn = crate::db::begin_write(&self.db).await?;
@@ -88,6 +92,7 @@ impl Contacts {
     /// Adds (or removes) the contacts matching `cond` to (from) a group; returns the count changed and
     /// the group after the change.
     /// The group must be this account's (404), then the target is checked (422).
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn change_members(
         &self,
         scope: AccountScope,

@@ -16,6 +16,7 @@ use crate::modules::accounts::AccountScope;
 
 impl Contacts {
     /// The account's segments, filtered, sorted and paged.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn list_segments(&self, scope: AccountScope, q: &ListQuery) -> AppResult<Page<segment::Model>> {
         store::list_segments(&self.db, scope, q).await
     }
@@ -31,6 +32,7 @@ impl Contacts {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn create_segment(
         &self,
         scope: AccountScope,
@@ -58,6 +60,7 @@ impl Contacts {
         store::find_segment(&self.db, scope, id).await?.ok_or(AppError::NotFound("segment"))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn update_segment(
         &self,
         scope: AccountScope,
@@ -80,12 +83,14 @@ impl Contacts {
         active.update(&self.db).await.map_err(|e| name_conflict(e, "segment"))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn delete_segment(&self, scope: AccountScope, id: Uuid) -> AppResult<()> {
         self.get_segment(scope, id).await?.delete(&self.db).await?;
         Ok(())
     }
 
     /// How many contacts the segment has now.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn count_segment(&self, scope: AccountScope, id: Uuid) -> AppResult<u64> {
         use sea_orm::PaginatorTrait;
         let s = self.get_segment(scope, id).await?;

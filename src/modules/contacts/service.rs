@@ -6,8 +6,8 @@
 use chrono::Utc;
 use sea_orm::sea_query::Condition;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, IntoActiveModel,
-    ModelTrait, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, IntoActiveModel, ModelTrait,
+    QueryFilter, Set,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -76,6 +76,7 @@ impl Contacts {
 
     /// A page of contacts (with their tags) from the list, narrowed by the caller's filters and `q=`
     /// search (404 for another account's group or segment).
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn list_contacts(
         &self,
         scope: AccountScope,
@@ -105,6 +106,7 @@ impl Contacts {
         self.db.get_database_backend()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn region(&self, scope: AccountScope) -> AppResult<Option<phonenumber::country::Id>> {
         Ok(crate::domain::default_region(self.accounts.default_country_code(scope).await?.as_deref()))
     }
@@ -114,6 +116,7 @@ impl Contacts {
         filter::compile(filters, self.backend())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn create_contact(
         &self,
         scope: AccountScope,
@@ -128,7 +131,7 @@ impl Contacts {
         self.check_unique(&txn, scope, &n, None).await?;
         let c = new_contact(scope, &n).insert(&txn).await.map_err(|e| unique_race(e, &n))?;
         store::set_identities(&txn, scope, c.id, &n.identities()).await?;
-        set_contact_tags(&txn, c.id, &tags).await?;
+        store::set_contact_tags(&txn, c.id, &tags).await?;
         let mut bus = EventBus::new(meta.clone());
         bus.emit("contact.created", "contact", c.id, Some(scope.account_id()), contact_event(&c));
         self.events.commit(txn, bus).await?;
@@ -188,6 +191,7 @@ impl Contacts {
         store::find_contact(&self.db, scope, id).await?.ok_or(AppError::NotFound("contact"))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn update_contact(
         &self,
         scope: AccountScope,
@@ -228,7 +232,7 @@ impl Contacts {
         let c = active.update(&txn).await.map_err(|e| unique_race(e, &n))?;
         store::set_identities(&txn, scope, c.id, &n.identities()).await?;
         if let Some(tags) = tags {
-            set_contact_tags(&txn, c.id, &tags).await?;
+            store::set_contact_tags(&txn, c.id, &tags).await?;
         }
         let mut bus = EventBus::new(meta.clone());
         bus.emit("contact.updated", "contact", c.id, Some(scope.account_id()), contact_event(&c));
@@ -240,6 +244,7 @@ impl Contacts {
         self.view(scope, c).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn delete_contact(&self, scope: AccountScope, id: Uuid, meta: &EventMeta) -> AppResult<()> {
         let c = self.get_contact(scope, id).await?;
         let txn = crate::db::begin_write(&self.db).await?;
@@ -251,6 +256,7 @@ impl Contacts {
     }
 
     /// Adds tags to one contact (already present tags are kept).
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn add_tags(
         &self,
         scope: AccountScope,
@@ -270,6 +276,7 @@ impl Contacts {
         self.view(scope, c).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn remove_tag(&self, scope: AccountScope, id: Uuid, tag_id: Uuid, meta: &EventMeta) -> AppResult<()> {
         self.get_contact(scope, id).await?;
         self.get_tag(scope, tag_id).await?;
@@ -285,16 +292,6 @@ impl Contacts {
 }
 
 pub const DEFAULT_TAG_COLOR: &str = "#6b7280";
-
-pub(super) async fn set_contact_tags<C: ConnectionTrait>(db: &C, contact_id: Uuid, tags: &[Uuid]) -> AppResult<()> {
-    use super::entity::contact_tag;
-    contact_tag::Entity::delete_many().filter(contact_tag::Column::ContactId.eq(contact_id)).exec(db).await?;
-    if !tags.is_empty() {
-        let rows = tags.iter().map(|t| contact_tag::ActiveModel { contact_id: Set(contact_id), tag_id: Set(*t) });
-        contact_tag::Entity::insert_many(rows).exec_without_returning(db).await?;
-    }
-    Ok(())
-}
 
 /// A unique violation that slipped past the pre-check (a concurrent insert): still a 409.
 pub(super) fn unique_race(e: sea_orm::DbErr, n: &Normalised) -> AppError {

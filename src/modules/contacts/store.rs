@@ -389,3 +389,86 @@ pub fn group_contacts(scope: AccountScope, group_id: Uuid) -> Select<contact::En
         .to_owned();
     contacts_in(scope).filter(contact::Column::Id.in_subquery(members))
 }
+
+/// The account's contact with this channel identity (`channel_type`, `identity`), if any.
+pub async fn find_by_identity<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    channel_type: &str,
+    identity: &str,
+) -> AppResult<Option<contact::Model>> {
+    let key = (scope.account_id(), channel_type.to_string(), identity.to_string());
+    match contact_identity::Entity::find_by_id(key).one(db).await? {
+        Some(row) => find_contact(db, scope, row.contact_id).await,
+        None => Ok(None),
+    }
+}
+
+pub async fn touch_last_inbound<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    id: Uuid,
+    at: chrono::DateTime<Utc>,
+) -> AppResult<()> {
+    contact::Entity::update_many()
+        .col_expr(contact::Column::LastInboundAt, Expr::val(at))
+        .filter(contact::Column::Id.eq(id))
+        .filter(contact::Column::AccountId.eq(scope.account_id()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Replaces the contact's tags with these (ids checked against the account).
+pub async fn set_contact_tags<C: ConnectionTrait>(db: &C, contact_id: Uuid, tags: &[Uuid]) -> AppResult<()> {
+    contact_tag::Entity::delete_many().filter(contact_tag::Column::ContactId.eq(contact_id)).exec(db).await?;
+    if !tags.is_empty() {
+        let rows = tags
+            .iter()
+            .map(|t| contact_tag::ActiveModel { contact_id: sea_orm::Set(contact_id), tag_id: sea_orm::Set(*t) });
+        contact_tag::Entity::insert_many(rows).exec_without_returning(db).await?;
+    }
+    Ok(())
+}
+
+/// Up to `limit` of the account's contacts matching `condition`, in id order after `after` (keyset).
+pub async fn contacts_after<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    condition: Condition,
+    after: Option<Uuid>,
+    limit: u64,
+) -> AppResult<Vec<contact::Model>> {
+    let mut q = contacts_in(scope).filter(condition);
+    if let Some(a) = after {
+        q = q.filter(contact::Column::Id.gt(a));
+    }
+    Ok(q.order_by_asc(contact::Column::Id).limit(limit).all(db).await?)
+}
+
+/// Every key used in a JSON object column (`attributes`, `channel_identities`) by the account's
+/// contacts matching `condition`, sorted.
+pub async fn distinct_json_keys<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    condition: &Condition,
+    column: &str,
+) -> AppResult<Vec<String>> {
+    use sea_orm::{DbBackend, Statement};
+    let backend = db.get_database_backend();
+    let ids = contacts_in(scope).select_only().column(contact::Column::Id).filter(condition.clone());
+    let (sub, values) = match backend {
+        DbBackend::Postgres => ids.into_query().build(sea_orm::sea_query::PostgresQueryBuilder),
+        _ => ids.into_query().build(sea_orm::sea_query::SqliteQueryBuilder),
+    };
+    let sql = match backend {
+        DbBackend::Postgres => format!(
+            r#"SELECT DISTINCT jsonb_object_keys(c."{column}") AS k FROM contacts c WHERE c.id IN ({sub}) ORDER BY 1"#
+        ),
+        _ => format!(
+            r#"SELECT DISTINCT j.key AS k FROM contacts c, json_each(c."{column}") j WHERE c.id IN ({sub}) ORDER BY 1"#
+        ),
+    };
+    let rows = db.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+    rows.iter().map(|r| r.try_get::<String>("", "k").map_err(AppError::from)).collect()
+}

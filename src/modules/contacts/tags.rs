@@ -15,10 +15,12 @@ use crate::modules::events::{EventBus, EventMeta};
 
 impl Contacts {
     /// The account's tags, filtered, sorted and paged.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn list_tags(&self, scope: AccountScope, q: &ListQuery) -> AppResult<Page<tag::Model>> {
         store::list_tags(&self.db, scope, q).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn create_tag(&self, scope: AccountScope, name: &str, color: Option<&str>) -> AppResult<tag::Model> {
         let now = Utc::now();
         tag::ActiveModel {
@@ -38,6 +40,7 @@ impl Contacts {
         store::find_tag(&self.db, scope, id).await?.ok_or(AppError::NotFound("tag"))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn update_tag(
         &self,
         scope: AccountScope,
@@ -56,6 +59,7 @@ impl Contacts {
         active.update(&self.db).await.map_err(|e| name_conflict(e, "tag"))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn delete_tag(&self, scope: AccountScope, id: Uuid) -> AppResult<()> {
         let t = self.get_tag(scope, id).await?;
         t.delete(&self.db).await?;
@@ -64,6 +68,7 @@ impl Contacts {
 
     /// Tags (`add`) or untags every contact matching `cond` (ids or a filter); returns how many changed.
     /// The tag must be this account's (404), then the target is checked (422).
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn tag_contacts(
         &self,
         scope: AccountScope,

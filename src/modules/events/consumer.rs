@@ -156,6 +156,7 @@ pub(crate) fn count(queue: &str, outcome: &Outcome) {
 }
 
 /// Handles one delivery exactly once in effect.
+#[tracing::instrument(level = "debug", skip_all, fields(consumer = consumer.name(), event_id = %event.event_id, event_type = %event.event_type))]
 pub async fn process(db: &DatabaseConnection, consumer: &dyn Consumer, event: &EventEnvelope) -> Outcome {
     match process_inner(db, consumer, event).await {
         Ok(outcome) => outcome,
@@ -167,6 +168,7 @@ pub async fn process(db: &DatabaseConnection, consumer: &dyn Consumer, event: &E
 /// handled in one transaction; if a handler fails or the transaction cannot commit, nothing of it
 /// stays and every event is handled again on its own by [`process`], so the outcomes are exactly
 /// those of handling the events one by one.
+#[tracing::instrument(level = "debug", skip_all, fields(consumer = consumer.name(), events = events.len()))]
 pub async fn process_batch(db: &DatabaseConnection, consumer: &dyn Consumer, events: &[EventEnvelope]) -> Vec<Outcome> {
     if events.len() > 1 {
         match process_together(db, consumer, events).await {

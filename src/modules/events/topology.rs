@@ -1,8 +1,7 @@
 //! The RabbitMQ topology (SPEC §7, ARCHITECTURE.md), declared idempotently at start. Every name carries
 //! the configured prefix (empty in production; tests use a unique one so they can run in parallel).
 
-/// The seven channel types, one dispatch queue each.
-pub const CHANNEL_TYPES: &[&str] = &["sms", "smpp", "telegram", "whatsapp", "messenger", "email", "sandbox"];
+use crate::domain::channel_type::ChannelType;
 
 pub const EXCHANGE: &str = "messaging";
 pub const DLX: &str = "messaging.dlx";
@@ -20,7 +19,8 @@ pub fn standard_queues() -> Vec<(String, Vec<String>)> {
         ("message.status.update".to_string(), vec!["message.status.*".to_string()]),
         ("webhook.inbound".to_string(), vec!["webhook.inbound.*".to_string()]),
     ];
-    for t in CHANNEL_TYPES {
+    // One dispatch queue per channel type.
+    for t in ChannelType::ALL {
         q.push((format!("message.dispatch.{t}"), vec![format!("message.dispatch.{t}")]));
     }
     q

@@ -13,6 +13,7 @@ use crate::domain::channel_type::CHANNEL_TYPES;
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::envelope::{self, Envelope, ListEnvelope};
 use crate::modules::accounts::RequestCtx;
+use crate::modules::channels::entity::channel::ChannelStatus;
 use crate::modules::channels::entity::sandbox_message;
 use crate::modules::channels::service::{ChannelPatch, ChannelView, Channels, NewChannel};
 use crate::modules::channels::status::Health;
@@ -60,8 +61,8 @@ impl From<ChannelView> for ChannelDto {
             name: c.name,
             channel_type: c.channel_type,
             provider: c.provider,
-            rate_limited_until: if c.status == "rate_limited" { c.rate_limited_until } else { None },
-            status: c.status,
+            rate_limited_until: if c.status == ChannelStatus::RateLimited { c.rate_limited_until } else { None },
+            status: c.status.to_string(),
             is_enabled: c.is_enabled,
             credentials: v.masked_credentials,
             sender_name: c.sender_name,
@@ -202,8 +203,8 @@ impl From<Health> for HealthDto {
         let c = h.channel;
         HealthDto {
             id: c.id,
-            rate_limited_until: if c.status == "rate_limited" { c.rate_limited_until } else { None },
-            status: c.status,
+            rate_limited_until: if c.status == ChannelStatus::RateLimited { c.rate_limited_until } else { None },
+            status: c.status.to_string(),
             is_enabled: c.is_enabled,
             last_verified_at: c.last_verified_at,
             latency_ms: c.last_latency_ms,

@@ -85,6 +85,7 @@ pub struct Progress {
 
 impl Contacts {
     /// Records a new import job (status `queued`).
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn create_import(
         &self,
         scope: AccountScope,
@@ -131,6 +132,7 @@ impl Contacts {
     }
 
     /// The account's import jobs, filtered, sorted and paged.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn list_imports(&self, scope: AccountScope, q: &ListQuery) -> AppResult<Page<contact_import::Model>> {
         store::list_imports(&self.db, scope, q).await
     }
@@ -150,6 +152,7 @@ impl Contacts {
 
     /// Checks the spooled upload's header, records the job and runs it in the background; the job owns
     /// the file from here and removes it when it ends.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn start_import(
         &self,
         scope: AccountScope,
@@ -175,6 +178,7 @@ impl Contacts {
 
     /// Runs an import job to the end. `on_progress` sees the totals after every batch (the CLI's progress
     /// bar). The file is removed when done unless `keep_file`.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn run_import(
         &self,
         scope: AccountScope,
@@ -287,6 +291,7 @@ impl Contacts {
 
     /// Marks imports whose process stopped writing (a crash or a restart) as failed. Their report still
     /// accounts for every row written before the stop.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn fail_stale_imports(&self) -> AppResult<u64> {
         let cutoff: chrono::DateTime<Utc> = Utc::now() - Duration::seconds(STALE_AFTER_SECS);
         store::fail_imports_idle_since(
