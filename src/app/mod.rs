@@ -232,7 +232,8 @@ impl Application {
                 .wrap(cors(s))
                 .wrap(from_fn(http::observe))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
-                .configure(operations::configure);
+                .configure(operations::configure)
+                .configure(openapi::configure);
             // Worker roles serve only the operations endpoints (health, readiness, metrics).
             let app = if role.serves_api() {
                 app.configure(accounts::configure).configure(contacts::configure).configure(channels::configure)

@@ -4,16 +4,17 @@
 
 use std::sync::OnceLock;
 
-use actix_web::HttpResponse;
+use actix_web::{HttpResponse, web};
 use utoipa::OpenApi;
 
+use super::operations;
 use crate::http::openapi::BearerAuth;
 use crate::modules::{accounts, channels, contacts};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Turumba API", description = "Multi-tenant message automation. Every tenant resource lives in the active account: the `X-Account-Id` header selects it (default: the user's default or only account). Lists take `filter=field:op:value` (repeatable), `sort=field:asc|desc`, `skip` and `limit` (max 1000)."),
-    paths(super::operations::healthz, super::operations::readyz, super::operations::metrics),
+    paths(operations::healthz, operations::readyz, operations::metrics),
     components(schemas(crate::error::ErrorBody, crate::error::FieldError, crate::http::envelope::ListMeta)),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "users"), (name = "accounts"), (name = "roles"), (name = "contacts"), (name = "tags"), (name = "groups"), (name = "segments"), (name = "channels"), (name = "webhooks"), (name = "operations"))
@@ -46,4 +47,8 @@ pub async fn docs() -> HttpResponse {
         utoipa_scalar::Scalar::new(spec).to_html()
     });
     HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html.as_str())
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/openapi.json", web::get().to(openapi_json)).route("/docs", web::get().to(docs));
 }

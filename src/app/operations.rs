@@ -1,10 +1,10 @@
-//! The operations endpoints every role serves: `/healthz`, `/readyz`, `/metrics`, and the API documents
-//! (`/v1/openapi.json`, `/docs`).
+//! The operations endpoints every role serves: `/healthz`, `/readyz` and `/metrics` (the API documents
+//! are `openapi`'s).
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use super::{AppState, openapi};
+use super::AppState;
 use crate::error::AppError;
 
 /// `GET /healthz`: the process is alive.
@@ -35,7 +35,5 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
-        .route("/v1/openapi.json", web::get().to(openapi::openapi_json))
-        .route("/docs", web::get().to(openapi::docs));
+        .route("/metrics", web::get().to(metrics));
 }

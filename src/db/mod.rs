@@ -12,6 +12,9 @@ use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, SqlErr};
 
 pub mod list;
+mod text_enum;
+
+pub(crate) use text_enum::text_enum;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -2,52 +2,22 @@
 //! events (a dispatch queue per type) and messaging. It lives outside the modules so none of them depends
 //! on another for it. [`ChannelType`] is the one place where a type's name is written.
 
-use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
-
-/// Every channel type a channel (and so a contact's address or opt-out) can have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChannelType {
-    Sms,
-    Smpp,
-    Telegram,
-    Whatsapp,
-    Messenger,
-    Email,
-    Sandbox,
+crate::db::text_enum! {
+    /// Every channel type a channel (and so a contact's address or opt-out) can have.
+    pub enum ChannelType / CHANNEL_TYPES {
+        Sms = "sms",
+        Smpp = "smpp",
+        Telegram = "telegram",
+        Whatsapp = "whatsapp",
+        Messenger = "messenger",
+        Email = "email",
+        Sandbox = "sandbox",
+    }
 }
 
 impl ChannelType {
-    pub const ALL: [ChannelType; 7] = [
-        ChannelType::Sms,
-        ChannelType::Smpp,
-        ChannelType::Telegram,
-        ChannelType::Whatsapp,
-        ChannelType::Messenger,
-        ChannelType::Email,
-        ChannelType::Sandbox,
-    ];
-
-    /// The name stored, sent and accepted (`sms`, `whatsapp`, …).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ChannelType::Sms => "sms",
-            ChannelType::Smpp => "smpp",
-            ChannelType::Telegram => "telegram",
-            ChannelType::Whatsapp => "whatsapp",
-            ChannelType::Messenger => "messenger",
-            ChannelType::Email => "email",
-            ChannelType::Sandbox => "sandbox",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ChannelType> {
-        ChannelType::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-
     /// Where a contact is reached on this type: sms/smpp/whatsapp → phone, email → e-mail,
     /// telegram/messenger → the channel identity; the sandbox channel accepts a phone number.
     pub const fn address_kind(self) -> AddressKind {
@@ -59,12 +29,6 @@ impl ChannelType {
     }
 }
 
-impl fmt::Display for ChannelType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 impl FromStr for ChannelType {
     type Err = String;
 
@@ -72,19 +36,6 @@ impl FromStr for ChannelType {
         ChannelType::parse(s).ok_or_else(|| format!("must be one of {}", CHANNEL_TYPES.join(", ")))
     }
 }
-
-const NAMES: [&str; ChannelType::ALL.len()] = {
-    let mut names = [""; ChannelType::ALL.len()];
-    let mut i = 0;
-    while i < names.len() {
-        names[i] = ChannelType::ALL[i].as_str();
-        i += 1;
-    }
-    names
-};
-
-/// The names of every channel type, in [`ChannelType::ALL`]'s order (list-filter whitelists, messages).
-pub const CHANNEL_TYPES: &[&str] = &NAMES;
 
 pub fn is_channel_type(s: &str) -> bool {
     ChannelType::parse(s).is_some()
@@ -111,7 +62,7 @@ mod tests {
     #[test]
     fn names_parse_back_and_serialise_as_stored() {
         assert_eq!(CHANNEL_TYPES, ["sms", "smpp", "telegram", "whatsapp", "messenger", "email", "sandbox"]);
-        for t in ChannelType::ALL {
+        for t in ChannelType::ALL.iter().copied() {
             assert_eq!(ChannelType::parse(t.as_str()), Some(t));
             assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
             assert_eq!(t.as_str().parse::<ChannelType>(), Ok(t));

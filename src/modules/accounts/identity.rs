@@ -7,7 +7,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::account::emit_account_created;
-use super::entity::user;
+
 use super::service::*;
 use super::tenancy::CurrentUser;
 use super::tokens::{self};
@@ -356,13 +356,4 @@ impl Accounts {
         self.events.commit(txn, bus).await?;
         Ok((user.id, acc.id))
     }
-}
-
-/// A token only works while its user exists, is active and has a verified e-mail.
-pub(super) fn may_sign_in(u: &user::Model) -> bool {
-    u.is_active && u.email_verified_at.is_some()
-}
-
-pub(super) fn bad_token() -> AppError {
-    AppError::Unauthorized("invalid or expired token".into())
 }

@@ -7,7 +7,6 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::entity::{account, membership, role, user};
-use super::identity::{bad_token, may_sign_in};
 use super::permissions::Permissions;
 use super::service::*;
 use super::store;
@@ -205,4 +204,13 @@ impl Accounts {
         access.require(permission)?;
         Ok(access)
     }
+}
+
+/// A token only works while its user exists, is active and has a verified e-mail.
+pub(super) fn may_sign_in(u: &user::Model) -> bool {
+    u.is_active && u.email_verified_at.is_some()
+}
+
+pub(super) fn bad_token() -> AppError {
+    AppError::Unauthorized("invalid or expired token".into())
 }

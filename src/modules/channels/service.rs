@@ -15,7 +15,6 @@ use super::adapter::{AdapterSet, ChannelContext, ProviderAdapter};
 use super::credentials::Credentials;
 use super::entity::channel::{self, ChannelStatus};
 use super::entity::sandbox_message;
-use super::status::effective_status;
 use super::store;
 use super::vault::Vault;
 use crate::db::list::{ListQuery, Page};
@@ -126,7 +125,7 @@ impl Channels {
         let masked = self.open(&c)?.masked(&c.channel_type, c.provider.as_deref());
         let webhook_url = self.webhook_url(&c);
         let mut c = c;
-        c.status = effective_status(&c, Utc::now());
+        c.status = c.effective_status(Utc::now());
         Ok(ChannelView { channel: c, masked_credentials: masked, webhook_url })
     }
 

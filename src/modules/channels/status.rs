@@ -2,7 +2,7 @@
 //! (until the wait is over), `error` (bad credentials, or permanent failures in a row) or back to
 //! `connected`; hourly sent/failed counts feed the health endpoint.
 
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{Duration, DurationRound, Utc};
 use sea_orm;
 use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
 use serde_json::json;
@@ -30,14 +30,6 @@ pub struct Health {
     pub channel: channel::Model,
     pub sent_last_hour: i64,
     pub failed_last_hour: i64,
-}
-
-pub(super) fn effective_status(c: &channel::Model, now: DateTime<Utc>) -> ChannelStatus {
-    if c.status == ChannelStatus::RateLimited && c.rate_limited_until.is_none_or(|t| t <= now) {
-        ChannelStatus::Connected
-    } else {
-        c.status
-    }
 }
 
 impl Channels {
@@ -104,7 +96,7 @@ impl Channels {
             },
         };
         let txn = crate::db::begin_write(&self.db).await?;
-        let status_before = effective_status(&c, now);
+        let status_before = c.effective_status(now);
         let updated = if active.is_changed() {
             active.updated_at = Set(now);
             active.update(&txn).await?
@@ -116,7 +108,7 @@ impl Channels {
             store::add_usage(&txn, id, hour, sent, failed).await?;
         }
         let mut bus = EventBus::new(EventMeta::default());
-        let status_after = effective_status(&updated, now);
+        let status_after = updated.effective_status(now);
         if status_before != status_after {
             bus.emit(
                 "channel.status_changed",
@@ -134,7 +126,7 @@ impl Channels {
     pub async fn health(&self, scope: AccountScope, id: Uuid) -> AppResult<Health> {
         let mut c = self.get(scope, id).await?;
         let now = Utc::now();
-        c.status = effective_status(&c, now);
+        c.status = c.effective_status(now);
         // The current hour's bucket and the previous one: "the last hour" at bucket resolution.
         let since = now.duration_trunc(Duration::hours(1)).unwrap_or(now) - Duration::hours(1);
         let rows = store::usage_since(&self.db, c.id, since).await?;

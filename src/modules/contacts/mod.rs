@@ -28,11 +28,9 @@ mod tags;
 pub use api::configure;
 pub use directory::{Audience, Directory, DirectoryContact, Recipient, RecipientStream};
 pub use export::{ExportSelection, export_to};
-pub use import::{
-    BATCH_ROWS, ImportOptions, ImportUploads, OnDuplicate, Progress, check_header as check_import_header,
-};
+pub use import::{BATCH_ROWS, ImportOptions, OnDuplicate, Progress, check_header as check_import_header};
 pub use normalise::normalise_phone;
-pub use service::{ContactInput, Contacts};
+pub use service::{ContactInput, Contacts, ImportUploads};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(

@@ -3,6 +3,8 @@
 //! `groups.rs` and `segments.rs`; input normalisation in `input.rs`; imports in `import/`. Every write
 //! runs in one transaction with the domain events it emits (outbox).
 
+use std::path::{Path, PathBuf};
+
 use chrono::Utc;
 use sea_orm::sea_query::Condition;
 use sea_orm::{
@@ -10,11 +12,11 @@ use sea_orm::{
     QueryFilter, Set,
 };
 use serde_json::{Value, json};
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::entity::{contact, tag};
 use super::filter;
-use super::import::ImportUploads;
 use super::input::*;
 use super::store;
 use crate::db::list::{Filter, ListQuery, Page};
@@ -61,6 +63,21 @@ pub struct Contacts {
     pub(super) uploads: ImportUploads,
 }
 
+/// Where uploads are spooled, how large they may be, and the tracker that runs import jobs (so shutdown
+/// waits for them).
+#[derive(Clone)]
+pub struct ImportUploads {
+    pub dir: PathBuf,
+    pub body_limit: usize,
+    pub tasks: TaskTracker,
+}
+
+impl ImportUploads {
+    /// Uploads live in `<data_dir>/imports`.
+    pub fn new(data_dir: &Path, body_limit: usize, tasks: TaskTracker) -> Self {
+        ImportUploads { dir: data_dir.join("imports"), body_limit, tasks }
+    }
+}
 /// Which contacts a contact list shows: the account's, a group's members, or a segment's matches.
 #[derive(Debug, Clone, Copy)]
 pub enum ContactList {

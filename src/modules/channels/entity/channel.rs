@@ -30,70 +30,30 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
 }
 
-/// A channel's status (SPEC §5), stored as its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, serde::Serialize)]
-#[sea_orm(rs_type = "String", db_type = "Text")]
-#[serde(rename_all = "snake_case")]
-pub enum ChannelStatus {
-    #[sea_orm(string_value = "connected")]
-    Connected,
-    #[sea_orm(string_value = "disconnected")]
-    Disconnected,
-    #[sea_orm(string_value = "rate_limited")]
-    RateLimited,
-    #[sea_orm(string_value = "error")]
-    Error,
-    #[sea_orm(string_value = "disabled")]
-    Disabled,
-}
-
-impl ChannelStatus {
-    pub const ALL: [ChannelStatus; 5] = [
-        ChannelStatus::Connected,
-        ChannelStatus::Disconnected,
-        ChannelStatus::RateLimited,
-        ChannelStatus::Error,
-        ChannelStatus::Disabled,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ChannelStatus::Connected => "connected",
-            ChannelStatus::Disconnected => "disconnected",
-            ChannelStatus::RateLimited => "rate_limited",
-            ChannelStatus::Error => "error",
-            ChannelStatus::Disabled => "disabled",
-        }
+crate::db::text_enum! {
+    /// A channel's status (SPEC §5).
+    pub enum ChannelStatus / STATUSES {
+        Connected = "connected",
+        Disconnected = "disconnected",
+        RateLimited = "rate_limited",
+        Error = "error",
+        Disabled = "disabled",
     }
 }
-
-impl std::fmt::Display for ChannelStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Compares with a stored name (`status == "error"`).
-impl PartialEq<&str> for ChannelStatus {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-const STATUS_NAMES: [&str; ChannelStatus::ALL.len()] = {
-    let mut names = [""; ChannelStatus::ALL.len()];
-    let mut i = 0;
-    while i < names.len() {
-        names[i] = ChannelStatus::ALL[i].as_str();
-        i += 1;
-    }
-    names
-};
-
-/// The status names, for the list filter's whitelist.
-pub const STATUSES: &[&str] = &STATUS_NAMES;
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
+
+impl Model {
+    /// The status as shown: a rate limit whose wait has passed reads as `connected` (before anything
+    /// stores it).
+    pub fn effective_status(&self, now: DateTimeUtc) -> ChannelStatus {
+        if self.status == ChannelStatus::RateLimited && self.rate_limited_until.is_none_or(|t| t <= now) {
+            ChannelStatus::Connected
+        } else {
+            self.status
+        }
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

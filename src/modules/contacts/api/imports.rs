@@ -50,7 +50,7 @@ impl From<contact_import::Model> for ImportJobDto {
         let options: Option<ImportOptions> = serde_json::from_value(j.options.clone()).ok();
         ImportJobDto {
             id: j.id,
-            status: j.status,
+            status: j.status.to_string(),
             file_name: j.file_name,
             total_rows: j.total_rows,
             created: j.created,

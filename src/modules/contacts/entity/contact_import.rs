@@ -7,8 +7,7 @@ pub struct Model {
     pub id: Uuid,
     pub account_id: Uuid,
     pub user_id: Option<Uuid>,
-    /// queued | running | completed | failed
-    pub status: String,
+    pub status: ImportStatus,
     pub file_name: Option<String>,
     /// mapping, on_duplicate, group_id, tag_ids
     pub options: Json,
@@ -23,6 +22,16 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
+}
+
+crate::db::text_enum! {
+    /// Where an import job is.
+    pub enum ImportStatus / IMPORT_STATUSES {
+        Queued = "queued",
+        Running = "running",
+        Completed = "completed",
+        Failed = "failed",
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

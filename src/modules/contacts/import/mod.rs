@@ -16,13 +16,12 @@ use chrono::{Duration, Utc};
 use sea_orm::{ConnectionTrait, IntoActiveModel, Set};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio_util::task::TaskTracker;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub use reader::{MAPPABLE, RowError, check_header, check_mapping};
 
-use super::entity::contact_import;
+use super::entity::contact_import::{self, ImportStatus};
 use super::service::Contacts;
 use crate::db::list::{ListQuery, Page};
 use crate::error::{AppError, AppResult};
@@ -54,22 +53,6 @@ pub struct ImportOptions {
     pub group_id: Option<Uuid>,
     #[serde(default)]
     pub tag_ids: Vec<Uuid>,
-}
-
-/// Where uploads are spooled, how large they may be, and the tracker that runs import jobs (so shutdown
-/// waits for them).
-#[derive(Clone)]
-pub struct ImportUploads {
-    pub dir: PathBuf,
-    pub body_limit: usize,
-    pub tasks: TaskTracker,
-}
-
-impl ImportUploads {
-    /// Uploads live in `<data_dir>/imports`.
-    pub fn new(data_dir: &Path, body_limit: usize, tasks: TaskTracker) -> Self {
-        ImportUploads { dir: data_dir.join("imports"), body_limit, tasks }
-    }
 }
 
 /// Progress of a job, as written with each batch.
@@ -110,7 +93,7 @@ impl Contacts {
             id: Set(Uuid::now_v7()),
             account_id: Set(scope.account_id()),
             user_id: Set(user_id),
-            status: Set("queued".into()),
+            status: Set(ImportStatus::Queued),
             file_name: Set(file_name),
             options: Set(serde_json::to_value(options).map_err(AppError::internal)?),
             total_rows: Set(0),
@@ -196,11 +179,11 @@ impl Contacts {
         active.finished_at = Set(Some(now));
         let outcome = match &result {
             Ok(_) => {
-                active.status = Set("completed".into());
+                active.status = Set(ImportStatus::Completed);
                 "contact_import.completed"
             }
             Err(e) => {
-                active.status = Set("failed".into());
+                active.status = Set(ImportStatus::Failed);
                 active.message = Set(Some(e.to_string()));
                 "contact_import.failed"
             }

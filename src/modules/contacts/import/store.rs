@@ -11,6 +11,7 @@ use super::{BATCH_ROWS, Progress};
 use crate::db::list::{Field, Kind, ListQuery, Page};
 use crate::error::{AppError, AppResult};
 use crate::modules::accounts::AccountScope;
+use crate::modules::contacts::entity::contact_import::{IMPORT_STATUSES, ImportStatus};
 use crate::modules::contacts::entity::{
     contact, contact_identity, contact_import, contact_tag, group, group_member, tag,
 };
@@ -18,7 +19,7 @@ use crate::modules::contacts::store::contacts_in;
 
 pub const IMPORT_FIELDS: &[Field<contact_import::Column>] = &[
     Field::new("id", contact_import::Column::Id, Kind::Uuid),
-    Field::new("status", contact_import::Column::Status, Kind::Enum(&["queued", "running", "completed", "failed"])),
+    Field::new("status", contact_import::Column::Status, Kind::Enum(IMPORT_STATUSES)),
     Field::sortable("created_at", contact_import::Column::CreatedAt, Kind::Timestamp),
     Field::sortable("updated_at", contact_import::Column::UpdatedAt, Kind::Timestamp),
 ];
@@ -53,7 +54,7 @@ pub async fn list_imports<C: ConnectionTrait>(
 
 pub async fn mark_import_running<C: ConnectionTrait>(db: &C, job_id: Uuid) -> AppResult<()> {
     contact_import::Entity::update_many()
-        .col_expr(contact_import::Column::Status, Expr::val("running"))
+        .col_expr(contact_import::Column::Status, Expr::val(ImportStatus::Running.as_str()))
         .col_expr(contact_import::Column::UpdatedAt, Expr::val(Utc::now()))
         .filter(contact_import::Column::Id.eq(job_id))
         .exec(db)
@@ -84,10 +85,10 @@ pub async fn fail_imports_idle_since<C: ConnectionTrait>(
     message: &str,
 ) -> AppResult<u64> {
     let res = contact_import::Entity::update_many()
-        .col_expr(contact_import::Column::Status, Expr::val("failed"))
+        .col_expr(contact_import::Column::Status, Expr::val(ImportStatus::Failed.as_str()))
         .col_expr(contact_import::Column::Message, Expr::val(message))
         .col_expr(contact_import::Column::FinishedAt, Expr::val(Utc::now()))
-        .filter(contact_import::Column::Status.is_in(["queued", "running"]))
+        .filter(contact_import::Column::Status.is_in([ImportStatus::Queued, ImportStatus::Running]))
         .filter(contact_import::Column::UpdatedAt.lt(cutoff))
         .exec(db)
         .await?;
