@@ -7,8 +7,8 @@
 //! Invitations, the audit log and the Cognito provider come in a later issue; the schema leaves room
 //! for them (`accounts.parent_id`).
 //!
-//! Inside: `service` (the shared state) with one file per concern (`tenancy`, `identity`, `profile`,
-//! `account`, `roles`, `members`), `store` (every query), `api/` (one file per resource).
+//! Inside: `service` (the shared state) with one file per concern (`tenancy` types and their
+//! `resolution`, `identity`, `profile`, `account`, `roles`, `members`), `store` (every query), `api/` (one file per resource).
 
 mod account;
 mod api;
@@ -18,6 +18,7 @@ mod members;
 mod password;
 mod permissions;
 mod profile;
+mod resolution;
 mod roles;
 mod service;
 mod store;
