@@ -217,6 +217,7 @@ impl Application {
         let accounts = web::Data::new(state.accounts.clone());
         let contacts = web::Data::new(state.contacts.clone());
         let channels = web::Data::new(state.channels.clone());
+        let role_data = web::Data::new(role);
         let server = HttpServer::new(move || {
             let s = &server_state.settings;
             let app = App::new()
@@ -224,6 +225,7 @@ impl Application {
                 .app_data(accounts.clone())
                 .app_data(contacts.clone())
                 .app_data(channels.clone())
+                .app_data(role_data.clone())
                 .app_data(http::json_config(s.http.body_limit))
                 .app_data(web::PayloadConfig::new(s.http.body_limit))
                 .app_data(http::path_config())

@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use super::AppState;
+use super::{AppState, Role};
 use crate::error::AppError;
 
 /// `GET /healthz`: the process is alive.
@@ -13,15 +13,25 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the database (and, when configured, the broker) answers.
+/// `GET /readyz`: this process can do its role's work. Every role needs its database. The `api` role
+/// stays ready while the broker is down — what it accepts waits in the outbox until the broker is back —
+/// and reports the broker as `unavailable`; every role that relays or consumes events (`outbox-relay`,
+/// `worker`, `dispatcher`, `scheduler`, and `all`, which includes them) needs the broker and is not
+/// ready without it.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, body = crate::error::ErrorBody)))]
-pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+pub async fn readyz(state: web::Data<AppState>, role: web::Data<Role>) -> Result<HttpResponse, AppError> {
     crate::db::ping(&state.db).await.map_err(|e| AppError::ServiceUnavailable(format!("database: {e}")))?;
-    let broker = if state.settings.amqp_url.is_some() {
-        state.events.check().await.map_err(|e| AppError::ServiceUnavailable(format!("broker: {e}")))?;
-        "ok"
-    } else {
+    let broker = if state.settings.amqp_url.is_none() {
         "in-process"
+    } else {
+        match state.events.check().await {
+            Ok(()) => "ok",
+            Err(e) if *role.get_ref() == Role::Api => {
+                tracing::warn!(error = %e, "the broker is unavailable; events wait in the outbox");
+                "unavailable"
+            }
+            Err(e) => return Err(AppError::ServiceUnavailable(format!("broker: {e}"))),
+        }
     };
     Ok(HttpResponse::Ok().json(json!({ "status": "ready", "checks": { "database": "ok", "broker": broker } })))
 }

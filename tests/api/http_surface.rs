@@ -105,6 +105,39 @@ async fn readiness_fails_with_503_when_the_database_is_gone(b: Backend) {
     r.expect(503, Some("service_unavailable"));
 }
 
+/// Readiness means "can do this role's work". With the broker down (nothing listens at its address), an
+/// API process stays ready — its writes wait in the outbox — and says the broker is unavailable; the
+/// relay and worker roles are not ready. Split roles run on PostgreSQL only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_role_when_the_broker_is_down() {
+    use turumba::app::{BuildOptions, Role};
+    let Some(b) = Backend::postgres() else { return };
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let broker = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+    for (role, ready) in
+        [(Role::Api, true), (Role::OutboxRelay, false), (Role::Worker, false), (Role::Dispatcher, false)]
+    {
+        let app = TestApp::spawn_full(
+            b.clone(),
+            |s| s.amqp_url = Some(turumba::config::Secret::new(broker.clone())),
+            BuildOptions { role, ..Default::default() },
+        )
+        .await;
+        let r = app.get("/readyz").send().await;
+        if ready {
+            assert_eq!(r.status, 200, "{role}: {}", r.body);
+            assert_eq!(r.body["checks"]["database"], "ok");
+            assert_eq!(r.body["checks"]["broker"], "unavailable", "{role}: {}", r.body);
+            // And it keeps doing its work: a write is accepted into the outbox.
+            app.user("rhea").await;
+        } else {
+            r.expect(503, Some("service_unavailable"));
+        }
+    }
+}
+
 async fn cors_allows_configured_origins_and_patch(b: Backend) {
     let app = TestApp::spawn_with(b, |s| s.cors.origins = "https://app.example".into()).await;
     let r = app
