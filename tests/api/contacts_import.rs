@@ -182,6 +182,7 @@ async fn import_input_errors_are_clear(b: Backend) {
     let (ct, body) = multipart(&[("mapping", "{}")], b"");
     let body = String::from_utf8_lossy(&body).replace("name=\"file\"", "name=\"other\"");
     app.post("/v1/contacts/import").token(&u.token).raw(&ct, body).send().await.expect(422, None);
+    two_file_parts_are_refused(&app, &u).await;
     // Nothing was imported by any of these; and another tenant cannot see the jobs.
     let r = app.get("/v1/contacts").token(&u.token).send().await;
     assert_eq!(r.body["meta"]["total"], 0);
@@ -200,6 +201,19 @@ async fn import_input_errors_are_clear(b: Backend) {
         async move { std::fs::read_dir(&spool).map(|d| d.count() == 0).unwrap_or(true) }
     })
     .await;
+}
+
+/// Two `file` parts in one multipart import are refused (422 on `file`), not joined into one CSV whose
+/// second header would become a data row.
+async fn two_file_parts_are_refused(app: &TestApp, u: &TestUser) {
+    let (ct, first) = multipart(&[], b"phone\n0911000001\n");
+    let (_, second) = multipart(&[], b"phone\n0911000002\n");
+    let boundary_end = b"--turumba-test-boundary--\r\n";
+    let mut body = first[..first.len() - boundary_end.len()].to_vec();
+    body.extend_from_slice(&second);
+    let r = app.post("/v1/contacts/import").token(&u.token).raw(&ct, body).send().await;
+    r.expect(422, Some("validation_error"));
+    assert_eq!(r.body["details"]["errors"][0]["field"], "file", "{}", r.body);
 }
 
 fn urlenc(s: &str) -> String {

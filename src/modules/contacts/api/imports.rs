@@ -181,6 +181,13 @@ pub async fn start_import(
             let mut field = field.map_err(|e| AppError::bad_request(format!("malformed multipart body: {e}")))?;
             let name = field.name().unwrap_or_default().to_string();
             if name == "file" {
+                // A second file would be appended to the first (its header read as a data row).
+                if got_file {
+                    return Err(AppError::field(
+                        "file",
+                        "send one file per import (this request has several `file` parts)",
+                    ));
+                }
                 file_name = field.content_disposition().and_then(|d| d.get_filename()).map(str::to_string);
                 spool(&mut field, &mut file, limit).await?;
                 got_file = true;
