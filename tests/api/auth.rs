@@ -103,6 +103,52 @@ async fn ten_failed_logins_in_fifteen_minutes_are_throttled(b: Backend) {
         .expect(200, None);
 }
 
+/// The lockout holds under a burst: 60 wrong passwords at once are evaluated at most 10 times (10 × 401,
+/// 50 × 429); once locked, 25 parallel attempts that include the right password are all refused.
+async fn parallel_logins_cannot_outrun_the_lockout(b: Backend) {
+    use futures_util::future::join_all;
+    let app = TestApp::spawn(b).await;
+    let u = app.user("paula").await;
+    let attempt = |password: String| {
+        let req = app.post("/v1/auth/login").json(json!({"email": u.email, "password": password}));
+        async move { req.send().await.status }
+    };
+    let statuses = join_all((0..60).map(|_| attempt("wrong password".into()))).await;
+    let count = |code: u16| statuses.iter().filter(|s| **s == code).count();
+    assert_eq!((count(401), count(429)), (10, 50), "{statuses:?}");
+    let statuses =
+        join_all((0..25).map(|i| attempt(if i == 12 { u.password.clone() } else { "wrong password".into() }))).await;
+    assert!(statuses.iter().all(|s| *s == 429), "{statuses:?}");
+}
+
+/// Verification codes hold their 5 attempts under a burst too: 20 wrong codes at once are compared at
+/// most 5 times (the code's attempt count ends at exactly 5).
+async fn parallel_code_guesses_cannot_outrun_the_limit(b: Backend) {
+    use futures_util::future::join_all;
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::spawn(b).await;
+    let body =
+        json!({"email": "guess@example.com", "password": "long enough pw", "full_name": "G", "account_name": "Org"});
+    app.post("/v1/auth/register").json(body).send().await.expect(201, None);
+    let guesses = (0..20).map(|_| {
+        let req = app.post("/v1/auth/verify-email").json(json!({"email": "guess@example.com", "code": "000000"}));
+        async move { req.send().await }
+    });
+    for r in join_all(guesses).await {
+        r.expect(400, Some("invalid_code"));
+    }
+    let backend = app.state.db.get_database_backend();
+    let row = app
+        .state
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(backend, "SELECT attempts FROM auth_codes".to_string()))
+        .await
+        .unwrap()
+        .unwrap();
+    let attempts: i32 = row.try_get("", "attempts").unwrap();
+    assert_eq!(attempts, 5);
+}
+
 async fn refresh_rotates_and_reuse_revokes_the_family(b: Backend) {
     let app = TestApp::spawn(b).await;
     let u = app.user("rita").await;
@@ -247,6 +293,8 @@ both_backends!(
     registration_validates_and_rejects_duplicates,
     wrong_password_and_unknown_email_get_the_same_answer,
     ten_failed_logins_in_fifteen_minutes_are_throttled,
+    parallel_logins_cannot_outrun_the_lockout,
+    parallel_code_guesses_cannot_outrun_the_limit,
     refresh_rotates_and_reuse_revokes_the_family,
     logout_revokes_the_refresh_family,
     change_password_checks_the_current_one,

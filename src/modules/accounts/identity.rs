@@ -118,12 +118,15 @@ impl Accounts {
     /// Checks a code (counting the attempt) and consumes it on success.
     pub(super) async fn check_code(&self, user_id: Uuid, purpose: &str, code: &str) -> AppResult<()> {
         let record = store::live_code(&self.db, user_id, purpose).await?.ok_or_else(invalid_code)?;
-        if record.expires_at < Utc::now() || record.attempts >= CODE_MAX_ATTEMPTS {
+        if record.expires_at < Utc::now() {
+            return Err(invalid_code());
+        }
+        // Counted before comparing: parallel guesses cannot outrun the limit.
+        if !store::claim_code_attempt(&self.db, record.id, CODE_MAX_ATTEMPTS).await? {
             return Err(invalid_code());
         }
         let expected = code_hash(user_id, code.trim());
         if !constant_time_eq(expected.as_bytes(), record.code_hash.as_bytes()) {
-            store::count_code_attempt(&self.db, record.id).await?;
             return Err(invalid_code());
         }
         if !store::consume_code(&self.db, record.id).await? {
@@ -188,25 +191,30 @@ impl Accounts {
     pub async fn login(&self, email: &str, password_in: &str) -> AppResult<TokenPair> {
         let email = EmailAddress::canonical(email);
         let since = Utc::now() - Duration::minutes(LOGIN_WINDOW_MINUTES);
-        let (failures, oldest) = store::login_failures_since(&self.db, &email, since).await?;
-        if failures >= LOGIN_MAX_FAILURES {
-            let retry = oldest
-                .map(|o| (o + Duration::minutes(LOGIN_WINDOW_MINUTES) - Utc::now()).num_seconds().max(1))
-                .unwrap_or(60);
-            return Err(AppError::RateLimited {
-                retry_after_secs: retry as u64,
-                message: "too many failed logins for this e-mail; try again later".into(),
-            });
-        }
+        // The attempt is counted before the password is checked, so parallel attempts cannot outrun
+        // the limit; a wrong password leaves the claim standing as its failure.
+        let claim = match store::claim_login_attempt(&self.db, &email, since, LOGIN_MAX_FAILURES).await? {
+            Ok(claim) => claim,
+            Err(oldest) => {
+                let retry = oldest
+                    .map(|o| (o + Duration::minutes(LOGIN_WINDOW_MINUTES) - Utc::now()).num_seconds().max(1))
+                    .unwrap_or(60);
+                return Err(AppError::RateLimited {
+                    retry_after_secs: retry as u64,
+                    message: "too many failed logins for this e-mail; try again later".into(),
+                });
+            }
+        };
         let user = store::find_user_by_email(&self.db, &email).await?;
         let ok = password::verify(password_in.to_string(), user.as_ref().and_then(|u| u.password_hash.clone())).await;
         let user = match (ok, user) {
             (true, Some(u)) => u,
-            _ => {
-                store::record_login_failure(&self.db, &email).await?;
-                return Err(AppError::Unauthorized("invalid e-mail or password".into()));
-            }
+            _ => return Err(AppError::Unauthorized("invalid e-mail or password".into())),
         };
+        if user.email_verified_at.is_none() || !user.is_active {
+            // The right password: not a failure, whatever else stops the login.
+            store::release_login_claim(&self.db, claim).await?;
+        }
         if user.email_verified_at.is_none() {
             return Err(AppError::Forbidden {
                 code: "email_not_verified",

@@ -432,13 +432,18 @@ pub async fn live_code<C: ConnectionTrait>(
         .await?)
 }
 
-pub async fn count_code_attempt<C: ConnectionTrait>(db: &C, id: Uuid) -> AppResult<()> {
-    auth_code::Entity::update_many()
+/// Counts one attempt at the code before it is compared, in one statement: false when the code already
+/// had `max` attempts (or was consumed), so however many attempts arrive at once, at most `max` are
+/// ever compared.
+pub async fn claim_code_attempt<C: ConnectionTrait>(db: &C, id: Uuid, max: i32) -> AppResult<bool> {
+    let res = auth_code::Entity::update_many()
         .col_expr(auth_code::Column::Attempts, Expr::col(auth_code::Column::Attempts).add(1))
         .filter(auth_code::Column::Id.eq(id))
+        .filter(auth_code::Column::Attempts.lt(max))
+        .filter(auth_code::Column::ConsumedAt.is_null())
         .exec(db)
         .await?;
-    Ok(())
+    Ok(res.rows_affected == 1)
 }
 
 /// Consumes a code exactly once; false when it was consumed concurrently.
@@ -454,10 +459,42 @@ pub async fn consume_code<C: ConnectionTrait>(db: &C, id: Uuid) -> AppResult<boo
 
 // ---- login throttling ----
 
-pub async fn record_login_failure<C: ConnectionTrait>(db: &C, email: &str) -> AppResult<()> {
-    login_failure::ActiveModel { id: Set(Uuid::now_v7()), email: Set(email.to_string()), created_at: Set(Utc::now()) }
-        .insert(db)
+/// Claims one login attempt for `email` before its password is checked: recorded as a failure (until
+/// the attempt succeeds and clears them) when fewer than `limit` failures fall in the window from
+/// `since`; otherwise `Err` with the oldest of them (for `Retry-After`). Claims for one address are
+/// serialised — a transaction-scoped advisory lock on PostgreSQL, the single writer on SQLite — so
+/// however many attempts arrive at once, at most `limit` are ever evaluated.
+pub async fn claim_login_attempt(
+    db: &sea_orm::DatabaseConnection,
+    email: &str,
+    since: DateTime<Utc>,
+    limit: u64,
+) -> AppResult<Result<Uuid, Option<DateTime<Utc>>>> {
+    let txn = crate::db::begin_write(db).await?;
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            [email.into()],
+        ))
         .await?;
+    }
+    let (failures, oldest) = login_failures_since(&txn, email, since).await?;
+    if failures >= limit {
+        txn.rollback().await?;
+        return Ok(Err(oldest));
+    }
+    let id = Uuid::now_v7();
+    login_failure::ActiveModel { id: Set(id), email: Set(email.to_string()), created_at: Set(Utc::now()) }
+        .insert(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(Ok(id))
+}
+
+/// Withdraws a claimed attempt that turned out not to be a wrong password.
+pub async fn release_login_claim<C: ConnectionTrait>(db: &C, id: Uuid) -> AppResult<()> {
+    login_failure::Entity::delete_by_id(id).exec(db).await?;
     Ok(())
 }
 
