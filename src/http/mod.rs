@@ -2,7 +2,7 @@
 //! response mapping of [`crate::error::AppError`], the list-query extractor, middleware (request id,
 //! tracing span, metrics, error-body normalisation), body/path/query configuration and the OpenAPI
 //! helpers. It sits on the kernel and imports no module: the operations endpoints and the merged OpenAPI
-//! document are assembled by `crate::app`.
+//! document are assembled by the composition root (`app/`).
 
 pub mod envelope;
 pub mod error;

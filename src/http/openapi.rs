@@ -1,5 +1,6 @@
 //! OpenAPI helpers shared by every document: the bearer-token security scheme that the handlers'
-//! `security(("bearer" = []))` annotations refer to. The document itself is assembled by `crate::app`.
+//! `security(("bearer" = []))` annotations refer to. The document itself is assembled by the
+//! composition root (`app/`).
 
 use utoipa::Modify;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
