@@ -45,6 +45,19 @@ pub struct Registration<'a> {
     pub account_name: &'a str,
 }
 
+/// A fresh 6-digit code for `purpose`, replacing the user's live one (only its hash is stored).
+async fn issue_code<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    purpose: &str,
+    ttl_hours: i64,
+) -> AppResult<String> {
+    let code = tokens::new_code();
+    store::replace_code(db, user_id, purpose, code_hash(user_id, &code), Utc::now() + Duration::hours(ttl_hours))
+        .await?;
+    Ok(code)
+}
+
 pub(super) fn code_hash(user_id: Uuid, code: &str) -> String {
     tokens::sha256_hex(&format!("{user_id}:{code}"))
 }
@@ -73,15 +86,7 @@ impl Accounts {
             },
         )
         .await?;
-        let code = tokens::new_code();
-        store::replace_code(
-            &txn,
-            user.id,
-            PURPOSE_VERIFY,
-            code_hash(user.id, &code),
-            Utc::now() + Duration::hours(CODE_TTL_HOURS),
-        )
-        .await?;
+        let code = issue_code(&txn, user.id, PURPOSE_VERIFY, CODE_TTL_HOURS).await?;
         txn.commit().await?;
         self.mail_verification(&email, &code);
         Ok(user.id)
@@ -101,15 +106,7 @@ impl Accounts {
         if let Some(user) = store::find_user_by_email(&self.db, &email).await?
             && user.email_verified_at.is_none()
         {
-            let code = tokens::new_code();
-            store::replace_code(
-                &self.db,
-                user.id,
-                PURPOSE_VERIFY,
-                code_hash(user.id, &code),
-                Utc::now() + Duration::hours(CODE_TTL_HOURS),
-            )
-            .await?;
+            let code = issue_code(&self.db, user.id, PURPOSE_VERIFY, CODE_TTL_HOURS).await?;
             self.mail_verification(&email, &code);
         }
         Ok(())
@@ -268,15 +265,7 @@ impl Accounts {
         if let Some(user) = store::find_user_by_email(&self.db, &email).await?
             && user.is_active
         {
-            let code = tokens::new_code();
-            store::replace_code(
-                &self.db,
-                user.id,
-                PURPOSE_RESET,
-                code_hash(user.id, &code),
-                Utc::now() + Duration::hours(RESET_TTL_HOURS),
-            )
-            .await?;
+            let code = issue_code(&self.db, user.id, PURPOSE_RESET, RESET_TTL_HOURS).await?;
             self.mailer.send(
                 &email,
                 "Reset your Turumba password",

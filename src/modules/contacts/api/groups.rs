@@ -14,7 +14,7 @@ use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::envelope::{self, Envelope, ListEnvelope};
 use crate::modules::accounts::RequestCtx;
 use crate::modules::contacts::entity::group;
-use crate::modules::contacts::service::{ContactList, Contacts, Target};
+use crate::modules::contacts::service::{ContactList, Contacts};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GroupDto {
@@ -173,7 +173,7 @@ async fn change_members(
     add: bool,
 ) -> AppResult<HttpResponse> {
     ctx.require("contacts:write")?;
-    let target = Target { contact_ids: b.contact_ids.as_deref(), filter: b.filter.as_ref() };
+    let target = b.target();
     let (changed, g) = contacts.change_members(ctx.scope(), id, target, add, &ctx.meta()).await?;
     Ok(envelope::ok(MembershipChangeDto { changed, group: g.into() }))
 }

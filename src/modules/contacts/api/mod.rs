@@ -27,6 +27,16 @@ pub struct ContactTargetRequest {
     pub filter: Option<Value>,
 }
 
+impl ContactTargetRequest {
+    /// The contacts it names, as the service takes them.
+    pub(super) fn target(&self) -> crate::modules::contacts::service::Target<'_> {
+        crate::modules::contacts::service::Target {
+            contact_ids: self.contact_ids.as_deref(),
+            filter: self.filter.as_ref(),
+        }
+    }
+}
+
 pub(super) fn not_blank(s: &str) -> Result<(), validator::ValidationError> {
     if s.trim().is_empty() {
         Err(validator::ValidationError::new("blank").with_message("must not be blank".into()))

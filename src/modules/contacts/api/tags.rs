@@ -13,7 +13,7 @@ use crate::error::{AppResult, ErrorBody};
 use crate::http::envelope::{self, Envelope, ListEnvelope};
 use crate::modules::accounts::RequestCtx;
 use crate::modules::contacts::entity::tag;
-use crate::modules::contacts::service::{Contacts, Target};
+use crate::modules::contacts::service::Contacts;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TagDto {
@@ -153,7 +153,7 @@ async fn bulk_tag(
     add: bool,
 ) -> AppResult<HttpResponse> {
     ctx.require("contacts:write")?;
-    let target = Target { contact_ids: b.contact_ids.as_deref(), filter: b.filter.as_ref() };
+    let target = b.target();
     let changed = contacts.tag_contacts(ctx.scope(), id, target, add, &ctx.meta()).await?;
     Ok(envelope::ok(TaggedDto { changed }))
 }
