@@ -394,6 +394,7 @@ async fn contacts(action: ContactsAction, settings: Settings) -> Result<(), Stri
             let scope = state.accounts.operator_scope(account).await.map_err(err)?;
             let filters =
                 filter.iter().map(|f| crate::db::list::Filter::parse(f)).collect::<Result<Vec<_>, _>>().map_err(err)?;
+            crate::db::list::check_filter_limits(&filters).map_err(err)?;
             let selection = ExportSelection { filters, segment_id, group_id, search: None };
             let plan = state.contacts.plan_export(scope, &selection).await.map_err(err)?;
             let count = match output {

@@ -72,6 +72,12 @@ pub struct HttpSettings {
     pub import_body_limit: usize,
     /// Worker threads for the HTTP server (0 = one per core).
     pub workers: usize,
+    /// Longest wait, in seconds, for the next bytes of a request body (then 408).
+    pub body_idle_timeout_secs: u64,
+    /// Longest time, in seconds, to receive a whole request body (then 408).
+    pub body_read_timeout_secs: u64,
+    /// Open connections the server holds at most (spread over the workers); more wait in the backlog.
+    pub max_connections: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -181,6 +187,9 @@ impl Settings {
             .and_then(|b| b.set_default("http.body_limit", 1024 * 1024))
             .and_then(|b| b.set_default("http.import_body_limit", 50 * 1024 * 1024))
             .and_then(|b| b.set_default("http.workers", 0))
+            .and_then(|b| b.set_default("http.body_idle_timeout_secs", 10))
+            .and_then(|b| b.set_default("http.body_read_timeout_secs", 300))
+            .and_then(|b| b.set_default("http.max_connections", 10_000))
             .and_then(|b| b.set_default("database.max_connections", 16))
             .and_then(|b| b.set_default("events.relay_batch_size", 500))
             .and_then(|b| b.set_default("events.relay_poll_interval_ms", 500))
@@ -254,6 +263,12 @@ impl Settings {
         }
         if raw.http.body_limit < 1024 {
             return Err(bad("TURUMBA_HTTP__BODY_LIMIT", "must be at least 1024 bytes"));
+        }
+        if raw.http.body_idle_timeout_secs == 0 || raw.http.body_read_timeout_secs == 0 {
+            return Err(bad("TURUMBA_HTTP__BODY_*_TIMEOUT_SECS", "must be at least 1"));
+        }
+        if raw.http.max_connections < 16 {
+            return Err(bad("TURUMBA_HTTP__MAX_CONNECTIONS", "must be at least 16"));
         }
         // The PostgreSQL relay holds one connection while in-process consumers need another.
         if raw.database.max_connections < 2 {

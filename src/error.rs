@@ -48,6 +48,10 @@ pub enum AppError {
     Conflict { message: String, details: Value },
     #[error("request body is too large (limit {limit} bytes)")]
     PayloadTooLarge { limit: usize },
+    #[error("the request body did not arrive in time: {0}")]
+    RequestTimeout(String),
+    #[error("the URL is too long (limit {limit} bytes)")]
+    UriTooLong { limit: usize },
     #[error("validation failed")]
     Validation(Vec<FieldError>),
     #[error("too many requests")]
@@ -87,6 +91,8 @@ impl AppError {
             AppError::NotFound(_) => "not_found",
             AppError::Conflict { .. } => "conflict",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
+            AppError::RequestTimeout(_) => "request_timeout",
+            AppError::UriTooLong { .. } => "uri_too_long",
             AppError::Validation(_) => "validation_error",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::NotImplemented(_) => "not_implemented",
@@ -110,7 +116,7 @@ impl AppError {
             AppError::Validation(errors) => json!({ "errors": errors }),
             AppError::Conflict { details, .. } => details.clone(),
             AppError::RateLimited { retry_after_secs, .. } => json!({ "retry_after": retry_after_secs }),
-            AppError::PayloadTooLarge { limit } => json!({ "limit": limit }),
+            AppError::PayloadTooLarge { limit } | AppError::UriTooLong { limit } => json!({ "limit": limit }),
             _ => json!({}),
         }
     }

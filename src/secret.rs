@@ -116,12 +116,71 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 
-/// A random token of `len` characters from `[A-Za-z0-9]` (webhook secrets).
 /// Constant-time equality for secrets, codes and signatures (the one compare every module uses).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 
+/// What replaces a secret in a text.
+pub const REDACTED: &str = "[redacted]";
+
+/// Secrets shorter than this are left alone: replacing every `ab` in a text would mangle it without
+/// protecting anything a guess could not find.
+pub const MIN_REDACTED_LEN: usize = 4;
+
+/// `text` with every occurrence of each secret replaced by [`REDACTED`]: as written, percent-encoded
+/// (how a URL path or query carries it), form-encoded and JSON-escaped (how an echoing API quotes it).
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets.iter().filter(|s| s.len() >= MIN_REDACTED_LEN) {
+        let forms = [
+            secret.to_string(),
+            percent_encode(secret),
+            form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>(),
+            serde_json::to_string(secret).map(|q| q[1..q.len() - 1].to_string()).unwrap_or_default(),
+            secret.replace('/', "\\/"),
+        ];
+        for form in forms {
+            if !form.is_empty() && out.contains(&form) {
+                out = out.replace(&form, REDACTED);
+            }
+            // Encoders differ in the case of their hex digits.
+            let upper = form.to_uppercase();
+            if form.contains('%') && out.to_uppercase().contains(&upper) {
+                out = replace_ignoring_case(&out, &upper);
+            }
+        }
+    }
+    out
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Replaces every ASCII-case-insensitive match of `upper` (already upper-cased) in `text`.
+fn replace_ignoring_case(text: &str, upper: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.to_ascii_uppercase().find(upper) {
+        out.push_str(&rest[..at]);
+        out.push_str(REDACTED);
+        rest = &rest[at + upper.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A random token of `len` characters from `[A-Za-z0-9]` (webhook secrets).
 pub fn random_token(len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = vec![0u8; len];
@@ -161,6 +220,24 @@ mod tests {
             let mode = std::fs::metadata(dir.path().join("secret.key")).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn redaction_covers_the_encoded_forms_of_a_secret() {
+        let token = "123456:AAH-secret/x y";
+        for text in [
+            "GET /bot123456:AAH-secret/x y/getMe failed",
+            "GET /bot123456%3AAAH-secret%2Fx%20y/getMe failed",
+            "GET /bot123456%3aAAH-secret%2fx%20y/getMe failed",
+            "body token=123456%3AAAH-secret%2Fx+y",
+            r#"{"echo":"123456:AAH-secret\/x y"}"#,
+        ] {
+            let out = redact(text, &[token]);
+            assert!(out.contains(REDACTED), "{text} -> {out}");
+            assert!(!out.contains("AAH-secret"), "{text} -> {out}");
+        }
+        assert_eq!(redact("nothing here", &[token]), "nothing here");
+        assert_eq!(redact("a b c", &["b"]), "a b c", "too short to redact");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use actix_cors::Cors;
 use actix_web::middleware::{Condition, ErrorHandlers, NormalizePath, TrailingSlash, from_fn};
-use actix_web::{App, HttpServer, dev::Server, web};
+use actix_web::{App, dev::Server, web};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
@@ -72,12 +72,38 @@ fn built_in_consumers() -> Vec<SharedConsumer> {
     Vec::new()
 }
 
-/// Connects, migrates and builds the shared state (used by `serve` and by CLI commands). In-process
-/// consumers start here (they live inside the transport).
+/// Who this process is as the owner of the contact imports it runs: `host:port` for a server (a restart
+/// on the same address is the same owner), `host:cli:pid` for a command.
+pub fn process_owner(port: Option<u16>) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    match port {
+        Some(port) => format!("{host}:{port}"),
+        None => format!("{host}:cli:{}", std::process::id()),
+    }
+}
+
+/// Connects, migrates and builds the shared state for a command (see [`build_state_for`]).
 pub async fn build_state(
     settings: Settings,
     migrate: bool,
     consumers: Vec<SharedConsumer>,
+) -> Result<AppState, String> {
+    build_state_for(settings, migrate, consumers, process_owner(None)).await
+}
+
+/// Connects, migrates and builds the shared state (used by `serve` and by CLI commands); `owner` names
+/// this process (see [`process_owner`]). In-process consumers start here (they live inside the
+/// transport).
+pub async fn build_state_for(
+    settings: Settings,
+    migrate: bool,
+    consumers: Vec<SharedConsumer>,
+    owner: String,
 ) -> Result<AppState, String> {
     let db = db::connect(&settings.database_url, settings.database.max_connections)
         .await
@@ -110,7 +136,7 @@ pub async fn build_state(
         &tasks,
     );
     let accounts = Accounts::new(db.clone(), keys, mailer, settings.identity.refresh_token_ttl_days, events.clone());
-    let uploads = ImportUploads::new(&settings.data_dir, settings.http.import_body_limit, tasks.clone());
+    let uploads = ImportUploads::new(&settings.data_dir, settings.http.import_body_limit, tasks.clone(), owner);
     let contacts = Contacts::new(db.clone(), accounts.clone(), events.clone(), uploads);
     let directory = Directory::new(contacts.clone());
     let previous =
@@ -144,20 +170,26 @@ pub async fn build_state(
     })
 }
 
-/// Marks contact imports whose process died as failed (at start, then every minute).
-fn start_import_sweeper(state: &web::Data<AppState>) {
+/// Marks contact imports whose process died as failed: before serving, those this address's previous
+/// process left behind (at once) and every expired lease; then expired leases every 10 s.
+async fn start_import_sweeper(state: &web::Data<AppState>) {
+    match state.contacts.recover_imports().await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(count = n, "marked contact imports interrupted by a stop as failed"),
+        Err(e) => tracing::warn!(error = %e, "could not check for interrupted imports"),
+    }
     let contacts = state.contacts.clone();
     let shutdown = state.shutdown.clone();
     state.tasks.spawn(async move {
         loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+            }
             match contacts.fail_stale_imports().await {
                 Ok(0) => {}
                 Ok(n) => tracing::warn!(count = n, "marked interrupted contact imports as failed"),
                 Err(e) => tracing::warn!(error = %e, "could not check for interrupted imports"),
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
             }
         }
     });
@@ -195,12 +227,13 @@ impl Application {
         let mut consumers = built_in_consumers();
         consumers.extend(opts.consumers);
         let in_process = if role.runs_consumers() { consumers.clone() } else { Vec::new() };
-        let state = web::Data::new(build_state(settings, opts.migrate, in_process).await?);
+        let owner = process_owner(Some(port));
+        let state = web::Data::new(build_state_for(settings, opts.migrate, in_process, owner).await?);
         if role.runs_relay() && opts.relay {
             state.events.start_relay(&state.shutdown, &state.tasks);
         }
         if role.serves_api() {
-            start_import_sweeper(&state);
+            start_import_sweeper(&state).await;
         }
         if role.runs_consumers() {
             state.events.start_consumers(consumers.clone(), &state.shutdown, &state.tasks);
@@ -218,7 +251,13 @@ impl Application {
         let contacts = web::Data::new(state.contacts.clone());
         let channels = web::Data::new(state.channels.clone());
         let role_data = web::Data::new(role);
-        let server = HttpServer::new(move || {
+        let max_connections = state.settings.http.max_connections;
+        let options = http::wire::ServerOptions {
+            workers: if role.serves_api() { workers } else { 1 },
+            max_connections,
+            shutdown_timeout_secs: 30,
+        };
+        let server = http::wire::serve(listener, options, move || {
             let s = &server_state.settings;
             let app = App::new()
                 .app_data(server_state.clone())
@@ -230,7 +269,12 @@ impl Application {
                 .app_data(web::PayloadConfig::new(s.http.body_limit))
                 .app_data(http::path_config())
                 .app_data(http::query_config())
+                .app_data(http::limits::RequestLimits {
+                    body_idle: std::time::Duration::from_secs(s.http.body_idle_timeout_secs),
+                    body_total: std::time::Duration::from_secs(s.http.body_read_timeout_secs),
+                })
                 .wrap(ErrorHandlers::new().default_handler(http::normalise_error))
+                .wrap(from_fn(http::limits::guard_request))
                 .wrap(cors(s))
                 .wrap(from_fn(http::observe))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
@@ -244,11 +288,7 @@ impl Application {
             };
             app.default_service(web::to(http::not_found))
         })
-        .workers(if role.serves_api() { workers } else { 1 })
-        .shutdown_timeout(30)
-        .listen(listener)
-        .map_err(|e| e.to_string())?
-        .run();
+        .map_err(|e| e.to_string())?;
         tracing::info!(port, %role, transport = state.events.transport_name(), "turumba is listening");
         Ok(Application { port, server, state })
     }

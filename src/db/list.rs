@@ -37,6 +37,64 @@ pub const MAX_LIMIT: u64 = 1000;
 /// Offsets beyond this are refused (they would also overflow a signed 64-bit OFFSET in the database).
 pub const MAX_SKIP: u64 = 1_000_000_000;
 
+/// Limits of the filter language. They keep every SQL statement built from a filter within both
+/// databases' limits by construction (bound variables: 32,766 on SQLite, 65,535 on PostgreSQL;
+/// expression depth; ORDER BY terms): at most 50 terms × (a few key binds + values) and 1,000 values in
+/// all. Checked wherever a filter enters (query strings, body filters, saved segments).
+pub const MAX_FILTER_TERMS: usize = 50;
+/// Values in one `in` list.
+pub const MAX_IN_VALUES: usize = 500;
+/// Values over all terms of one request (an `in` list counts each value, `range` two, others one).
+pub const MAX_FILTER_VALUES: usize = 1_000;
+/// Characters over all filter terms of one request.
+pub const MAX_FILTER_LENGTH: usize = 24 * 1024;
+/// `sort=` keys per request (`id` is always added as the last one).
+pub const MAX_SORT_KEYS: usize = 5;
+/// Characters of a `q=` text search.
+pub const MAX_SEARCH_LENGTH: usize = 200;
+
+/// The error code of a query over the limits above.
+pub const QUERY_TOO_COMPLEX: &str = "query_too_complex";
+
+fn too_complex(message: String) -> AppError {
+    AppError::BadRequest { code: QUERY_TOO_COMPLEX, message }
+}
+
+/// Checks filters against the limits of the language (a 400 naming the limit; body filters make it
+/// a 422 on their field).
+pub fn check_filter_limits(filters: &[Filter]) -> AppResult<()> {
+    if filters.len() > MAX_FILTER_TERMS {
+        return Err(too_complex(format!(
+            "at most {MAX_FILTER_TERMS} filter terms per request (got {})",
+            filters.len()
+        )));
+    }
+    let mut values = 0;
+    let mut length = 0;
+    for f in filters {
+        let n = f.value_count();
+        if f.op == Op::In && n > MAX_IN_VALUES {
+            return Err(too_complex(format!(
+                "filter `{}`: at most {MAX_IN_VALUES} values in one `in` list (got {n})",
+                f.field
+            )));
+        }
+        values += n;
+        length += f.field.len() + f.value.as_deref().map_or(0, str::len);
+    }
+    if values > MAX_FILTER_VALUES {
+        return Err(too_complex(format!(
+            "at most {MAX_FILTER_VALUES} filter values per request over all terms (got {values})"
+        )));
+    }
+    if length > MAX_FILTER_LENGTH {
+        return Err(too_complex(format!(
+            "filters may total at most {MAX_FILTER_LENGTH} characters per request (got {length})"
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     Eq,
@@ -189,6 +247,9 @@ pub struct Filter {
 impl Filter {
     /// Parses `field:op:value`, splitting on the first two colons only.
     pub fn parse(raw: &str) -> AppResult<Filter> {
+        if raw.contains('\0') {
+            return Err(AppError::bad_request("filter: NUL characters are not allowed"));
+        }
         let mut parts = raw.splitn(3, ':');
         let field = parts.next().unwrap_or_default();
         let op_raw = parts.next();
@@ -206,6 +267,16 @@ impl Filter {
             }
             (true, Some(v)) => Ok(Filter { field: field.to_string(), op, value: Some(v.to_string()) }),
             (false, _) => Ok(Filter { field: field.to_string(), op, value: None }),
+        }
+    }
+
+    /// How many values the term binds: each of an `in` list, two for `range`, none for the null tests.
+    pub fn value_count(&self) -> usize {
+        match (self.op, self.value.as_deref()) {
+            (_, None) => 0,
+            (Op::In, Some(v)) => v.split(',').count(),
+            (Op::Range, _) => 2,
+            _ => 1,
         }
     }
 }
@@ -241,6 +312,9 @@ impl ListQuery {
                     if field.is_empty() {
                         return Err(AppError::bad_request("sort: expected field:asc|desc"));
                     }
+                    if q.sorts.len() == MAX_SORT_KEYS {
+                        return Err(too_complex(format!("at most {MAX_SORT_KEYS} sort keys per request")));
+                    }
                     q.sorts.push((field.to_string(), order));
                 }
                 "skip" => {
@@ -261,9 +335,14 @@ impl ListQuery {
                     }
                     q.limit = limit;
                 }
+                "q" if v.chars().count() > MAX_SEARCH_LENGTH => {
+                    return Err(too_complex(format!("q: at most {MAX_SEARCH_LENGTH} characters")));
+                }
+                "q" if v.contains('\0') => return Err(AppError::bad_request("q: NUL characters are not allowed")),
                 _ => q.extra.push((k.into_owned(), v.into_owned())),
             }
         }
+        check_filter_limits(&q.filters)?;
         Ok(q)
     }
 

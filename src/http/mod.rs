@@ -6,8 +6,10 @@
 
 pub mod envelope;
 pub mod error;
+pub mod limits;
 pub mod list;
 pub mod openapi;
+pub mod wire;
 
 use std::sync::OnceLock;
 use std::time::Instant;

@@ -431,12 +431,12 @@ async fn directory_streams_each_recipient_once(b: Backend) {
     assert!(directory.find_by_address(mscope, "email", "b@example.org").await.unwrap().is_none());
 }
 
-/// An import whose process died (it stopped writing batches) is marked failed by the sweeper, with the
-/// counts of what it wrote; a live one is left alone.
-async fn interrupted_imports_are_marked_failed(b: Backend) {
-    use sea_orm::{ConnectionTrait, Statement};
-    let app = TestApp::spawn(b).await;
-    let u = et_user(&app, "crash").await;
+/// A user, their account's scope and plain import options, for driving import jobs directly.
+pub async fn import_job_setup(
+    app: &TestApp,
+    name: &str,
+) -> (TestUser, turumba::modules::accounts::AccountScope, turumba::modules::contacts::ImportOptions) {
+    let u = et_user(app, name).await;
     let scope = app.state.accounts.operator_scope(uuid::Uuid::parse_str(&u.account_id).unwrap()).await.unwrap();
     let options = turumba::modules::contacts::ImportOptions {
         mapping: None,
@@ -444,6 +444,15 @@ async fn interrupted_imports_are_marked_failed(b: Backend) {
         group_id: None,
         tag_ids: vec![],
     };
+    (u, scope, options)
+}
+
+/// An import whose process died (it stopped writing batches) is marked failed by the sweeper, with the
+/// counts of what it wrote; a live one is left alone.
+async fn interrupted_imports_are_marked_failed(b: Backend) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = TestApp::spawn(b).await;
+    let (u, scope, options) = import_job_setup(&app, "crash").await;
     let dead = app.state.contacts.create_import(scope, None, Some("dead.csv".into()), &options).await.unwrap();
     let live = app.state.contacts.create_import(scope, None, Some("live.csv".into()), &options).await.unwrap();
     // The dead one wrote 500 rows, then its process stopped ten minutes ago.

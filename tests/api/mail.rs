@@ -239,14 +239,20 @@ async fn forgotten_passwords_are_reset_with_the_mailed_code(b: Backend) {
         .send()
         .await
         .expect(400, Some("invalid_code"));
+    app.get("/v1/users/me").token(&session.token).send().await.expect(200, None);
+    // Tokens carry whole seconds: the session's token is from an earlier second than the reset.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     app.post("/v1/auth/reset-password")
         .json(json!({"email": "forgetful@example.com", "code": code, "new_password": "brand new password"}))
         .send()
         .await
         .expect(204, None);
-    app.login("forgetful@example.com", "brand new password").await;
-    // Resetting signs out every existing session.
+    let fresh = app.login("forgetful@example.com", "brand new password").await;
+    app.get("/v1/users/me").token(&fresh.token).send().await.expect(200, None);
+    // Resetting signs out every existing session: its refresh token and its access token both stop working.
     app.post("/v1/auth/refresh").json(json!({"refresh_token": session.refresh_token})).send().await.expect(401, None);
+    app.get("/v1/users/me").token(&session.token).send().await.expect(401, Some("unauthorized"));
+    app.get("/v1/context").token(&session.token).send().await.expect(401, Some("unauthorized"));
 }
 
 /// The e-mail channel: SMTP login at verify, a pooled transport, subject, text and HTML bodies and our

@@ -11,6 +11,7 @@ mod contacts;
 mod contacts_import;
 mod events;
 mod fakes;
+mod hardening;
 mod http_surface;
 mod mail;
 mod migrations;

@@ -93,11 +93,8 @@ impl Accounts {
         meta: &EventMeta,
     ) -> AppResult<account::Model> {
         let mut active = self.get_account(scope).await?.into_active_model();
-        if let Some(name) = required("name", patch.name)? {
-            if name.trim().is_empty() {
-                return Err(AppError::field("name", "must not be empty"));
-            }
-            active.name = Set(name.trim().to_string());
+        if let Some(name) = required_name("name", patch.name)? {
+            active.name = Set(name);
         }
         if let Some(tz) = required("timezone", patch.timezone)? {
             if !valid_timezone(&tz) {

@@ -1,7 +1,7 @@
 //! The local identity provider: registration, e-mail verification codes, login (with the failure
 //! lockout), refresh-token rotation, logout and password reset.
 
-use chrono::{Duration, Utc};
+use chrono::{Duration, Timelike, Utc};
 use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
 use serde_json::json;
 use uuid::Uuid;
@@ -290,6 +290,9 @@ impl Accounts {
             active.email_verified_at = Set(Some(Utc::now()));
         }
         active.updated_at = Set(Utc::now());
+        // Every session ends now: refresh tokens are revoked and access tokens issued so far are void.
+        // Whole seconds, as tokens carry them: a token issued later in this second stays valid.
+        active.tokens_valid_after = Set(Some(Utc::now().with_nanosecond(0).unwrap_or_else(Utc::now)));
         active.update(&txn).await?;
         store::revoke_all_of_user(&txn, id).await?;
         txn.commit().await?;

@@ -23,8 +23,8 @@ impl Accounts {
     pub async fn update_profile(&self, user: &CurrentUser, patch: ProfilePatch) -> AppResult<CurrentUser> {
         let model = store::find_user(&self.db, user.id).await?.ok_or(AppError::NotFound("user"))?;
         let mut active = model.into_active_model();
-        if let Some(name) = required("full_name", patch.full_name)? {
-            active.full_name = Set(name.trim().to_string());
+        if let Some(name) = required_name("full_name", patch.full_name)? {
+            active.full_name = Set(name);
         }
         if let Some(phone) = patch.phone {
             active.phone = Set(phone);

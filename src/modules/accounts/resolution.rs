@@ -14,22 +14,25 @@ use crate::error::{AppError, AppResult};
 impl Accounts {
     /// Verifies the access token and loads the user, who must still exist, be active and verified.
     pub async fn authenticate(&self, token: &str) -> AppResult<CurrentUser> {
-        let user_id = self.token_subject(token)?;
-        let user = store::find_user(&self.db, user_id).await?.filter(may_sign_in).ok_or_else(bad_token)?;
+        let claims = self.token_claims(token)?;
+        let user = store::find_user(&self.db, claims.sub)
+            .await?
+            .filter(|u| may_sign_in(u) && issued_after_stamp(u, &claims))
+            .ok_or_else(bad_token)?;
         Ok(user.into())
     }
 
-    pub(super) fn token_subject(&self, token: &str) -> AppResult<Uuid> {
-        self.keys.verify(token).map(|c| c.sub).ok_or_else(bad_token)
+    fn token_claims(&self, token: &str) -> AppResult<super::tokens::Claims> {
+        self.keys.verify(token).ok_or_else(bad_token)
     }
 
     /// Authenticates a tenant request and resolves its active account, in one query in the common case
     /// (a direct membership in the selected or default account); other cases take the full path.
     pub async fn authorize(&self, token: &str, selected: Option<Uuid>) -> AppResult<(CurrentUser, Access)> {
-        let user_id = self.token_subject(token)?;
-        let (user, role) = store::user_with_role(&self.db, user_id, selected)
+        let claims = self.token_claims(token)?;
+        let (user, role) = store::user_with_role(&self.db, claims.sub, selected)
             .await?
-            .filter(|(u, _)| may_sign_in(u))
+            .filter(|(u, _)| may_sign_in(u) && issued_after_stamp(u, &claims))
             .ok_or_else(bad_token)?;
         let user = CurrentUser::from(user);
         if let (Some(r), Some(account_id)) = (role, selected.or(user.default_account_id)) {
@@ -136,6 +139,12 @@ impl Accounts {
 /// A token only works while its user exists, is active and has a verified e-mail.
 pub(super) fn may_sign_in(u: &user::Model) -> bool {
     u.is_active && u.email_verified_at.is_some()
+}
+
+/// Whether the token was issued at or after the user's `tokens_valid_after` (read with the user row
+/// every request loads anyway: the check costs nothing). Tokens carry whole seconds.
+fn issued_after_stamp(u: &user::Model, claims: &super::tokens::Claims) -> bool {
+    u.tokens_valid_after.is_none_or(|t| claims.iat >= t.timestamp())
 }
 
 pub(super) fn bad_token() -> AppError {

@@ -76,11 +76,8 @@ impl Accounts {
             return Err(AppError::conflict("system roles cannot be changed; create a custom role instead"));
         }
         let mut active = role.into_active_model();
-        if let Some(name) = required("name", patch.name)? {
-            if name.trim().is_empty() {
-                return Err(AppError::field("name", "must not be empty"));
-            }
-            active.name = Set(name.trim().to_string());
+        if let Some(name) = required_name("name", patch.name)? {
+            active.name = Set(name);
         }
         if let Some(d) = patch.description {
             active.description = Set(d);

@@ -36,6 +36,19 @@ pub(super) fn required<T>(field: &str, value: Patch<T>) -> AppResult<Option<T>> 
     }
 }
 
+/// A PATCH of a name: not null, not blank, no control characters; stored trimmed.
+pub(super) fn required_name(field: &str, value: Patch<String>) -> AppResult<Option<String>> {
+    let Some(name) = required(field, value)? else { return Ok(None) };
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(AppError::field(field, "must not be empty"));
+    }
+    if let Some(problem) = crate::domain::text::name_problem(name) {
+        return Err(AppError::field(field, problem));
+    }
+    Ok(Some(name.to_string()))
+}
+
 impl Accounts {
     pub fn new(
         db: DatabaseConnection,

@@ -128,6 +128,7 @@ pub async fn insert_user<C: ConnectionTrait>(db: &C, new: NewUser<'_>) -> AppRes
         pending_account_name: Set(new.pending_account_name.map(str::to_string)),
         created_at: Set(now),
         updated_at: Set(now),
+        tokens_valid_after: Set(None),
     };
     model.insert(db).await.map_err(|e| {
         if crate::db::is_unique_violation(&e) {

@@ -259,6 +259,57 @@ pub trait ProviderAdapter: Send + Sync {
     }
 }
 
+impl ChannelContext {
+    /// The channel's secret values as they can travel (see `Credentials::redactable`) and its
+    /// webhook secret.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut secrets = self.credentials.redactable(&self.channel_type, self.provider.as_deref());
+        secrets.extend(self.webhook_secret.clone());
+        secrets
+    }
+
+    /// A provider's error with every secret of this channel taken out of its text and code (an API, or
+    /// a proxy in front of it, may echo the request path or body, which can hold a token).
+    pub fn scrub(&self, mut error: ProviderError) -> ProviderError {
+        let secrets = self.secrets();
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        error.message = crate::secret::redact(&error.message, &secrets);
+        error.code = error.code.map(|c| crate::secret::redact(&c, &secrets));
+        error
+    }
+}
+
+/// An adapter whose errors are scrubbed of the channel's secrets ([`ChannelContext::scrub`]) before
+/// they reach anyone who could store, log, emit or return them.
+struct Scrubbed(Arc<dyn ProviderAdapter>);
+
+#[async_trait]
+impl ProviderAdapter for Scrubbed {
+    fn key(&self) -> (&'static str, Option<&'static str>) {
+        self.0.key()
+    }
+    async fn send(&self, channel: &ChannelContext, message: &OutboundMessage) -> Result<SendReceipt, ProviderError> {
+        self.0.send(channel, message).await.map_err(|e| channel.scrub(e))
+    }
+    async fn verify(&self, channel: &ChannelContext) -> Result<String, ProviderError> {
+        self.0.verify(channel).await.map_err(|e| channel.scrub(e))
+    }
+    fn verify_signature(&self, channel: &ChannelContext, request: &WebhookRequest) -> bool {
+        self.0.verify_signature(channel, request)
+    }
+    fn parse_webhook(&self, channel: &ChannelContext, request: &WebhookRequest) -> Result<Vec<WebhookItem>, String> {
+        self.0
+            .parse_webhook(channel, request)
+            .map_err(|e| channel.scrub(ProviderError::new(ErrorClass::Permanent, e)).message)
+    }
+    fn event_id(&self, request: &WebhookRequest) -> Option<String> {
+        self.0.event_id(request)
+    }
+    async fn register_webhook(&self, channel: &ChannelContext) -> Result<(), ProviderError> {
+        self.0.register_webhook(channel).await.map_err(|e| channel.scrub(e))
+    }
+}
+
 /// Adapters by `(channel_type, provider)`.
 #[derive(Clone, Default)]
 pub struct AdapterSet {
@@ -266,9 +317,11 @@ pub struct AdapterSet {
 }
 
 impl AdapterSet {
+    /// Adds an adapter; every adapter of a set answers through [`Scrubbed`], so no caller ever sees a
+    /// provider's error text with the channel's credentials in it.
     pub fn with(mut self, adapter: Arc<dyn ProviderAdapter>) -> Self {
         let (t, p) = adapter.key();
-        self.adapters.insert((t.to_string(), p.map(str::to_string)), adapter);
+        self.adapters.insert((t.to_string(), p.map(str::to_string)), Arc::new(Scrubbed(adapter)));
         self
     }
 

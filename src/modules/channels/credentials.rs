@@ -367,6 +367,24 @@ impl Credentials {
             .collect()
     }
 
+    /// Every form in which a secret can travel to a provider, to take out of its error texts: each
+    /// secret value, and `base64(field:secret)` for each other text field (HTTP Basic credentials, as
+    /// an echoing proxy would quote the `Authorization` header).
+    pub fn redactable(&self, channel_type: &str, provider: Option<&str>) -> Vec<String> {
+        use base64::Engine;
+        let fields = spec(channel_type, provider).unwrap_or(&[]);
+        let v = self.to_json();
+        let value = |name: &str| v.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let secrets: Vec<&str> = fields.iter().filter(|f| f.secret).filter_map(|f| value(f.name)).collect();
+        let mut out: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
+        for user in fields.iter().filter(|f| !f.secret).filter_map(|f| value(f.name)) {
+            for secret in &secrets {
+                out.push(base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}")));
+            }
+        }
+        out
+    }
+
     /// The provider base URL when one is configured.
     pub fn base_url(&self) -> Option<&str> {
         match self {

@@ -167,6 +167,8 @@ impl Channels {
         match super::providers::imap::poll(&creds, &store).await {
             Ok(n) => Ok(n),
             Err(e) => {
+                // The mailbox is read outside the adapter set: its errors are scrubbed the same way.
+                let e = self.context(&c)?.scrub(e);
                 self.report_outcome(scope, id, Err(&e)).await?;
                 Err(AppError::ServiceUnavailable(e.message))
             }

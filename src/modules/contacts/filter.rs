@@ -43,7 +43,14 @@ pub fn parse_body_filter(value: &serde_json::Value, field: &str) -> AppResult<Ve
             .collect::<AppResult<_>>()?,
         _ => return Err(AppError::field(field, "must be a string or an array of strings")),
     };
+    if raw.len() > list::MAX_FILTER_TERMS {
+        return Err(AppError::field(
+            field,
+            format!("at most {} filter terms (got {})", list::MAX_FILTER_TERMS, raw.len()),
+        ));
+    }
     let filters = raw.iter().map(|s| Filter::parse(s)).collect::<AppResult<Vec<_>>>().map_err(as_422(field))?;
+    list::check_filter_limits(&filters).map_err(as_422(field))?;
     Ok(filters)
 }
 

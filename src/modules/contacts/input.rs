@@ -72,6 +72,9 @@ pub(super) fn text(value: Option<&String>, field: &str, max: usize, errors: &mut
     if v.chars().count() > max {
         errors.push(FieldError::new(field, format!("must be at most {max} characters")));
     }
+    if let Some(problem) = crate::domain::text::name_problem(v) {
+        errors.push(FieldError::new(field, problem));
+    }
     Some(v.to_string())
 }
 

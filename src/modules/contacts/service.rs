@@ -70,12 +70,21 @@ pub struct ImportUploads {
     pub dir: PathBuf,
     pub body_limit: usize,
     pub tasks: TaskTracker,
+    /// This process as the owner of the imports it runs: `host:port` for a server (the same after a
+    /// restart, so the new process can fail what the old one left running at once), `host:cli:pid`
+    /// for a command.
+    pub owner: String,
 }
 
 impl ImportUploads {
     /// Uploads live in `<data_dir>/imports`.
-    pub fn new(data_dir: &Path, body_limit: usize, tasks: TaskTracker) -> Self {
-        ImportUploads { dir: data_dir.join("imports"), body_limit, tasks }
+    pub fn new(data_dir: &Path, body_limit: usize, tasks: TaskTracker, owner: String) -> Self {
+        ImportUploads { dir: data_dir.join("imports"), body_limit, tasks, owner }
+    }
+
+    /// Where a job's upload is kept while it runs.
+    pub fn job_file(&self, job_id: Uuid) -> PathBuf {
+        self.dir.join(format!("{job_id}.csv"))
     }
 }
 /// Which contacts a contact list shows: the account's, a group's members, or a segment's matches.

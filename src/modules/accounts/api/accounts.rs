@@ -47,16 +47,6 @@ impl From<account::Model> for AccountDto {
     }
 }
 
-/// Names must carry text: they are stored trimmed, so whitespace alone would become an empty name.
-pub(super) fn not_blank(value: &str) -> Result<(), validator::ValidationError> {
-    // An empty value is already reported by the length rule; one message per problem.
-    if !value.is_empty() && value.trim().is_empty() {
-        Err(validator::ValidationError::new("blank").with_message("must not be blank".into()))
-    } else {
-        Ok(())
-    }
-}
-
 fn valid_country_code(cc: &str) -> Result<(), validator::ValidationError> {
     let digits = cc.strip_prefix('+').unwrap_or(cc);
     let alpha2 = cc.len() == 2 && cc.chars().all(|c| c.is_ascii_uppercase());
@@ -72,7 +62,7 @@ fn valid_country_code(cc: &str) -> Result<(), validator::ValidationError> {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccountRequest {
-    #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
+    #[validate(length(min = 1, max = 200), custom(function = "crate::domain::text::name"))]
     pub name: String,
     /// IANA time zone; default `UTC`.
     #[validate(length(max = 64))]

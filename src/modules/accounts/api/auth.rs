@@ -7,7 +7,6 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
-use super::accounts::not_blank;
 use super::context::{AuthUser, request_meta};
 use super::users::UserDto;
 use crate::error::{AppResult, ErrorBody};
@@ -25,9 +24,9 @@ pub struct RegisterRequest {
     pub email: String,
     #[validate(length(min = MIN_PASSWORD_LEN, max = 256, message = "must be at least 10 characters"))]
     pub password: String,
-    #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
+    #[validate(length(min = 1, max = 200), custom(function = "crate::domain::text::name"))]
     pub full_name: String,
-    #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
+    #[validate(length(min = 1, max = 200), custom(function = "crate::domain::text::name"))]
     pub account_name: String,
 }
 

@@ -8,7 +8,6 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
-use super::accounts::not_blank;
 use super::context::RequestCtx;
 use crate::db::list::ListQuery;
 use crate::error::{AppError, AppResult, ErrorBody};
@@ -48,7 +47,7 @@ impl From<role::Model> for RoleDto {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRoleRequest {
-    #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::domain::text::name"))]
     pub name: String,
     #[validate(length(max = 500))]
     pub description: Option<String>,

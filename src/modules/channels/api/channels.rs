@@ -80,14 +80,6 @@ impl From<ChannelView> for ChannelDto {
     }
 }
 
-fn not_blank(s: &str) -> Result<(), validator::ValidationError> {
-    if s.trim().is_empty() {
-        Err(validator::ValidationError::new("blank").with_message("must not be blank".into()))
-    } else {
-        Ok(())
-    }
-}
-
 fn channel_type(s: &str) -> Result<(), validator::ValidationError> {
     if CHANNEL_TYPES.contains(&s) {
         Ok(())
@@ -110,7 +102,7 @@ fn country_code(s: &str) -> Result<(), validator::ValidationError> {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateChannelRequest {
-    #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::domain::text::name"))]
     pub name: String,
     #[validate(custom(function = "channel_type"))]
     pub channel_type: String,
@@ -137,7 +129,7 @@ pub struct CreateChannelRequest {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateChannelRequest {
-    #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::domain::text::name"))]
     pub name: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub credentials: Option<Value>,

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use super::contacts::ContactDto;
-use super::{ContactTargetRequest, Patch, not_blank};
+use super::{ContactTargetRequest, Patch};
 use crate::db::list::ListQuery;
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::envelope::{self, Envelope, ListEnvelope};
@@ -44,7 +44,7 @@ impl From<group::Model> for GroupDto {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGroupRequest {
-    #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
+    #[validate(length(min = 1, max = 200), custom(function = "crate::domain::text::name"))]
     pub name: String,
     #[validate(length(max = 2000))]
     pub description: Option<String>,
@@ -53,7 +53,7 @@ pub struct CreateGroupRequest {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateGroupRequest {
-    #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
+    #[validate(length(min = 1, max = 200), custom(function = "crate::domain::text::name"))]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "crate::http::patch")]
     #[schema(value_type = Option<String>)]

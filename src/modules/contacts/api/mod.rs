@@ -37,14 +37,6 @@ impl ContactTargetRequest {
     }
 }
 
-pub(super) fn not_blank(s: &str) -> Result<(), validator::ValidationError> {
-    if s.trim().is_empty() {
-        Err(validator::ValidationError::new("blank").with_message("must not be blank".into()))
-    } else {
-        Ok(())
-    }
-}
-
 /// Routes: `/v1/contacts*`, `/v1/tags*`, `/v1/groups*`, `/v1/segments*`. Literal paths first:
 /// `/v1/contacts/import` and `/v1/contacts/export` must not be read as contact ids.
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -8,8 +8,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
+use super::Patch;
 use super::contacts::ContactDto;
-use super::{Patch, not_blank};
 use crate::db::list::ListQuery;
 use crate::error::{AppResult, ErrorBody};
 use crate::http::envelope::{self, Envelope, ListEnvelope};
@@ -55,7 +55,7 @@ impl From<segment::Model> for SegmentDto {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSegmentRequest {
-    #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
+    #[validate(length(min = 1, max = 200), custom(function = "crate::domain::text::name"))]
     pub name: String,
     #[validate(length(max = 2000))]
     pub description: Option<String>,
@@ -67,7 +67,7 @@ pub struct CreateSegmentRequest {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSegmentRequest {
-    #[validate(length(min = 1, max = 200), custom(function = "not_blank"))]
+    #[validate(length(min = 1, max = 200), custom(function = "crate::domain::text::name"))]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "crate::http::patch")]
     #[schema(value_type = Option<String>)]

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
-use super::{ContactTargetRequest, not_blank};
+use super::ContactTargetRequest;
 use crate::db::list::ListQuery;
 use crate::error::{AppResult, ErrorBody};
 use crate::http::envelope::{self, Envelope, ListEnvelope};
@@ -46,7 +46,7 @@ fn valid_color(c: &str) -> Result<(), validator::ValidationError> {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTagRequest {
-    #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::domain::text::name"))]
     pub name: String,
     /// `#rrggbb` (default `#6b7280`)
     #[validate(custom(function = "valid_color"))]
@@ -56,7 +56,7 @@ pub struct CreateTagRequest {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTagRequest {
-    #[validate(length(min = 1, max = 100), custom(function = "not_blank"))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::domain::text::name"))]
     pub name: Option<String>,
     #[validate(custom(function = "valid_color"))]
     pub color: Option<String>,

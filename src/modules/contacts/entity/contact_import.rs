@@ -22,6 +22,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
+    /// The process running the job (`host:port`, or `host:cli:pid`).
+    pub owner: Option<String>,
 }
 
 crate::db::text_enum! {

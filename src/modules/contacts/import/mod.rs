@@ -34,8 +34,17 @@ pub const BATCH_ROWS: usize = 500;
 
 pub const MAX_REPORTED_ERRORS: usize = 1000;
 
-/// A running import that has not written a batch for this long is marked failed (its process died).
-pub const STALE_AFTER_SECS: i64 = 300;
+/// A running import renews its lease this often (whatever its batches are doing).
+pub const HEARTBEAT_SECS: u64 = 5;
+
+/// A queued or running import whose lease was not renewed for this long is marked failed: the process
+/// running it is gone.
+pub const STALE_AFTER_SECS: i64 = 30;
+
+/// A spooled upload not written for this long belongs to no request any more (a crash mid-upload).
+const ABANDONED_SPOOL_SECS: u64 = 600;
+
+const INTERRUPTED: &str = "interrupted: the process running this import stopped; the counts show the rows written before it stopped — import the rest again (on_duplicate=skip makes that safe)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -106,6 +115,7 @@ impl Contacts {
             created_at: Set(now),
             updated_at: Set(now),
             finished_at: Set(None),
+            owner: Set(Some(self.uploads.owner.clone())),
         };
         store::insert_import(&self.db, job).await
     }
@@ -147,7 +157,9 @@ impl Contacts {
     ) -> AppResult<contact_import::Model> {
         check_header(&upload, options)?;
         let job = self.create_import(scope, Some(user_id), file_name, options).await?;
-        let path = upload.keep().map_err(AppError::internal)?;
+        // Named after the job, so whoever fails the job can remove its file.
+        let path = self.uploads.job_file(job.id);
+        upload.persist(&path).map_err(AppError::internal)?;
         let contacts = self.clone();
         let job_id = job.id;
         self.uploads.tasks.spawn(async move {
@@ -172,7 +184,9 @@ impl Contacts {
     ) -> AppResult<Progress> {
         let job = self.get_import(scope, job_id).await?;
         let options: ImportOptions = serde_json::from_value(job.options.clone()).map_err(AppError::internal)?;
+        let heartbeat = self.renew_lease(job_id);
         let result = self.import_rows(scope, &job, &options, &path, &meta, &on_progress).await;
+        heartbeat.abort();
         let now = Utc::now();
         let mut active = self.get_import(scope, job_id).await?.into_active_model();
         active.updated_at = Set(now);
@@ -272,16 +286,67 @@ impl Contacts {
         }
     }
 
-    /// Marks imports whose process stopped writing (a crash or a restart) as failed. Their report still
-    /// accounts for every row written before the stop.
+    /// Renews a running job's lease every [`HEARTBEAT_SECS`] until aborted.
+    fn renew_lease(&self, job_id: Uuid) -> tokio::task::JoinHandle<()> {
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(HEARTBEAT_SECS)).await;
+                if let Err(e) = store::renew_import_lease(&db, job_id).await {
+                    tracing::warn!(import_id = %job_id, error = %e, "cannot renew the import's lease");
+                }
+            }
+        })
+    }
+
+    /// At start: fails the imports this process's previous incarnation (same owner) left queued or
+    /// running — it is gone, since this one holds its address — and removes uploads nobody runs any
+    /// more. Then does what [`Contacts::fail_stale_imports`] does.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn recover_imports(&self) -> AppResult<u64> {
+        let ids = store::fail_imports_of_owner(&self.db, &self.uploads.owner, INTERRUPTED).await?;
+        self.remove_uploads(&ids);
+        let n = ids.len() as u64 + self.fail_stale_imports().await?;
+        let live = store::live_import_ids(&self.db).await?;
+        self.remove_orphan_uploads(&live);
+        Ok(n)
+    }
+
+    /// Marks imports whose lease ran out (their process crashed or was killed) as failed, and removes
+    /// their uploads when they are here. Their report still accounts for every row written before the
+    /// stop.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn fail_stale_imports(&self) -> AppResult<u64> {
         let cutoff: chrono::DateTime<Utc> = Utc::now() - Duration::seconds(STALE_AFTER_SECS);
-        store::fail_imports_idle_since(
-            &self.db,
-            cutoff,
-            "interrupted: the process running this import stopped; the counts show the rows written before it stopped — import the rest again (on_duplicate=skip makes that safe)",
-        )
-        .await
+        let ids = store::fail_imports_idle_since(&self.db, cutoff, INTERRUPTED).await?;
+        self.remove_uploads(&ids);
+        Ok(ids.len() as u64)
+    }
+
+    fn remove_uploads(&self, job_ids: &[Uuid]) {
+        for id in job_ids {
+            let _ = std::fs::remove_file(self.uploads.job_file(*id));
+        }
+    }
+
+    /// Removes job files whose job is not live and spool files abandoned mid-upload.
+    fn remove_orphan_uploads(&self, live: &[Uuid]) {
+        let Ok(entries) = std::fs::read_dir(&self.uploads.dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let orphan = match name.strip_suffix(".csv").and_then(|stem| Uuid::parse_str(stem).ok()) {
+                Some(id) => !live.contains(&id),
+                None if name.starts_with("upload-") => entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() > ABANDONED_SPOOL_SECS),
+                None => false,
+            };
+            if orphan {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 }

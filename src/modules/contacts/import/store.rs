@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, Value};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set, Value};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -78,21 +78,67 @@ pub async fn record_progress<C: ConnectionTrait>(db: &C, job_id: Uuid, p: &Progr
     Ok(())
 }
 
-/// Marks queued or running jobs not updated since `cutoff` as failed with `message`.
+/// Renews a running job's lease (its `updated_at`).
+pub async fn renew_import_lease<C: ConnectionTrait>(db: &C, job_id: Uuid) -> AppResult<()> {
+    contact_import::Entity::update_many()
+        .col_expr(contact_import::Column::UpdatedAt, Expr::val(Utc::now()))
+        .filter(contact_import::Column::Id.eq(job_id))
+        .filter(contact_import::Column::Status.is_in([ImportStatus::Queued, ImportStatus::Running]))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Ids of the queued and running jobs (a system query across accounts, for upload housekeeping).
+pub async fn live_import_ids<C: ConnectionTrait>(db: &C) -> AppResult<Vec<Uuid>> {
+    Ok(contact_import::Entity::find()
+        .select_only()
+        .column(contact_import::Column::Id)
+        .filter(contact_import::Column::Status.is_in([ImportStatus::Queued, ImportStatus::Running]))
+        .into_tuple::<Uuid>()
+        .all(db)
+        .await?)
+}
+
+/// Marks queued or running jobs whose lease is older than `cutoff` as failed with `message`; returns
+/// their ids.
 pub async fn fail_imports_idle_since<C: ConnectionTrait>(
     db: &C,
     cutoff: DateTime<Utc>,
     message: &str,
-) -> AppResult<u64> {
-    let res = contact_import::Entity::update_many()
+) -> AppResult<Vec<Uuid>> {
+    fail_live_imports(db, contact_import::Column::UpdatedAt.lt(cutoff), message).await
+}
+
+/// Marks the queued or running jobs of `owner` as failed with `message`; returns their ids.
+pub async fn fail_imports_of_owner<C: ConnectionTrait>(db: &C, owner: &str, message: &str) -> AppResult<Vec<Uuid>> {
+    fail_live_imports(db, contact_import::Column::Owner.eq(owner), message).await
+}
+
+/// Fails the live jobs matching `which`: the ids are read, then only those still live are updated, so
+/// a job that finished in between keeps its outcome.
+async fn fail_live_imports<C: ConnectionTrait>(db: &C, which: Expr, message: &str) -> AppResult<Vec<Uuid>> {
+    let live = [ImportStatus::Queued, ImportStatus::Running];
+    let ids: Vec<Uuid> = contact_import::Entity::find()
+        .select_only()
+        .column(contact_import::Column::Id)
+        .filter(contact_import::Column::Status.is_in(live))
+        .filter(which)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    contact_import::Entity::update_many()
         .col_expr(contact_import::Column::Status, Expr::val(ImportStatus::Failed.as_str()))
         .col_expr(contact_import::Column::Message, Expr::val(message))
         .col_expr(contact_import::Column::FinishedAt, Expr::val(Utc::now()))
-        .filter(contact_import::Column::Status.is_in([ImportStatus::Queued, ImportStatus::Running]))
-        .filter(contact_import::Column::UpdatedAt.lt(cutoff))
+        .filter(contact_import::Column::Status.is_in(live))
+        .filter(contact_import::Column::Id.is_in(ids.clone()))
         .exec(db)
         .await?;
-    Ok(res.rows_affected)
+    Ok(ids)
 }
 
 /// The account's contacts whose phone or e-mail is among these. Two lookups, each on its unique index
