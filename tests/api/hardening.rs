@@ -33,7 +33,8 @@ fn filters(n: usize, term: &str) -> Vec<(&'static str, String)> {
 async fn big_queries_are_refused_with_the_limit_named(b: Backend) {
     let app = TestApp::spawn(b).await;
     let u = et_user(&app, "probe").await;
-    let many_ids: String = (0..501).map(|_| uuid::Uuid::now_v7().to_string()).collect::<Vec<_>>().join(",");
+    let many_values: String = (0..1001).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    let long_term: String = (0..120).map(|_| uuid::Uuid::now_v7().to_string()).collect::<Vec<_>>().join(",");
     for path in LISTS {
         let r = app.get(path).token(&u.token).query(&filters(51, "created_at:ge:2020-01-01")).send().await;
         r.expect(400, Some("query_too_complex"));
@@ -42,9 +43,12 @@ async fn big_queries_are_refused_with_the_limit_named(b: Backend) {
         let r = app.get(path).token(&u.token).query(&sorts).send().await;
         r.expect(400, Some("query_too_complex"));
         assert!(r.body["message"].as_str().unwrap().contains("at most 5 sort keys"), "{path}: {}", r.body);
-        let r = app.get(path).token(&u.token).query(&[("filter", format!("id:in:{many_ids}"))]).send().await;
+        let r = app.get(path).token(&u.token).query(&[("filter", format!("id:in:{many_values}"))]).send().await;
         r.expect(400, Some("query_too_complex"));
-        assert!(r.body["message"].as_str().unwrap().contains("at most 500 values"), "{path}: {}", r.body);
+        assert!(r.body["message"].as_str().unwrap().contains("at most 1000 values"), "{path}: {}", r.body);
+        let r = app.get(path).token(&u.token).query(&[("filter", format!("id:in:{long_term}"))]).send().await;
+        r.expect(400, Some("query_too_complex"));
+        assert!(r.body["message"].as_str().unwrap().contains("at most 4096 bytes"), "{path}: {}", r.body);
     }
     let r = app.get("/v1/contacts").token(&u.token).query(&[("q", "x".repeat(201))]).send().await;
     r.expect(400, Some("query_too_complex"));
@@ -54,7 +58,7 @@ async fn big_queries_are_refused_with_the_limit_named(b: Backend) {
     let g = app.post("/v1/groups").token(&u.token).json(json!({"name": "g"})).send().await.id();
     let t = app.post("/v1/tags").token(&u.token).json(json!({"name": "t"})).send().await.id();
     let too_many: Vec<String> = (0..51).map(|i| format!("attributes.k{i}:eq:{i}")).collect();
-    let big_in = format!("attributes.k:in:{}", (0..501).map(|i| i.to_string()).collect::<Vec<_>>().join(","));
+    let big_in = format!("attributes.k:in:{many_values}");
     for body_filter in [json!(too_many), json!(big_in)] {
         for (path, method) in [
             (format!("/v1/groups/{g}/contacts"), reqwest::Method::POST),
@@ -72,14 +76,13 @@ async fn big_queries_are_refused_with_the_limit_named(b: Backend) {
     }
     assert_eq!(app.get("/v1/segments").token(&u.token).send().await.body["meta"]["total"], 0);
 
-    // The largest query the limits allow runs on both databases: 50 terms, 1,000 values in all (500 +
-    // 452 + 48), bound
-    // without exceeding either database's variable limit.
+    // The largest query the limits allow runs on both databases: 50 terms, 1,000 values in all (852 +
+    // 100 + 48), each term under 4 KiB, bound without exceeding either database's variable limit.
     let c = contact(&app, &u, json!({"phone": "0911000001", "attributes": {"k": 7}})).await;
     let mut query: Vec<(&str, String)> = Vec::new();
     query
-        .push(("filter", format!("attributes.k:in:{}", (0..500).map(|i| i.to_string()).collect::<Vec<_>>().join(","))));
-    let ids: Vec<String> = (0..451).map(|_| uuid::Uuid::now_v7().to_string()).chain([c.clone()]).collect();
+        .push(("filter", format!("attributes.k:in:{}", (0..852).map(|i| i.to_string()).collect::<Vec<_>>().join(","))));
+    let ids: Vec<String> = (0..99).map(|_| uuid::Uuid::now_v7().to_string()).chain([c.clone()]).collect();
     query.push(("filter", format!("id:in:{}", ids.join(","))));
     for i in 0..48 {
         query.push(("filter", format!("attributes.k:ge:{}", i % 7)));
