@@ -10,6 +10,7 @@ mod m20261122_000004_channels;
 mod m20261122_000005_channel_bind_leases;
 mod m20261122_000006_sandbox_messages;
 mod m20261128_000007_hardening;
+mod m20261128_000008_templates;
 mod util;
 
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_channel_bind_leases::Migration),
             Box::new(m20261122_000006_sandbox_messages::Migration),
             Box::new(m20261128_000007_hardening::Migration),
+            Box::new(m20261128_000008_templates::Migration),
         ]
     }
 }

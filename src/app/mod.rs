@@ -22,6 +22,7 @@ use crate::modules::accounts::{self, Accounts, JwtKeys};
 use crate::modules::channels::{self, BindLeases, Channels, Vault};
 use crate::modules::contacts::{self, Contacts, Directory, ImportUploads};
 use crate::modules::events::{Events, SharedConsumer};
+use crate::modules::messaging::{self, Messaging};
 use crate::secret::SecretKey;
 
 mod openapi;
@@ -38,6 +39,7 @@ pub struct AppState {
     pub contacts: Contacts,
     pub directory: Directory,
     pub channels: Channels,
+    pub messaging: Messaging,
     pub events: Events,
     pub metrics: PrometheusHandle,
     /// Cancelled at shutdown; every background loop watches it.
@@ -156,6 +158,7 @@ pub async fn build_state_for(
         settings.public_base_url.clone(),
     );
     channels.start_smpp_recorder(smpp_rx, &shutdown, &tasks);
+    let messaging = Messaging::new(db.clone(), accounts.clone(), directory.clone());
     Ok(AppState {
         db,
         settings: Arc::new(settings),
@@ -163,6 +166,7 @@ pub async fn build_state_for(
         contacts,
         directory,
         channels,
+        messaging,
         events,
         metrics: http::metrics_handle(),
         shutdown,
@@ -250,6 +254,7 @@ impl Application {
         let accounts = web::Data::new(state.accounts.clone());
         let contacts = web::Data::new(state.contacts.clone());
         let channels = web::Data::new(state.channels.clone());
+        let messaging_data = web::Data::new(state.messaging.clone());
         let role_data = web::Data::new(role);
         let max_connections = state.settings.http.max_connections;
         let options = http::wire::ServerOptions {
@@ -264,6 +269,7 @@ impl Application {
                 .app_data(accounts.clone())
                 .app_data(contacts.clone())
                 .app_data(channels.clone())
+                .app_data(messaging_data.clone())
                 .app_data(role_data.clone())
                 .app_data(http::json_config(s.http.body_limit))
                 .app_data(web::PayloadConfig::new(s.http.body_limit))
@@ -282,7 +288,10 @@ impl Application {
                 .configure(openapi::configure);
             // Worker roles serve only the operations endpoints (health, readiness, metrics).
             let app = if role.serves_api() {
-                app.configure(accounts::configure).configure(contacts::configure).configure(channels::configure)
+                app.configure(accounts::configure)
+                    .configure(contacts::configure)
+                    .configure(channels::configure)
+                    .configure(messaging::configure)
             } else {
                 app
             };

@@ -9,7 +9,7 @@ use utoipa::OpenApi;
 
 use super::operations;
 use crate::http::openapi::BearerAuth;
-use crate::modules::{accounts, channels, contacts};
+use crate::modules::{accounts, channels, contacts, messaging};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,7 +17,7 @@ use crate::modules::{accounts, channels, contacts};
     paths(operations::healthz, operations::readyz, operations::metrics),
     components(schemas(crate::error::ErrorBody, crate::error::FieldError, crate::http::envelope::ListMeta)),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "accounts"), (name = "roles"), (name = "contacts"), (name = "tags"), (name = "groups"), (name = "segments"), (name = "channels"), (name = "webhooks"), (name = "operations"))
+    tags((name = "auth"), (name = "users"), (name = "accounts"), (name = "roles"), (name = "contacts"), (name = "tags"), (name = "groups"), (name = "segments"), (name = "channels"), (name = "webhooks"), (name = "templates"), (name = "operations"))
 )]
 struct CoreDoc;
 
@@ -27,6 +27,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(accounts::ApiDoc::openapi());
     doc.merge(contacts::ApiDoc::openapi());
     doc.merge(channels::ApiDoc::openapi());
+    doc.merge(messaging::ApiDoc::openapi());
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     doc
 }

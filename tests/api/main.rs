@@ -19,4 +19,5 @@ mod providers;
 mod roles;
 mod smpp;
 mod smsc;
+mod templates;
 mod tenancy;

@@ -1,3 +1,31 @@
-//! Messaging (not built yet): messages, templates and their `{VARIABLE}` renderer, group messages with
-//! resumable fan-out, scheduled messages with timezone-aware recurrence, the dispatch pipeline and
-//! delivery status. Depends on contacts, channels and events; nothing depends on it.
+//! Messaging (SPEC §6): templates and their `{VARIABLE}` renderer (built); messages, the dispatch
+//! pipeline, delivery status, group messages with resumable fan-out and scheduled messages with
+//! time-zone-aware recurrence (not yet). Depends on accounts, contacts (through `Directory`), channels
+//! (through `ChannelRegistry`) and events; nothing depends on it.
+//!
+//! Public facade: [`Messaging`], [`configure`] and [`ApiDoc`]; the renderer ([`Parsed`], [`Variables`],
+//! [`Fallback`]) for benchmarks and the group fan-out. Inside: `render` (parse once, render per
+//! recipient), `templates` (template rules and preview), `store`, `entity/`, `api/`.
+
+mod api;
+mod entity;
+mod render;
+mod service;
+mod store;
+mod templates;
+
+pub use api::configure;
+pub use render::{Fallback, Parsed, Rendered, Variables, escape};
+pub use service::Messaging;
+pub use templates::{Attachment, Preview};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    api::templates::list_templates,
+    api::templates::create_template,
+    api::templates::get_template,
+    api::templates::update_template,
+    api::templates::delete_template,
+    api::templates::preview_template,
+))]
+pub struct ApiDoc;

@@ -1,0 +1,3 @@
+//! Messaging's tables.
+
+pub mod template;
