@@ -11,6 +11,7 @@ mod m20261122_000005_channel_bind_leases;
 mod m20261122_000006_sandbox_messages;
 mod m20261128_000007_hardening;
 mod m20261128_000008_templates;
+mod m20261128_000009_messages;
 mod util;
 
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_sandbox_messages::Migration),
             Box::new(m20261128_000007_hardening::Migration),
             Box::new(m20261128_000008_templates::Migration),
+            Box::new(m20261128_000009_messages::Migration),
         ]
     }
 }

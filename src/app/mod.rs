@@ -22,7 +22,7 @@ use crate::modules::accounts::{self, Accounts, JwtKeys};
 use crate::modules::channels::{self, BindLeases, Channels, Vault};
 use crate::modules::contacts::{self, Contacts, Directory, ImportUploads};
 use crate::modules::events::{Events, SharedConsumer};
-use crate::modules::messaging::{self, Messaging};
+use crate::modules::messaging::{self, Messaging, MessagingParts};
 use crate::secret::SecretKey;
 
 mod openapi;
@@ -158,7 +158,14 @@ pub async fn build_state_for(
         settings.public_base_url.clone(),
     );
     channels.start_smpp_recorder(smpp_rx, &shutdown, &tasks);
-    let messaging = Messaging::new(db.clone(), accounts.clone(), directory.clone());
+    let messaging = Messaging::new(MessagingParts {
+        db: db.clone(),
+        accounts: accounts.clone(),
+        directory: directory.clone(),
+        channels: channels.clone(),
+        events: events.clone(),
+        cursor_key: secret.derive("message-cursor"),
+    });
     Ok(AppState {
         db,
         settings: Arc::new(settings),

@@ -52,3 +52,29 @@ pub fn list<T: Serialize + ToSchema>(page: Page<T>) -> HttpResponse {
         meta: ListMeta { total: page.total, skip: page.skip, limit: page.limit },
     })
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CursorMeta {
+    /// Count after filters, before paging.
+    pub total: u64,
+    pub skip: u64,
+    pub limit: u64,
+    /// Pass as `cursor=` for the next page (absent on the last page or when the order has no cursor).
+    pub next_cursor: Option<String>,
+}
+
+/// A list envelope whose `meta` may carry `next_cursor` (keyset paging).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CursorEnvelope<T: ToSchema> {
+    pub success: bool,
+    pub data: Vec<T>,
+    pub meta: CursorMeta,
+}
+
+pub fn cursor_list<T: Serialize + ToSchema>(page: Page<T>, next_cursor: Option<String>) -> HttpResponse {
+    HttpResponse::Ok().json(CursorEnvelope {
+        success: true,
+        data: page.items,
+        meta: CursorMeta { total: page.total, skip: page.skip, limit: page.limit, next_cursor },
+    })
+}

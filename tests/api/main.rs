@@ -14,6 +14,7 @@ mod fakes;
 mod hardening;
 mod http_surface;
 mod mail;
+mod messages;
 mod migrations;
 mod providers;
 mod roles;

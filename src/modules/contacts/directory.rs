@@ -71,6 +71,16 @@ pub struct Recipient {
     pub address: String,
 }
 
+/// Whether a contact can be reached on a channel type, and where.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reach {
+    Reachable(Recipient),
+    /// The contact opted out of the channel type.
+    OptedOut(DirectoryContact),
+    /// The contact has no address for the channel type.
+    NoAddress(DirectoryContact),
+}
+
 fn address_of(c: &DirectoryContact, kind: AddressKind) -> Option<String> {
     match kind {
         AddressKind::Phone => c.phone.clone(),
@@ -304,6 +314,24 @@ impl Directory {
 
     pub async fn get(&self, scope: AccountScope, id: Uuid) -> AppResult<Option<DirectoryContact>> {
         Ok(store::find_contact(&self.contacts.db, scope, id).await?.map(Into::into))
+    }
+
+    /// Whether the account's contact `id` can be reached on `channel_type` (a single send); `None` when
+    /// there is no such contact in the account.
+    pub async fn reach(&self, scope: AccountScope, id: Uuid, channel_type: &str) -> AppResult<Option<Reach>> {
+        let kind =
+            address_kind(channel_type).ok_or_else(|| AppError::field("channel_type", "is not a channel type"))?;
+        let Some(model) = store::find_contact(&self.contacts.db, scope, id).await? else { return Ok(None) };
+        let opted_out = model.opted_out_channels.as_array().is_some_and(|a| a.iter().any(|v| v == channel_type));
+        let contact = DirectoryContact::from(model);
+        Ok(Some(if opted_out {
+            Reach::OptedOut(contact)
+        } else {
+            match address_of(&contact, kind) {
+                Some(address) => Reach::Reachable(Recipient { contact, address }),
+                None => Reach::NoAddress(contact),
+            }
+        }))
     }
 
     /// The contact reached at `address` on `channel_type` (phone for sms/smpp/whatsapp, e-mail for

@@ -1,14 +1,16 @@
-//! Messaging (SPEC §6): templates and their `{VARIABLE}` renderer (built); messages, the dispatch
-//! pipeline, delivery status, group messages with resumable fan-out and scheduled messages with
+//! Messaging (SPEC §6): templates and their `{VARIABLE}` renderer, single messages and the history
+//! (built); the dispatch pipeline, delivery status, group messages with resumable fan-out and scheduled messages with
 //! time-zone-aware recurrence (not yet). Depends on accounts, contacts (through `Directory`), channels
 //! (through `ChannelRegistry`) and events; nothing depends on it.
 //!
 //! Public facade: [`Messaging`], [`configure`] and [`ApiDoc`]; the renderer ([`Parsed`], [`Variables`],
 //! [`Fallback`]) for benchmarks and the group fan-out. Inside: `render` (parse once, render per
-//! recipient), `templates` (template rules and preview), `store`, `entity/`, `api/`.
+//! recipient), `templates` (template rules and preview), `messages` (sends, idempotency, history
+//! cursors), `store`, `entity/`, `api/`.
 
 mod api;
 mod entity;
+mod messages;
 mod render;
 mod service;
 mod store;
@@ -16,7 +18,7 @@ mod templates;
 
 pub use api::configure;
 pub use render::{Fallback, Parsed, Rendered, Variables, escape};
-pub use service::Messaging;
+pub use service::{Messaging, MessagingParts};
 pub use templates::{Attachment, Preview};
 
 #[derive(utoipa::OpenApi)]
@@ -27,5 +29,11 @@ pub use templates::{Attachment, Preview};
     api::templates::update_template,
     api::templates::delete_template,
     api::templates::preview_template,
+    api::messages::send_message,
+    api::messages::list_messages,
+    api::messages::get_message,
+    api::messages::update_message,
+    api::messages::delete_message,
+    api::messages::contact_messages,
 ))]
 pub struct ApiDoc;

@@ -4,18 +4,42 @@
 
 use sea_orm::DatabaseConnection;
 
+use super::messages::Cursors;
 use crate::modules::accounts::Accounts;
+use crate::modules::channels::Channels;
 use crate::modules::contacts::Directory;
+use crate::modules::events::Events;
 
 #[derive(Clone)]
 pub struct Messaging {
     pub(super) db: DatabaseConnection,
     pub(super) accounts: Accounts,
     pub(super) directory: Directory,
+    pub(super) channels: Channels,
+    pub(super) events: Events,
+    pub(super) cursors: Cursors,
+}
+
+/// What [`Messaging`] is built from.
+pub struct MessagingParts {
+    pub db: DatabaseConnection,
+    pub accounts: Accounts,
+    pub directory: Directory,
+    pub channels: Channels,
+    pub events: Events,
+    /// Signs history cursors (derived from the secret key).
+    pub cursor_key: [u8; 32],
 }
 
 impl Messaging {
-    pub fn new(db: DatabaseConnection, accounts: Accounts, directory: Directory) -> Self {
-        Messaging { db, accounts, directory }
+    pub fn new(p: MessagingParts) -> Self {
+        Messaging {
+            db: p.db,
+            accounts: p.accounts,
+            directory: p.directory,
+            channels: p.channels,
+            events: p.events,
+            cursors: Cursors::new(p.cursor_key),
+        }
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use super::entity::template::{self, ApprovalStatus, FallbackStrategy};
-use super::render::{Fallback, Parsed, Variables};
+use super::render::{Fallback, Parsed, Rendered, Variables};
 use super::service::Messaging;
 use super::store;
 use crate::db::list::{ListQuery, Page};
@@ -18,6 +18,7 @@ use crate::domain::channel_type::ChannelType;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::modules::accounts::{AccountScope, CurrentUser};
 use crate::modules::channels::analyse_sms;
+use crate::modules::contacts::DirectoryContact;
 
 /// Longest template body, in characters.
 pub const MAX_BODY_CHARS: usize = 10_000;
@@ -236,6 +237,24 @@ fn name_conflict(e: sea_orm::DbErr) -> AppError {
     }
 }
 
+/// Renders a template's body with `vars` and its fallback strategy. (A group send parses the body once
+/// and renders each recipient from the parts; a single send or a preview renders one.)
+pub(super) fn render_template(t: &template::Model, vars: &Variables<'_>) -> Rendered {
+    let defaults = t.default_values.as_object().cloned().unwrap_or_default();
+    let fallback = match t.fallback_strategy {
+        FallbackStrategy::KeepPlaceholder => Fallback::KeepPlaceholder,
+        FallbackStrategy::UseDefault => Fallback::UseDefault(&defaults),
+        FallbackStrategy::SkipContact => Fallback::SkipContact,
+    };
+    Parsed::parse(&t.body).render(|name| vars.get(name), fallback)
+}
+
+/// The recipient's time zone for `CURRENT_DATE`/`CURRENT_TIME`: the contact's, else the account's.
+pub(super) fn recipient_zone(contact: Option<&DirectoryContact>, account_zone: &str) -> Option<chrono_tz::Tz> {
+    let zone = |name: Option<&str>| name.and_then(|z| z.parse::<chrono_tz::Tz>().ok());
+    zone(contact.and_then(|c| c.timezone.as_deref())).or_else(|| zone(Some(account_zone)))
+}
+
 impl Messaging {
     /// The account's templates, filtered, sorted and paged.
     #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
@@ -358,9 +377,7 @@ impl Messaging {
             None => None,
         };
         let account = self.accounts.get_account(scope).await?;
-        let zone = |name: Option<&str>| name.and_then(|z| z.parse::<chrono_tz::Tz>().ok());
-        let timezone =
-            zone(contact.as_ref().and_then(|c| c.timezone.as_deref())).or_else(|| zone(Some(&account.timezone)));
+        let timezone = recipient_zone(contact.as_ref(), &account.timezone);
         let vars = Variables {
             recipient: input.sample.as_ref(),
             custom: input.custom_values.as_ref(),
@@ -371,13 +388,7 @@ impl Messaging {
             timezone,
             now: None,
         };
-        let defaults = t.default_values.as_object().cloned().unwrap_or_default();
-        let fallback = match t.fallback_strategy {
-            FallbackStrategy::KeepPlaceholder => Fallback::KeepPlaceholder,
-            FallbackStrategy::UseDefault => Fallback::UseDefault(&defaults),
-            FallbackStrategy::SkipContact => Fallback::SkipContact,
-        };
-        let rendered = Parsed::parse(&t.body).render(|name| vars.get(name), fallback);
+        let rendered = render_template(&t, &vars);
         let sms = analyse_sms(&rendered.text);
         let skip_reason = match t.fallback_strategy {
             FallbackStrategy::SkipContact => rendered.skip_reason(),

@@ -1,10 +1,12 @@
-//! Messaging's routes: `/v1/templates*`.
+//! Messaging's routes: `/v1/templates*`, `/v1/messages*` and `/v1/contacts/{id}/messages`.
 
 use actix_web::web;
 
+pub(super) mod messages;
 pub(super) mod templates;
 
-/// Routes: `/v1/templates*`.
+/// Routes: `/v1/templates*`, `/v1/messages*`, `/v1/contacts/{id}/messages`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     templates::configure(cfg);
+    messages::configure(cfg);
 }

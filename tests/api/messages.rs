@@ -1,0 +1,333 @@
+//! Single messages (SPEC §6.2): `POST /v1/messages` → 201 `queued` with its dispatch event, every bad
+//! input named, idempotency keys, the history's filters and cursors, cancel, delete and tenant isolation.
+
+use serde_json::{Value, json};
+
+use crate::channels::outbox_text;
+use crate::contacts::{contact, et_user};
+use crate::helpers::{Backend, TestApp, TestUser};
+
+async fn sandbox(app: &TestApp, u: &TestUser, name: &str) -> String {
+    let r = app
+        .post("/v1/channels")
+        .token(&u.token)
+        .json(json!({"name": name, "channel_type": "sandbox", "credentials": {}}))
+        .send()
+        .await;
+    r.expect(201, None);
+    r.id()
+}
+
+async fn messages_are_queued_with_their_dispatch_event_and_validated(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let u = et_user(&app, "sender").await;
+    let ch = sandbox(&app, &u, "sandbox").await;
+    let abebe =
+        contact(&app, &u, json!({"phone": "0911000001", "first_name": "Abebe", "attributes": {"room": "B12"}})).await;
+    let send = |body: Value| app.post("/v1/messages").token(&u.token).json(body).send();
+
+    let r = send(json!({"channel_id": ch, "contact_id": abebe, "message_body": "Selam!"})).await;
+    r.expect(201, None);
+    let d = r.data().clone();
+    assert_eq!(
+        (d["status"].as_str(), d["direction"].as_str(), d["delivery_address"].as_str(), d["attempts"].as_i64()),
+        (Some("queued"), Some("outbound"), Some("+251911000001"), Some(0))
+    );
+    assert_eq!((d["metadata"]["segments"].clone(), d["metadata"]["encoding"].clone()), (json!(1), json!("GSM-7")));
+    assert_eq!(d["sent_by_user_id"], u.user_id.as_str());
+    assert_eq!(d["channel_type"], "sandbox");
+    let first = d["id"].as_str().unwrap().to_string();
+    let events = outbox_text(&app).await;
+    let dispatch: Vec<&str> = events.lines().filter(|l| l.starts_with("message.dispatch.sandbox ")).collect();
+    assert_eq!(dispatch.len(), 1, "{events}");
+    let payload: Value = serde_json::from_str(dispatch[0].trim_start_matches("message.dispatch.sandbox ")).unwrap();
+    assert_eq!(payload["data"]["message_ids"], json!([first]));
+
+    // A template rendered for the contact; the message keeps the text it was rendered from.
+    let t = app
+        .post("/v1/templates")
+        .token(&u.token)
+        .json(json!({"name": "t", "body": "Hi {FIRST_NAME}, room {ROOM}, code {CODE}"}))
+        .send()
+        .await
+        .id();
+    let r = send(json!({"channel_id": ch, "contact_id": abebe, "template_id": t, "custom_values": {"CODE": 7}})).await;
+    r.expect(201, None);
+    assert_eq!(r.data()["message_body"], "Hi Abebe, room B12, code 7");
+    assert_eq!(r.data()["original_template"], "Hi {FIRST_NAME}, room {ROOM}, code {CODE}");
+    let templated = r.id();
+    app.patch(&format!("/v1/templates/{t}"))
+        .token(&u.token)
+        .json(json!({"body": "changed"}))
+        .send()
+        .await
+        .expect(200, None);
+    let r = app.get(&format!("/v1/messages/{templated}")).token(&u.token).send().await;
+    assert_eq!(r.data()["message_body"], "Hi Abebe, room B12, code 7");
+
+    // An address alone, in the account's national format.
+    let r = send(json!({"channel_id": ch, "delivery_address": "0911 000 777", "message_body": "ሰላም"})).await;
+    r.expect(201, None);
+    assert_eq!(
+        (r.data()["delivery_address"].clone(), r.data()["contact_id"].clone()),
+        (json!("+251911000777"), json!(null))
+    );
+    assert_eq!(r.data()["metadata"]["encoding"], "UCS-2");
+
+    // Every bad input is a 422 naming its field (nothing is written).
+    let other = app.user("sender-other").await;
+    let foreign_channel = sandbox(&app, &other, "theirs").await;
+    let foreign_template =
+        app.post("/v1/templates").token(&other.token).json(json!({"name": "x", "body": "x"})).send().await.id();
+    let disabled = sandbox(&app, &u, "off").await;
+    app.patch(&format!("/v1/channels/{disabled}"))
+        .token(&u.token)
+        .json(json!({"is_enabled": false}))
+        .send()
+        .await
+        .expect(200, None);
+    let opted = contact(&app, &u, json!({"phone": "0911000002", "opted_out_channels": ["sandbox"]})).await;
+    let no_phone = contact(&app, &u, json!({"email": "nophone@example.org"})).await;
+    let strict = app
+        .post("/v1/templates")
+        .token(&u.token)
+        .json(json!({"name": "strict", "body": "{GRADE}", "fallback_strategy": "skip_contact"}))
+        .send()
+        .await
+        .id();
+    let many: Vec<Value> = (0..11).map(|i| json!({"url": format!("https://cdn.example.org/{i}.png")})).collect();
+    let before = app.get("/v1/messages").token(&u.token).send().await.body["meta"]["total"].clone();
+    for (body, field, needle) in [
+        (
+            json!({"channel_id": foreign_channel, "contact_id": abebe, "message_body": "x"}),
+            "channel_id",
+            "no such channel",
+        ),
+        (
+            json!({"channel_id": uuid::Uuid::now_v7(), "contact_id": abebe, "message_body": "x"}),
+            "channel_id",
+            "no such channel",
+        ),
+        (json!({"channel_id": disabled, "contact_id": abebe, "message_body": "x"}), "channel_id", "disabled"),
+        (json!({"channel_id": ch, "message_body": "x"}), "contact_id", "contact_id or delivery_address"),
+        (json!({"channel_id": ch, "contact_id": opted, "message_body": "x"}), "contact_id", "opted_out"),
+        (json!({"channel_id": ch, "contact_id": no_phone, "message_body": "x"}), "contact_id", "no address"),
+        (
+            json!({"channel_id": ch, "contact_id": uuid::Uuid::now_v7(), "message_body": "x"}),
+            "contact_id",
+            "no such contact",
+        ),
+        (json!({"channel_id": ch, "delivery_address": "12", "message_body": "x"}), "delivery_address", ""),
+        (json!({"channel_id": ch, "contact_id": abebe}), "message_body", "exactly one"),
+        (
+            json!({"channel_id": ch, "contact_id": abebe, "message_body": "x", "template_id": t}),
+            "message_body",
+            "exactly one",
+        ),
+        (json!({"channel_id": ch, "contact_id": abebe, "message_body": "  "}), "message_body", "empty"),
+        (
+            json!({"channel_id": ch, "contact_id": abebe, "template_id": foreign_template}),
+            "template_id",
+            "no such template",
+        ),
+        (
+            json!({"channel_id": ch, "contact_id": abebe, "template_id": strict}),
+            "custom_values",
+            "missing_variable:GRADE",
+        ),
+        (
+            json!({"channel_id": ch, "contact_id": abebe, "message_body": "x", "attachments": many}),
+            "attachments",
+            "at most 10",
+        ),
+        (
+            json!({"channel_id": ch, "contact_id": abebe, "message_body": "x", "metadata": {"segments": 9}}),
+            "metadata",
+            "set by Turumba",
+        ),
+    ] {
+        let r = send(body.clone()).await;
+        r.expect(422, Some("validation_error"));
+        assert_eq!(r.error_fields(), vec![field.to_string()], "{body}: {}", r.body);
+        assert!(r.body.to_string().contains(needle), "{body}: {}", r.body);
+    }
+    send(json!({"channel_id": "nope", "message_body": "x"})).await.expect(422, Some("validation_error"));
+    send(json!({"channel_id": ch, "message_body": "x", "surprise": 1})).await.expect(422, Some("validation_error"));
+    let after = app.get("/v1/messages").token(&u.token).send().await.body["meta"]["total"].clone();
+    assert_eq!(before, after, "refused sends write nothing");
+    // The template still sends once the missing value is given.
+    let r =
+        send(json!({"channel_id": ch, "contact_id": abebe, "template_id": strict, "custom_values": {"GRADE": "A"}}))
+            .await;
+    assert_eq!(r.data()["message_body"], "A");
+}
+
+async fn the_history_filters_pages_by_cursor_cancels_and_deletes(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let u = et_user(&app, "history").await;
+    let ch = sandbox(&app, &u, "sandbox").await;
+    let a = contact(&app, &u, json!({"phone": "0911000011"})).await;
+    let c = contact(&app, &u, json!({"phone": "0911000012"})).await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let to = if i % 2 == 0 { &a } else { &c };
+        let r = app
+            .post("/v1/messages")
+            .token(&u.token)
+            .json(json!({"channel_id": ch, "contact_id": to, "message_body": format!("m{i}")}))
+            .send()
+            .await;
+        ids.push(r.id());
+    }
+    let get = |path: String| app.get(&path).token(&u.token).send();
+
+    // Newest first; a full page carries next_cursor; following it visits every message once.
+    let mut seen = Vec::new();
+    let mut path = "/v1/messages?limit=3".to_string();
+    loop {
+        let r = get(path.clone()).await;
+        r.expect(200, None);
+        assert_eq!(r.body["meta"]["total"], 7);
+        seen.extend(r.data().as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()));
+        match r.body["meta"]["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/messages?limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+    // Ascending works the same way.
+    let r = get("/v1/messages?limit=4&sort=created_at:asc".into()).await;
+    let cursor = r.body["meta"]["next_cursor"].as_str().unwrap().to_string();
+    let r = get(format!("/v1/messages?limit=4&sort=created_at:asc&cursor={cursor}")).await;
+    let rest: Vec<String> =
+        r.data().as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(rest, ids[4..].to_vec());
+    // Cursors are checked.
+    let mut tampered = cursor.clone();
+    tampered.replace_range(2..3, if &cursor[2..3] == "A" { "B" } else { "A" });
+    get(format!("/v1/messages?cursor={tampered}")).await.expect(400, Some("bad_request"));
+    get("/v1/messages?cursor=garbage".into()).await.expect(400, Some("bad_request"));
+    get(format!("/v1/messages?sort=created_at:asc&cursor={}", newest_first_cursor(&app, &u).await))
+        .await
+        .expect(400, Some("bad_request"));
+    get(format!("/v1/messages?sort=status:asc&cursor={cursor}")).await.expect(400, Some("bad_request"));
+    get(format!("/v1/messages?skip=1&sort=created_at:asc&cursor={cursor}")).await.expect(400, Some("bad_request"));
+
+    // Filters and a contact's conversation.
+    assert_eq!(get(format!("/v1/messages?filter=contact_id:eq:{a}")).await.body["meta"]["total"], 4);
+    assert_eq!(
+        get("/v1/messages?filter=status:eq:queued&filter=direction:eq:outbound".into()).await.body["meta"]["total"],
+        7
+    );
+    assert_eq!(get("/v1/messages?filter=delivery_address:contains:000012".into()).await.body["meta"]["total"], 3);
+    get("/v1/messages?filter=message_body:eq:m1".into()).await.expect(400, Some("bad_request"));
+    let r = get(format!("/v1/contacts/{c}/messages")).await;
+    r.expect(200, None);
+    assert_eq!(r.body["meta"]["total"], 3);
+    assert_eq!(r.data()[0]["id"], ids[5].as_str(), "newest first");
+
+    // Cancel a queued message; metadata edits keep what Turumba set.
+    let m = &ids[0];
+    let r = app
+        .patch(&format!("/v1/messages/{m}"))
+        .token(&u.token)
+        .json(json!({"metadata": {"campaign": "march"}}))
+        .send()
+        .await;
+    assert_eq!(r.data()["metadata"], json!({"campaign": "march", "segments": 1, "encoding": "GSM-7"}));
+    app.delete(&format!("/v1/messages/{m}")).token(&u.token).send().await.expect(409, Some("conflict"));
+    app.patch(&format!("/v1/messages/{m}"))
+        .token(&u.token)
+        .json(json!({"status": "sent"}))
+        .send()
+        .await
+        .expect(422, None);
+    let r = app.patch(&format!("/v1/messages/{m}")).token(&u.token).json(json!({"status": "cancelled"})).send().await;
+    assert_eq!(r.data()["status"], "cancelled");
+    app.patch(&format!("/v1/messages/{m}"))
+        .token(&u.token)
+        .json(json!({"status": "cancelled"}))
+        .send()
+        .await
+        .expect(409, Some("conflict"));
+    app.delete(&format!("/v1/messages/{m}")).token(&u.token).send().await.expect(204, None);
+    get(format!("/v1/messages/{m}")).await.expect(404, Some("not_found"));
+
+    // Another account sees none of it.
+    let mallory = app.user("mallory-m").await;
+    let path = format!("/v1/messages/{}", ids[1]);
+    app.get(&path).token(&mallory.token).send().await.expect(404, Some("not_found"));
+    app.patch(&path)
+        .token(&mallory.token)
+        .json(json!({"status": "cancelled"}))
+        .send()
+        .await
+        .expect(404, Some("not_found"));
+    app.delete(&path).token(&mallory.token).send().await.expect(404, Some("not_found"));
+    app.get(&format!("/v1/contacts/{c}/messages")).token(&mallory.token).send().await.expect(404, Some("not_found"));
+    assert_eq!(app.get("/v1/messages").token(&mallory.token).send().await.body["meta"]["total"], 0);
+    let theirs = sandbox(&app, &mallory, "m").await;
+    let r = app
+        .post("/v1/messages")
+        .token(&mallory.token)
+        .json(json!({"channel_id": theirs, "contact_id": a, "message_body": "x"}))
+        .send()
+        .await;
+    assert_eq!(r.error_fields(), vec!["contact_id"], "another account's contact is not found");
+}
+
+/// The cursor of the first page in the default (newest first) order.
+async fn newest_first_cursor(app: &TestApp, u: &TestUser) -> String {
+    let r = app.get("/v1/messages?limit=1").token(&u.token).send().await;
+    r.body["meta"]["next_cursor"].as_str().unwrap().to_string()
+}
+
+async fn idempotency_keys_replay_the_first_answer(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let u = et_user(&app, "idem").await;
+    let ch = sandbox(&app, &u, "sandbox").await;
+    let body = json!({"channel_id": ch, "delivery_address": "+251911000100", "message_body": "once"});
+    let send = |key: &str, body: Value| {
+        app.post("/v1/messages").token(&u.token).header("Idempotency-Key", key).json(body).send()
+    };
+    let first = send("order-42", body.clone()).await;
+    first.expect(201, None);
+    let again = send("order-42", body.clone()).await;
+    assert_eq!(again.status, 201);
+    assert_eq!(again.data()["id"], first.data()["id"]);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    // The same key with another body is refused; another key is another message.
+    let r =
+        send("order-42", json!({"channel_id": ch, "delivery_address": "+251911000100", "message_body": "twice"})).await;
+    r.expect(422, Some("validation_error"));
+    assert!(r.body.to_string().contains("idempotency_key_reused"), "{}", r.body);
+    assert_ne!(send("order-43", body.clone()).await.data()["id"], first.data()["id"]);
+    send(&"k".repeat(256), body.clone()).await.expect(400, Some("bad_request"));
+    // Ten parallel repeats of a new key create one message; every answer names it.
+    let answers = futures_util::future::join_all((0..10).map(|_| send("burst-1", body.clone()))).await;
+    let ids: std::collections::BTreeSet<String> =
+        answers.iter().map(|r| r.data()["id"].as_str().expect("an answer with the message").to_string()).collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let total = app.get("/v1/messages").token(&u.token).send().await.body["meta"]["total"].clone();
+    assert_eq!(total, 3);
+    // Keys are per account.
+    let other = et_user(&app, "idem-other").await;
+    let theirs = sandbox(&app, &other, "s").await;
+    let r = app
+        .post("/v1/messages")
+        .token(&other.token)
+        .header("Idempotency-Key", "order-42")
+        .json(json!({"channel_id": theirs, "delivery_address": "+251911000100", "message_body": "once"}))
+        .send()
+        .await;
+    r.expect(201, None);
+    assert_ne!(r.data()["id"], first.data()["id"]);
+}
+
+both_backends!(
+    messages_are_queued_with_their_dispatch_event_and_validated,
+    the_history_filters_pages_by_cursor_cancels_and_deletes,
+    idempotency_keys_replay_the_first_answer,
+);
