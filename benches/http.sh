@@ -3,6 +3,7 @@
 # at 64 connections with wrk, on SQLite and on PostgreSQL, plus the server's peak RSS.
 #
 #   benches/http.sh [sqlite|postgres|both] [seconds]
+#   BENCH_BIN=/path/to/turumba benches/http.sh ...   # a binary built elsewhere (A/B runs of two commits)
 #
 # Needs: wrk (apt-get install wrk), curl, jq; for postgres a server at $BENCH_DATABASE_URL
 # (default postgres://postgres@127.0.0.1:5432/test; a fresh database is created and dropped).
@@ -13,8 +14,12 @@ WHICH="${1:-both}"
 SECS="${2:-15}"
 PG_BASE="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 for tool in wrk curl jq; do command -v $tool >/dev/null || { echo "missing $tool" >&2; exit 1; }; done
-cargo build --release --quiet
-BIN="${CARGO_TARGET_DIR:-target}/release/turumba"
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN="$BENCH_BIN"
+else
+  cargo build --release --quiet
+  BIN="${CARGO_TARGET_DIR:-target}/release/turumba"
+fi
 
 run() {
   local backend="$1" url dir port=18600 pid
