@@ -3,7 +3,9 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
+COPY vendor ./vendor
 COPY migration ./migration
+COPY templates ./templates
 COPY src ./src
 RUN cargo build --release --locked --bin turumba && strip target/release/turumba
 

@@ -127,6 +127,8 @@ pub struct Settings {
     pub http: HttpSettings,
     pub database: DatabaseSettings,
     pub events: EventSettings,
+    /// Overrides of the built-in system-mail templates (`mail/<name>.<part>.hbs`).
+    pub templates_dir: Option<PathBuf>,
 }
 
 /// The raw, partly optional shape that the `config` crate fills in.
@@ -148,6 +150,7 @@ struct RawSettings {
     http: HttpSettings,
     database: DatabaseSettings,
     events: EventSettings,
+    templates_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -313,6 +316,7 @@ impl Settings {
             http: raw.http,
             database: raw.database,
             events: raw.events,
+            templates_dir: raw.templates_dir.filter(|d| !d.as_os_str().is_empty()),
         })
     }
 

@@ -115,7 +115,7 @@ pub async fn build_state_for(
     }
     let secret = SecretKey::load_or_create(settings.secret_key.as_ref().map(|s| s.expose()), &settings.data_dir)?;
     let keys = Arc::new(JwtKeys::new(&secret, settings.identity.access_token_ttl_secs));
-    let mailer = Mailer::new(&settings.smtp)?;
+    let mailer = Mailer::new(&settings.smtp, settings.templates_dir.as_deref())?;
     if !mailer.is_configured() {
         tracing::info!("SMTP is not configured: verification and reset codes are written to the log");
     }

@@ -455,7 +455,54 @@ print(m.search(None, "UNSEEN")[1][0].decode() or "none")
     assert!(r.data()["error_message"].as_str().unwrap().starts_with("imap: login failed"), "{:?}", r.body);
 }
 
+/// System mails come from handlebars templates as text and HTML alternatives; a file in
+/// `TURUMBA_TEMPLATES_DIR/mail/` replaces a built-in part; a template that does not compile stops the
+/// server at start, naming the file.
+async fn system_mails_come_from_overridable_templates_in_text_and_html(b: Backend) {
+    let Some(python) = python() else { return };
+    let smtp = start_smtp(&python).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("mail")).unwrap();
+    std::fs::write(dir.path().join("mail/verification.subject.hbs"), "Welcome to Acme, {{name}}").unwrap();
+    let (templates, port) = (dir.path().to_path_buf(), smtp.port);
+    let app = TestApp::spawn_with(b.clone(), |s| {
+        s.smtp.host = Some("127.0.0.1".into());
+        s.smtp.port = Some(port);
+        s.smtp.tls = "none".into();
+        s.templates_dir = Some(templates);
+    })
+    .await;
+    app.post("/v1/auth/register")
+        .json(json!({"email": "sara@example.org", "password": "a long password", "full_name": "Sara <Admin>", "account_name": "Acme"}))
+        .send()
+        .await
+        .expect(201, None);
+    let code = code_for(&smtp.maildir, "sara@example.org", 1).await;
+    let mail = std::fs::read_dir(smtp.maildir.join("new"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .find(|m| m.contains("To: sara@example.org"))
+        .unwrap();
+    assert!(mail.contains("Subject: Welcome to Acme, Sara <Admin>"), "{mail}");
+    assert!(
+        mail.contains("multipart/alternative") && mail.contains("text/plain") && mail.contains("text/html"),
+        "{mail}"
+    );
+    assert!(mail.contains("Sara &lt;Admin&gt;"), "the name is escaped in the HTML part: {mail}");
+    assert!(mail.matches(code.as_str()).count() >= 2, "the code is in both parts: {mail}");
+
+    std::fs::write(dir.path().join("mail/password_reset.text.hbs"), "{{#each}}broken").unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let url = crate::helpers::fresh_database(&b, scratch.path()).await;
+    let mut settings = turumba::config::Settings::for_test(scratch.path(), &url);
+    settings.templates_dir = Some(dir.path().to_path_buf());
+    let err = turumba::app::Application::build(settings, turumba::app::BuildOptions::default()).await.err().unwrap();
+    assert!(err.contains("password_reset.text.hbs") && err.contains("does not compile"), "{err}");
+}
+
 both_backends!(
+    system_mails_come_from_overridable_templates_in_text_and_html,
     email_channel_polls_imap_for_replies,
     email_channel_logs_in_and_sends_multipart_mail,
     full_auth_flow_with_the_code_from_the_mail,

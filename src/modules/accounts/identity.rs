@@ -88,16 +88,12 @@ impl Accounts {
         .await?;
         let code = issue_code(&txn, user.id, PURPOSE_VERIFY, CODE_TTL_HOURS).await?;
         txn.commit().await?;
-        self.mail_verification(&email, &code);
+        self.mail_verification(&email, &user.full_name, &code);
         Ok(user.id)
     }
 
-    pub(super) fn mail_verification(&self, email: &str, code: &str) {
-        self.mailer.send(
-            email,
-            "Your Turumba verification code",
-            format!("Your Turumba verification code is {code}\n\nIt is valid for 24 hours.\n"),
-        );
+    pub(super) fn mail_verification(&self, email: &str, name: &str, code: &str) {
+        self.mailer.send(email, "verification", &json!({ "name": name, "code": code, "valid_for": "24 hours" }));
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -107,7 +103,7 @@ impl Accounts {
             && user.email_verified_at.is_none()
         {
             let code = issue_code(&self.db, user.id, PURPOSE_VERIFY, CODE_TTL_HOURS).await?;
-            self.mail_verification(&email, &code);
+            self.mail_verification(&email, &user.full_name, &code);
         }
         Ok(())
     }
@@ -266,11 +262,8 @@ impl Accounts {
             && user.is_active
         {
             let code = issue_code(&self.db, user.id, PURPOSE_RESET, RESET_TTL_HOURS).await?;
-            self.mailer.send(
-                &email,
-                "Reset your Turumba password",
-                format!("Your Turumba password reset code is {code}\n\nIt is valid for one hour. If you did not ask for it, ignore this e-mail.\n"),
-            );
+            let data = json!({ "name": user.full_name, "code": code, "valid_for": "one hour" });
+            self.mailer.send(&email, "password_reset", &data);
         }
         Ok(())
     }
