@@ -12,6 +12,7 @@ mod m20261122_000006_sandbox_messages;
 mod m20261128_000007_hardening;
 mod m20261128_000008_templates;
 mod m20261128_000009_messages;
+mod m20261128_000010_dispatch;
 mod util;
 
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000007_hardening::Migration),
             Box::new(m20261128_000008_templates::Migration),
             Box::new(m20261128_000009_messages::Migration),
+            Box::new(m20261128_000010_dispatch::Migration),
         ]
     }
 }

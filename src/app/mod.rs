@@ -22,7 +22,7 @@ use crate::modules::accounts::{self, Accounts, JwtKeys};
 use crate::modules::channels::{self, BindLeases, Channels, Vault};
 use crate::modules::contacts::{self, Contacts, Directory, ImportUploads};
 use crate::modules::events::{Events, SharedConsumer};
-use crate::modules::messaging::{self, Messaging, MessagingParts};
+use crate::modules::messaging::{self, DispatchOptions, Dispatcher, Messaging, MessagingParts};
 use crate::secret::SecretKey;
 
 mod openapi;
@@ -60,11 +60,14 @@ pub struct BuildOptions {
     pub consumers: Vec<SharedConsumer>,
     /// Run the outbox relay when the role includes it (tests that drive the relay by hand turn it off).
     pub relay: bool,
+    /// Run the dispatcher when the role includes it (tests that look at queued messages, or drive
+    /// dispatch passes by hand, turn it off).
+    pub dispatch: bool,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        BuildOptions { role: Role::All, migrate: true, consumers: Vec::new(), relay: true }
+        BuildOptions { role: Role::All, migrate: true, consumers: Vec::new(), relay: true, dispatch: true }
     }
 }
 
@@ -253,7 +256,12 @@ impl Application {
             }
             if matches!(role, Role::All | Role::Worker | Role::Dispatcher) {
                 state.channels.start_mailbox_poller(std::time::Duration::from_secs(60), &state.shutdown, &state.tasks);
-                tracing::info!("dispatcher: fan-out, dispatch, status and inbound consumers are not in this build yet");
+                if opts.dispatch {
+                    let registry = state.channels.registry();
+                    Dispatcher::new(state.messaging.clone(), registry, DispatchOptions::default())
+                        .start(&state.shutdown, &state.tasks);
+                }
+                tracing::info!("dispatcher: fan-out, status and inbound consumers are not in this build yet");
             }
         }
         let server_state = state.clone();

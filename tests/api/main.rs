@@ -9,6 +9,7 @@ mod auth;
 mod channels;
 mod contacts;
 mod contacts_import;
+mod dispatch;
 mod events;
 mod fakes;
 mod hardening;

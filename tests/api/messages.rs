@@ -7,7 +7,12 @@ use crate::channels::outbox_text;
 use crate::contacts::{contact, et_user};
 use crate::helpers::{Backend, TestApp, TestUser};
 
-async fn sandbox(app: &TestApp, u: &TestUser, name: &str) -> String {
+/// An app whose dispatcher does not run: these tests look at messages while they are queued.
+async fn queued_only(b: Backend) -> TestApp {
+    TestApp::spawn_full(b, |_| {}, turumba::app::BuildOptions { dispatch: false, ..Default::default() }).await
+}
+
+pub async fn sandbox(app: &TestApp, u: &TestUser, name: &str) -> String {
     let r = app
         .post("/v1/channels")
         .token(&u.token)
@@ -19,7 +24,7 @@ async fn sandbox(app: &TestApp, u: &TestUser, name: &str) -> String {
 }
 
 async fn messages_are_queued_with_their_dispatch_event_and_validated(b: Backend) {
-    let app = TestApp::spawn(b).await;
+    let app = queued_only(b).await;
     let u = et_user(&app, "sender").await;
     let ch = sandbox(&app, &u, "sandbox").await;
     let abebe =
@@ -163,7 +168,7 @@ async fn messages_are_queued_with_their_dispatch_event_and_validated(b: Backend)
 }
 
 async fn the_history_filters_pages_by_cursor_cancels_and_deletes(b: Backend) {
-    let app = TestApp::spawn(b).await;
+    let app = queued_only(b).await;
     let u = et_user(&app, "history").await;
     let ch = sandbox(&app, &u, "sandbox").await;
     let a = contact(&app, &u, json!({"phone": "0911000011"})).await;
@@ -285,7 +290,7 @@ async fn newest_first_cursor(app: &TestApp, u: &TestUser) -> String {
 }
 
 async fn idempotency_keys_replay_the_first_answer(b: Backend) {
-    let app = TestApp::spawn(b).await;
+    let app = queued_only(b).await;
     let u = et_user(&app, "idem").await;
     let ch = sandbox(&app, &u, "sandbox").await;
     let body = json!({"channel_id": ch, "delivery_address": "+251911000100", "message_body": "once"});

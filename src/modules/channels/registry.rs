@@ -54,7 +54,11 @@ impl ChannelRegistry {
             return Ok(Err(ProviderError::new(ErrorClass::Permanent, "the channel is disabled")));
         }
         let result = channel.adapter.send(&channel.context, message).await;
-        self.channels.report_outcome(scope, channel.model.id, result.as_ref().map(|_| ())).await?;
+        // The provider has answered: its answer is returned even if the channel's bookkeeping cannot be
+        // written (losing a receipt would make the message be sent again).
+        if let Err(e) = self.channels.report_outcome(scope, channel.model.id, result.as_ref().map(|_| ())).await {
+            tracing::warn!(channel_id = %channel.model.id, error = %e, "cannot record a send on the channel's status");
+        }
         Ok(result)
     }
 }

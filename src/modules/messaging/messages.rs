@@ -183,6 +183,7 @@ impl Messaging {
             json!({ "channel_id": m.channel_id, "message_ids": [m.id] }),
         );
         self.events.commit(txn, bus).await?;
+        self.dispatch_wake.notify_one();
         Ok(Sent::Created(Box::new(m)))
     }
 
@@ -341,6 +342,8 @@ impl Messaging {
             error_details: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
+            next_attempt_at: Set(Some(now)),
+            lease_until: Set(None),
         })
     }
 
@@ -437,10 +440,13 @@ impl Messaging {
         active.updated_at = Set(Utc::now());
         let txn = crate::db::begin_write(&self.db).await?;
         // Cancelling only wins over a dispatcher that has not claimed the message yet.
-        if status.is_some() && !store::still_queued(&txn, m.id).await? {
+        if status.is_some() && !store::cancel_if_queued(&txn, m.id).await? {
             return Err(AppError::conflict("the message was handed to the dispatcher in the meantime"));
         }
-        let updated = active.update(&txn).await?;
+        // The status is written by the conditional cancel above, never from the row read earlier.
+        active.status = sea_orm::ActiveValue::NotSet;
+        let updated = if active.is_changed() { active.update(&txn).await? } else { m.clone() };
+        let updated = store::find_message(&txn, scope, updated.id).await?.unwrap_or(updated);
         self.events.commit(txn, bus).await?;
         Ok(updated)
     }

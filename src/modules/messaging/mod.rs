@@ -9,6 +9,7 @@
 //! cursors), `store`, `entity/`, `api/`.
 
 mod api;
+mod dispatch;
 mod entity;
 mod messages;
 mod render;
@@ -17,6 +18,7 @@ mod store;
 mod templates;
 
 pub use api::configure;
+pub use dispatch::{DispatchOptions, Dispatcher};
 pub use render::{Fallback, Parsed, Rendered, Variables, escape};
 pub use service::{Messaging, MessagingParts};
 pub use templates::{Attachment, Preview};

@@ -18,6 +18,8 @@ pub struct Messaging {
     pub(super) channels: Channels,
     pub(super) events: Events,
     pub(super) cursors: Cursors,
+    /// Wakes this process's dispatcher when a send committed.
+    pub(super) dispatch_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// What [`Messaging`] is built from.
@@ -40,6 +42,7 @@ impl Messaging {
             channels: p.channels,
             events: p.events,
             cursors: Cursors::new(p.cursor_key),
+            dispatch_wake: std::sync::Arc::new(tokio::sync::Notify::new()),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! Messaging's queries. Every tenant query takes the account scope.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Condition;
+use sea_orm::sea_query::{Condition, Expr, ExprTrait, LockBehavior, LockType};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Select, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Select, Set,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -121,11 +122,18 @@ pub async fn find_message<C: ConnectionTrait>(
     Ok(messages_in(scope).filter(message::Column::Id.eq(id)).one(db).await?)
 }
 
-/// Whether the message is still `queued` (read inside the transaction that cancels it).
-pub async fn still_queued<C: ConnectionTrait>(db: &C, id: Uuid) -> AppResult<bool> {
-    let status: Option<MessageStatus> =
-        message::Entity::find_by_id(id).select_only().column(message::Column::Status).into_tuple().one(db).await?;
-    Ok(status == Some(MessageStatus::Queued))
+/// Cancels the message if it is still `queued`, in one conditional statement (a dispatcher's claim and
+/// a cancel can never both win); false when it is not queued any more.
+pub async fn cancel_if_queued<C: ConnectionTrait>(db: &C, id: Uuid) -> AppResult<bool> {
+    let res = message::Entity::update_many()
+        .col_expr(message::Column::Status, Expr::val(MessageStatus::Cancelled.as_str()))
+        .col_expr(message::Column::NextAttemptAt, Expr::val(Option::<DateTime<Utc>>::None))
+        .col_expr(message::Column::UpdatedAt, Expr::val(Utc::now()))
+        .filter(message::Column::Id.eq(id))
+        .filter(message::Column::Status.eq(MessageStatus::Queued))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
 }
 
 /// The stored answer for an idempotency key used since `since`.
@@ -172,4 +180,158 @@ pub async fn insert_idempotency_key<C: ConnectionTrait>(
     .insert(db)
     .await?;
     Ok(())
+}
+
+/// What a send came to (the dispatcher's view).
+pub enum Outcome {
+    Sent(crate::modules::channels::SendReceipt),
+    Failed { error: crate::modules::channels::ProviderError, retry_count: i32, retry_interval: i32 },
+}
+
+/// The columns an outcome sets on a claimed message.
+pub struct Change {
+    pub status: MessageStatus,
+    provider_message_id: Option<String>,
+    sent_at: Option<DateTime<Utc>>,
+    delivered_at: Option<DateTime<Utc>>,
+    failed_at: Option<DateTime<Utc>>,
+    next_attempt_at: Option<DateTime<Utc>>,
+    error_details: Option<Value>,
+    /// A throttled attempt is given back.
+    refund_attempt: bool,
+}
+
+impl Change {
+    pub fn sent(status: MessageStatus, provider_message_id: Option<String>, now: DateTime<Utc>) -> Self {
+        Change {
+            status,
+            provider_message_id,
+            sent_at: Some(now),
+            delivered_at: (status == MessageStatus::Delivered).then_some(now),
+            failed_at: None,
+            next_attempt_at: None,
+            error_details: None,
+            refund_attempt: false,
+        }
+    }
+    pub fn throttled(due: DateTime<Utc>, details: Value) -> Self {
+        Change {
+            status: MessageStatus::Queued,
+            provider_message_id: None,
+            sent_at: None,
+            delivered_at: None,
+            failed_at: None,
+            next_attempt_at: Some(due),
+            error_details: Some(details),
+            refund_attempt: true,
+        }
+    }
+    pub fn retry(due: DateTime<Utc>, details: Value, now: DateTime<Utc>) -> Self {
+        Change {
+            status: MessageStatus::Failed,
+            provider_message_id: None,
+            sent_at: None,
+            delivered_at: None,
+            failed_at: Some(now),
+            next_attempt_at: Some(due),
+            error_details: Some(details),
+            refund_attempt: false,
+        }
+    }
+    pub fn failed_for_good(details: Value, now: DateTime<Utc>) -> Self {
+        Change {
+            status: MessageStatus::PermanentlyFailed,
+            provider_message_id: None,
+            sent_at: None,
+            delivered_at: None,
+            failed_at: Some(now),
+            next_attempt_at: None,
+            error_details: Some(details),
+            refund_attempt: false,
+        }
+    }
+}
+
+/// Messages a dispatcher may take now: queued or failed and due, or sending with a lapsed claim.
+fn due(now: DateTime<Utc>) -> Condition {
+    use message::Column as C;
+    Condition::any()
+        .add(
+            Condition::all()
+                .add(C::Status.is_in([MessageStatus::Queued, MessageStatus::Failed]))
+                .add(C::NextAttemptAt.lte(now)),
+        )
+        .add(Condition::all().add(C::Status.eq(MessageStatus::Sending)).add(C::LeaseUntil.lt(now)))
+}
+
+/// Claims up to `limit` due messages: `sending`, the attempt counted, held for `lease`; committed before
+/// the caller sends anything. On PostgreSQL concurrent dispatchers skip each other's rows
+/// (`FOR UPDATE SKIP LOCKED`); on SQLite the single writer serialises them.
+pub async fn claim_due(
+    db: &DatabaseConnection,
+    limit: u64,
+    lease: std::time::Duration,
+) -> AppResult<Vec<message::Model>> {
+    use message::Column as C;
+    let now = Utc::now();
+    let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(120));
+    let txn = crate::db::begin_write(db).await?;
+    let mut select = message::Entity::find()
+        .select_only()
+        .column(C::Id)
+        .filter(due(now))
+        .order_by_asc(C::NextAttemptAt)
+        .limit(limit);
+    if db.get_database_backend() == DbBackend::Postgres {
+        select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    let ids: Vec<Uuid> = select.into_tuple().all(&txn).await?;
+    if ids.is_empty() {
+        txn.commit().await?;
+        return Ok(Vec::new());
+    }
+    message::Entity::update_many()
+        .col_expr(C::Status, Expr::val(MessageStatus::Sending.as_str()))
+        .col_expr(C::Attempts, Expr::col(C::Attempts).add(1))
+        .col_expr(C::LeaseUntil, Expr::val(lease_until))
+        .col_expr(C::UpdatedAt, Expr::val(now))
+        .filter(C::Id.is_in(ids.clone()))
+        .filter(due(now))
+        .exec(&txn)
+        .await?;
+    let claimed =
+        message::Entity::find().filter(C::Id.is_in(ids)).filter(C::Status.eq(MessageStatus::Sending)).all(&txn).await?;
+    txn.commit().await?;
+    Ok(claimed)
+}
+
+/// Applies an outcome to a claimed message if this claim still holds it (same status and attempt);
+/// false when another claim took it over meanwhile (the outcome is then dropped).
+pub async fn apply_change<C: ConnectionTrait>(db: &C, claimed: &message::Model, c: Change) -> AppResult<bool> {
+    use message::Column as Col;
+    let now = Utc::now();
+    let mut update = message::Entity::update_many()
+        .col_expr(Col::Status, Expr::val(c.status.as_str()))
+        .col_expr(Col::LeaseUntil, Expr::val(Option::<DateTime<Utc>>::None))
+        .col_expr(Col::NextAttemptAt, Expr::val(c.next_attempt_at))
+        .col_expr(Col::UpdatedAt, Expr::val(now));
+    if c.refund_attempt {
+        update = update.col_expr(Col::Attempts, Expr::col(Col::Attempts).sub(1));
+    }
+    if let Some(id) = c.provider_message_id {
+        update = update.col_expr(Col::ProviderMessageId, Expr::val(id));
+    }
+    for (col, at) in [(Col::SentAt, c.sent_at), (Col::DeliveredAt, c.delivered_at), (Col::FailedAt, c.failed_at)] {
+        if let Some(at) = at {
+            update = update.col_expr(col, Expr::val(at));
+        }
+    }
+    update = update.col_expr(Col::ErrorDetails, Expr::val(c.error_details));
+    let res = update
+        .filter(Col::Id.eq(claimed.id))
+        .filter(Col::Status.eq(MessageStatus::Sending))
+        .filter(Col::Attempts.eq(claimed.attempts))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
 }

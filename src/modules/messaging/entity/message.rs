@@ -36,6 +36,10 @@ pub struct Model {
     pub error_details: Option<Json>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// When the next attempt is due (queued, or failed with a retry scheduled).
+    pub next_attempt_at: Option<DateTimeUtc>,
+    /// Until when the dispatcher that claimed the message (`sending`) holds it.
+    pub lease_until: Option<DateTimeUtc>,
 }
 
 crate::db::text_enum! {

@@ -1,0 +1,229 @@
+//! The dispatcher (roles `dispatcher`, `worker`, `all`): the messages table is the queue. A pass claims
+//! due messages — `queued` or `failed` with `next_attempt_at` passed, or `sending` whose claim lease ran
+//! out (its dispatcher died mid-send) — moving them to `sending` with the attempt counted and a lease,
+//! and commits that BEFORE any provider call; so a message is never sent twice by two dispatchers, and a
+//! crash loses nothing (the lease runs out and the message is claimed again: at most one duplicate
+//! provider request). The sends run outside any transaction, a few at a time; the outcomes of the pass
+//! are written in ONE transaction with their `message.status.<status>` events, each only if the message
+//! is still held by this claim (same status and attempt).
+//!
+//! Outcomes: accepted → `sent` (or `delivered` when the provider confirms at once); throttled → back to
+//! `queued`, due after the provider's wait, the attempt not spent; transient → `failed` with the retry
+//! due after the channel's `retry_interval` doubled per attempt (a row with a due time: it survives a
+//! restart), until `retry_count` retries are spent → `permanently_failed`; permanent or auth →
+//! `permanently_failed` at once, with `error_details`.
+//!
+//! Not yet (issue 15, item 3 continues): the per-channel rate limit shared by all dispatchers, the
+//! per-channel concurrency bound, SMPP sends routed to the bind holder, and a doorbell consumer of
+//! `message.dispatch.*` (a dispatcher in another process than the API polls every
+//! [`DispatchOptions::poll`]; in the same process a send wakes it at once).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use super::entity::message::{self, MessageStatus};
+use super::service::Messaging;
+use super::store::{self, Outcome};
+use crate::error::AppResult;
+use crate::modules::accounts::AccountScope;
+use crate::modules::channels::{ChannelRegistry, ErrorClass, LoadedChannel, OutboundMessage, ProviderError};
+use crate::modules::events::{EventBus, EventMeta};
+
+/// How the dispatcher paces itself.
+#[derive(Debug, Clone, Copy)]
+pub struct DispatchOptions {
+    /// Messages claimed per pass.
+    pub batch: u64,
+    /// How long a claim holds a message.
+    pub lease: Duration,
+    /// How often an idle dispatcher looks for due messages when nothing woke it.
+    pub poll: Duration,
+    /// Provider calls in flight per dispatcher.
+    pub concurrency: usize,
+}
+
+impl Default for DispatchOptions {
+    fn default() -> Self {
+        DispatchOptions {
+            batch: 200,
+            lease: Duration::from_secs(120),
+            poll: Duration::from_millis(500),
+            concurrency: 16,
+        }
+    }
+}
+
+/// Longest wait between two attempts.
+const MAX_BACKOFF_SECS: i64 = 3600;
+/// A throttled send without the provider's hint waits this long.
+const DEFAULT_THROTTLE_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    messaging: Messaging,
+    registry: ChannelRegistry,
+    options: DispatchOptions,
+}
+
+/// A claimed message's channel, loaded once per pass.
+type Loaded = Option<(AccountScope, Arc<LoadedChannel>)>;
+
+impl Dispatcher {
+    pub fn new(messaging: Messaging, registry: ChannelRegistry, options: DispatchOptions) -> Self {
+        Dispatcher { messaging, registry, options }
+    }
+
+    /// Runs passes until shutdown: at once when this process sent a message, else every `poll`.
+    pub fn start(self, shutdown: &CancellationToken, tracker: &TaskTracker) {
+        let shutdown = shutdown.clone();
+        let wake: Arc<Notify> = self.messaging.dispatch_wake.clone();
+        tracker.spawn(async move {
+            loop {
+                let handled = match self.run_once().await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "dispatch pass failed");
+                        0
+                    }
+                };
+                if handled as u64 == self.options.batch {
+                    continue;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(self.options.poll) => {}
+                }
+            }
+        });
+    }
+
+    /// One pass: claim, send, record. Returns how many messages it handled.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn run_once(&self) -> AppResult<usize> {
+        let claimed = store::claim_due(&self.messaging.db, self.options.batch, self.options.lease).await?;
+        if claimed.is_empty() {
+            return Ok(0);
+        }
+        let channels = self.load_channels(&claimed).await;
+        let outcomes: Vec<(message::Model, Outcome)> = futures_util::stream::iter(claimed)
+            .map(|m| {
+                let loaded = channels.get(&m.channel_id).cloned().flatten();
+                async move {
+                    let outcome = self.deliver(&m, loaded).await;
+                    (m, outcome)
+                }
+            })
+            .buffer_unordered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        let n = outcomes.len();
+        self.record(outcomes).await?;
+        Ok(n)
+    }
+
+    async fn load_channels(&self, claimed: &[message::Model]) -> HashMap<Uuid, Loaded> {
+        let mut out: HashMap<Uuid, Loaded> = HashMap::new();
+        let mut scopes: HashMap<Uuid, Option<AccountScope>> = HashMap::new();
+        for m in claimed {
+            if out.contains_key(&m.channel_id) {
+                continue;
+            }
+            if let std::collections::hash_map::Entry::Vacant(entry) = scopes.entry(m.account_id) {
+                // A system job across accounts: each message is sent in its own account's scope.
+                entry.insert(self.messaging.accounts.operator_scope(m.account_id).await.ok());
+            }
+            let Some(scope) = scopes[&m.account_id] else {
+                out.insert(m.channel_id, None);
+                continue;
+            };
+            let loaded = match self.registry.load(scope, m.channel_id).await {
+                Ok(c) => Some((scope, Arc::new(c))),
+                Err(e) => {
+                    tracing::warn!(channel_id = %m.channel_id, error = %e, "cannot load the channel of a message");
+                    None
+                }
+            };
+            out.insert(m.channel_id, loaded);
+        }
+        out
+    }
+
+    async fn deliver(&self, m: &message::Model, loaded: Loaded) -> Outcome {
+        let Some((scope, channel)) = loaded else {
+            let e = ProviderError::new(ErrorClass::Permanent, "the channel no longer exists or cannot be opened");
+            return Outcome::Failed { error: e, retry_count: 0, retry_interval: 0 };
+        };
+        let outbound = OutboundMessage {
+            message_id: m.id,
+            to: m.delivery_address.clone(),
+            text: m.message_body.clone(),
+            subject: m.metadata.get("subject").and_then(|s| s.as_str()).map(str::to_string),
+            ..Default::default()
+        };
+        let (retry_count, retry_interval) = (channel.model.retry_count, channel.model.retry_interval);
+        match self.registry.send(scope, &channel, &outbound).await {
+            Ok(Ok(receipt)) => Outcome::Sent(receipt),
+            Ok(Err(error)) => Outcome::Failed { error, retry_count, retry_interval },
+            Err(e) => {
+                // The provider was not reached (the send is refused before any call).
+                let error = ProviderError::new(ErrorClass::Transient, e.to_string());
+                Outcome::Failed { error, retry_count, retry_interval }
+            }
+        }
+    }
+
+    /// Writes a pass's outcomes and their events in one transaction.
+    async fn record(&self, outcomes: Vec<(message::Model, Outcome)>) -> AppResult<()> {
+        let now = Utc::now();
+        let txn = crate::db::begin_write(&self.messaging.db).await?;
+        let mut bus = EventBus::new(EventMeta::default());
+        for (m, outcome) in outcomes {
+            let change = match &outcome {
+                Outcome::Sent(receipt) => {
+                    let status =
+                        if receipt.status == "delivered" { MessageStatus::Delivered } else { MessageStatus::Sent };
+                    store::Change::sent(status, receipt.provider_message_id.clone(), now)
+                }
+                Outcome::Failed { error, retry_count, retry_interval } => {
+                    let details =
+                        json!({ "code": error.class.as_str(), "message": error.message, "provider_code": error.code });
+                    match error.class {
+                        ErrorClass::Throttled => {
+                            let wait = error.retry_after.unwrap_or(DEFAULT_THROTTLE_WAIT);
+                            let due = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(5));
+                            store::Change::throttled(due, details)
+                        }
+                        ErrorClass::Transient if m.attempts <= *retry_count => {
+                            let doubling = 2i64.saturating_pow((m.attempts - 1).clamp(0, 20) as u32);
+                            let wait = (i64::from(*retry_interval).max(1) * doubling).min(MAX_BACKOFF_SECS);
+                            store::Change::retry(now + chrono::Duration::seconds(wait), details, now)
+                        }
+                        _ => store::Change::failed_for_good(details, now),
+                    }
+                }
+            };
+            let status = change.status;
+            if store::apply_change(&txn, &m, change).await? {
+                bus.emit(
+                    &format!("message.status.{}", status.as_str()),
+                    "message",
+                    m.id,
+                    Some(m.account_id),
+                    json!({ "channel_id": m.channel_id, "attempts": m.attempts }),
+                );
+            }
+        }
+        self.messaging.events.commit(txn, bus).await?;
+        Ok(())
+    }
+}

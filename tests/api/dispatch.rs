@@ -1,0 +1,195 @@
+//! The dispatcher: queued messages reach the provider over real HTTP and move on (`sent`/`delivered`),
+//! failures are classified (retry with backoff as due rows, throttling without spending an attempt,
+//! permanent at once), a lapsed claim is taken over, and two dispatchers never send a message twice.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::{Value, json};
+use turumba::app::BuildOptions;
+use turumba::modules::messaging::{DispatchOptions, Dispatcher};
+
+use crate::channels::outbox_text;
+use crate::fakes::{self, TELEGRAM_GOOD_TOKEN};
+use crate::helpers::{Backend, TestApp, TestUser, eventually};
+use crate::messages::sandbox as sandbox_channel;
+
+fn manual() -> BuildOptions {
+    BuildOptions { dispatch: false, ..Default::default() }
+}
+
+fn dispatcher(app: &TestApp) -> Dispatcher {
+    Dispatcher::new(app.state.messaging.clone(), app.state.channels.registry(), DispatchOptions::default())
+}
+
+async fn send(app: &TestApp, u: &TestUser, channel: &str, to: &str, body: &str) -> String {
+    let r = app
+        .post("/v1/messages")
+        .token(&u.token)
+        .json(json!({"channel_id": channel, "delivery_address": to, "message_body": body}))
+        .send()
+        .await;
+    r.expect(201, None);
+    r.id()
+}
+
+async fn message(app: &TestApp, u: &TestUser, id: &str) -> Value {
+    app.get(&format!("/v1/messages/{id}")).token(&u.token).send().await.data().clone()
+}
+
+async fn telegram_channel(app: &TestApp, u: &TestUser, base_url: &str, retry: Value) -> String {
+    let mut body = json!({"name": "bot", "channel_type": "telegram", "credentials": {"bot_token": TELEGRAM_GOOD_TOKEN, "base_url": base_url}});
+    if let Some(map) = retry.as_object() {
+        for (k, v) in map {
+            body[k] = v.clone();
+        }
+    }
+    let r = app.post("/v1/channels").token(&u.token).json(body).send().await;
+    r.expect(201, None);
+    assert_eq!(r.data()["status"], "connected", "{}", r.body);
+    r.id()
+}
+
+async fn queued_messages_reach_the_provider_and_move_on(b: Backend) {
+    let tg = fakes::telegram();
+    let app = TestApp::spawn(b).await;
+    let u = app.user("dispatch").await;
+    let bot = telegram_channel(&app, &u, &tg.base_url, json!({})).await;
+    let id = send(&app, &u, &bot, "5550001", "Selam from the dispatcher").await;
+    eventually(10, "the Telegram message is sent", || {
+        let (app, u, id) = (&app, &u, &id);
+        async move { message(app, u, id).await["status"] == "sent" }
+    })
+    .await;
+    let m = message(&app, &u, &id).await;
+    assert_eq!((m["provider_message_id"].clone(), m["attempts"].clone()), (json!("5550001:42"), json!(1)));
+    assert!(m["sent_at"].is_string() && m["delivered_at"].is_null(), "{m}");
+    let sent: Vec<_> = tg.requests().into_iter().filter(|r| r.path.ends_with("/sendMessage")).collect();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].json(), json!({"chat_id": "5550001", "text": "Selam from the dispatcher"}));
+    assert!(outbox_text(&app).await.contains("message.status.sent"));
+
+    // The sandbox confirms delivery at once.
+    let sandbox = sandbox_channel(&app, &u, "s").await;
+    let id = send(&app, &u, &sandbox, "+251911000001", "hello").await;
+    eventually(10, "the sandbox message is delivered", || {
+        let (app, u, id) = (&app, &u, &id);
+        async move { message(app, u, id).await["status"] == "delivered" }
+    })
+    .await;
+    let r = app.get(&format!("/v1/channels/{sandbox}/sandbox/messages")).token(&u.token).send().await;
+    assert_eq!(r.body["meta"]["total"], 1);
+}
+
+async fn failures_are_classified_retried_as_due_rows_and_claims_taken_over(b: Backend) {
+    let tg = fakes::telegram();
+    let app = TestApp::spawn_full(b, |_| {}, manual()).await;
+    let u = app.user("retries").await;
+    let bot = telegram_channel(&app, &u, &tg.base_url, json!({"retry_count": 2, "retry_interval": 1})).await;
+    let d = dispatcher(&app);
+    let to = |chat: &str| {
+        tg.requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/sendMessage") && r.body.contains(&format!("\"{chat}\"")))
+            .count()
+    };
+
+    // Transient (5xx): retried after 1 s, then 2 s, then given up after the retries are spent.
+    let flaky = send(&app, &u, &bot, "500", "x").await;
+    assert_eq!(d.run_once().await.unwrap(), 1);
+    let m = message(&app, &u, &flaky).await;
+    assert_eq!((m["status"].clone(), m["attempts"].clone()), (json!("failed"), json!(1)));
+    assert_eq!(m["error_details"]["code"], "transient");
+    assert_eq!(d.run_once().await.unwrap(), 0, "the retry is not due yet");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(d.run_once().await.unwrap(), 1);
+    assert_eq!(message(&app, &u, &flaky).await["attempts"], 2);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(d.run_once().await.unwrap(), 1);
+    let m = message(&app, &u, &flaky).await;
+    assert_eq!((m["status"].clone(), m["attempts"].clone()), (json!("permanently_failed"), json!(3)));
+    assert!(m["failed_at"].is_string());
+    assert_eq!(to("500"), 3, "one provider request per attempt");
+
+    // Permanent (400): failed for good at once.
+    let bad = send(&app, &u, &bot, "400", "x").await;
+    d.run_once().await.unwrap();
+    let m = message(&app, &u, &bad).await;
+    assert_eq!((m["status"].clone(), m["attempts"].clone()), (json!("permanently_failed"), json!(1)));
+    assert_eq!(m["error_details"]["message"], "telegram: Bad Request: chat not found");
+
+    // Throttled (429 with retry_after 7): back to queued, no attempt spent, due after the wait.
+    let slow = send(&app, &u, &bot, "429", "x").await;
+    d.run_once().await.unwrap();
+    let m = message(&app, &u, &slow).await;
+    assert_eq!((m["status"].clone(), m["attempts"].clone()), (json!("queued"), json!(0)));
+    assert_eq!(d.run_once().await.unwrap(), 0, "waits the provider's retry_after");
+
+    // A sent message is never claimed again (a redelivered dispatch event changes nothing).
+    let ok = send(&app, &u, &bot, "777", "x").await;
+    d.run_once().await.unwrap();
+    assert_eq!(message(&app, &u, &ok).await["status"], "sent");
+    assert_eq!(d.run_once().await.unwrap(), 0);
+    assert_eq!(to("777"), 1);
+
+    // A dispatcher that died after claiming: its lease runs out and another takes the message over;
+    // a live claim is left alone.
+    let db = &app.state.db;
+    let backend = db.get_database_backend();
+    let sql = |s: &str| {
+        if backend == sea_orm::DbBackend::Postgres {
+            s.replacen('?', "$1", 1).replacen('?', "$2", 1)
+        } else {
+            s.to_string()
+        }
+    };
+    let orphan = send(&app, &u, &bot, "888", "x").await;
+    let held = send(&app, &u, &bot, "999", "x").await;
+    let past = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let future = chrono::Utc::now() + chrono::Duration::seconds(60);
+    for (id, lease) in [(&orphan, past), (&held, future)] {
+        let stmt = sql("UPDATE messages SET status = 'sending', attempts = 1, lease_until = ? WHERE id = ?");
+        let id = uuid::Uuid::parse_str(id).unwrap();
+        db.execute_raw(Statement::from_sql_and_values(backend, stmt, [lease.into(), id.into()])).await.unwrap();
+    }
+    assert_eq!(d.run_once().await.unwrap(), 1);
+    let m = message(&app, &u, &orphan).await;
+    assert_eq!((m["status"].clone(), m["attempts"].clone()), (json!("sent"), json!(2)));
+    assert_eq!(message(&app, &u, &held).await["status"], "sending");
+    assert_eq!(to("999"), 0);
+}
+
+async fn two_dispatchers_never_send_a_message_twice(b: Backend) {
+    let app = TestApp::spawn_full(b, |_| {}, manual()).await;
+    let u = app.user("pair").await;
+    let sandbox = sandbox_channel(&app, &u, "s").await;
+    for i in 0..120 {
+        send(&app, &u, &sandbox, &format!("+2519110{i:05}"), "x").await;
+    }
+    let small = DispatchOptions { batch: 7, ..Default::default() };
+    let (a, b2) = (
+        Dispatcher::new(app.state.messaging.clone(), app.state.channels.registry(), small),
+        Dispatcher::new(app.state.messaging.clone(), app.state.channels.registry(), small),
+    );
+    let drain = |d: Dispatcher| async move {
+        let mut handled = 0;
+        loop {
+            match d.run_once().await.unwrap() {
+                0 => return handled,
+                n => handled += n,
+            }
+        }
+    };
+    let (x, y) = tokio::join!(drain(a), drain(b2));
+    assert_eq!(x + y, 120, "{x} + {y}");
+    let r = app.get(&format!("/v1/channels/{sandbox}/sandbox/messages?limit=1000")).token(&u.token).send().await;
+    assert_eq!(r.body["meta"]["total"], 120, "each message reached the provider once");
+    let r = app.get("/v1/messages?filter=status:eq:delivered&limit=1").token(&u.token).send().await;
+    assert_eq!(r.body["meta"]["total"], 120);
+}
+
+both_backends!(
+    queued_messages_reach_the_provider_and_move_on,
+    failures_are_classified_retried_as_due_rows_and_claims_taken_over,
+    two_dispatchers_never_send_a_message_twice,
+);
