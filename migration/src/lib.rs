@@ -13,6 +13,7 @@ mod m20261128_000007_hardening;
 mod m20261128_000008_templates;
 mod m20261128_000009_messages;
 mod m20261128_000010_dispatch;
+mod m20261128_000011_rate_buckets;
 mod util;
 
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000008_templates::Migration),
             Box::new(m20261128_000009_messages::Migration),
             Box::new(m20261128_000010_dispatch::Migration),
+            Box::new(m20261128_000011_rate_buckets::Migration),
         ]
     }
 }

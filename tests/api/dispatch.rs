@@ -188,7 +188,57 @@ async fn two_dispatchers_never_send_a_message_twice(b: Backend) {
     assert_eq!(r.body["meta"]["total"], 120);
 }
 
+/// A channel limited to 60 sends a minute (a burst of one) sends one message a second, however many
+/// dispatchers share the work; waiting for the rate spends no attempt.
+async fn the_rate_limit_holds_across_dispatchers(b: Backend) {
+    let app = TestApp::spawn_full(b, |_| {}, manual()).await;
+    let u = app.user("rate").await;
+    let r = app
+        .post("/v1/channels")
+        .token(&u.token)
+        .json(json!({"name": "slow", "channel_type": "sandbox", "credentials": {}, "rate_limit": 60}))
+        .send()
+        .await;
+    r.expect(201, None);
+    let ch = r.id();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(send(&app, &u, &ch, &format!("+25191100{i:04}"), "x").await);
+    }
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let eager = DispatchOptions { poll: Duration::from_millis(20), ..Default::default() };
+    for _ in 0..2 {
+        Dispatcher::new(app.state.messaging.clone(), app.state.channels.registry(), eager).start(&shutdown, &tracker);
+    }
+    eventually(20, "all five delivered", || {
+        let app = &app;
+        let u = &u;
+        async move {
+            let r = app.get("/v1/messages?filter=status:eq:delivered").token(&u.token).send().await;
+            r.body["meta"]["total"] == 5
+        }
+    })
+    .await;
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+    let r = app.get(&format!("/v1/channels/{ch}/sandbox/messages?limit=100")).token(&u.token).send().await;
+    let mut times: Vec<chrono::DateTime<chrono::Utc>> =
+        r.data().as_array().unwrap().iter().map(|m| m["created_at"].as_str().unwrap().parse().unwrap()).collect();
+    assert_eq!(times.len(), 5, "each message reached the provider once");
+    times.sort();
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= chrono::Duration::milliseconds(900), "sends {gap} apart: {times:?}");
+    }
+    for id in &ids {
+        assert_eq!(message(&app, &u, id).await["attempts"], 1, "waiting for the rate spends no attempt");
+    }
+}
+
 both_backends!(
+    the_rate_limit_holds_across_dispatchers,
     queued_messages_reach_the_provider_and_move_on,
     failures_are_classified_retried_as_due_rows_and_claims_taken_over,
     two_dispatchers_never_send_a_message_twice,

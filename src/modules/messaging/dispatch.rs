@@ -13,8 +13,11 @@
 //! restart), until `retry_count` retries are spent → `permanently_failed`; permanent or auth →
 //! `permanently_failed` at once, with `error_details`.
 //!
-//! Not yet (issue 15, item 3 continues): the per-channel rate limit shared by all dispatchers, the
-//! per-channel concurrency bound, SMPP sends routed to the bind holder, and a doorbell consumer of
+//! A channel with `rate_limit` (sends per minute) draws tokens from its bucket row, shared by every
+//! dispatcher through the database (one second's worth at most: bursts are smoothed); messages beyond
+//! the tokens go back to `queued`, due when the next token is, without spending an attempt.
+//!
+//! Not yet (issue 15, item 3 continues): the per-channel concurrency bound, SMPP sends routed to the bind holder, and a doorbell consumer of
 //! `message.dispatch.*` (a dispatcher in another process than the API polls every
 //! [`DispatchOptions::poll`]; in the same process a send wakes it at once).
 
@@ -115,7 +118,8 @@ impl Dispatcher {
             return Ok(0);
         }
         let channels = self.load_channels(&claimed).await;
-        let outcomes: Vec<(message::Model, Outcome)> = futures_util::stream::iter(claimed)
+        let (claimed, mut deferred) = self.within_rate_limits(claimed, &channels).await?;
+        let mut outcomes: Vec<(message::Model, Outcome)> = futures_util::stream::iter(claimed)
             .map(|m| {
                 let loaded = channels.get(&m.channel_id).cloned().flatten();
                 async move {
@@ -126,6 +130,7 @@ impl Dispatcher {
             .buffer_unordered(self.options.concurrency.max(1))
             .collect()
             .await;
+        outcomes.append(&mut deferred);
         let n = outcomes.len();
         self.record(outcomes).await?;
         Ok(n)
@@ -156,6 +161,46 @@ impl Dispatcher {
             out.insert(m.channel_id, loaded);
         }
         out
+    }
+
+    /// Splits the claimed messages of rate-limited channels into those the channels' buckets allow now
+    /// and those deferred to when the next token is due (in claim order).
+    async fn within_rate_limits(
+        &self,
+        claimed: Vec<message::Model>,
+        channels: &HashMap<Uuid, Loaded>,
+    ) -> AppResult<(Vec<message::Model>, Vec<(message::Model, Outcome)>)> {
+        let mut wanted: HashMap<Uuid, u32> = HashMap::new();
+        for m in &claimed {
+            if let Some(Some((_, c))) = channels.get(&m.channel_id)
+                && c.model.rate_limit.is_some()
+            {
+                *wanted.entry(m.channel_id).or_default() += 1;
+            }
+        }
+        let mut allowance: HashMap<Uuid, (u32, chrono::DateTime<Utc>)> = HashMap::new();
+        for (channel_id, want) in wanted {
+            let Some(Some((_, c))) = channels.get(&channel_id) else { continue };
+            let per_minute = c.model.rate_limit.unwrap_or(i32::MAX);
+            let (granted, wait) = store::take_send_tokens(&self.messaging.db, channel_id, per_minute, want).await?;
+            let due = Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1));
+            allowance.insert(channel_id, (granted, due));
+        }
+        let (mut now, mut later) = (Vec::new(), Vec::new());
+        for m in claimed {
+            match allowance.get_mut(&m.channel_id) {
+                Some((0, due)) => {
+                    let due = *due;
+                    later.push((m, Outcome::Deferred(due)));
+                }
+                Some((left, _)) => {
+                    *left -= 1;
+                    now.push(m);
+                }
+                None => now.push(m),
+            }
+        }
+        Ok((now, later))
     }
 
     async fn deliver(&self, m: &message::Model, loaded: Loaded) -> Outcome {
@@ -189,6 +234,7 @@ impl Dispatcher {
         let mut bus = EventBus::new(EventMeta::default());
         for (m, outcome) in outcomes {
             let change = match &outcome {
+                Outcome::Deferred(due) => store::Change::deferred(*due),
                 Outcome::Sent(receipt) => {
                     let status =
                         if receipt.status == "delivered" { MessageStatus::Delivered } else { MessageStatus::Sent };
@@ -213,7 +259,8 @@ impl Dispatcher {
                 }
             };
             let status = change.status;
-            if store::apply_change(&txn, &m, change).await? {
+            let deferred = matches!(outcome, Outcome::Deferred(_));
+            if store::apply_change(&txn, &m, change).await? && !deferred {
                 bus.emit(
                     &format!("message.status.{}", status.as_str()),
                     "message",

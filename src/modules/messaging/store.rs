@@ -185,7 +185,13 @@ pub async fn insert_idempotency_key<C: ConnectionTrait>(
 /// What a send came to (the dispatcher's view).
 pub enum Outcome {
     Sent(crate::modules::channels::SendReceipt),
-    Failed { error: crate::modules::channels::ProviderError, retry_count: i32, retry_interval: i32 },
+    /// Not sent: the channel's rate limit allows the next send then.
+    Deferred(DateTime<Utc>),
+    Failed {
+        error: crate::modules::channels::ProviderError,
+        retry_count: i32,
+        retry_interval: i32,
+    },
 }
 
 /// The columns an outcome sets on a claimed message.
@@ -202,53 +208,42 @@ pub struct Change {
 }
 
 impl Change {
-    pub fn sent(status: MessageStatus, provider_message_id: Option<String>, now: DateTime<Utc>) -> Self {
+    fn to(status: MessageStatus) -> Self {
         Change {
             status,
-            provider_message_id,
-            sent_at: Some(now),
-            delivered_at: (status == MessageStatus::Delivered).then_some(now),
+            provider_message_id: None,
+            sent_at: None,
+            delivered_at: None,
             failed_at: None,
             next_attempt_at: None,
             error_details: None,
             refund_attempt: false,
         }
     }
-    pub fn throttled(due: DateTime<Utc>, details: Value) -> Self {
+    pub fn sent(status: MessageStatus, provider_message_id: Option<String>, now: DateTime<Utc>) -> Self {
         Change {
-            status: MessageStatus::Queued,
-            provider_message_id: None,
-            sent_at: None,
-            delivered_at: None,
-            failed_at: None,
-            next_attempt_at: Some(due),
-            error_details: Some(details),
-            refund_attempt: true,
+            provider_message_id,
+            sent_at: Some(now),
+            delivered_at: (status == MessageStatus::Delivered).then_some(now),
+            ..Change::to(status)
         }
+    }
+    /// The provider asked to wait: queued again after it, the attempt given back.
+    pub fn throttled(due: DateTime<Utc>, details: Value) -> Self {
+        Change { error_details: Some(details), ..Change::deferred(due) }
+    }
+    /// The channel's send rate is spent: queued again when the next token is due, no attempt spent.
+    pub fn deferred(due: DateTime<Utc>) -> Self {
+        Change { next_attempt_at: Some(due), refund_attempt: true, ..Change::to(MessageStatus::Queued) }
     }
     pub fn retry(due: DateTime<Utc>, details: Value, now: DateTime<Utc>) -> Self {
-        Change {
-            status: MessageStatus::Failed,
-            provider_message_id: None,
-            sent_at: None,
-            delivered_at: None,
-            failed_at: Some(now),
-            next_attempt_at: Some(due),
-            error_details: Some(details),
-            refund_attempt: false,
-        }
+        Change { next_attempt_at: Some(due), ..Change::failed(MessageStatus::Failed, details, now) }
     }
     pub fn failed_for_good(details: Value, now: DateTime<Utc>) -> Self {
-        Change {
-            status: MessageStatus::PermanentlyFailed,
-            provider_message_id: None,
-            sent_at: None,
-            delivered_at: None,
-            failed_at: Some(now),
-            next_attempt_at: None,
-            error_details: Some(details),
-            refund_attempt: false,
-        }
+        Change::failed(MessageStatus::PermanentlyFailed, details, now)
+    }
+    fn failed(status: MessageStatus, details: Value, now: DateTime<Utc>) -> Self {
+        Change { failed_at: Some(now), error_details: Some(details), ..Change::to(status) }
     }
 }
 
@@ -334,4 +329,50 @@ pub async fn apply_change<C: ConnectionTrait>(db: &C, claimed: &message::Model, 
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
+}
+
+/// Takes up to `want` send tokens of a channel limited to `per_minute` sends, in one transaction on the
+/// channel's bucket row (locked on PostgreSQL; the single writer on SQLite), so the limit holds across
+/// every dispatcher. The bucket holds at most one second's worth of sends (at least one), which smooths
+/// bursts. Returns the tokens granted and, when fewer than wanted, how long until the next one.
+pub async fn take_send_tokens(
+    db: &DatabaseConnection,
+    channel_id: Uuid,
+    per_minute: i32,
+    want: u32,
+) -> AppResult<(u32, std::time::Duration)> {
+    use super::entity::rate_bucket::{self, Column as B};
+    let rate = f64::from(Ord::max(per_minute, 1)) / 60.0;
+    let capacity = rate.max(1.0);
+    let now = Utc::now();
+    let txn = crate::db::begin_write(db).await?;
+    let mut insert = sea_orm::sea_query::Query::insert();
+    insert
+        .into_table(rate_bucket::Entity)
+        .columns([B::ChannelId, B::Tokens, B::RefilledAt])
+        .values_panic([channel_id.into(), capacity.into(), now.into()])
+        .on_conflict(sea_orm::sea_query::OnConflict::column(B::ChannelId).do_nothing().to_owned());
+    txn.execute(&insert).await?;
+    let mut select = rate_bucket::Entity::find_by_id(channel_id);
+    if db.get_database_backend() == DbBackend::Postgres {
+        select = select.lock(LockType::Update);
+    }
+    let bucket = select.one(&txn).await?.ok_or_else(|| crate::error::AppError::internal("the rate bucket vanished"))?;
+    let elapsed = Ord::max((now - bucket.refilled_at).num_microseconds().unwrap_or(0), 0) as f64 / 1e6;
+    let tokens = (bucket.tokens + elapsed * rate).min(capacity);
+    let granted = Ord::min(tokens.floor().max(0.0) as u32, want);
+    let left = tokens - f64::from(granted);
+    let wait = if granted < want {
+        std::time::Duration::from_secs_f64(((1.0 - left).max(0.0) / rate).max(0.001))
+    } else {
+        std::time::Duration::ZERO
+    };
+    rate_bucket::Entity::update_many()
+        .col_expr(B::Tokens, Expr::val(left))
+        .col_expr(B::RefilledAt, Expr::val(now))
+        .filter(B::ChannelId.eq(channel_id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok((granted, wait))
 }

@@ -2,4 +2,5 @@
 
 pub mod idempotency_key;
 pub mod message;
+pub mod rate_bucket;
 pub mod template;
