@@ -79,6 +79,11 @@ async fn queued_messages_reach_the_provider_and_move_on(b: Backend) {
     .await;
     let r = app.get(&format!("/v1/channels/{sandbox}/sandbox/messages")).token(&u.token).send().await;
     assert_eq!(r.body["meta"]["total"], 1);
+    // What the dispatcher did is in the metrics.
+    let text = app.get("/metrics").send().await.body.as_str().unwrap().to_string();
+    assert!(text.contains(r#"messages_dispatched_total{channel_type="telegram",outcome="sent"}"#), "{text}");
+    assert!(text.contains(r#"messages_dispatched_total{channel_type="sandbox",outcome="delivered"}"#), "{text}");
+    assert!(text.contains("dispatch_provider_latency_seconds_bucket"), "{text}");
 }
 
 async fn failures_are_classified_retried_as_due_rows_and_claims_taken_over(b: Backend) {

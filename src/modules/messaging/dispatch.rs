@@ -17,6 +17,9 @@
 //! dispatcher through the database (one second's worth at most: bursts are smoothed); messages beyond
 //! the tokens go back to `queued`, due when the next token is, without spending an attempt.
 //!
+//! Metrics: `messages_dispatched_total{channel_type, outcome}` (sent, delivered, retry_scheduled,
+//! throttled, rate_limited, permanently_failed) and `dispatch_provider_latency_seconds{channel_type}`.
+//!
 //! Not yet (issue 15, item 3 continues): the per-channel concurrency bound, SMPP sends routed to the bind holder, and a doorbell consumer of
 //! `message.dispatch.*` (a dispatcher in another process than the API polls every
 //! [`DispatchOptions::poll`]; in the same process a send wakes it at once).
@@ -216,7 +219,11 @@ impl Dispatcher {
             ..Default::default()
         };
         let (retry_count, retry_interval) = (channel.model.retry_count, channel.model.retry_interval);
-        match self.registry.send(scope, &channel, &outbound).await {
+        let started = std::time::Instant::now();
+        let answer = self.registry.send(scope, &channel, &outbound).await;
+        metrics::histogram!("dispatch_provider_latency_seconds", "channel_type" => m.channel_type.as_str())
+            .record(started.elapsed().as_secs_f64());
+        match answer {
             Ok(Ok(receipt)) => Outcome::Sent(receipt),
             Ok(Err(error)) => Outcome::Failed { error, retry_count, retry_interval },
             Err(e) => {
@@ -260,6 +267,18 @@ impl Dispatcher {
             };
             let status = change.status;
             let deferred = matches!(outcome, Outcome::Deferred(_));
+            let kind = match (&outcome, status) {
+                (Outcome::Deferred(_), _) => "rate_limited",
+                (Outcome::Failed { .. }, MessageStatus::Queued) => "throttled",
+                (Outcome::Failed { .. }, MessageStatus::Failed) => "retry_scheduled",
+                _ => status.as_str(),
+            };
+            metrics::counter!(
+                "messages_dispatched_total",
+                "channel_type" => m.channel_type.as_str(),
+                "outcome" => kind
+            )
+            .increment(1);
             if store::apply_change(&txn, &m, change).await? && !deferred {
                 bus.emit(
                     &format!("message.status.{}", status.as_str()),
