@@ -121,6 +121,12 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 
+/// SHA-256 of `input`, lower-case hex (stored digests of codes and tokens, request fingerprints).
+pub fn sha256_hex(input: impl AsRef<[u8]>) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(input.as_ref()))
+}
+
 /// What replaces a secret in a text.
 pub const REDACTED: &str = "[redacted]";
 

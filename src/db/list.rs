@@ -335,6 +335,18 @@ impl ListQuery {
         Ok(select.order_by(id, last))
     }
 
+    /// How many rows `select` matches (its ordering dropped: sorting every match just to count it is
+    /// waste).
+    pub async fn count<E, C>(db: &C, mut select: Select<E>) -> AppResult<u64>
+    where
+        E: EntityTrait,
+        E::Model: Sync,
+        C: ConnectionTrait,
+    {
+        QueryTrait::query(&mut select).clear_order_by();
+        Ok(select.count(db).await?)
+    }
+
     /// Counts the matches and loads the requested page.
     pub async fn fetch<E, C>(&self, db: &C, select: Select<E>) -> AppResult<Page<E::Model>>
     where
@@ -342,10 +354,7 @@ impl ListQuery {
         E::Model: Sync,
         C: ConnectionTrait,
     {
-        // The count does not need the ordering (and sorting every match just to count it is waste).
-        let mut counter = select.clone();
-        QueryTrait::query(&mut counter).clear_order_by();
-        let total = counter.count(db).await?;
+        let total = Self::count(db, select.clone()).await?;
         let items = select.offset(self.skip).limit(self.limit).all(db).await?;
         Ok(Page { items, total, skip: self.skip, limit: self.limit })
     }

@@ -59,7 +59,7 @@ async fn issue_code<C: sea_orm::ConnectionTrait>(
 }
 
 pub(super) fn code_hash(user_id: Uuid, code: &str) -> String {
-    tokens::sha256_hex(&format!("{user_id}:{code}"))
+    crate::secret::sha256_hex(format!("{user_id}:{code}"))
 }
 
 pub(super) fn invalid_code() -> AppError {
@@ -168,7 +168,7 @@ impl Accounts {
             &self.db,
             user.id,
             family,
-            tokens::sha256_hex(&refresh),
+            crate::secret::sha256_hex(&refresh),
             Utc::now() + Duration::days(self.refresh_ttl_days),
         )
         .await?;
@@ -225,8 +225,9 @@ impl Accounts {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn refresh(&self, refresh_token: &str) -> AppResult<TokenPair> {
         let unauthorized = || AppError::Unauthorized("invalid refresh token".into());
-        let record =
-            store::find_refresh_token(&self.db, &tokens::sha256_hex(refresh_token)).await?.ok_or_else(unauthorized)?;
+        let record = store::find_refresh_token(&self.db, &crate::secret::sha256_hex(refresh_token))
+            .await?
+            .ok_or_else(unauthorized)?;
         if record.revoked_at.is_some() {
             tracing::warn!(family = %record.family_id, user = %record.user_id, "refresh token reuse: revoking the family");
             store::revoke_family(&self.db, record.family_id).await?;
@@ -249,7 +250,7 @@ impl Accounts {
 
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn logout(&self, refresh_token: &str) -> AppResult<()> {
-        if let Some(record) = store::find_refresh_token(&self.db, &tokens::sha256_hex(refresh_token)).await? {
+        if let Some(record) = store::find_refresh_token(&self.db, &crate::secret::sha256_hex(refresh_token)).await? {
             store::revoke_family(&self.db, record.family_id).await?;
         }
         Ok(())

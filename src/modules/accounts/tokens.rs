@@ -91,10 +91,6 @@ pub fn new_refresh_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-pub fn sha256_hex(input: &str) -> String {
-    hex::encode(Sha256::digest(input.as_bytes()))
-}
-
 /// A uniformly random 6-digit code.
 pub fn new_code() -> String {
     let mut bytes = [0u8; 4];

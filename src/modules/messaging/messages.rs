@@ -129,9 +129,7 @@ fn address_for(kind: AddressKind, raw: &str, region: Option<phonenumber::country
 
 /// SHA-256 of the request as sent (its JSON, re-serialised so key order and spacing do not matter).
 pub fn request_hash(request: &NewMessage) -> String {
-    let bytes = serde_json::to_vec(request).unwrap_or_default();
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::secret::sha256_hex(serde_json::to_vec(request).unwrap_or_default())
 }
 
 impl Messaging {

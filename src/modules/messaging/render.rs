@@ -54,14 +54,17 @@ impl Rendered {
     }
 }
 
+/// Whether `name` is a placeholder name: `[A-Z][A-Z0-9_]*`.
+pub fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_uppercase())
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
 /// The NAME of a placeholder at the start of `s` (just after its `{`), if `s` holds `NAME}`.
 fn placeholder(s: &str) -> Option<&str> {
-    let end = s.find('}')?;
-    let name = &s[..end];
-    let mut chars = name.chars();
-    let first = chars.next()?;
-    (first.is_ascii_uppercase() && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
-        .then_some(name)
+    let name = &s[..s.find('}')?];
+    is_variable_name(name).then_some(name)
 }
 
 impl Parsed {

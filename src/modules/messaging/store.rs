@@ -98,12 +98,7 @@ pub async fn list_messages<C: ConnectionTrait>(
     }
     let select = q.apply(select, MESSAGE_FIELDS, message::Column::Id, message::Column::CreatedAt)?;
     let Some(p) = position else { return q.fetch(db, select).await };
-    let mut counter = messages_in(scope);
-    if let Some(c) = contact_id {
-        counter = counter.filter(message::Column::ContactId.eq(c));
-    }
-    let counter = q.apply(counter, MESSAGE_FIELDS, message::Column::Id, message::Column::CreatedAt)?;
-    let total = sea_orm::PaginatorTrait::count(counter, db).await?;
+    let total = ListQuery::count(db, select.clone()).await?;
     let (at, id) = (message::Column::CreatedAt, message::Column::Id);
     let after = if p.descending {
         Condition::any().add(at.lt(p.created_at)).add(Condition::all().add(at.eq(p.created_at)).add(id.lt(p.id)))

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use super::entity::template::{self, ApprovalStatus, FallbackStrategy};
-use super::render::{Fallback, Parsed, Rendered, Variables};
+use super::render::{Fallback, Parsed, Rendered, Variables, is_variable_name};
 use super::service::Messaging;
 use super::store;
 use crate::db::list::{ListQuery, Page};
@@ -195,8 +195,7 @@ fn check_defaults(v: &Value) -> AppResult<Value> {
         return Err(AppError::field("default_values", "must be an object of NAME: value"));
     };
     for (k, value) in map {
-        let valid_name = Parsed::parse(&format!("{{{k}}}")).variables() == [k.clone()];
-        if !valid_name {
+        if !is_variable_name(k) {
             return Err(AppError::field(format!("default_values.{k}"), "keys are placeholder names ([A-Z][A-Z0-9_]*)"));
         }
         if !(value.is_string() || value.is_number() || value.is_boolean()) {
