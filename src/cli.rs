@@ -233,7 +233,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
             Ok(())
         }
         Command::Outbox { action } => {
-            let state = app::build_state(settings, true, Vec::new()).await?;
+            let state = app::build_state(settings, true).await?;
             match action {
                 OutboxAction::Status => {
                     let s = ops::outbox_status(&state.db).await.map_err(|e| e.to_string())?;
@@ -263,7 +263,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
             Ok(())
         }
         Command::Dlq { action } => {
-            let state = app::build_state(settings, true, Vec::new()).await?;
+            let state = app::build_state(settings, true).await?;
             let amqp = state.events.amqp().cloned();
             match action {
                 DlqAction::List { limit } => {
@@ -294,7 +294,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
                 crate::secret::SecretKey::rotate_file(&settings.data_dir)?;
                 println!("generated a new secret key in {}", settings.data_dir.join("secret.key").display());
             }
-            let state = app::build_state(settings, true, Vec::new()).await?;
+            let state = app::build_state(settings, true).await?;
             let n = state.channels.rotate_credentials().await.map_err(|e| e.to_string())?;
             println!(
                 "re-sealed the credentials of {n} channel(s) under key {}",
@@ -309,7 +309,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
             if !email.contains('@') {
                 return Err("--email must be an e-mail address".into());
             }
-            let state = app::build_state(settings, true, Vec::new()).await?;
+            let state = app::build_state(settings, true).await?;
             let full_name = full_name.unwrap_or_else(|| email.split('@').next().unwrap_or("admin").to_string());
             let (user_id, account_id) = state
                 .accounts
@@ -325,7 +325,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
 
 async fn contacts(action: ContactsAction, settings: Settings) -> Result<(), String> {
     use crate::modules::contacts::{ExportSelection, ImportOptions, OnDuplicate, check_import_header, export_to};
-    let state = app::build_state(settings, true, Vec::new()).await?;
+    let state = app::build_state(settings, true).await?;
     let err = |e: crate::error::AppError| match e {
         crate::error::AppError::Validation(errors) => {
             errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")

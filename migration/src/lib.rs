@@ -14,6 +14,7 @@ mod m20261128_000008_templates;
 mod m20261128_000009_messages;
 mod m20261128_000010_dispatch;
 mod m20261128_000011_rate_buckets;
+mod m20261128_000012_receipts;
 mod util;
 
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000009_messages::Migration),
             Box::new(m20261128_000010_dispatch::Migration),
             Box::new(m20261128_000011_rate_buckets::Migration),
+            Box::new(m20261128_000012_receipts::Migration),
         ]
     }
 }

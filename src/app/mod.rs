@@ -71,10 +71,14 @@ impl Default for BuildOptions {
     }
 }
 
-/// The consumers this build has. Scheduling, fan-out, dispatch, status and inbound consumers arrive
-/// with the messaging and channels issues.
-fn built_in_consumers() -> Vec<SharedConsumer> {
-    Vec::new()
+/// The consumers a role runs besides the extra ones it was given: the dispatcher's (webhook items:
+/// delivery statuses and inbound messages) in `dispatcher`, `worker` and `all`. Scheduling and fan-out
+/// arrive with the group and scheduled messages issue.
+fn built_in_consumers(role: Role, state: &AppState) -> Vec<SharedConsumer> {
+    match role {
+        Role::All | Role::Worker | Role::Dispatcher => state.messaging.consumers(),
+        _ => Vec::new(),
+    }
 }
 
 /// Who this process is as the owner of the contact imports it runs: `host:port` for a server (a restart
@@ -93,23 +97,14 @@ pub fn process_owner(port: Option<u16>) -> String {
 }
 
 /// Connects, migrates and builds the shared state for a command (see [`build_state_for`]).
-pub async fn build_state(
-    settings: Settings,
-    migrate: bool,
-    consumers: Vec<SharedConsumer>,
-) -> Result<AppState, String> {
-    build_state_for(settings, migrate, consumers, process_owner(None)).await
+pub async fn build_state(settings: Settings, migrate: bool) -> Result<AppState, String> {
+    build_state_for(settings, migrate, process_owner(None)).await
 }
 
 /// Connects, migrates and builds the shared state (used by `serve` and by CLI commands); `owner` names
-/// this process (see [`process_owner`]). In-process consumers start here (they live inside the
-/// transport).
-pub async fn build_state_for(
-    settings: Settings,
-    migrate: bool,
-    consumers: Vec<SharedConsumer>,
-    owner: String,
-) -> Result<AppState, String> {
+/// this process (see [`process_owner`]). No consumer runs yet: a server starts its role's consumers
+/// once the state is built, before the relay.
+pub async fn build_state_for(settings: Settings, migrate: bool, owner: String) -> Result<AppState, String> {
     let db = db::connect(&settings.database_url, settings.database.max_connections)
         .await
         .map_err(|e| format!("cannot open the database: {e}"))?;
@@ -131,15 +126,7 @@ pub async fn build_state_for(
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let amqp_url = settings.amqp_url.as_ref().map(|s| s.expose().to_string());
-    let events = Events::new(
-        db.clone(),
-        &settings.database_url,
-        amqp_url.as_deref(),
-        settings.events.clone(),
-        consumers,
-        &shutdown,
-        &tasks,
-    );
+    let events = Events::new(db.clone(), &settings.database_url, amqp_url.as_deref(), settings.events.clone());
     let accounts = Accounts::new(db.clone(), keys, mailer, settings.identity.refresh_token_ttl_days, events.clone());
     let uploads = ImportUploads::new(&settings.data_dir, settings.http.import_body_limit, tasks.clone(), owner);
     let contacts = Contacts::new(db.clone(), accounts.clone(), events.clone(), uploads);
@@ -238,11 +225,14 @@ impl Application {
             n => n,
         };
         let role = opts.role;
-        let mut consumers = built_in_consumers();
-        consumers.extend(opts.consumers);
-        let in_process = if role.runs_consumers() { consumers.clone() } else { Vec::new() };
         let owner = process_owner(Some(port));
-        let state = web::Data::new(build_state_for(settings, opts.migrate, in_process, owner).await?);
+        let state = web::Data::new(build_state_for(settings, opts.migrate, owner).await?);
+        if role.runs_consumers() {
+            // Consumers first: in-process, an event relayed before its consumer joined would reach nobody.
+            let mut consumers = built_in_consumers(role, &state);
+            consumers.extend(opts.consumers);
+            state.events.start_consumers(consumers, &state.shutdown, &state.tasks);
+        }
         if role.runs_relay() && opts.relay {
             state.events.start_relay(&state.shutdown, &state.tasks);
         }
@@ -250,7 +240,6 @@ impl Application {
             start_import_sweeper(&state).await;
         }
         if role.runs_consumers() {
-            state.events.start_consumers(consumers.clone(), &state.shutdown, &state.tasks);
             if matches!(role, Role::All | Role::Worker | Role::Scheduler) {
                 tracing::info!("scheduler: the scheduled-message consumer is not in this build yet");
             }
@@ -261,7 +250,7 @@ impl Application {
                     Dispatcher::new(state.messaging.clone(), registry, DispatchOptions::default())
                         .start(&state.shutdown, &state.tasks);
                 }
-                tracing::info!("dispatcher: fan-out, status and inbound consumers are not in this build yet");
+                tracing::info!("dispatcher: the group fan-out consumer is not in this build yet");
             }
         }
         let server_state = state.clone();

@@ -622,7 +622,7 @@ async fn rotate_key_cli_reseals_every_channel(b: Backend) {
     let previous = std::fs::read_to_string(app.data_dir().join("secret.key.previous")).unwrap();
     assert_eq!(previous.trim(), key_before.trim());
     // A process started now (current + previous keys) opens them; the old key alone no longer does.
-    let state = turumba::app::build_state(app.settings.clone(), false, Vec::new()).await.unwrap();
+    let state = turumba::app::build_state(app.settings.clone(), false).await.unwrap();
     let scope = state.accounts.operator_scope(Uuid::parse_str(&u.account_id).unwrap()).await.unwrap();
     let c = state.channels.get(scope, Uuid::parse_str(&id).unwrap()).await.unwrap();
     assert_eq!(state.channels.view(c.clone()).unwrap().masked_credentials, json!({"latency_ms": 5}));

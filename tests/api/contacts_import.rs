@@ -2,8 +2,8 @@
 //! streamed export (and its round trip back through the import), and the Directory facade.
 
 use serde_json::{Value, json};
-use turumba::modules::contacts::{Audience, Directory};
-use turumba::modules::events::EventMeta;
+use turumba::modules::contacts::{Audience, Directory, InboundSender};
+use turumba::modules::events::{EventBus, EventMeta};
 
 use crate::contacts::{contact, et_user};
 use crate::helpers::{Backend, Resp, TestApp, TestUser, eventually};
@@ -406,22 +406,42 @@ async fn directory_streams_each_recipient_once(b: Backend) {
         0
     );
 
-    // Inbound senders: found by address (national or international phone, identity), or created once.
-    let meta = EventMeta::default();
-    let (found, created) = directory.upsert_inbound(scope, "sms", "0911000001", None, &meta).await.unwrap();
+    // Inbound senders: found by address (national or international phone, identity), or created once,
+    // inside the caller's transaction.
+    let upsert = |channel_type: &'static str, address: &'static str, display_name: Option<&'static str>| {
+        let (state, directory) = (app.state.clone(), directory.clone());
+        async move {
+            let txn = turumba::db::begin_write(&state.db).await.unwrap();
+            let mut bus = EventBus::new(EventMeta::default());
+            let sender = InboundSender { channel_type, address, display_name, at: chrono::Utc::now() };
+            let found = directory.upsert_inbound(&txn, &mut bus, scope, sender).await;
+            if found.is_ok() {
+                state.events.commit(txn, bus).await.unwrap();
+            }
+            found.map(|c| (c.contact, c.created))
+        }
+    };
+    let (found, created) = upsert("sms", "0911000001", None).await.unwrap();
     assert_eq!((found.id, created), (uid(&a), false));
-    let (new, created) = directory.upsert_inbound(scope, "telegram", "999", Some("Tg User"), &meta).await.unwrap();
+    let (new, created) = upsert("telegram", "999", Some("Tg User")).await.unwrap();
     assert!(created);
-    let (again, created) = directory.upsert_inbound(scope, "telegram", "999", None, &meta).await.unwrap();
+    let (again, created) = upsert("telegram", "999", None).await.unwrap();
     assert_eq!((again.id, created), (new.id, false));
-    // Two messages from the same new sender at once: one contact, both calls get it.
-    let (x, y) = tokio::join!(
-        directory.upsert_inbound(scope, "messenger", "psid-42", None, &meta),
-        directory.upsert_inbound(scope, "messenger", "psid-42", None, &meta)
-    );
-    let (x, y) = (x.unwrap(), y.unwrap());
-    assert_eq!(x.0.id, y.0.id);
-    assert!(x.1 ^ y.1, "exactly one of them created the contact");
+    // Two messages from the same new sender at once: one contact. The loser of the race is told to
+    // retry (a conflict, its transaction rolled back) or, when it started after the winner committed,
+    // finds it; a retry finds it.
+    let (x, y) = tokio::join!(upsert("messenger", "psid-42", None), upsert("messenger", "psid-42", None));
+    let created: Vec<bool> = [&x, &y].iter().filter_map(|r| r.as_ref().ok().map(|c| c.1)).collect();
+    assert_eq!(created.iter().filter(|c| **c).count(), 1, "exactly one of them created the contact: {x:?} {y:?}");
+    for r in [x, y] {
+        if let Err(e) = r {
+            assert!(matches!(e, turumba::error::AppError::Conflict { .. }), "{e:?}");
+        }
+    }
+    let (retried, created) = upsert("messenger", "psid-42", None).await.unwrap();
+    assert!(!created);
+    let r = app.get("/v1/contacts?filter=channel_identities.messenger:eq:psid-42").token(&u.token).send().await;
+    assert_eq!((r.body["meta"]["total"].clone(), r.body["data"][0]["id"].clone()), (json!(1), json!(retried.id)));
     let r = app.get(&format!("/v1/contacts/{}", new.id)).token(&u.token).send().await;
     assert_eq!(r.data()["display_name"], "Tg User");
     assert!(r.data()["last_inbound_at"].is_string());

@@ -18,6 +18,7 @@ mod mail;
 mod messages;
 mod migrations;
 mod providers;
+mod receipts;
 mod roles;
 mod smpp;
 mod smsc;

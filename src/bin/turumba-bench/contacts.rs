@@ -49,7 +49,7 @@ pub(crate) async fn bench_contacts(database: String, rows: u64) {
     }
     println!("phone normalisation: {:.1} µs per number", t.elapsed().as_secs_f64() * 1e6 / 10_000.0);
     let settings = turumba::config::Settings::for_test(tmp.path(), &url);
-    let state = turumba::app::build_state(settings, true, Vec::new()).await.expect("state");
+    let state = turumba::app::build_state(settings, true).await.expect("state");
     let (_, account) = state
         .accounts
         .create_verified_user("bench@example.org", "bench password 1", "Bench", "Bench")

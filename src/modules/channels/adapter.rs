@@ -196,7 +196,7 @@ impl WebhookRequest {
 }
 
 /// One item of a webhook payload.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WebhookItem {
     /// A message from a contact.

@@ -27,7 +27,7 @@ mod vault;
 mod webhooks;
 
 pub use adapter::{
-    AdapterSet, ChannelContext, ErrorClass, OutboundMessage, ProviderAdapter, ProviderError, SendReceipt,
+    AdapterSet, ChannelContext, ErrorClass, OutboundMessage, ProviderAdapter, ProviderError, SendReceipt, WebhookItem,
 };
 pub use api::configure;
 pub use credentials::{Credentials, SmppCredentials, TelegramCredentials};

@@ -223,3 +223,23 @@ pub async fn reseal_channel<C: ConnectionTrait>(
         .await?;
     Ok(())
 }
+
+/// One more item of the account's inbox row handled; `processed` (with the time) when it was the last.
+pub async fn count_inbox_item<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    inbox_id: Uuid,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    use webhook_inbox::Column as C;
+    let last = Expr::col(C::ProcessedItems).add(1).gte(Expr::col(C::ItemCount));
+    webhook_inbox::Entity::update_many()
+        .col_expr(C::ProcessedItems, Expr::col(C::ProcessedItems).add(1))
+        .col_expr(C::Status, Expr::case(last.clone(), Expr::val("processed")).finally(Expr::col(C::Status)).into())
+        .col_expr(C::ProcessedAt, Expr::case(last, Expr::val(now)).finally(Expr::col(C::ProcessedAt)).into())
+        .filter(C::Id.eq(inbox_id))
+        .filter(C::AccountId.eq(scope.account_id()))
+        .exec(db)
+        .await?;
+    Ok(())
+}

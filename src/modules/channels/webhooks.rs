@@ -97,6 +97,7 @@ impl Channels {
             error: Set(error),
             received_at: Set(now),
             processed_at: Set(None),
+            processed_items: Set(0),
         };
         let txn = crate::db::begin_write(&self.db).await?;
         let inbox = match inbox.insert(&txn).await {
@@ -252,6 +253,18 @@ impl Channels {
                 }
             }
         });
+    }
+
+    /// Counts one item of an inbox delivery as handled, inside the consumer's transaction (each item
+    /// once: the consumer framework drops a redelivered event); the row becomes `processed` with its
+    /// last item.
+    pub async fn inbox_item_processed(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        scope: crate::modules::accounts::AccountScope,
+        inbox_id: Uuid,
+    ) -> AppResult<()> {
+        store::count_inbox_item(txn, scope, inbox_id, Utc::now()).await
     }
 
     async fn inbox_entry(&self, channel_id: Uuid, event_id: &str) -> AppResult<Option<webhook_inbox::Model>> {

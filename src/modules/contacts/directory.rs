@@ -7,8 +7,8 @@
 use chrono::Utc;
 use sea_orm::sea_query::{Condition, Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait, Set, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, Statement,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -20,7 +20,7 @@ use super::store;
 use crate::domain::channel_type::{AddressKind, address_kind};
 use crate::error::{AppError, AppResult};
 use crate::modules::accounts::AccountScope;
-use crate::modules::events::{EventBus, EventMeta};
+use crate::modules::events::EventBus;
 
 /// Who a message goes to. Empty `group_ids`, `segment_ids` and `contact_ids` select nobody.
 #[derive(Debug, Clone, Default)]
@@ -343,10 +343,19 @@ impl Directory {
         channel_type: &str,
         address: &str,
     ) -> AppResult<Option<DirectoryContact>> {
+        Ok(self.find_model_by_address(&self.contacts.db, scope, channel_type, address).await?.map(Into::into))
+    }
+
+    async fn find_model_by_address<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        scope: AccountScope,
+        channel_type: &str,
+        address: &str,
+    ) -> AppResult<Option<contact::Model>> {
         let kind =
             address_kind(channel_type).ok_or_else(|| AppError::field("channel_type", "is not a channel type"))?;
-        let db = &self.contacts.db;
-        let found = match kind {
+        Ok(match kind {
             AddressKind::Phone => {
                 let region = self.contacts.region(scope).await?;
                 let Ok(p) = super::normalise::normalise_phone(address, region) else { return Ok(None) };
@@ -357,25 +366,26 @@ impl Directory {
                 store::contacts_in(scope).filter(contact::Column::Email.eq(e)).one(db).await?
             }
             AddressKind::Identity(t) => store::find_by_identity(db, scope, t, address.trim()).await?,
-        };
-        Ok(found.map(Into::into))
+        })
     }
 
-    /// The contact behind an inbound sender: found by address, or created; `last_inbound_at` is set.
-    /// Returns the contact and whether it was created.
+    /// The contact behind an inbound sender, inside the caller's transaction (its events join `bus`):
+    /// found by address, or created (`contact.created`); `last_inbound_at` is set to `at`. Returns the
+    /// contact, whether it was created, and whether it is opted out of `channel_type`. A new sender
+    /// created at the same time by another transaction is a conflict: the caller retries, and then
+    /// finds it.
     #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn upsert_inbound(
         &self,
+        txn: &DatabaseTransaction,
+        bus: &mut EventBus,
         scope: AccountScope,
-        channel_type: &str,
-        address: &str,
-        display_name: Option<&str>,
-        meta: &EventMeta,
-    ) -> AppResult<(DirectoryContact, bool)> {
-        let db = &self.contacts.db;
-        if let Some(found) = self.find_by_address(scope, channel_type, address).await? {
-            store::touch_last_inbound(db, scope, found.id, Utc::now()).await?;
-            return Ok((found, false));
+        sender: InboundSender<'_>,
+    ) -> AppResult<InboundContact> {
+        let InboundSender { channel_type, address, display_name, at } = sender;
+        if let Some(found) = self.find_model_by_address(txn, scope, channel_type, address).await? {
+            store::touch_last_inbound(txn, scope, found.id, at).await?;
+            return Ok(InboundContact::of(found, channel_type, false));
         }
         let kind =
             address_kind(channel_type).ok_or_else(|| AppError::field("channel_type", "is not a channel type"))?;
@@ -387,27 +397,17 @@ impl Directory {
         }
         let region = self.contacts.region(scope).await?;
         let n = normalise_input(&input, region).map_err(AppError::Validation)?;
-        let txn = crate::db::begin_write(db).await?;
         let mut active = new_contact(scope, &n);
-        active.last_inbound_at = Set(Some(Utc::now()));
-        let inserted = match active.insert(&txn).await {
-            Ok(c) => store::set_identities(&txn, scope, c.id, &n.identities()).await.map(|_| c),
-            Err(e) if crate::db::is_unique_violation(&e) => Err(AppError::conflict("taken concurrently")),
-            Err(e) => Err(e.into()),
-        };
-        let c = match inserted {
+        active.last_inbound_at = Set(Some(at));
+        let c = match active.insert(txn).await {
             Ok(c) => c,
-            // Two messages from the same new sender at once: the other one created the contact.
-            Err(AppError::Conflict { .. }) => {
-                drop(txn);
-                let found = self.find_by_address(scope, channel_type, address).await?;
-                return found
-                    .map(|c| (c, false))
-                    .ok_or(AppError::conflict("the sender's contact changed concurrently; retry"));
+            Err(e) if crate::db::is_unique_violation(&e) => {
+                return Err(AppError::conflict("the sender's contact was created concurrently; retry"));
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
-        let mut bus = EventBus::new(meta.clone());
+        // A concurrent writer that took the identity first is a conflict too.
+        store::set_identities(txn, scope, c.id, &n.identities()).await?;
         bus.emit(
             "contact.created",
             "contact",
@@ -415,8 +415,78 @@ impl Directory {
             Some(scope.account_id()),
             json!({ "source": "inbound", "channel_type": channel_type }),
         );
-        self.contacts.events.commit(txn, bus).await?;
-        Ok((c.into(), true))
+        Ok(InboundContact::of(c, channel_type, true))
+    }
+
+    /// Opts the contact out of (or back into) `channel_type` inside the caller's transaction, as a
+    /// STOP or START keyword asks; `contact.opted_out` or `contact.opted_in` joins `bus`. False when it
+    /// was so already.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
+    pub async fn set_opted_out(
+        &self,
+        txn: &DatabaseTransaction,
+        bus: &mut EventBus,
+        scope: AccountScope,
+        id: Uuid,
+        channel_type: &str,
+        opted_out: bool,
+    ) -> AppResult<bool> {
+        let c = store::find_contact(txn, scope, id).await?.ok_or(AppError::NotFound("contact"))?;
+        let mut channels: Vec<String> = c
+            .opted_out_channels
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let had = channels.iter().any(|t| t == channel_type);
+        if had == opted_out {
+            return Ok(false);
+        }
+        if opted_out {
+            channels.push(channel_type.to_string());
+        } else {
+            channels.retain(|t| t != channel_type);
+        }
+        contact::Entity::update_many()
+            .col_expr(contact::Column::OptedOutChannels, Expr::val(json!(channels)))
+            .col_expr(contact::Column::UpdatedAt, Expr::val(Utc::now()))
+            .filter(contact::Column::Id.eq(id))
+            .filter(contact::Column::AccountId.eq(scope.account_id()))
+            .exec(txn)
+            .await?;
+        let topic = if opted_out { "contact.opted_out" } else { "contact.opted_in" };
+        bus.emit(
+            topic,
+            "contact",
+            id,
+            Some(scope.account_id()),
+            json!({ "channels": [channel_type], "source": "keyword" }),
+        );
+        Ok(true)
+    }
+}
+
+/// Who wrote to us: the sender's address on the channel type, the name the provider gave, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct InboundSender<'a> {
+    pub channel_type: &'a str,
+    pub address: &'a str,
+    pub display_name: Option<&'a str>,
+    pub at: chrono::DateTime<Utc>,
+}
+
+/// The contact behind an inbound message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboundContact {
+    pub contact: DirectoryContact,
+    pub created: bool,
+    /// Opted out of the channel type the message came on.
+    pub opted_out: bool,
+}
+
+impl InboundContact {
+    fn of(c: contact::Model, channel_type: &str, created: bool) -> Self {
+        let opted_out = c.opted_out_channels.as_array().is_some_and(|a| a.iter().any(|v| v == channel_type));
+        InboundContact { contact: c.into(), created, opted_out }
     }
 }
 

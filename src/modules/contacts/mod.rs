@@ -26,7 +26,9 @@ mod store;
 mod tags;
 
 pub use api::configure;
-pub use directory::{Audience, Directory, DirectoryContact, Reach, Recipient, RecipientStream};
+pub use directory::{
+    Audience, Directory, DirectoryContact, InboundContact, InboundSender, Reach, Recipient, RecipientStream,
+};
 pub use export::{ExportSelection, export_to};
 pub use import::{BATCH_ROWS, ImportOptions, OnDuplicate, Progress, check_header as check_import_header};
 pub use normalise::normalise_phone;

@@ -42,23 +42,17 @@ pub struct Events {
     wake: Arc<Notify>,
     transport: Arc<dyn Transport>,
     amqp: Option<Arc<Amqp>>,
+    in_process: Option<Arc<InProcess>>,
     settings: EventSettings,
     database_url: String,
 }
 
 impl Events {
-    /// Chooses the transport: RabbitMQ when `amqp_url` is set, else in-process. In-process consumers
-    /// start at once (they live inside the transport); RabbitMQ consumers start with [`Events::start_consumers`].
-    pub fn new(
-        db: DatabaseConnection,
-        database_url: &str,
-        amqp_url: Option<&str>,
-        settings: EventSettings,
-        in_process_consumers: Vec<SharedConsumer>,
-        shutdown: &CancellationToken,
-        tracker: &TaskTracker,
-    ) -> Self {
-        let (transport, amqp): (Arc<dyn Transport>, Option<Arc<Amqp>>) = match amqp_url {
+    /// Chooses the transport: RabbitMQ when `amqp_url` is set, else in-process. Consumers start with
+    /// [`Events::start_consumers`] on either transport, once the services their handlers call exist
+    /// (and, in-process, before the relay starts).
+    pub fn new(db: DatabaseConnection, database_url: &str, amqp_url: Option<&str>, settings: EventSettings) -> Self {
+        let (transport, amqp, in_process): (Arc<dyn Transport>, Option<Arc<Amqp>>, _) = match amqp_url {
             Some(url) => {
                 let a = Amqp::new(
                     url,
@@ -67,21 +61,22 @@ impl Events {
                     settings.consumer_max_attempts,
                     settings.audit_queue,
                 );
-                (a.clone(), Some(a))
+                (a.clone(), Some(a), None)
             }
-            None => (
-                InProcess::start(
-                    db.clone(),
-                    in_process_consumers,
-                    settings.queue_capacity,
-                    settings.consumer_max_attempts,
-                    shutdown.clone(),
-                    tracker,
-                ),
-                None,
-            ),
+            None => {
+                let t = InProcess::new(db.clone(), settings.queue_capacity, settings.consumer_max_attempts);
+                (t.clone(), None, Some(t))
+            }
         };
-        Events { db, wake: Arc::new(Notify::new()), transport, amqp, settings, database_url: database_url.to_string() }
+        Events {
+            db,
+            wake: Arc::new(Notify::new()),
+            transport,
+            amqp,
+            in_process,
+            settings,
+            database_url: database_url.to_string(),
+        }
     }
 
     /// Writes the events collected in `bus` into the outbox inside `txn`, commits, and wakes the relay:
@@ -131,12 +126,14 @@ impl Events {
         tracker.spawn(self.relay().run(shutdown.clone()));
     }
 
-    /// Starts RabbitMQ consumers (no-op in-process, where consumers started with the transport).
+    /// Starts consumers: a RabbitMQ queue each, or an in-process queue and worker each.
     pub fn start_consumers(&self, consumers: Vec<SharedConsumer>, shutdown: &CancellationToken, tracker: &TaskTracker) {
         if let Some(amqp) = &self.amqp {
             for c in consumers {
                 amqp.start_consumer(self.db.clone(), c, shutdown.clone(), tracker);
             }
+        } else if let Some(in_process) = &self.in_process {
+            in_process.add(consumers, shutdown, tracker);
         }
     }
 }

@@ -20,6 +20,8 @@
 //! Metrics: `messages_dispatched_total{channel_type, outcome}` (sent, delivered, retry_scheduled,
 //! throttled, rate_limited, permanently_failed) and `dispatch_provider_latency_seconds{channel_type}`.
 //!
+//! A send's record also matches the delivery receipts that arrived before it (see `receipts`).
+//!
 //! Not yet (issue 15, item 3 continues): the per-channel concurrency bound, SMPP sends routed to the bind holder, and a doorbell consumer of
 //! `message.dispatch.*` (a dispatcher in another process than the API polls every
 //! [`DispatchOptions::poll`]; in the same process a send wakes it at once).
@@ -70,6 +72,8 @@ impl Default for DispatchOptions {
 
 /// Longest wait between two attempts.
 const MAX_BACKOFF_SECS: i64 = 3600;
+/// How often a dispatcher drops receipts parked too long.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
 /// A throttled send without the provider's hint waits this long.
 const DEFAULT_THROTTLE_WAIT: Duration = Duration::from_secs(5);
 
@@ -93,7 +97,12 @@ impl Dispatcher {
         let shutdown = shutdown.clone();
         let wake: Arc<Notify> = self.messaging.dispatch_wake.clone();
         tracker.spawn(async move {
+            let mut swept: Option<std::time::Instant> = None;
             loop {
+                if swept.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
+                    swept = Some(std::time::Instant::now());
+                    self.sweep().await;
+                }
                 let handled = match self.run_once().await {
                     Ok(n) => n,
                     Err(e) => {
@@ -111,6 +120,17 @@ impl Dispatcher {
                 }
             }
         });
+    }
+
+    /// Drops receipts parked longer than [`super::consumer::PARKED_RECEIPT_DAYS`] (their send's answer
+    /// was lost and the message sent again under another provider id).
+    async fn sweep(&self) {
+        let before = Utc::now() - chrono::Duration::days(super::consumer::PARKED_RECEIPT_DAYS);
+        match super::receipts::expire_parked(&self.messaging.db, before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "dropped delivery receipts that never matched a send"),
+            Err(e) => tracing::warn!(error = %e, "cannot drop old parked receipts"),
+        }
     }
 
     /// One pass: claim, send, record. Returns how many messages it handled.
@@ -239,6 +259,8 @@ impl Dispatcher {
         let now = Utc::now();
         let txn = crate::db::begin_write(&self.messaging.db).await?;
         let mut bus = EventBus::new(EventMeta::default());
+        // Sends now known by a provider id: receipts that beat this record are waiting for them.
+        let mut identified: Vec<(message::Model, String)> = Vec::new();
         for (m, outcome) in outcomes {
             let change = match &outcome {
                 Outcome::Deferred(due) => store::Change::deferred(*due),
@@ -279,6 +301,10 @@ impl Dispatcher {
                 "outcome" => kind
             )
             .increment(1);
+            let provider_id = match &outcome {
+                Outcome::Sent(receipt) => receipt.provider_message_id.clone(),
+                _ => None,
+            };
             if store::apply_change(&txn, &m, change).await? && !deferred {
                 bus.emit(
                     &format!("message.status.{}", status.as_str()),
@@ -287,8 +313,13 @@ impl Dispatcher {
                     Some(m.account_id),
                     json!({ "channel_id": m.channel_id, "attempts": m.attempts }),
                 );
+                if let Some(id) = provider_id {
+                    identified.push((message::Model { status, ..m }, id));
+                }
             }
         }
+        let identified: Vec<(&message::Model, String)> = identified.iter().map(|(m, id)| (m, id.clone())).collect();
+        super::receipts::match_parked(&txn, &mut bus, &identified).await?;
         self.messaging.events.commit(txn, bus).await?;
         Ok(())
     }

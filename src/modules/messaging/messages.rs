@@ -173,13 +173,7 @@ impl Messaging {
             }
         }
         let mut bus = EventBus::new(meta.clone());
-        bus.emit(
-            &format!("message.dispatch.{}", m.channel_type.as_str()),
-            "message",
-            m.id,
-            Some(scope.account_id()),
-            json!({ "channel_id": m.channel_id, "message_ids": [m.id] }),
-        );
+        emit_dispatch(&mut bus, &m);
         self.events.commit(txn, bus).await?;
         self.dispatch_wake.notify_one();
         Ok(Sent::Created(Box::new(m)))
@@ -313,36 +307,14 @@ impl Messaging {
             metadata.insert("encoding".into(), json!(sms.encoding.as_str()));
         }
         let now = Utc::now();
-        Ok(message::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            account_id: Set(scope.account_id()),
-            channel_id: Set(channel.id),
-            contact_id: Set(contact.as_ref().map(|c| c.id)),
-            sent_by_user_id: Set(Some(sender.id)),
-            group_message_id: Set(None),
-            scheduled_message_id: Set(None),
-            template_id: Set(new.template_id),
-            channel_type: Set(channel_type),
-            direction: Set(Direction::Outbound),
-            status: Set(MessageStatus::Queued),
-            delivery_address: Set(address),
-            message_body: Set(body),
-            original_template: Set(original_template),
-            attachments: Set(json!(attachments)),
-            scheduled_at: Set(None),
-            sent_at: Set(None),
-            delivered_at: Set(None),
-            read_at: Set(None),
-            failed_at: Set(None),
-            attempts: Set(0),
-            provider_message_id: Set(None),
-            metadata: Set(Value::Object(metadata)),
-            error_details: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            next_attempt_at: Set(Some(now)),
-            lease_until: Set(None),
-        })
+        let mut row = store::new_message(scope, channel.id, channel_type, Direction::Outbound, address, body, now);
+        row.contact_id = Set(contact.as_ref().map(|c| c.id));
+        row.sent_by_user_id = Set(Some(sender.id));
+        row.template_id = Set(new.template_id);
+        row.original_template = Set(original_template);
+        row.attachments = Set(json!(attachments));
+        row.metadata = Set(Value::Object(metadata));
+        Ok(row)
     }
 
     /// A page of the account's messages (or of one contact's conversation, both directions). With the
@@ -462,4 +434,15 @@ impl Messaging {
         m.delete(&self.db).await?;
         Ok(())
     }
+}
+
+/// `message.dispatch.<type>` for a message just queued: the doorbell of the dispatchers.
+pub(super) fn emit_dispatch(bus: &mut EventBus, m: &message::Model) {
+    bus.emit(
+        &format!("message.dispatch.{}", m.channel_type.as_str()),
+        "message",
+        m.id,
+        Some(m.account_id),
+        json!({ "channel_id": m.channel_id, "message_ids": [m.id] }),
+    );
 }

@@ -109,6 +109,50 @@ pub async fn list_messages<C: ConnectionTrait>(
     Ok(Page { items, total, skip: 0, limit: q.limit })
 }
 
+/// A message row with nothing but its channel, direction, address and body: outbound and system
+/// messages are `queued` and due at once, inbound ones `delivered` now.
+pub fn new_message(
+    scope: AccountScope,
+    channel_id: Uuid,
+    channel_type: crate::domain::channel_type::ChannelType,
+    direction: message::Direction,
+    address: String,
+    body: String,
+    now: DateTime<Utc>,
+) -> message::ActiveModel {
+    let inbound = direction == message::Direction::Inbound;
+    message::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        account_id: Set(scope.account_id()),
+        channel_id: Set(channel_id),
+        contact_id: Set(None),
+        sent_by_user_id: Set(None),
+        group_message_id: Set(None),
+        scheduled_message_id: Set(None),
+        template_id: Set(None),
+        channel_type: Set(channel_type),
+        direction: Set(direction),
+        status: Set(if inbound { MessageStatus::Delivered } else { MessageStatus::Queued }),
+        delivery_address: Set(address),
+        message_body: Set(body),
+        original_template: Set(None),
+        attachments: Set(serde_json::json!([])),
+        scheduled_at: Set(None),
+        sent_at: Set(None),
+        delivered_at: Set(inbound.then_some(now)),
+        read_at: Set(None),
+        failed_at: Set(None),
+        attempts: Set(0),
+        provider_message_id: Set(None),
+        metadata: Set(serde_json::json!({})),
+        error_details: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        next_attempt_at: Set((!inbound).then_some(now)),
+        lease_until: Set(None),
+    }
+}
+
 pub async fn find_message<C: ConnectionTrait>(
     db: &C,
     scope: AccountScope,

@@ -15,6 +15,8 @@ pub struct Model {
     pub payload: String,
     pub content_type: Option<String>,
     pub item_count: i32,
+    /// Items handled by the status and inbound consumer; `processed` when it reaches `item_count`.
+    pub processed_items: i32,
     pub error: Option<String>,
     pub received_at: DateTimeUtc,
     pub processed_at: Option<DateTimeUtc>,

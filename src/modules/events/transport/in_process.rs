@@ -24,10 +24,20 @@ struct Route {
 }
 
 pub struct InProcess {
-    routes: Vec<Route>,
+    db: DatabaseConnection,
+    queue_capacity: usize,
+    max_attempts: i32,
+    /// Consumers join after the services they call are built (see [`InProcess::add`]).
+    routes: std::sync::RwLock<Vec<Route>>,
 }
 
 impl InProcess {
+    /// A transport with no consumers yet: an event sent before any consumer joined reaches nobody, so
+    /// the relay starts only after [`InProcess::add`].
+    pub fn new(db: DatabaseConnection, queue_capacity: usize, max_attempts: i32) -> Arc<Self> {
+        Arc::new(InProcess { db, queue_capacity, max_attempts, routes: std::sync::RwLock::new(Vec::new()) })
+    }
+
     /// Starts one worker per consumer under `tracker`, stopping at `shutdown`.
     pub fn start(
         db: DatabaseConnection,
@@ -37,13 +47,29 @@ impl InProcess {
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Arc<Self> {
-        let mut routes = Vec::new();
+        let transport = InProcess::new(db, queue_capacity, max_attempts);
+        transport.add(consumers, &shutdown, tracker);
+        transport
+    }
+
+    /// Adds consumers, each with its bounded queue and worker task.
+    pub fn add(&self, consumers: Vec<SharedConsumer>, shutdown: &CancellationToken, tracker: &TaskTracker) {
+        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
         for c in consumers {
-            let (tx, rx) = mpsc::channel::<Work>(queue_capacity.max(1));
+            let (tx, rx) = mpsc::channel::<Work>(self.queue_capacity.max(1));
             routes.push(Route { name: c.name().to_string(), bindings: c.bindings(), tx });
-            tracker.spawn(worker(db.clone(), c, rx, max_attempts, shutdown.clone()));
+            tracker.spawn(worker(self.db.clone(), c, rx, self.max_attempts, shutdown.clone()));
         }
-        Arc::new(InProcess { routes })
+    }
+
+    /// The queues of the consumers bound to `topic`.
+    fn routes_for(&self, topic: &str) -> Vec<(String, mpsc::Sender<Work>)> {
+        let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
+        routes
+            .iter()
+            .filter(|r| r.bindings.iter().any(|b| topic_matches(b, topic)))
+            .map(|r| (r.name.clone(), r.tx.clone()))
+            .collect()
     }
 }
 
@@ -129,12 +155,12 @@ impl Transport for InProcess {
         let mut waits: Vec<Vec<(String, oneshot::Receiver<()>)>> = Vec::with_capacity(events.len());
         for event in events {
             let mut acks = Vec::new();
-            for r in self.routes.iter().filter(|r| r.bindings.iter().any(|b| topic_matches(b, &event.event_type))) {
+            for (name, queue) in self.routes_for(&event.event_type) {
                 let (tx, rx) = oneshot::channel();
-                if r.tx.send((event.clone(), tx)).await.is_err() {
-                    return Err(Unavailable(format!("consumer `{}` has stopped", r.name)));
+                if queue.send((event.clone(), tx)).await.is_err() {
+                    return Err(Unavailable(format!("consumer `{name}` has stopped")));
                 }
-                acks.push((r.name.clone(), rx));
+                acks.push((name, rx));
             }
             waits.push(acks);
         }

@@ -2,5 +2,6 @@
 
 pub mod idempotency_key;
 pub mod message;
+pub mod parked_receipt;
 pub mod rate_bucket;
 pub mod template;

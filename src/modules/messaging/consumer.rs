@@ -1,0 +1,105 @@
+//! The status and inbound consumer (roles `dispatcher`, `worker`, `all`): every `webhook.inbound.<type>`
+//! event — one item of a provider webhook, an SMPP `deliver_sm` or a polled mail — is either a
+//! delivery status ([`super::receipts`]) or a message from a contact ([`super::inbound`]). The item's
+//! effects, its inbox row's progress (`processed` with its last item) and the events it causes are
+//! written in the consumer's one transaction, which the event framework makes run once per event.
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sea_orm::DatabaseTransaction;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::inbound::Inbound;
+use super::receipts::{self, Receipt};
+use super::service::Messaging;
+use crate::domain::channel_type::ChannelType;
+use crate::error::AppError;
+use crate::modules::channels::WebhookItem;
+use crate::modules::events::{Consumer, EventBus, EventEnvelope, EventMeta, HandlerError, SharedConsumer};
+
+/// How long a receipt may wait for its send to be recorded before it is dropped.
+pub const PARKED_RECEIPT_DAYS: i64 = 7;
+
+/// One webhook item as the inbox emitted it.
+#[derive(Debug, Deserialize)]
+struct ItemEvent {
+    inbox_id: Uuid,
+    channel_id: Uuid,
+    channel_type: String,
+    item: WebhookItem,
+}
+
+pub struct WebhookItems {
+    messaging: Messaging,
+}
+
+impl Messaging {
+    /// The consumers messaging runs in the dispatcher roles.
+    pub fn consumers(&self) -> Vec<SharedConsumer> {
+        vec![std::sync::Arc::new(WebhookItems { messaging: self.clone() })]
+    }
+}
+
+fn handler_error(e: AppError) -> HandlerError {
+    match e {
+        // A concurrent writer (the same new sender in two messages at once): the next try finds it.
+        AppError::Conflict { message, .. } => HandlerError::Transient(message),
+        AppError::Validation(errors) => HandlerError::Permanent(format!("invalid webhook item: {errors:?}")),
+        e => HandlerError::Transient(e.to_string()),
+    }
+}
+
+#[async_trait]
+impl Consumer for WebhookItems {
+    fn name(&self) -> &str {
+        "messaging.webhook_items"
+    }
+
+    fn bindings(&self) -> Vec<String> {
+        vec!["webhook.inbound.*".into()]
+    }
+
+    async fn handle(&self, txn: &DatabaseTransaction, event: &EventEnvelope) -> Result<(), HandlerError> {
+        let e: ItemEvent = serde_json::from_value(event.data.clone())
+            .map_err(|err| HandlerError::Permanent(format!("unreadable webhook item: {err}")))?;
+        let Some(account_id) = event.account_id else {
+            return Err(HandlerError::Permanent("a webhook item without an account".into()));
+        };
+        let channel_type = ChannelType::parse(&e.channel_type)
+            .ok_or_else(|| HandlerError::Permanent(format!("unknown channel type `{}`", e.channel_type)))?;
+        let m = &self.messaging;
+        let scope = match m.accounts.operator_scope(account_id).await {
+            Ok(scope) => scope,
+            // The account was deleted since: its messages and inbox went with it.
+            Err(AppError::NotFound(_)) => return Ok(()),
+            Err(err) => return Err(handler_error(err)),
+        };
+        let meta = EventMeta { user_id: None, request_id: event.request_id.clone() };
+        let mut bus = EventBus::new(meta);
+        match e.item {
+            WebhookItem::Status { provider_message_id, status, error, at, .. } => {
+                let r = Receipt { channel_id: e.channel_id, provider_message_id, status, error, at };
+                receipts::apply(txn, &mut bus, scope, &r).await.map_err(handler_error)?;
+            }
+            WebhookItem::Inbound { provider_message_id, from, from_name, text, received_at, .. } => {
+                let i = Inbound {
+                    channel_id: e.channel_id,
+                    channel_type,
+                    provider_message_id,
+                    from,
+                    from_name,
+                    text,
+                    at: received_at.map(|t| t.min(Utc::now())),
+                };
+                m.receive(txn, &mut bus, scope, i).await.map_err(handler_error)?;
+            }
+        }
+        m.channels.inbox_item_processed(txn, scope, e.inbox_id).await.map_err(handler_error)?;
+        bus.flush(txn).await?;
+        // Wakes this process's relay for the events just written: in-process, the relay waits for this
+        // handler's commit before its next pass; elsewhere PostgreSQL's NOTIFY or the poll finds them.
+        m.events.committed();
+        Ok(())
+    }
+}
