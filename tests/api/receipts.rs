@@ -315,7 +315,66 @@ async fn a_telegram_reply_lands_in_the_contact_history(b: Backend) {
     assert!(c.data()["last_inbound_at"].is_string(), "{}", c.body);
 }
 
+/// WhatsApp allows free text only within 24 h of the contact's last message: the dispatcher hands the
+/// adapter the contact's `last_inbound_at`, which an inbound message sets.
+async fn a_whatsapp_reply_opens_the_service_window(b: Backend) {
+    let graph = fakes::graph();
+    let app = TestApp::spawn_with(b, |s| s.public_base_url = Some(PUBLIC.into())).await;
+    let u = app.user("window").await;
+    let r = app
+        .post("/v1/channels")
+        .token(&u.token)
+        .json(json!({"name": "wa", "channel_type": "whatsapp", "credentials": {"access_token": fakes::GRAPH_TOKEN,
+            "phone_number_id": "1065550001", "business_account_id": "99", "app_secret": "wa-app-secret",
+            "verify_token": "vt", "base_url": graph.base_url}}))
+        .send()
+        .await;
+    let wa = r.expect(201, None).id();
+    let silent = app.post("/v1/contacts").token(&u.token).json(json!({"phone": "+251911000002"})).send().await;
+    let silent = silent.expect(201, None).id();
+    let payload = json!({"object": "whatsapp_business_account", "entry": [{"id": "99", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550001", "phone_number_id": "1065550001"},
+        "contacts": [{"profile": {"name": "Almaz"}, "wa_id": "251911000001"}],
+        "messages": [{"from": "251911000001", "id": "wamid.IN1", "timestamp": chrono::Utc::now().timestamp().to_string(),
+            "type": "text", "text": {"body": "Selam, when is my visit?"}}]
+    }}]}]})
+    .to_string();
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"wa-app-secret");
+    let sig = format!("sha256={}", hex::encode(aws_lc_rs::hmac::sign(&key, payload.as_bytes()).as_ref()));
+    app.post(&format!("/v1/webhooks/whatsapp/{wa}"))
+        .header("X-Hub-Signature-256", &sig)
+        .raw("application/json", payload)
+        .send()
+        .await
+        .expect(200, None);
+    inbox_drained(&app).await;
+    let almaz = contact_by_phone(&app, &u, "+251911000001").await;
+    assert_eq!(almaz["display_name"], "Almaz");
+    let almaz = almaz["id"].as_str().unwrap().to_string();
+
+    let send_to = |contact: String| {
+        let (app, u, wa) = (&app, &u, wa.clone());
+        async move {
+            let r = app
+                .post("/v1/messages")
+                .token(&u.token)
+                .json(json!({"channel_id": wa, "contact_id": contact, "message_body": "Tomorrow at 10"}))
+                .send()
+                .await;
+            r.expect(201, None).id()
+        }
+    };
+    let answered = send_to(almaz).await;
+    wait_status(&app, &u, &answered, "sent").await;
+    let sent = graph.last("/messages").unwrap().json();
+    assert_eq!((sent["type"].clone(), sent["text"]["body"].clone()), (json!("text"), json!("Tomorrow at 10")));
+    let cold = send_to(silent).await;
+    wait_status(&app, &u, &cold, "permanently_failed").await;
+    assert_eq!(message(&app, &u, &cold).await["error_details"]["provider_code"], "outside_window");
+}
+
 both_backends!(
+    a_whatsapp_reply_opens_the_service_window,
     receipts_move_a_message_forward_only,
     a_receipt_that_beats_the_send_record_is_parked_and_matched,
     inbound_messages_reach_the_history_and_keywords_opt_out,

@@ -334,6 +334,27 @@ impl Directory {
         }))
     }
 
+    /// When each of these contacts of the account last wrote to us (contacts that never did, or are not
+    /// the account's, are absent): the WhatsApp and Messenger customer-service window.
+    pub async fn last_inbound(
+        &self,
+        scope: AccountScope,
+        ids: &[Uuid],
+    ) -> AppResult<std::collections::HashMap<Uuid, chrono::DateTime<Utc>>> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let rows: Vec<(Uuid, Option<chrono::DateTime<Utc>>)> = store::contacts_in(scope)
+            .select_only()
+            .column(contact::Column::Id)
+            .column(contact::Column::LastInboundAt)
+            .filter(contact::Column::Id.is_in(ids.iter().copied()))
+            .into_tuple()
+            .all(&self.contacts.db)
+            .await?;
+        Ok(rows.into_iter().filter_map(|(id, at)| at.map(|at| (id, at))).collect())
+    }
+
     /// The contact reached at `address` on `channel_type` (phone for sms/smpp/whatsapp, e-mail for
     /// email, the channel identity for telegram/messenger).
     #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]

@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 
 pub use bus::EventBus;
 pub use consumer::{
-    Consumer, HandlerError, Outcome, Settlement, SharedConsumer, process, process_batch, was_processed,
+    Consumer, HandlerError, MAX_BATCH, Outcome, Settlement, SharedConsumer, process, process_batch, was_processed,
 };
 pub use envelope::{EventEnvelope, EventMeta, topic_matches};
 pub use outbox::OutboxStatus;

@@ -41,6 +41,7 @@ use uuid::Uuid;
 use super::entity::message::{self, MessageStatus};
 use super::service::Messaging;
 use super::store::{self, Outcome};
+use crate::domain::channel_type::ChannelType;
 use crate::error::AppResult;
 use crate::modules::accounts::AccountScope;
 use crate::modules::channels::{ChannelRegistry, ErrorClass, LoadedChannel, OutboundMessage, ProviderError};
@@ -142,11 +143,13 @@ impl Dispatcher {
         }
         let channels = self.load_channels(&claimed).await;
         let (claimed, mut deferred) = self.within_rate_limits(claimed, &channels).await?;
+        let windows = self.service_windows(&claimed).await;
         let mut outcomes: Vec<(message::Model, Outcome)> = futures_util::stream::iter(claimed)
             .map(|m| {
                 let loaded = channels.get(&m.channel_id).cloned().flatten();
+                let last_inbound_at = m.contact_id.and_then(|c| windows.get(&c).copied());
                 async move {
-                    let outcome = self.deliver(&m, loaded).await;
+                    let outcome = self.deliver(&m, loaded, last_inbound_at).await;
                     (m, outcome)
                 }
             })
@@ -226,7 +229,34 @@ impl Dispatcher {
         Ok((now, later))
     }
 
-    async fn deliver(&self, m: &message::Model, loaded: Loaded) -> Outcome {
+    /// When the contacts of the WhatsApp and Messenger messages among `claimed` last wrote to us (free
+    /// text is allowed only within 24 h of that); a contact this cannot be read for counts as silent.
+    async fn service_windows(&self, claimed: &[message::Model]) -> HashMap<Uuid, chrono::DateTime<Utc>> {
+        let mut by_account: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+        for m in claimed {
+            if matches!(m.channel_type, ChannelType::Whatsapp | ChannelType::Messenger)
+                && let Some(c) = m.contact_id
+            {
+                by_account.entry(m.account_id).or_default().push(c);
+            }
+        }
+        let mut out = HashMap::new();
+        for (account_id, contacts) in by_account {
+            let Ok(scope) = self.messaging.accounts.operator_scope(account_id).await else { continue };
+            match self.messaging.directory.last_inbound(scope, &contacts).await {
+                Ok(found) => out.extend(found),
+                Err(e) => tracing::warn!(error = %e, "cannot read when contacts last wrote"),
+            }
+        }
+        out
+    }
+
+    async fn deliver(
+        &self,
+        m: &message::Model,
+        loaded: Loaded,
+        last_inbound_at: Option<chrono::DateTime<Utc>>,
+    ) -> Outcome {
         let Some((scope, channel)) = loaded else {
             let e = ProviderError::new(ErrorClass::Permanent, "the channel no longer exists or cannot be opened");
             return Outcome::Failed { error: e, retry_count: 0, retry_interval: 0 };
@@ -236,6 +266,7 @@ impl Dispatcher {
             to: m.delivery_address.clone(),
             text: m.message_body.clone(),
             subject: m.metadata.get("subject").and_then(|s| s.as_str()).map(str::to_string),
+            last_inbound_at,
             ..Default::default()
         };
         let (retry_count, retry_interval) = (channel.model.retry_count, channel.model.retry_interval);
