@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Messaging benchmarks (issue 15), on SQLite and on PostgreSQL, server and load generator on this machine:
+#  0. ceiling: GET /v1/context, the cheapest authenticated request, in the same run;
 #  1. accept: POST /v1/messages (body text) to a sandbox channel, 64 connections (wrk): every 201 means
 #     the message row and its dispatch event were committed; the dispatcher (role all) runs beside it
 #     and delivers them.
@@ -58,6 +59,10 @@ run() {
     -d '{"name":"bench","channel_type":"sandbox","credentials":{}}' | jq -r .data.id)
   echo "### $backend ($(nproc) cores, wrk -t2 -c64 -d${SECS}s, server and wrk on the same machine)"
 
+  # The ceiling of the request path itself, same run: the cheapest authenticated request.
+  wrk -t2 -c64 -d"${SECS}s" --latency -H "authorization: Bearer $token" "$api/v1/context" > "$dir/wrk.txt"
+  wrk_line "GET /v1/context (ceiling)" "$dir/wrk.txt"
+
   cat > "$dir/post.lua" <<EOF
 wrk.method = "POST"
 wrk.headers["content-type"] = "application/json"
@@ -83,7 +88,7 @@ EOF
   if [ "$need" -gt 0 ]; then
     local cols="account_id, channel_id, contact_id, sent_by_user_id, group_message_id, scheduled_message_id, template_id, channel_type, direction, status, delivery_address, message_body, original_template, attachments, scheduled_at, sent_at, delivered_at, read_at, failed_at, attempts, provider_message_id, metadata, error_details, updated_at, next_attempt_at, lease_until"
     if [ "$backend" = sqlite ]; then
-      sqlite3 "${url#sqlite://}" "PRAGMA busy_timeout=60000; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $need)
+      sqlite3 -cmd ".timeout 60000" "${url#sqlite://}" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $need)
         INSERT INTO messages (id, created_at, $cols)
         SELECT randomblob(16), strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now', '-' || (i + 60) || ' seconds'), $cols
         FROM n, (SELECT * FROM messages LIMIT 1)"

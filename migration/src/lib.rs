@@ -15,6 +15,7 @@ mod m20261128_000009_messages;
 mod m20261128_000010_dispatch;
 mod m20261128_000011_rate_buckets;
 mod m20261128_000012_receipts;
+mod m20261128_000013_dispatch_indexes;
 mod util;
 
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000010_dispatch::Migration),
             Box::new(m20261128_000011_rate_buckets::Migration),
             Box::new(m20261128_000012_receipts::Migration),
+            Box::new(m20261128_000013_dispatch_indexes::Migration),
         ]
     }
 }

@@ -134,19 +134,16 @@ pub async fn build_state_for(settings: Settings, migrate: bool, owner: String) -
     let previous =
         SecretKey::load_previous(settings.previous_secret_keys.as_ref().map(|s| s.expose()), &settings.data_dir)?;
     let (smpp_tx, smpp_rx) = tokio::sync::mpsc::channel(1024);
+    let leases = BindLeases::new(db.clone());
     let channels = Channels::new(
         db.clone(),
         accounts.clone(),
         events.clone(),
         Vault::new(&secret, &previous),
-        channels::all_adapters(
-            channels::http_client(),
-            Some(db.clone()),
-            Some(smpp_tx),
-            Some(BindLeases::new(db.clone())),
-        ),
+        channels::all_adapters(channels::http_client(), Some(db.clone()), Some(smpp_tx), Some(leases.clone())),
         settings.public_base_url.clone(),
-    );
+    )
+    .with_bind_leases(leases);
     channels.start_smpp_recorder(smpp_rx, &shutdown, &tasks);
     let messaging = Messaging::new(MessagingParts {
         db: db.clone(),

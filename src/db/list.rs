@@ -347,6 +347,24 @@ impl ListQuery {
         Ok(select.count(db).await?)
     }
 
+    /// How many rows `select` matches, counting no further than `cap + 1` (a bounded read however many
+    /// match: for tables that grow without end, such as the message history).
+    pub async fn count_up_to<E, C>(db: &C, mut select: Select<E>, cap: u64) -> AppResult<u64>
+    where
+        E: EntityTrait,
+        C: ConnectionTrait,
+    {
+        use sea_orm::sea_query::{Alias, Expr, Query};
+        let inner = QueryTrait::query(&mut select);
+        inner.clear_order_by().clear_selects().expr(Expr::val(1)).limit(cap + 1);
+        let stmt = Query::select()
+            .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+            .from_subquery(inner.to_owned(), Alias::new("counted"))
+            .to_owned();
+        let row = db.query_one(&stmt).await?;
+        Ok(u64::try_from(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0)).unwrap_or(0))
+    }
+
     /// Counts the matches and loads the requested page.
     pub async fn fetch<E, C>(&self, db: &C, select: Select<E>) -> AppResult<Page<E::Model>>
     where

@@ -61,6 +61,8 @@ pub struct CursorMeta {
     pub limit: u64,
     /// Pass as `cursor=` for the next page (absent on the last page or when the order has no cursor).
     pub next_cursor: Option<String>,
+    /// True when more items match than were counted: `total` is then a lower bound.
+    pub total_is_lower_bound: bool,
 }
 
 /// A list envelope whose `meta` may carry `next_cursor` (keyset paging).
@@ -71,10 +73,14 @@ pub struct CursorEnvelope<T: ToSchema> {
     pub meta: CursorMeta,
 }
 
-pub fn cursor_list<T: Serialize + ToSchema>(page: Page<T>, next_cursor: Option<String>) -> HttpResponse {
+pub fn cursor_list<T: Serialize + ToSchema>(
+    page: Page<T>,
+    next_cursor: Option<String>,
+    total_is_lower_bound: bool,
+) -> HttpResponse {
     HttpResponse::Ok().json(CursorEnvelope {
         success: true,
         data: page.items,
-        meta: CursorMeta { total: page.total, skip: page.skip, limit: page.limit, next_cursor },
+        meta: CursorMeta { total: page.total, skip: page.skip, limit: page.limit, next_cursor, total_is_lower_bound },
     })
 }

@@ -162,6 +162,18 @@ async fn failures_are_classified_retried_as_due_rows_and_claims_taken_over(b: Ba
     assert_eq!((m["status"].clone(), m["attempts"].clone()), (json!("sent"), json!(2)));
     assert_eq!(message(&app, &u, &held).await["status"], "sending");
     assert_eq!(to("999"), 0);
+
+    // The channel's health follows the provider's answers, reported once per pass: three transient
+    // failures and one permanent count as failed, the throttled one not at all, two sends as sent.
+    let h = app.get(&format!("/v1/channels/{bot}/health")).token(&u.token).send().await;
+    assert_eq!(
+        (h.data()["sent_last_hour"].clone(), h.data()["failed_last_hour"].clone()),
+        (json!(2), json!(4)),
+        "{}",
+        h.body
+    );
+    let c = app.get(&format!("/v1/channels/{bot}")).token(&u.token).send().await;
+    assert_eq!(c.data()["status"], "connected", "a success after the throttling ends rate_limited");
 }
 
 async fn two_dispatchers_never_send_a_message_twice(b: Backend) {

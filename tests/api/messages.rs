@@ -331,7 +331,61 @@ async fn idempotency_keys_replay_the_first_answer(b: Backend) {
     assert_ne!(r.data()["id"], first.data()["id"]);
 }
 
+/// The history is counted up to 10,000 matches: below that `meta.total` is exact, above it is 10,001
+/// with `total_is_lower_bound` (a million-row history costs a page, not a count of a million).
+async fn a_long_history_is_counted_up_to_a_bound(b: Backend) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = queued_only(b).await;
+    let u = app.user("longhistory").await;
+    let ch = sandbox(&app, &u, "s").await;
+    let r = app
+        .post("/v1/messages")
+        .token(&u.token)
+        .json(json!({"channel_id": ch, "delivery_address": "+251911000001", "message_body": "one"}))
+        .send()
+        .await;
+    r.expect(201, None);
+    let r = app.get("/v1/messages").token(&u.token).send().await;
+    assert_eq!(
+        (r.body["meta"]["total"].clone(), r.body["meta"]["total_is_lower_bound"].clone()),
+        (json!(1), json!(false))
+    );
+    // 10,050 more copies of that row, each a second older.
+    let cols = "account_id, channel_id, channel_type, direction, status, delivery_address, message_body, attachments, attempts, metadata, updated_at";
+    let db = &app.state.db;
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => format!(
+            "INSERT INTO messages (id, created_at, {cols}) SELECT gen_random_uuid(), created_at - make_interval(secs => g), {cols} \
+             FROM messages, generate_series(1, 10050) g"
+        ),
+        _ => format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10050) \
+             INSERT INTO messages (id, created_at, {cols}) SELECT randomblob(16), strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now', '-' || (i + 60) || ' seconds'), {cols} \
+             FROM n, messages"
+        ),
+    };
+    db.execute_raw(Statement::from_string(backend, sql)).await.unwrap();
+    let r = app.get("/v1/messages?limit=50").token(&u.token).send().await;
+    r.expect(200, None);
+    assert_eq!(
+        (r.body["meta"]["total"].clone(), r.body["meta"]["total_is_lower_bound"].clone()),
+        (json!(10_001), json!(true))
+    );
+    let cursor = r.body["meta"]["next_cursor"].as_str().unwrap().to_string();
+    let r = app.get(&format!("/v1/messages?limit=50&cursor={cursor}")).token(&u.token).send().await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 50);
+    assert_eq!(r.body["meta"]["total_is_lower_bound"], true);
+    // A filter that matches fewer is counted exactly.
+    let r = app.get("/v1/messages?filter=delivery_address:eq:nobody").token(&u.token).send().await;
+    assert_eq!(
+        (r.body["meta"]["total"].clone(), r.body["meta"]["total_is_lower_bound"].clone()),
+        (json!(0), json!(false))
+    );
+}
+
 both_backends!(
+    a_long_history_is_counted_up_to_a_bound,
     messages_are_queued_with_their_dispatch_event_and_validated,
     the_history_filters_pages_by_cursor_cancels_and_deletes,
     idempotency_keys_replay_the_first_answer,

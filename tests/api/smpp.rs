@@ -325,10 +325,69 @@ async fn only_one_process_binds_an_smpp_channel(b: Backend) {
     c.release(id).await.unwrap();
 }
 
+/// Two dispatchers on one database: only the one whose process holds the SMPP bind lease claims the
+/// channel's messages (the other would only be refused and spend attempts); the SMSC's receipts come
+/// back through the status consumer and the messages end `delivered`.
+async fn only_the_bind_holder_dispatches_an_smpp_channel(b: Backend) {
+    use turumba::modules::channels::{BindLeases, Channels, Vault, all_adapters, http_client};
+    use turumba::modules::messaging::{DispatchOptions, Dispatcher};
+    let smsc = Smsc::start(true).await;
+    let opts = turumba::app::BuildOptions { dispatch: false, ..Default::default() };
+    let app = TestApp::spawn_full(b, |_| {}, opts).await;
+    let u = app.user("holder").await;
+    let r = app
+        .post("/v1/channels")
+        .token(&u.token)
+        .json(json!({"name": "smsc", "channel_type": "smpp", "credentials": {"host": "127.0.0.1", "port": smsc.port, "system_id": smsc::SYSTEM_ID, "password": smsc::PASSWORD, "source_addr": "Turumba"}}))
+        .send()
+        .await;
+    assert_eq!(r.data()["status"], "connected", "{:?}", r.body);
+    let channel = r.id();
+    // Process B: the same database and secret, its own adapters and lease owner.
+    let state = &app.state;
+    let secret = turumba::secret::SecretKey::load_or_create(None, &app.data_dir()).unwrap();
+    let b_leases = BindLeases::with_owner(state.db.clone(), "process-b");
+    let other = Channels::new(
+        state.db.clone(),
+        state.accounts.clone(),
+        state.events.clone(),
+        Vault::new(&secret, &[]),
+        all_adapters(http_client(), Some(state.db.clone()), None, Some(b_leases.clone())),
+        None,
+    )
+    .with_bind_leases(b_leases);
+    let dispatcher_a = Dispatcher::new(state.messaging.clone(), state.channels.registry(), DispatchOptions::default());
+    let dispatcher_b = Dispatcher::new(state.messaging.clone(), other.registry(), DispatchOptions::default());
+    let mut ids = Vec::new();
+    for i in 1..=3 {
+        let r = app
+            .post("/v1/messages")
+            .token(&u.token)
+            .json(
+                json!({"channel_id": channel, "delivery_address": format!("+25191100000{i}"), "message_body": "Selam"}),
+            )
+            .send()
+            .await;
+        ids.push(r.expect(201, None).id());
+    }
+    assert_eq!(dispatcher_b.run_once().await.unwrap(), 0, "B leaves the messages of A's bind alone");
+    assert_eq!(dispatcher_a.run_once().await.unwrap(), 3);
+    assert_eq!(smsc.submits.lock().unwrap().len(), 3);
+    assert_eq!(smsc.binds.load(std::sync::atomic::Ordering::SeqCst), 1, "B never bound");
+    for id in &ids {
+        eventually(10, "the SMSC's receipt marks the message delivered", || async {
+            let m = app.get(&format!("/v1/messages/{id}")).token(&u.token).send().await;
+            m.data()["status"] == "delivered" && m.data()["attempts"] == 1
+        })
+        .await;
+    }
+}
+
 both_backends!(
     smpp_binds_submits_and_receives,
     smpp_interoperates_with_the_npm_smpp_server,
     only_one_process_binds_an_smpp_channel,
+    only_the_bind_holder_dispatches_an_smpp_channel,
 );
 
 /// The bind is kept alive with enquire_link; an SMSC that stops answering is taken as gone and the next

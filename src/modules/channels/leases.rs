@@ -61,6 +61,18 @@ impl BindLeases {
         Ok(res.rows_affected() == 1)
     }
 
+    /// The channels whose bind another live process holds: their sends belong to that process.
+    pub async fn held_elsewhere(&self) -> Result<Vec<Uuid>, sea_orm::DbErr> {
+        let backend = self.db.get_database_backend();
+        let sql = match backend {
+            DbBackend::Postgres => "SELECT channel_id FROM channel_bind_leases WHERE owner <> $1 AND expires_at >= $2",
+            _ => "SELECT channel_id FROM channel_bind_leases WHERE owner <> ? AND expires_at >= ?",
+        };
+        let values: [Value; 2] = [self.owner.clone().into(), Utc::now().into()];
+        let rows = self.db.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+        rows.iter().map(|r| r.try_get::<Uuid>("", "channel_id")).collect()
+    }
+
     /// Gives the lease up (the bind closed), so another process can take it at once.
     pub async fn release(&self, channel_id: Uuid) -> Result<(), sea_orm::DbErr> {
         let backend = self.db.get_database_backend();

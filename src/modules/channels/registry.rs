@@ -42,6 +42,17 @@ impl ChannelRegistry {
         Ok(LoadedChannel { model, context, adapter })
     }
 
+    /// The channels whose sends belong to another process (it holds their SMPP bind): a dispatcher
+    /// leaves their messages to it. Empty when this process takes no bind leases or they cannot be read
+    /// (the adapter still refuses to bind a channel held elsewhere).
+    pub async fn bound_elsewhere(&self) -> Vec<Uuid> {
+        let Some(leases) = &self.channels.leases else { return Vec::new() };
+        leases.held_elsewhere().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the SMPP bind leases");
+            Vec::new()
+        })
+    }
+
     /// Sends one message and reports the outcome on the channel's status and usage.
     #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn send(
@@ -50,15 +61,33 @@ impl ChannelRegistry {
         channel: &LoadedChannel,
         message: &super::adapter::OutboundMessage,
     ) -> AppResult<Result<super::adapter::SendReceipt, ProviderError>> {
-        if !channel.model.is_enabled {
-            return Ok(Err(ProviderError::new(ErrorClass::Permanent, "the channel is disabled")));
-        }
-        let result = channel.adapter.send(&channel.context, message).await;
-        // The provider has answered: its answer is returned even if the channel's bookkeeping cannot be
-        // written (losing a receipt would make the message be sent again).
-        if let Err(e) = self.channels.report_outcome(scope, channel.model.id, result.as_ref().map(|_| ())).await {
-            tracing::warn!(channel_id = %channel.model.id, error = %e, "cannot record a send on the channel's status");
+        let result = self.send_unreported(channel, message).await;
+        if channel.model.is_enabled {
+            self.report(scope, channel.model.id, &[result.as_ref().map(|_| ()).map_err(|e| e.clone())]).await;
         }
         Ok(result)
+    }
+
+    /// Sends one message without touching the channel's status and usage: the caller reports a batch
+    /// of outcomes with [`ChannelRegistry::report`] (a dispatcher, once per channel per pass).
+    pub async fn send_unreported(
+        &self,
+        channel: &LoadedChannel,
+        message: &super::adapter::OutboundMessage,
+    ) -> Result<super::adapter::SendReceipt, ProviderError> {
+        if !channel.model.is_enabled {
+            return Err(ProviderError::new(ErrorClass::Permanent, "the channel is disabled"));
+        }
+        channel.adapter.send(&channel.context, message).await
+    }
+
+    /// Records the outcomes of sends on one channel, in order, on its status and usage. The provider
+    /// has answered by now: a bookkeeping failure is logged, never returned (losing a provider's
+    /// answer would make the messages be sent again).
+    pub async fn report(&self, scope: AccountScope, channel_id: Uuid, outcomes: &[Result<(), ProviderError>]) {
+        let outcomes: Vec<Result<(), &ProviderError>> = outcomes.iter().map(|o| o.as_ref().map(|_| ())).collect();
+        if let Err(e) = self.channels.report_outcomes(scope, channel_id, &outcomes).await {
+            tracing::warn!(%channel_id, error = %e, "cannot record sends on the channel's status");
+        }
     }
 }

@@ -15,6 +15,7 @@ use super::adapter::{AdapterSet, ChannelContext, ProviderAdapter};
 use super::credentials::Credentials;
 use super::entity::channel::{self, ChannelStatus};
 use super::entity::sandbox_message;
+use super::leases::BindLeases;
 use super::store;
 use super::vault::Vault;
 use crate::db::list::{ListQuery, Page};
@@ -69,6 +70,8 @@ pub struct Channels {
     pub(super) vault: Vault,
     pub(super) adapters: AdapterSet,
     pub(super) public_base_url: Option<String>,
+    /// This process's SMPP bind leases (see [`Channels::with_bind_leases`]).
+    pub(super) leases: Option<BindLeases>,
 }
 
 impl Channels {
@@ -80,7 +83,14 @@ impl Channels {
         adapters: AdapterSet,
         public_base_url: Option<String>,
     ) -> Self {
-        Channels { db, accounts, events, vault, adapters, public_base_url }
+        Channels { db, accounts, events, vault, adapters, public_base_url, leases: None }
+    }
+
+    /// The bind leases this process's SMPP adapter takes (the same owner): the registry then knows
+    /// which channels another process sends for.
+    pub fn with_bind_leases(mut self, leases: BindLeases) -> Self {
+        self.leases = Some(leases);
+        self
     }
 
     pub fn vault(&self) -> &Vault {

@@ -50,58 +50,83 @@ impl Channels {
         id: Uuid,
         outcome: Result<(), &ProviderError>,
     ) -> AppResult<channel::Model> {
+        self.report_outcomes(scope, id, &[outcome]).await
+    }
+
+    /// The outcomes of several sends on one channel, in the order they happened, in ONE read and one
+    /// transaction (a dispatcher reports a whole pass this way): the same rules as
+    /// [`Channels::report_outcome`] applied one after the other.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
+    pub async fn report_outcomes(
+        &self,
+        scope: AccountScope,
+        id: Uuid,
+        outcomes: &[Result<(), &ProviderError>],
+    ) -> AppResult<channel::Model> {
         let c = self.get(scope, id).await?;
         let now = Utc::now();
-        let mut active = c.clone().into_active_model();
-        let (sent, failed) = match outcome {
-            Ok(()) => {
-                if c.is_enabled {
-                    active.status = Set(ChannelStatus::Connected);
-                }
-                active.error_message = Set(None);
-                active.consecutive_failures = Set(0);
-                active.rate_limited_until = Set(None);
-                (1, 0)
+        let (mut sent, mut failed) = (0, 0);
+        // The channel's columns as the outcomes leave them (a disabled channel keeps its status).
+        let mut status = c.status;
+        let mut error_message = c.error_message.clone();
+        let mut failures_in_a_row = c.consecutive_failures;
+        let mut rate_limited_until = c.rate_limited_until;
+        let set_status = |s: ChannelStatus, status: &mut ChannelStatus| {
+            if c.is_enabled {
+                *status = s;
             }
-            Err(e) => match e.class {
-                ErrorClass::Throttled => {
-                    let wait = e
-                        .retry_after
-                        .map(|d| Duration::milliseconds(d.as_millis() as i64))
-                        .unwrap_or(Duration::seconds(DEFAULT_RATE_LIMIT_WAIT_SECS));
-                    if c.is_enabled {
-                        active.status = Set(ChannelStatus::RateLimited);
-                    }
-                    active.rate_limited_until = Set(Some(now + wait));
-                    (0, 0)
-                }
-                ErrorClass::Auth => {
-                    if c.is_enabled {
-                        active.status = Set(ChannelStatus::Error);
-                    }
-                    active.error_message = Set(Some(e.message.clone()));
-                    (0, 1)
-                }
-                ErrorClass::Permanent => {
-                    let n = c.consecutive_failures + 1;
-                    active.consecutive_failures = Set(n);
-                    if n >= ERROR_AFTER_PERMANENT_FAILURES && c.is_enabled {
-                        active.status = Set(ChannelStatus::Error);
-                        active.error_message =
-                            Set(Some(format!("{n} permanent failures in a row; last: {}", e.message)));
-                    }
-                    (0, 1)
-                }
-                ErrorClass::Transient => (0, 1),
-            },
         };
+        for outcome in outcomes {
+            match outcome {
+                Ok(()) => {
+                    set_status(ChannelStatus::Connected, &mut status);
+                    error_message = None;
+                    failures_in_a_row = 0;
+                    rate_limited_until = None;
+                    sent += 1;
+                }
+                Err(e) => match e.class {
+                    ErrorClass::Throttled => {
+                        let wait = e
+                            .retry_after
+                            .map(|d| Duration::milliseconds(d.as_millis() as i64))
+                            .unwrap_or(Duration::seconds(DEFAULT_RATE_LIMIT_WAIT_SECS));
+                        set_status(ChannelStatus::RateLimited, &mut status);
+                        rate_limited_until = Some(now + wait);
+                    }
+                    ErrorClass::Auth => {
+                        set_status(ChannelStatus::Error, &mut status);
+                        error_message = Some(e.message.clone());
+                        failed += 1;
+                    }
+                    ErrorClass::Permanent => {
+                        failures_in_a_row += 1;
+                        if failures_in_a_row >= ERROR_AFTER_PERMANENT_FAILURES && c.is_enabled {
+                            status = ChannelStatus::Error;
+                            error_message =
+                                Some(format!("{failures_in_a_row} permanent failures in a row; last: {}", e.message));
+                        }
+                        failed += 1;
+                    }
+                    ErrorClass::Transient => failed += 1,
+                },
+            }
+        }
         let txn = crate::db::begin_write(&self.db).await?;
         let status_before = c.effective_status(now);
-        let updated = if active.is_changed() {
+        // Written only when something changed: a healthy channel's sends cost its usage row alone.
+        let unchanged = (status, &error_message, failures_in_a_row, rate_limited_until)
+            == (c.status, &c.error_message, c.consecutive_failures, c.rate_limited_until);
+        let updated = if unchanged {
+            c.clone()
+        } else {
+            let mut active = c.clone().into_active_model();
+            active.status = Set(status);
+            active.error_message = Set(error_message);
+            active.consecutive_failures = Set(failures_in_a_row);
+            active.rate_limited_until = Set(rate_limited_until);
             active.updated_at = Set(now);
             active.update(&txn).await?
-        } else {
-            c.clone()
         };
         if sent + failed > 0 {
             let hour = now.duration_trunc(Duration::hours(1)).unwrap_or(now);

@@ -22,9 +22,15 @@
 //!
 //! A send's record also matches the delivery receipts that arrived before it (see `receipts`).
 //!
-//! Not yet (issue 15, item 3 continues): the per-channel concurrency bound, SMPP sends routed to the bind holder, and a doorbell consumer of
-//! `message.dispatch.*` (a dispatcher in another process than the API polls every
-//! [`DispatchOptions::poll`]; in the same process a send wakes it at once).
+//! SMPP: only the process holding a channel's bind lease sends its messages; the other dispatchers do
+//! not claim them (and one that claimed just before the lease moved gives the message back, no
+//! attempt spent).
+//!
+//! Waking: in the process that queued a message, the send wakes the dispatcher at once; with a broker,
+//! `message.dispatch.*` rings the doorbell of a dispatcher in another process; an idle dispatcher also
+//! polls every [`DispatchOptions::poll`].
+//!
+//! Not yet (issue 15, item 3 continues): a concurrency bound per channel.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,6 +79,8 @@ impl Default for DispatchOptions {
 
 /// Longest wait between two attempts.
 const MAX_BACKOFF_SECS: i64 = 3600;
+/// The SMPP adapter's error when another process holds the channel's bind.
+const BIND_OWNED_ELSEWHERE: &str = "bind_owned_elsewhere";
 /// How often a dispatcher drops receipts parked too long.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 /// A throttled send without the provider's hint waits this long.
@@ -137,7 +145,8 @@ impl Dispatcher {
     /// One pass: claim, send, record. Returns how many messages it handled.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn run_once(&self) -> AppResult<usize> {
-        let claimed = store::claim_due(&self.messaging.db, self.options.batch, self.options.lease).await?;
+        let elsewhere = self.registry.bound_elsewhere().await;
+        let claimed = store::claim_due(&self.messaging.db, self.options.batch, self.options.lease, &elsewhere).await?;
         if claimed.is_empty() {
             return Ok(0);
         }
@@ -156,6 +165,7 @@ impl Dispatcher {
             .buffer_unordered(self.options.concurrency.max(1))
             .collect()
             .await;
+        self.report_to_channels(&outcomes, &channels).await;
         outcomes.append(&mut deferred);
         let n = outcomes.len();
         self.record(outcomes).await?;
@@ -257,7 +267,7 @@ impl Dispatcher {
         loaded: Loaded,
         last_inbound_at: Option<chrono::DateTime<Utc>>,
     ) -> Outcome {
-        let Some((scope, channel)) = loaded else {
+        let Some((_, channel)) = loaded else {
             let e = ProviderError::new(ErrorClass::Permanent, "the channel no longer exists or cannot be opened");
             return Outcome::Failed { error: e, retry_count: 0, retry_interval: 0 };
         };
@@ -271,16 +281,32 @@ impl Dispatcher {
         };
         let (retry_count, retry_interval) = (channel.model.retry_count, channel.model.retry_interval);
         let started = std::time::Instant::now();
-        let answer = self.registry.send(scope, &channel, &outbound).await;
+        let answer = self.registry.send_unreported(&channel, &outbound).await;
         metrics::histogram!("dispatch_provider_latency_seconds", "channel_type" => m.channel_type.as_str())
             .record(started.elapsed().as_secs_f64());
         match answer {
-            Ok(Ok(receipt)) => Outcome::Sent(receipt),
-            Ok(Err(error)) => Outcome::Failed { error, retry_count, retry_interval },
-            Err(e) => {
-                // The provider was not reached (the send is refused before any call).
-                let error = ProviderError::new(ErrorClass::Transient, e.to_string());
-                Outcome::Failed { error, retry_count, retry_interval }
+            Ok(receipt) => Outcome::Sent(receipt),
+            Err(error) => Outcome::Failed { error, retry_count, retry_interval },
+        }
+    }
+
+    /// The pass's provider answers on each channel's status and usage: one report per channel (not one
+    /// read and one transaction per message).
+    async fn report_to_channels(&self, outcomes: &[(message::Model, Outcome)], channels: &HashMap<Uuid, Loaded>) {
+        let mut by_channel: HashMap<Uuid, Vec<Result<(), ProviderError>>> = HashMap::new();
+        for (m, outcome) in outcomes {
+            let answer = match outcome {
+                Outcome::Sent(_) => Ok(()),
+                Outcome::Failed { error, .. } => Err(error.clone()),
+                Outcome::Deferred(_) => continue,
+            };
+            by_channel.entry(m.channel_id).or_default().push(answer);
+        }
+        for (channel_id, answers) in by_channel {
+            if let Some(Some((scope, c))) = channels.get(&channel_id)
+                && c.model.is_enabled
+            {
+                self.registry.report(*scope, channel_id, &answers).await;
             }
         }
     }
@@ -304,6 +330,11 @@ impl Dispatcher {
                     let details =
                         json!({ "code": error.class.as_str(), "message": error.message, "provider_code": error.code });
                     match error.class {
+                        // Another process took the channel's bind since this pass began: its
+                        // dispatcher sends the message; no attempt spent here.
+                        ErrorClass::Transient if error.code.as_deref() == Some(BIND_OWNED_ELSEWHERE) => {
+                            store::Change::deferred(now + chrono::Duration::seconds(1))
+                        }
                         ErrorClass::Throttled => {
                             let wait = error.retry_after.unwrap_or(DEFAULT_THROTTLE_WAIT);
                             let due = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(5));

@@ -56,6 +56,8 @@ pub struct NewMessage {
 pub struct MessagePage {
     pub page: Page<message::Model>,
     pub next_cursor: Option<String>,
+    /// More messages match than were counted (`total` is then a lower bound).
+    pub total_is_lower_bound: bool,
 }
 
 /// Signs and reads history cursors: `base64url(json).base64url(hmac)`, so a cursor that was altered is a
@@ -362,7 +364,8 @@ impl Messaging {
                 .map(|m| self.cursors.encode(Position { created_at: m.created_at, id: m.id, descending })),
             _ => None,
         };
-        Ok(MessagePage { page, next_cursor })
+        let total_is_lower_bound = page.total > store::MAX_COUNTED;
+        Ok(MessagePage { page, next_cursor, total_is_lower_bound })
     }
 
     pub async fn get_message(&self, scope: AccountScope, id: Uuid) -> AppResult<message::Model> {

@@ -75,6 +75,11 @@ pub fn messages_in(scope: AccountScope) -> Select<message::Entity> {
     message::Entity::find().filter(message::Column::AccountId.eq(scope.account_id()))
 }
 
+/// The history is counted up to this many matches: `meta.total` is exact below it; above, it reads
+/// `MAX_COUNTED + 1` and `meta.total_is_lower_bound` is true (counting a million rows on every page
+/// would cost more than the page).
+pub const MAX_COUNTED: u64 = 10_000;
+
 /// A position in the history ordered by `(created_at, id)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Position {
@@ -84,7 +89,8 @@ pub struct Position {
 }
 
 /// A page of the account's messages (of one contact when given). After `position`, the page continues
-/// the `(created_at, id)` order from there (keyset: a deep page costs what the first does).
+/// the `(created_at, id)` order from there (keyset: a deep page costs what the first does). `total`
+/// is counted up to [`MAX_COUNTED`] + 1.
 pub async fn list_messages<C: ConnectionTrait>(
     db: &C,
     scope: AccountScope,
@@ -97,14 +103,17 @@ pub async fn list_messages<C: ConnectionTrait>(
         select = select.filter(message::Column::ContactId.eq(c));
     }
     let select = q.apply(select, MESSAGE_FIELDS, message::Column::Id, message::Column::CreatedAt)?;
-    let Some(p) = position else { return q.fetch(db, select).await };
-    let total = ListQuery::count(db, select.clone()).await?;
-    let (at, id) = (message::Column::CreatedAt, message::Column::Id);
-    let after = if p.descending {
-        Condition::any().add(at.lt(p.created_at)).add(Condition::all().add(at.eq(p.created_at)).add(id.lt(p.id)))
-    } else {
-        Condition::any().add(at.gt(p.created_at)).add(Condition::all().add(at.eq(p.created_at)).add(id.gt(p.id)))
+    let total = ListQuery::count_up_to(db, select.clone(), MAX_COUNTED).await?;
+    let Some(p) = position else {
+        let items = select.offset(q.skip).limit(q.limit).all(db).await?;
+        return Ok(Page { items, total, skip: q.skip, limit: q.limit });
     };
+    // One row-value comparison, `(created_at, id) < (t, i)`: both databases read it as a range of the
+    // `(account_id, created_at, id)` index (the equivalent OR of two conditions made SQLite scan).
+    let (at, id) = (message::Column::CreatedAt, message::Column::Id);
+    let key = Expr::tuple([Expr::col(at), Expr::col(id)]);
+    let from = Expr::tuple([Expr::val(p.created_at), Expr::val(p.id)]);
+    let after = if p.descending { key.lt(from) } else { key.gt(from) };
     let items = select.filter(after).limit(q.limit).all(db).await?;
     Ok(Page { items, total, skip: 0, limit: q.limit })
 }
@@ -301,25 +310,40 @@ fn due(now: DateTime<Utc>) -> Condition {
 /// Claims up to `limit` due messages: `sending`, the attempt counted, held for `lease`; committed before
 /// the caller sends anything. On PostgreSQL concurrent dispatchers skip each other's rows
 /// (`FOR UPDATE SKIP LOCKED`); on SQLite the single writer serialises them.
+/// Messages of the channels in `skip` (another process sends for them) are left alone.
 pub async fn claim_due(
     db: &DatabaseConnection,
     limit: u64,
     lease: std::time::Duration,
+    skip: &[Uuid],
 ) -> AppResult<Vec<message::Model>> {
     use message::Column as C;
     let now = Utc::now();
     let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(120));
     let txn = crate::db::begin_write(db).await?;
-    let mut select = message::Entity::find()
-        .select_only()
-        .column(C::Id)
-        .filter(due(now))
-        .order_by_asc(C::NextAttemptAt)
-        .limit(limit);
-    if db.get_database_backend() == DbBackend::Postgres {
-        select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    // Two index range reads (see the dispatch indexes migration), never a scan of the history: due
+    // by time, oldest first; then lapsed claims.
+    let by_time = Condition::all()
+        .add(C::Status.is_in([MessageStatus::Queued, MessageStatus::Failed]))
+        .add(C::NextAttemptAt.lte(now));
+    let lapsed = Condition::all().add(C::LeaseUntil.lt(now)).add(C::Status.eq(MessageStatus::Sending));
+    let mut ids: Vec<Uuid> = Vec::new();
+    for (condition, order) in [(by_time, C::NextAttemptAt), (lapsed, C::LeaseUntil)] {
+        let left = limit.saturating_sub(ids.len() as u64);
+        if left == 0 {
+            break;
+        }
+        let mut select =
+            message::Entity::find().select_only().column(C::Id).filter(condition).order_by_asc(order).limit(left);
+        if !skip.is_empty() {
+            select = select.filter(C::ChannelId.is_not_in(skip.iter().copied()));
+        }
+        if db.get_database_backend() == DbBackend::Postgres {
+            select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let found: Vec<Uuid> = select.into_tuple().all(&txn).await?;
+        ids.extend(found);
     }
-    let ids: Vec<Uuid> = select.into_tuple().all(&txn).await?;
     if ids.is_empty() {
         txn.commit().await?;
         return Ok(Vec::new());

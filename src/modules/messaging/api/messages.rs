@@ -139,7 +139,7 @@ pub async fn send_message(
 pub async fn list_messages(messaging: web::Data<Messaging>, ctx: RequestCtx, q: ListQuery) -> AppResult<HttpResponse> {
     ctx.require("messages:read")?;
     let p = messaging.list_messages(ctx.scope(), None, &q).await?;
-    Ok(envelope::cursor_list(p.page.map(MessageDto::from), p.next_cursor))
+    Ok(envelope::cursor_list(p.page.map(MessageDto::from), p.next_cursor, p.total_is_lower_bound))
 }
 
 /// A contact's conversation: messages both ways, newest first (the same filters and cursor).
@@ -154,7 +154,7 @@ pub async fn contact_messages(
 ) -> AppResult<HttpResponse> {
     ctx.require("messages:read")?;
     let p = messaging.list_messages(ctx.scope(), Some(id.into_inner()), &q).await?;
-    Ok(envelope::cursor_list(p.page.map(MessageDto::from), p.next_cursor))
+    Ok(envelope::cursor_list(p.page.map(MessageDto::from), p.next_cursor, p.total_is_lower_bound))
 }
 
 #[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages",
