@@ -1,6 +1,7 @@
-//! The dispatcher's claim reads only the rows that are due: partial indexes on `next_attempt_at`
-//! (queued and failed messages; NULL once a message is sent, cancelled or final, and for inbound ones)
-//! and on `lease_until` (messages being sent). Without them every pass scanned the whole history.
+//! The dispatcher's claim reads only rows that are due: messages due by time come from
+//! `idx_messages_due (status, next_attempt_at)` (migration 000010); lapsed claims from this partial
+//! index on `lease_until` (set only while a message is being sent). Each is its own query: the single
+//! `OR` of both conditions could not use either index and scanned the history on every pass.
 
 use sea_orm_migration::prelude::*;
 
@@ -10,23 +11,17 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        let db = m.get_connection();
-        // The same statements on both databases (partial indexes: PostgreSQL and SQLite ≥ 3.8).
-        db.execute_unprepared(
-            "CREATE INDEX IF NOT EXISTS idx_messages_due ON messages (next_attempt_at) WHERE next_attempt_at IS NOT NULL",
-        )
-        .await?;
-        db.execute_unprepared(
-            "CREATE INDEX IF NOT EXISTS idx_messages_leased ON messages (lease_until) WHERE lease_until IS NOT NULL",
-        )
-        .await?;
+        // The same statement on both databases (partial indexes: PostgreSQL, and SQLite since 3.8).
+        m.get_connection()
+            .execute_unprepared(
+                "CREATE INDEX IF NOT EXISTS idx_messages_leased ON messages (lease_until) WHERE lease_until IS NOT NULL",
+            )
+            .await?;
         Ok(())
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        let db = m.get_connection();
-        db.execute_unprepared("DROP INDEX IF EXISTS idx_messages_due").await?;
-        db.execute_unprepared("DROP INDEX IF EXISTS idx_messages_leased").await?;
+        m.get_connection().execute_unprepared("DROP INDEX IF EXISTS idx_messages_leased").await?;
         Ok(())
     }
 }

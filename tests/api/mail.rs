@@ -442,6 +442,56 @@ print(m.search(None, "UNSEEN")[1][0].decode() or "none")
     );
     let out = Command::new(&python).args(["-c", &check]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "none", "both are flagged seen");
+
+    // A bounce of a mail we sent (a delivery status notification naming its Message-ID) fails the
+    // message for good, with the server's reason.
+    let r = app
+        .post("/v1/messages")
+        .token(&u.token)
+        .json(json!({"channel_id": id, "delivery_address": "nobody@example.org", "message_body": "Your order", "metadata": {"subject": "Your order"}}))
+        .send()
+        .await;
+    let mid = r.expect(201, None).id();
+    let mut sent = serde_json::Value::Null;
+    for _ in 0..200 {
+        sent = app.get(&format!("/v1/messages/{mid}")).token(&u.token).send().await.data().clone();
+        if sent["status"] == "sent" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sent["status"], "sent", "{sent}");
+    let original = sent["provider_message_id"].as_str().unwrap().to_string();
+    let bounce = format!(
+        r#"
+import imaplib
+m = imaplib.IMAP4("127.0.0.1", {imap_port})
+m.login("inbox", "imap-pass-0002")
+m.select("INBOX")
+dsn = ("From: MAILER-DAEMON@mx.example.org\r\nTo: news@turumba.example\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+  "Message-ID: <dsn-1@mx.example.org>\r\nMIME-Version: 1.0\r\n"
+  "Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n"
+  "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+  "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n"
+  "Final-Recipient: rfc822; nobody@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 User unknown\r\n"
+  "--B\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: news@turumba.example\r\nTo: nobody@example.org\r\nMessage-ID: {original}\r\nSubject: Your order\r\n--B--\r\n")
+m.append("INBOX", None, None, dsn.encode())
+m.logout()
+"#
+    );
+    let out = Command::new(&python).args(["-c", &bounce]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    app.state.channels.poll_mailbox(scope, id).await.unwrap();
+    let mut failed = serde_json::Value::Null;
+    for _ in 0..200 {
+        failed = app.get(&format!("/v1/messages/{mid}")).token(&u.token).send().await.data().clone();
+        if failed["status"] == "permanently_failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(failed["status"], "permanently_failed", "{failed}");
+    assert!(failed["error_details"]["message"].as_str().unwrap().contains("5.1.1 User unknown"), "{failed}");
     // Wrong IMAP password: the poll reports it and the channel goes to error.
     app.patch(&format!("/v1/channels/{id}"))
         .token(&u.token)

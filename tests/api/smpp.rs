@@ -255,6 +255,18 @@ async fn smpp_interoperates_with_the_npm_smpp_server(b: Backend) {
     .await;
 }
 
+/// A connected SMPP channel bound to `smsc` (this process binds it, and holds its lease).
+async fn smsc_channel(app: &TestApp, u: &crate::helpers::TestUser, smsc: &Smsc) -> String {
+    let r = app
+        .post("/v1/channels")
+        .token(&u.token)
+        .json(json!({"name": "smsc", "channel_type": "smpp", "credentials": {"host": "127.0.0.1", "port": smsc.port, "system_id": smsc::SYSTEM_ID, "password": smsc::PASSWORD, "source_addr": "Turumba"}}))
+        .send()
+        .await;
+    assert_eq!(r.data()["status"], "connected", "{:?}", r.body);
+    r.id()
+}
+
 /// Two dispatcher processes on one database: only the lease holder binds a channel; when its bind
 /// closes the lease is released and the other process takes over; an expired lease can be taken.
 async fn only_one_process_binds_an_smpp_channel(b: Backend) {
@@ -263,14 +275,7 @@ async fn only_one_process_binds_an_smpp_channel(b: Backend) {
     let smsc = Smsc::start(false).await;
     let app = TestApp::spawn(b).await;
     let u = app.user("lease").await;
-    let r = app
-        .post("/v1/channels")
-        .token(&u.token)
-        .json(json!({"name": "smsc", "channel_type": "smpp", "credentials": {"host": "127.0.0.1", "port": smsc.port, "system_id": smsc::SYSTEM_ID, "password": smsc::PASSWORD, "source_addr": "Turumba"}}))
-        .send()
-        .await;
-    assert_eq!(r.data()["status"], "connected", "{:?}", r.body);
-    let id = Uuid::parse_str(&r.id()).unwrap();
+    let id = Uuid::parse_str(&smsc_channel(&app, &u, &smsc).await).unwrap();
     let scope = app.state.accounts.operator_scope(Uuid::parse_str(&u.account_id).unwrap()).await.unwrap();
     // Process B: the same database and secret, its own adapters and lease owner.
     let state = &app.state;
@@ -335,14 +340,7 @@ async fn only_the_bind_holder_dispatches_an_smpp_channel(b: Backend) {
     let opts = turumba::app::BuildOptions { dispatch: false, ..Default::default() };
     let app = TestApp::spawn_full(b, |_| {}, opts).await;
     let u = app.user("holder").await;
-    let r = app
-        .post("/v1/channels")
-        .token(&u.token)
-        .json(json!({"name": "smsc", "channel_type": "smpp", "credentials": {"host": "127.0.0.1", "port": smsc.port, "system_id": smsc::SYSTEM_ID, "password": smsc::PASSWORD, "source_addr": "Turumba"}}))
-        .send()
-        .await;
-    assert_eq!(r.data()["status"], "connected", "{:?}", r.body);
-    let channel = r.id();
+    let channel = smsc_channel(&app, &u, &smsc).await;
     // Process B: the same database and secret, its own adapters and lease owner.
     let state = &app.state;
     let secret = turumba::secret::SecretKey::load_or_create(None, &app.data_dir()).unwrap();

@@ -321,8 +321,9 @@ pub async fn claim_due(
     let now = Utc::now();
     let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(120));
     let txn = crate::db::begin_write(db).await?;
-    // Two index range reads (see the dispatch indexes migration), never a scan of the history: due
-    // by time, oldest first; then lapsed claims.
+    // Two index range reads, never a scan of the history: due by time, oldest first
+    // (`idx_messages_due`); then lapsed claims (`idx_messages_leased`). One query with the OR of both
+    // could use neither index.
     let by_time = Condition::all()
         .add(C::Status.is_in([MessageStatus::Queued, MessageStatus::Failed]))
         .add(C::NextAttemptAt.lte(now));

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use mail_parser::MessageParser;
+use mail_parser::{MessageParser, MimeHeaders};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -29,9 +29,76 @@ fn transient(what: &str, e: impl std::fmt::Display) -> ProviderError {
     ProviderError::new(ErrorClass::Transient, format!("imap: {what}: {e}"))
 }
 
-/// The mail as an inbound item: Message-ID (or a digest when it has none), sender, subject and text.
+/// A delivery status notification (RFC 3464) that says a mail we sent failed: the original's
+/// Message-ID (the `provider_message_id` of the message), and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bounce {
+    pub original_message_id: String,
+    pub reason: String,
+}
+
+/// Reads a bounce: a `multipart/report; report-type=delivery-status` whose status part says
+/// `Action: failed`, with the original mail's headers (or the whole mail) attached. Delay and success
+/// reports, and anything else, are `None`.
+pub fn bounce_of(m: &mail_parser::Message<'_>, bytes: &[u8]) -> Option<Bounce> {
+    let ct = m.content_type()?;
+    let is_report = ct.ctype().eq_ignore_ascii_case("multipart")
+        && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report"))
+        && ct.attribute("report-type").is_some_and(|t| t.eq_ignore_ascii_case("delivery-status"));
+    if !is_report {
+        return None;
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let field = |name: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+            .collect()
+    };
+    if !field("Action").iter().any(|a| a.eq_ignore_ascii_case("failed")) {
+        return None;
+    }
+    let own = m.message_id().map(|id| id.trim_matches(|c| c == '<' || c == '>').to_string());
+    // The report's own Message-ID heads the mail; the original's comes in the attached headers.
+    let original = field("Message-ID")
+        .into_iter()
+        .map(|id| id.trim_matches(|c| c == '<' || c == '>').to_string())
+        .rfind(|id| !id.is_empty() && Some(id) != own.as_ref())?;
+    let status = field("Status").into_iter().next().unwrap_or_default();
+    let diagnostic = field("Diagnostic-Code").into_iter().next().unwrap_or_default();
+    let reason = format!("bounced: {status} {diagnostic}").trim().to_string();
+    Some(Bounce { original_message_id: format!("<{original}>"), reason })
+}
+
+/// The mail as an item: a bounce of a mail we sent becomes that message's `failed` status; any other
+/// mail an inbound item (Message-ID, or a digest when it has none; sender, subject and text).
 pub fn parse_mail(bytes: &[u8]) -> Option<ReceivedMail> {
     let m = MessageParser::default().parse(bytes)?;
+    if let Some(b) = bounce_of(&m, bytes) {
+        let own = m.message_id().map(|id| format!("<{}>", id.trim_matches(|c| c == '<' || c == '>')));
+        let event_id = match own {
+            Some(id) => format!("imap:{id}"),
+            None => {
+                use sha2::Digest;
+                format!("imap:<sha256-{}@turumba>", &hex::encode(sha2::Sha256::digest(bytes))[..32])
+            }
+        };
+        let raw = json!({ "bounce_of": b.original_message_id, "reason": b.reason });
+        let at = m.date().and_then(|d| chrono::DateTime::from_timestamp(d.to_timestamp(), 0));
+        return Some(ReceivedMail {
+            event_id,
+            raw: raw.to_string(),
+            item: WebhookItem::Status {
+                provider_message_id: b.original_message_id,
+                status: "failed".into(),
+                error: Some(b.reason),
+                at,
+                raw,
+            },
+        });
+    }
     let from = m.from().and_then(|a| a.first())?;
     let address = from.address()?.to_lowercase();
     let message_id = match m.message_id() {
@@ -158,6 +225,18 @@ pub async fn poll(c: &EmailCredentials, store: Store<'_>) -> Result<u64, Provide
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounces_fail_the_mail_they_report_on() {
+        let dsn = b"From: MAILER-DAEMON@mx.example.org\r\nTo: news@turumba.example\r\nSubject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn-1@mx.example.org>\r\nDate: Sun, 22 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\nFinal-Recipient: rfc822; nobody@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 User unknown\r\n--B\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: news@turumba.example\r\nTo: nobody@example.org\r\nMessage-ID: <0192-abc@turumba.example>\r\nSubject: Your order\r\n--B--\r\n";
+        let m = parse_mail(dsn).expect("parsed");
+        let WebhookItem::Status { provider_message_id, status, error, .. } = m.item else { panic!("{m:?}") };
+        assert_eq!((provider_message_id.as_str(), status.as_str()), ("<0192-abc@turumba.example>", "failed"));
+        assert_eq!(error.as_deref(), Some("bounced: 5.1.1 smtp; 550 5.1.1 User unknown"));
+        // A delay report is not a failure: it stays an ordinary inbound mail.
+        let delayed = String::from_utf8_lossy(dsn).replace("Action: failed", "Action: delayed");
+        assert!(matches!(parse_mail(delayed.as_bytes()).unwrap().item, WebhookItem::Inbound { .. }));
+    }
 
     #[test]
     fn replies_keep_their_thread() {
