@@ -16,6 +16,7 @@ mod m20261128_000010_dispatch;
 mod m20261128_000011_rate_buckets;
 mod m20261128_000012_receipts;
 mod m20261128_000013_dispatch_indexes;
+mod m20261128_000014_message_parts;
 mod util;
 
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000011_rate_buckets::Migration),
             Box::new(m20261128_000012_receipts::Migration),
             Box::new(m20261128_000013_dispatch_indexes::Migration),
+            Box::new(m20261128_000014_message_parts::Migration),
         ]
     }
 }

@@ -89,7 +89,7 @@ async fn smpp_binds_submits_and_receives(b: Backend) {
 
     // Delivery receipts for the three accepted submits reach the inbox once each and are acknowledged;
     // a mobile-originated message arrives as an inbound item.
-    smsc.deliver_mo("251911000009", "Turumba", "STOP");
+    smsc.deliver_mo("251911000009", "Turumba", "Selam");
     let db = app.state.db.clone();
     eventually(10, "receipts and the inbound message stored", || {
         let db = db.clone();
@@ -119,7 +119,7 @@ async fn smpp_binds_submits_and_receives(b: Backend) {
     assert_eq!(items.iter().filter(|i| i["kind"] == "status" && i["status"] == "delivered").count(), 3, "{events}");
     assert!(items.iter().any(|i| i["provider_message_id"] == "smsc-1"), "{events}");
     let mo = items.iter().find(|i| i["kind"] == "inbound").expect("the inbound message");
-    assert_eq!((mo["from"].as_str(), mo["text"].as_str()), (Some("+251911000009"), Some("STOP")));
+    assert_eq!((mo["from"].as_str(), mo["text"].as_str()), (Some("+251911000009"), Some("Selam")));
 
     // The SMSC drops the link: the next sends rebind and go through.
     assert_eq!(smsc.binds.load(std::sync::atomic::Ordering::SeqCst), 1);
@@ -255,6 +255,13 @@ async fn smpp_interoperates_with_the_npm_smpp_server(b: Backend) {
     .await;
 }
 
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = &app.state.db;
+    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
 /// A connected SMPP channel bound to `smsc` (this process binds it, and holds its lease).
 async fn smsc_channel(app: &TestApp, u: &crate::helpers::TestUser, smsc: &Smsc) -> String {
     let r = app
@@ -357,20 +364,21 @@ async fn only_the_bind_holder_dispatches_an_smpp_channel(b: Backend) {
     let dispatcher_a = Dispatcher::new(state.messaging.clone(), state.channels.registry(), DispatchOptions::default());
     let dispatcher_b = Dispatcher::new(state.messaging.clone(), other.registry(), DispatchOptions::default());
     let mut ids = Vec::new();
-    for i in 1..=3 {
+    // The third is long: two parts, each with its own id and receipt.
+    let long = "Selam! Your appointment at the Bole clinic is tomorrow at 10:00. Please bring your card and arrive fifteen minutes early; reply STOP to opt out of these reminders.";
+    for (i, body) in [(1, "Selam"), (2, "Selam"), (3, long)] {
+        let to = format!("+25191100000{i}");
         let r = app
             .post("/v1/messages")
             .token(&u.token)
-            .json(
-                json!({"channel_id": channel, "delivery_address": format!("+25191100000{i}"), "message_body": "Selam"}),
-            )
+            .json(json!({"channel_id": channel, "delivery_address": to, "message_body": body}))
             .send()
             .await;
         ids.push(r.expect(201, None).id());
     }
     assert_eq!(dispatcher_b.run_once().await.unwrap(), 0, "B leaves the messages of A's bind alone");
     assert_eq!(dispatcher_a.run_once().await.unwrap(), 3);
-    assert_eq!(smsc.submits.lock().unwrap().len(), 3);
+    assert_eq!(smsc.submits.lock().unwrap().len(), 4, "three messages, the last in two parts");
     assert_eq!(smsc.binds.load(std::sync::atomic::Ordering::SeqCst), 1, "B never bound");
     for id in &ids {
         eventually(10, "the SMSC's receipt marks the message delivered", || async {
@@ -379,6 +387,13 @@ async fn only_the_bind_holder_dispatches_an_smpp_channel(b: Backend) {
         })
         .await;
     }
+    // Every part's receipt found its message: four receipts handled, none left parked.
+    eventually(10, "the four receipts are handled", || async {
+        count(&app, "SELECT COUNT(*) FROM webhook_inbox WHERE status = 'processed'").await == 4
+    })
+    .await;
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM parked_receipts").await, 0, "no part's receipt was parked");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM message_parts").await, 1);
 }
 
 both_backends!(

@@ -76,7 +76,10 @@ pub struct OutboundMessage {
 /// What the provider said when it accepted a message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SendReceipt {
+    /// The provider's id of the message (of its first part, for a multi-part SMS).
     pub provider_message_id: Option<String>,
+    /// The ids of the other parts of a multi-part SMS (SMPP gives each part its own id and receipt).
+    pub part_ids: Vec<String>,
     /// `delivered` when the provider confirms delivery synchronously (sandbox, Telegram), else `sent`.
     pub status: &'static str,
     /// SMS only: parts and encoding.

@@ -363,9 +363,9 @@ impl Dispatcher {
                 "outcome" => kind
             )
             .increment(1);
-            let provider_id = match &outcome {
-                Outcome::Sent(receipt) => receipt.provider_message_id.clone(),
-                _ => None,
+            let (provider_id, part_ids) = match &outcome {
+                Outcome::Sent(receipt) => (receipt.provider_message_id.clone(), receipt.part_ids.clone()),
+                _ => (None, Vec::new()),
             };
             if store::apply_change(&txn, &m, change).await? && !deferred {
                 bus.emit(
@@ -375,8 +375,10 @@ impl Dispatcher {
                     Some(m.account_id),
                     json!({ "channel_id": m.channel_id, "attempts": m.attempts }),
                 );
-                if let Some(id) = provider_id {
-                    identified.push((message::Model { status, ..m }, id));
+                let sent = message::Model { status, ..m };
+                super::receipts::record_parts(&txn, &sent, &part_ids).await?;
+                for id in provider_id.into_iter().chain(part_ids) {
+                    identified.push((sent.clone(), id));
                 }
             }
         }

@@ -5,6 +5,10 @@
 //! deliver it; sending it again is not ours to decide). A late `sent`, or a `delivered` after a failure,
 //! changes nothing.
 //!
+//! A multi-part SMS has an id per part, and a receipt per part: each part's id leads to the message
+//! (`message_parts`), so the first part reported delivered makes the message `delivered` and the
+//! others change nothing more.
+//!
 //! A receipt can beat the send's own record (the provider's webhook arrives while the dispatcher is
 //! still writing the provider's answer down). It is then parked, and the dispatcher's record of that
 //! send matches it in the same transaction. Both sides take the same transaction-scoped lock on
@@ -22,7 +26,7 @@ use sha2::Digest;
 use uuid::Uuid;
 
 use super::entity::message::{self, Direction, MessageStatus};
-use super::entity::parked_receipt;
+use super::entity::{message_part, parked_receipt};
 use super::store;
 use crate::error::AppResult;
 use crate::modules::accounts::AccountScope;
@@ -58,12 +62,19 @@ pub async fn apply(
     r: &Receipt,
 ) -> AppResult<Applied> {
     lock(txn, &[(r.channel_id, r.provider_message_id.as_str())]).await?;
-    let found = store::messages_in(scope)
+    let mut found = store::messages_in(scope)
         .filter(message::Column::ChannelId.eq(r.channel_id))
         .filter(message::Column::ProviderMessageId.eq(r.provider_message_id.as_str()))
         .filter(message::Column::Direction.eq(Direction::Outbound))
         .one(txn)
         .await?;
+    if found.is_none() {
+        // Another part of a multi-part SMS: the part's id leads to its message.
+        let part = message_part::Entity::find_by_id((r.channel_id, r.provider_message_id.clone())).one(txn).await?;
+        if let Some(part) = part {
+            found = store::find_message(txn, scope, part.message_id).await?;
+        }
+    }
     let Some(m) = found else {
         parked_receipt::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -122,6 +133,30 @@ pub async fn match_parked(
         matched += 1;
     }
     Ok(matched)
+}
+
+/// Records the other parts' provider ids of a multi-part send (see the module documentation).
+pub async fn record_parts(txn: &DatabaseTransaction, m: &message::Model, part_ids: &[String]) -> AppResult<()> {
+    if part_ids.is_empty() {
+        return Ok(());
+    }
+    let rows = part_ids.iter().map(|id| message_part::ActiveModel {
+        channel_id: Set(m.channel_id),
+        provider_message_id: Set(id.clone()),
+        message_id: Set(m.id),
+    });
+    message_part::Entity::insert_many(rows)
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::columns([
+                message_part::Column::ChannelId,
+                message_part::Column::ProviderMessageId,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
 }
 
 /// Deletes receipts parked before `before` that never matched a send (their send's answer was lost:

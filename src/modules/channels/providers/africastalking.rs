@@ -89,6 +89,7 @@ impl ProviderAdapter for AfricasTalking {
             Some(100..=102) => {
                 let info = sms::analyse(&message.text);
                 Ok(SendReceipt {
+                    part_ids: Vec::new(),
                     provider_message_id: r["messageId"].as_str().map(str::to_string),
                     status: "sent",
                     segments: Some(info.segments),

@@ -128,7 +128,13 @@ impl ProviderAdapter for Email {
         .map_err(|e| ProviderError::new(ErrorClass::Permanent, format!("email: cannot build the message: {e}")))?;
         let transport = self.transport(channel, c)?;
         transport.send(built).await.map_err(|e| classify(&e))?;
-        Ok(SendReceipt { provider_message_id: Some(mid), status: "sent", segments: None, encoding: None })
+        Ok(SendReceipt {
+            part_ids: Vec::new(),
+            provider_message_id: Some(mid),
+            status: "sent",
+            segments: None,
+            encoding: None,
+        })
     }
 
     async fn verify(&self, channel: &ChannelContext) -> Result<String, ProviderError> {

@@ -110,6 +110,7 @@ impl ProviderAdapter for WhatsApp {
             return Err(classify("whatsapp", a.status, &a.json).retry_after(a.retry_after));
         }
         Ok(SendReceipt {
+            part_ids: Vec::new(),
             provider_message_id: a.json["messages"][0]["id"].as_str().map(str::to_string),
             status: "sent",
             segments: None,
@@ -243,6 +244,7 @@ impl ProviderAdapter for Messenger {
             return Err(classify("messenger", a.status, &a.json).retry_after(a.retry_after));
         }
         Ok(SendReceipt {
+            part_ids: Vec::new(),
             provider_message_id: a.json["message_id"].as_str().map(str::to_string),
             status: "sent",
             segments: None,

@@ -102,6 +102,7 @@ impl ProviderAdapter for Sandbox {
         }
         self.keep(channel, message, &info, None).await?;
         Ok(SendReceipt {
+            part_ids: Vec::new(),
             provider_message_id: Some(format!("sandbox-{}", message.message_id)),
             status: "delivered",
             segments: Some(info.segments),

@@ -407,6 +407,7 @@ impl ProviderAdapter for Smpp {
         let (ton, npi) = source_ton_npi(c);
         let destination = message.to.trim_start_matches('+');
         let mut first_id = None;
+        let mut part_ids = Vec::new();
         for body in &bodies {
             let _permit = session.window.acquire().await.expect("window semaphore");
             let mut esm = 0u8; // default mode, normal message (EsmClass::default() sets ANSI-41 bits)
@@ -432,8 +433,11 @@ impl ProviderAdapter for Smpp {
                 .build();
             match session.client.submit_sm(sm).await {
                 Ok(resp) => {
+                    let id = resp.message_id().as_str().to_string();
                     if first_id.is_none() {
-                        first_id = Some(resp.message_id().as_str().to_string());
+                        first_id = Some(id);
+                    } else {
+                        part_ids.push(id);
                     }
                 }
                 Err(e) => {
@@ -448,6 +452,7 @@ impl ProviderAdapter for Smpp {
         }
         Ok(SendReceipt {
             provider_message_id: first_id,
+            part_ids,
             status: "sent",
             segments: Some(bodies.len()),
             encoding: Some(encoding.as_str()),

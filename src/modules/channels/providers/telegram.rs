@@ -78,6 +78,7 @@ impl ProviderAdapter for Telegram {
         let c = Self::creds(channel)?;
         let result = self.call(c, "sendMessage", Some(&json!({"chat_id": message.to, "text": message.text}))).await?;
         Ok(SendReceipt {
+            part_ids: Vec::new(),
             provider_message_id: result["message_id"].as_i64().map(|id| format!("{}:{id}", message.to)),
             status: "sent",
             segments: None,

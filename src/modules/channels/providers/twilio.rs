@@ -96,6 +96,7 @@ impl ProviderAdapter for Twilio {
         }
         let info = sms::analyse(&message.text);
         Ok(SendReceipt {
+            part_ids: Vec::new(),
             provider_message_id: a.json["sid"].as_str().map(str::to_string),
             status: "sent",
             segments: Some(a.json["num_segments"].as_str().and_then(|s| s.parse().ok()).unwrap_or(info.segments)),

@@ -101,6 +101,7 @@ impl ProviderAdapter for Vonage {
             return Err(status_error(bad));
         }
         Ok(SendReceipt {
+            part_ids: Vec::new(),
             provider_message_id: parts.first().and_then(|m| m["message-id"].as_str()).map(str::to_string),
             status: "sent",
             segments: Some(parts.len().max(info.segments)),

@@ -2,6 +2,7 @@
 
 pub mod idempotency_key;
 pub mod message;
+pub mod message_part;
 pub mod parked_receipt;
 pub mod rate_bucket;
 pub mod template;
