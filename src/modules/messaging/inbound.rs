@@ -27,6 +27,8 @@ use crate::modules::events::EventBus;
 
 const DEFAULT_OPT_OUT: &[&str] = &["STOP", "UNSUBSCRIBE"];
 const DEFAULT_OPT_IN: &[&str] = &["START"];
+/// Messages longer than this are never keywords.
+const MAX_KEYWORD_CHARS: usize = 64;
 const DEFAULT_OPT_OUT_REPLY: &str =
     "You are unsubscribed and will get no more messages here. Reply START to subscribe again.";
 const DEFAULT_OPT_IN_REPLY: &str = "You are subscribed again. Reply STOP to unsubscribe.";
@@ -174,6 +176,10 @@ impl Messaging {
         i: &Inbound,
         contact_id: Uuid,
     ) -> AppResult<()> {
+        // A keyword is a word: longer messages never read the account's lists.
+        if i.text.trim().chars().count() > MAX_KEYWORD_CHARS {
+            return Ok(());
+        }
         let settings = self.accounts.get_account(scope).await?.settings;
         let keywords = Keywords::from_settings(&settings);
         let Some(opted_out) = keywords.classify(&i.text) else { return Ok(()) };
