@@ -87,6 +87,10 @@ pub struct SendReceipt {
     pub encoding: Option<&'static str>,
 }
 
+/// The error code of a send refused because another process holds the channel's SMPP bind: its
+/// dispatcher sends the message (see `leases`).
+pub const BIND_OWNED_ELSEWHERE: &str = "bind_owned_elsewhere";
+
 /// How dispatch treats a failure (SPEC §5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {

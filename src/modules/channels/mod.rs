@@ -27,7 +27,8 @@ mod vault;
 mod webhooks;
 
 pub use adapter::{
-    AdapterSet, ChannelContext, ErrorClass, OutboundMessage, ProviderAdapter, ProviderError, SendReceipt, WebhookItem,
+    AdapterSet, BIND_OWNED_ELSEWHERE, ChannelContext, ErrorClass, OutboundMessage, ProviderAdapter, ProviderError,
+    SendReceipt, WebhookItem,
 };
 pub use api::configure;
 pub use credentials::{Credentials, SmppCredentials, TelegramCredentials};

@@ -50,7 +50,9 @@ use super::store::{self, Outcome};
 use crate::domain::channel_type::ChannelType;
 use crate::error::AppResult;
 use crate::modules::accounts::AccountScope;
-use crate::modules::channels::{ChannelRegistry, ErrorClass, LoadedChannel, OutboundMessage, ProviderError};
+use crate::modules::channels::{
+    BIND_OWNED_ELSEWHERE, ChannelRegistry, ErrorClass, LoadedChannel, OutboundMessage, ProviderError,
+};
 use crate::modules::events::{EventBus, EventMeta};
 
 /// How the dispatcher paces itself.
@@ -79,8 +81,6 @@ impl Default for DispatchOptions {
 
 /// Longest wait between two attempts.
 const MAX_BACKOFF_SECS: i64 = 3600;
-/// The SMPP adapter's error when another process holds the channel's bind.
-const BIND_OWNED_ELSEWHERE: &str = "bind_owned_elsewhere";
 /// How often a dispatcher drops receipts parked too long.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 /// A throttled send without the provider's hint waits this long.
@@ -152,7 +152,7 @@ impl Dispatcher {
         }
         let channels = self.load_channels(&claimed).await;
         let (claimed, mut deferred) = self.within_rate_limits(claimed, &channels).await?;
-        let windows = self.service_windows(&claimed).await;
+        let windows = self.service_windows(&claimed, &channels).await;
         let mut outcomes: Vec<(message::Model, Outcome)> = futures_util::stream::iter(claimed)
             .map(|m| {
                 let loaded = channels.get(&m.channel_id).cloned().flatten();
@@ -241,18 +241,23 @@ impl Dispatcher {
 
     /// When the contacts of the WhatsApp and Messenger messages among `claimed` last wrote to us (free
     /// text is allowed only within 24 h of that); a contact this cannot be read for counts as silent.
-    async fn service_windows(&self, claimed: &[message::Model]) -> HashMap<Uuid, chrono::DateTime<Utc>> {
-        let mut by_account: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    /// The account scopes come from the channels this pass loaded (no second lookup).
+    async fn service_windows(
+        &self,
+        claimed: &[message::Model],
+        channels: &HashMap<Uuid, Loaded>,
+    ) -> HashMap<Uuid, chrono::DateTime<Utc>> {
+        let mut by_account: HashMap<Uuid, (AccountScope, Vec<Uuid>)> = HashMap::new();
         for m in claimed {
             if matches!(m.channel_type, ChannelType::Whatsapp | ChannelType::Messenger)
                 && let Some(c) = m.contact_id
+                && let Some(Some((scope, _))) = channels.get(&m.channel_id)
             {
-                by_account.entry(m.account_id).or_default().push(c);
+                by_account.entry(m.account_id).or_insert_with(|| (*scope, Vec::new())).1.push(c);
             }
         }
         let mut out = HashMap::new();
-        for (account_id, contacts) in by_account {
-            let Ok(scope) = self.messaging.accounts.operator_scope(account_id).await else { continue };
+        for (scope, contacts) in by_account.into_values() {
             match self.messaging.directory.last_inbound(scope, &contacts).await {
                 Ok(found) => out.extend(found),
                 Err(e) => tracing::warn!(error = %e, "cannot read when contacts last wrote"),
@@ -382,7 +387,6 @@ impl Dispatcher {
                 }
             }
         }
-        let identified: Vec<(&message::Model, String)> = identified.iter().map(|(m, id)| (m, id.clone())).collect();
         super::receipts::match_parked(&txn, &mut bus, &identified).await?;
         self.messaging.events.commit(txn, bus).await?;
         Ok(())

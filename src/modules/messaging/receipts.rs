@@ -99,7 +99,7 @@ pub async fn apply(
 pub async fn match_parked(
     txn: &DatabaseTransaction,
     bus: &mut EventBus,
-    sent: &[(&message::Model, String)],
+    sent: &[(message::Model, String)],
 ) -> AppResult<usize> {
     if sent.is_empty() {
         return Ok(0);
@@ -119,7 +119,7 @@ pub async fn match_parked(
             continue;
         };
         // The row as the dispatcher just left it: `sent` (or `delivered`) with this provider id.
-        let m = message::Model { provider_message_id: Some(p.provider_message_id.clone()), ..(*m).clone() };
+        let m = message::Model { provider_message_id: Some(p.provider_message_id.clone()), ..m.clone() };
         let r = Receipt {
             channel_id: p.channel_id,
             provider_message_id: p.provider_message_id.clone(),

@@ -352,7 +352,7 @@ impl Smpp {
                         ErrorClass::Transient,
                         "smpp: another dispatcher process holds this channel's bind",
                     )
-                    .with_code("bind_owned_elsewhere")
+                    .with_code(crate::modules::channels::adapter::BIND_OWNED_ELSEWHERE)
                     .retry_after(Some(Duration::from_secs(5))));
                 }
                 Err(e) => return Err(transient_db(e)),
