@@ -2,7 +2,7 @@
 //! commands.
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, IntoActiveModel, ModelTrait, Set};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, IntoActiveModel, ModelTrait, Set};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -71,7 +71,13 @@ impl Accounts {
     /// must exist. Never used for HTTP requests, whose scope comes from the caller's membership.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn operator_scope(&self, account_id: Uuid) -> AppResult<AccountScope> {
-        store::find_account(&self.db, account_id).await?.ok_or(AppError::NotFound("account"))?;
+        self.operator_scope_in(&self.db, account_id).await
+    }
+
+    /// [`Self::operator_scope`] read through `conn`: an event handler passes its own transaction, so it
+    /// never waits for a second pooled connection while it holds one.
+    pub async fn operator_scope_in<C: ConnectionTrait>(&self, conn: &C, account_id: Uuid) -> AppResult<AccountScope> {
+        store::find_account(conn, account_id).await?.ok_or(AppError::NotFound("account"))?;
         Ok(AccountScope::checked(account_id))
     }
 
@@ -82,7 +88,12 @@ impl Accounts {
     }
 
     pub async fn get_account(&self, scope: AccountScope) -> AppResult<account::Model> {
-        store::find_account(&self.db, scope.account_id()).await?.ok_or(AppError::NotFound("account"))
+        self.get_account_in(&self.db, scope).await
+    }
+
+    /// [`Self::get_account`] read through `conn` (an event handler's transaction).
+    pub async fn get_account_in<C: ConnectionTrait>(&self, conn: &C, scope: AccountScope) -> AppResult<account::Model> {
+        store::find_account(conn, scope.account_id()).await?.ok_or(AppError::NotFound("account"))
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]

@@ -50,10 +50,6 @@ impl PassOutcome {
     }
 }
 
-/// How many batches a PostgreSQL relay keeps handed to the transport and awaiting their confirms at
-/// once. Each holds its rows' locks in an open transaction (a pooled connection).
-const MAX_IN_FLIGHT: usize = 4;
-
 /// A claimed batch, decoded.
 struct Prepared {
     events: Vec<EventEnvelope>,
@@ -62,7 +58,7 @@ struct Prepared {
 }
 
 /// A batch handed to the transport, with the transaction that holds its rows until it is recorded and
-/// its place among the [`MAX_IN_FLIGHT`].
+/// its place among the transport's [`Transport::max_in_flight`].
 struct InFlight {
     txn: DatabaseTransaction,
     prepared: Prepared,
@@ -104,7 +100,7 @@ impl Relay {
     /// PostgreSQL: a pipeline of two halves running side by side. The sender claims a batch in its own
     /// transaction and hands it to the transport, then claims the next one without waiting for the
     /// confirms: at once while batches are full (a backlog), otherwise as soon as a writer's commit
-    /// wakes it; at most [`MAX_IN_FLIGHT`] batches are unconfirmed at a time. The recorder awaits each
+    /// wakes it; at most [`Transport::max_in_flight`] batches are unconfirmed at a time. The recorder awaits each
     /// batch's confirms in the order the batches were sent, marks its confirmed rows published and
     /// commits. Batches go out in claim order on one transport, so one relay publishes in commit order.
     /// If the transport loses a batch, its rows stay pending (no attempt counted), the sender stops and
@@ -116,7 +112,8 @@ impl Relay {
             let rows = outbox::claim_due(&self.db, self.settings.batch_size).await?;
             return self.publish_and_record(&self.db, rows).await;
         }
-        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let max_in_flight = self.transport.max_in_flight().max(1);
+        let permits = Arc::new(Semaphore::new(max_in_flight));
         let (to_record, mut handed) = mpsc::unbounded_channel::<InFlight>();
         // Set when the transport lost a batch: the sender stops, the recorder settles what is in flight.
         let lost = AtomicBool::new(false);
@@ -133,7 +130,7 @@ impl Relay {
                 }
                 if !claim {
                     // Nothing known to be due: wait for a commit, or end the pass once nothing is in flight.
-                    if permits.available_permits() == MAX_IN_FLIGHT {
+                    if permits.available_permits() == max_in_flight {
                         return Ok(out);
                     }
                     tokio::select! {

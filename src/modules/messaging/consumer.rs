@@ -102,7 +102,8 @@ impl Consumer for WebhookItems {
         let channel_type = ChannelType::parse(&e.channel_type)
             .ok_or_else(|| HandlerError::Permanent(format!("unknown channel type `{}`", e.channel_type)))?;
         let m = &self.messaging;
-        let scope = match m.accounts.operator_scope(account_id).await {
+        // Every read goes through the handler's transaction: no second pooled connection while it holds one.
+        let scope = match m.accounts.operator_scope_in(txn, account_id).await {
             Ok(scope) => scope,
             // The account was deleted since: its messages and inbox went with it.
             Err(AppError::NotFound(_)) => return Ok(()),

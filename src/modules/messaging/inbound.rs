@@ -180,7 +180,7 @@ impl Messaging {
         if i.text.trim().chars().count() > MAX_KEYWORD_CHARS {
             return Ok(());
         }
-        let settings = self.accounts.get_account(scope).await?.settings;
+        let settings = self.accounts.get_account_in(txn, scope).await?.settings;
         let keywords = Keywords::from_settings(&settings);
         let Some(opted_out) = keywords.classify(&i.text) else { return Ok(()) };
         let changed =

@@ -185,4 +185,11 @@ impl Transport for InProcess {
     fn name(&self) -> &'static str {
         "in-process"
     }
+
+    /// In-process consumers confirm by committing to the same database: a batch's open transaction
+    /// competes with them for the pool, so one batch at a time (with four, a pool of five left one
+    /// connection to consumers that needed two, and every side waited on the other until the pool timed out).
+    fn max_in_flight(&self) -> usize {
+        1
+    }
 }

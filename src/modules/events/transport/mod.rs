@@ -44,4 +44,9 @@ pub trait Transport: Send + Sync + 'static {
     /// Readiness: can the transport reach its broker right now?
     async fn check(&self) -> Result<(), String>;
     fn name(&self) -> &'static str;
+    /// How many batches a PostgreSQL relay may keep awaiting their confirms, each in an open transaction
+    /// (a pooled connection). A broker confirms on its own, so several overlap its round trips.
+    fn max_in_flight(&self) -> usize {
+        4
+    }
 }
