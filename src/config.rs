@@ -80,6 +80,19 @@ pub struct HttpSettings {
     pub max_connections: usize,
 }
 
+/// Files sent with messages by URL: the e-mail adapter downloads them (other providers fetch them
+/// themselves).
+#[derive(Clone, Debug, Deserialize)]
+pub struct AttachmentSettings {
+    /// Total bytes of the files of one message.
+    pub max_bytes: u64,
+    /// Longest download of one file, in seconds.
+    pub fetch_timeout_secs: u64,
+    /// Whether file URLs may point at this machine or a private network (off: a tenant's URL cannot
+    /// reach internal services).
+    pub allow_private_networks: bool,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 pub struct DatabaseSettings {
     pub max_connections: u32,
@@ -127,6 +140,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub database: DatabaseSettings,
     pub events: EventSettings,
+    pub attachments: AttachmentSettings,
     /// Overrides of the built-in system-mail templates (`mail/<name>.<part>.hbs`).
     pub templates_dir: Option<PathBuf>,
 }
@@ -150,6 +164,7 @@ struct RawSettings {
     http: HttpSettings,
     database: DatabaseSettings,
     events: EventSettings,
+    attachments: AttachmentSettings,
     templates_dir: Option<PathBuf>,
 }
 
@@ -203,6 +218,9 @@ impl Settings {
             .and_then(|b| b.set_default("events.amqp_prefix", ""))
             .and_then(|b| b.set_default("events.audit_queue", true))
             .and_then(|b| b.set_default("events.queue_capacity", 1024))
+            .and_then(|b| b.set_default("attachments.max_bytes", 18 * 1024 * 1024))
+            .and_then(|b| b.set_default("attachments.fetch_timeout_secs", 30))
+            .and_then(|b| b.set_default("attachments.allow_private_networks", false))
             .map_err(|e| bad("defaults", e.to_string()))?;
 
         for name in ["default".to_string(), run_env.clone()] {
@@ -293,6 +311,12 @@ impl Settings {
         if ev.prefetch == 0 || ev.queue_capacity == 0 {
             return Err(bad("TURUMBA_EVENTS__PREFETCH", "prefetch and queue_capacity must be at least 1"));
         }
+        if raw.attachments.max_bytes < 1024 {
+            return Err(bad("TURUMBA_ATTACHMENTS__MAX_BYTES", "must be at least 1024"));
+        }
+        if raw.attachments.fetch_timeout_secs == 0 {
+            return Err(bad("TURUMBA_ATTACHMENTS__FETCH_TIMEOUT_SECS", "must be at least 1"));
+        }
         if let Some(url) = &raw.public_base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -316,6 +340,7 @@ impl Settings {
             http: raw.http,
             database: raw.database,
             events: raw.events,
+            attachments: raw.attachments,
             templates_dir: raw.templates_dir.filter(|d| !d.as_os_str().is_empty()),
         })
     }

@@ -19,7 +19,7 @@ use crate::db;
 use crate::http;
 use crate::mail::Mailer;
 use crate::modules::accounts::{self, Accounts, JwtKeys};
-use crate::modules::channels::{self, BindLeases, Channels, Vault};
+use crate::modules::channels::{self, BindLeases, Channels, MediaFetcher, Vault};
 use crate::modules::contacts::{self, Contacts, Directory, ImportUploads};
 use crate::modules::events::{Events, SharedConsumer};
 use crate::modules::messaging::{self, DispatchOptions, Dispatcher, Messaging, MessagingParts};
@@ -140,7 +140,17 @@ pub async fn build_state_for(settings: Settings, migrate: bool, owner: String) -
         accounts.clone(),
         events.clone(),
         Vault::new(&secret, &previous),
-        channels::all_adapters(channels::http_client(), Some(db.clone()), Some(smpp_tx), Some(leases.clone())),
+        channels::all_adapters(
+            channels::http_client(),
+            Some(db.clone()),
+            Some(smpp_tx),
+            Some(leases.clone()),
+            MediaFetcher::new(
+                std::time::Duration::from_secs(settings.attachments.fetch_timeout_secs),
+                settings.attachments.max_bytes,
+                settings.attachments.allow_private_networks,
+            ),
+        ),
         settings.public_base_url.clone(),
     )
     .with_bind_leases(leases);

@@ -354,7 +354,7 @@ async fn credentials_are_resealed_under_a_rotated_key(b: Backend) {
             state.accounts.clone(),
             state.events.clone(),
             vault,
-            all_adapters(http_client(), None, None, None),
+            all_adapters(http_client(), None, None, None, Default::default()),
             None,
         )
     };

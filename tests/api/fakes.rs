@@ -84,7 +84,8 @@ impl Drop for FakeServer {
 
 pub const TELEGRAM_GOOD_TOKEN: &str = "123456:good-token-abcdef";
 
-/// The Telegram Bot API: `getMe`, `sendMessage`, `setWebhook`; token `TELEGRAM_GOOD_TOKEN` is valid.
+/// The Telegram Bot API: `getMe`, `sendMessage`, `send{Photo,Document,Audio,Video}` (message ids 43–46),
+/// `setWebhook`; token `TELEGRAM_GOOD_TOKEN` is valid.
 /// `sendMessage` answers by chat id: `429` → Too Many Requests with `retry_after: 7`; `403` → blocked by
 /// the user; `400` → chat not found; `500` → Bad Gateway; anything else → ok.
 pub fn telegram() -> FakeServer {
@@ -119,6 +120,11 @@ pub fn telegram() -> FakeServer {
                         "text": body["text"],
                     }})),
                 }
+            }
+            // Files by URL: an id per method, so tests tell the messages apart.
+            "sendPhoto" | "sendDocument" | "sendAudio" | "sendVideo" => {
+                let id = 43 + ["sendPhoto", "sendDocument", "sendAudio", "sendVideo"].iter().position(|m| *m == method).unwrap();
+                HttpResponse::Ok().json(json!({"ok": true, "result": {"message_id": id, "date": 1_763_800_000, "chat": {"id": 1, "type": "private"}}}))
             }
             _ => err(404, "Not Found", Value::Null),
         }
@@ -234,7 +240,7 @@ pub const GRAPH_TOKEN: &str = "EAAG-good-graph-token";
 /// Meta's Graph API for WhatsApp (`/v21.0/{phone_number_id}/messages`, `/v21.0/{phone_number_id}`) and
 /// Messenger (`/v21.0/me/messages`, `/v21.0/{page_id}`), Bearer tokens. Recipient `+15550000190`
 /// (WhatsApp) or PSID `190` (Messenger) answer code 190 (expired token); `+15550130429`/`130429` answer
-/// 130429 (rate limit).
+/// 130429 (rate limit). Media messages answer the id `wamid.<type>`, Messenger attachments `m_<type>`.
 pub fn graph() -> FakeServer {
     FakeServer::start(|r| {
         let graph_error = |status: u16, code: u64, message: &str| {
@@ -247,17 +253,33 @@ pub fn graph() -> FakeServer {
         }
         let body = r.json();
         match (r.method.as_str(), r.path.split('?').next().unwrap_or_default()) {
-            ("GET", "/v21.0/1065550001") => HttpResponse::Ok().json(json!({"display_phone_number": "+1 555-000-1", "verified_name": "Turumba Test", "id": "1065550001"})),
-            ("GET", "/v21.0/2075550001") => HttpResponse::Ok().json(json!({"name": "Turumba Page", "id": "2075550001"})),
+            ("GET", "/v21.0/1065550001") => HttpResponse::Ok().json(
+                json!({"display_phone_number": "+1 555-000-1", "verified_name": "Turumba Test", "id": "1065550001"}),
+            ),
+            ("GET", "/v21.0/2075550001") => {
+                HttpResponse::Ok().json(json!({"name": "Turumba Page", "id": "2075550001"}))
+            }
             ("POST", "/v21.0/1065550001/messages") => match body["to"].as_str().unwrap_or_default() {
                 "+15550000190" => graph_error(401, 190, "Error validating access token"),
                 "+15550130429" => graph_error(400, 130429, "Rate limit hit"),
-                to => HttpResponse::Ok().json(json!({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to.trim_start_matches('+')}], "messages": [{"id": "wamid.HBgLMTU1NTAwMDAwMDEVAgARGBI"}]})),
+                to => {
+                    let id = match body["type"].as_str() {
+                        Some(kind @ ("image" | "document" | "audio" | "video")) => format!("wamid.{kind}"),
+                        _ => "wamid.HBgLMTU1NTAwMDAwMDEVAgARGBI".to_string(),
+                    };
+                    HttpResponse::Ok().json(json!({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to.trim_start_matches('+')}], "messages": [{"id": id}]}))
+                }
             },
             ("POST", "/v21.0/me/messages") => match body["recipient"]["id"].as_str().unwrap_or_default() {
                 "190" => graph_error(401, 190, "Error validating access token"),
                 "130429" => graph_error(400, 4, "Application request limit reached"),
-                psid => HttpResponse::Ok().json(json!({"recipient_id": psid, "message_id": "m_AG5Hz2Uq7tuwNEhXfYYKj8mJEM"})),
+                psid => {
+                    let id = match body["message"]["attachment"]["type"].as_str() {
+                        Some(kind) => format!("m_{kind}"),
+                        None => "m_AG5Hz2Uq7tuwNEhXfYYKj8mJEM".to_string(),
+                    };
+                    HttpResponse::Ok().json(json!({"recipient_id": psid, "message_id": id}))
+                }
             },
             _ => graph_error(400, 100, "Unsupported request"),
         }

@@ -9,10 +9,10 @@ use serde_json::json;
 
 use crate::helpers::{Backend, TestApp};
 
-struct SmtpServer {
+pub struct SmtpServer {
     child: Child,
-    port: u16,
-    maildir: PathBuf,
+    pub port: u16,
+    pub maildir: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -23,7 +23,7 @@ impl Drop for SmtpServer {
     }
 }
 
-fn python() -> Option<String> {
+pub fn python() -> Option<String> {
     match std::env::var("TURUMBA_TEST_PYTHON") {
         Ok(p) if !p.is_empty() => Some(p),
         _ => {
@@ -58,7 +58,7 @@ while True:
     time.sleep(3600)
 "#;
 
-async fn start_smtp_server(python: &str, auth: Option<(&str, &str)>) -> SmtpServer {
+pub async fn start_smtp_server(python: &str, auth: Option<(&str, &str)>) -> SmtpServer {
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("Maildir");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod accounts;
+mod attachments;
 mod auth;
 mod channels;
 mod contacts;

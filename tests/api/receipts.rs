@@ -81,11 +81,11 @@ async fn send(app: &TestApp, u: &TestUser, channel: &str, to: &str) -> String {
     r.expect(201, None).id()
 }
 
-async fn message(app: &TestApp, u: &TestUser, id: &str) -> Value {
+pub async fn message(app: &TestApp, u: &TestUser, id: &str) -> Value {
     app.get(&format!("/v1/messages/{id}")).token(&u.token).send().await.data().clone()
 }
 
-async fn wait_status(app: &TestApp, u: &TestUser, id: &str, want: &str) {
+pub async fn wait_status(app: &TestApp, u: &TestUser, id: &str, want: &str) {
     eventually(10, &format!("message {id} is {want}"), || async move { message(app, u, id).await["status"] == want })
         .await;
 }

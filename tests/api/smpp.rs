@@ -297,6 +297,7 @@ async fn only_one_process_binds_an_smpp_channel(b: Backend) {
             Some(state.db.clone()),
             None,
             Some(BindLeases::with_owner(state.db.clone(), "process-b")),
+            Default::default(),
         ),
         None,
     );
@@ -357,7 +358,7 @@ async fn only_the_bind_holder_dispatches_an_smpp_channel(b: Backend) {
         state.accounts.clone(),
         state.events.clone(),
         Vault::new(&secret, &[]),
-        all_adapters(http_client(), Some(state.db.clone()), None, Some(b_leases.clone())),
+        all_adapters(http_client(), Some(state.db.clone()), None, Some(b_leases.clone()), Default::default()),
         None,
     )
     .with_bind_leases(b_leases);

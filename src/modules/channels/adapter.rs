@@ -71,6 +71,19 @@ pub struct OutboundMessage {
     pub template: Option<Value>,
     /// When the contact last wrote to us (WhatsApp/Messenger customer-service window).
     pub last_inbound_at: Option<DateTime<Utc>>,
+    /// Files by URL (at most 10): the provider fetches them (Telegram, WhatsApp, Messenger, Twilio MMS);
+    /// the e-mail adapter fetches them itself and attaches them.
+    pub attachments: Vec<MediaAttachment>,
+}
+
+/// A file sent with a message, by URL.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MediaAttachment {
+    pub url: String,
+    /// `image`, `document`, `audio` or `video`.
+    pub kind: String,
+    pub filename: Option<String>,
+    pub caption: Option<String>,
 }
 
 /// What the provider said when it accepted a message.
@@ -78,7 +91,9 @@ pub struct OutboundMessage {
 pub struct SendReceipt {
     /// The provider's id of the message (of its first part, for a multi-part SMS).
     pub provider_message_id: Option<String>,
-    /// The ids of the other parts of a multi-part SMS (SMPP gives each part its own id and receipt).
+    /// The ids of the other provider messages the send became: the other parts of a multi-part SMS
+    /// (SMPP gives each part its own id and receipt), the attachments sent after the text (Telegram,
+    /// WhatsApp, Messenger). A receipt for any of them finds the message.
     pub part_ids: Vec<String>,
     /// `delivered` when the provider confirms delivery synchronously (sandbox, Telegram), else `sent`.
     pub status: &'static str,
@@ -260,6 +275,12 @@ pub trait ProviderAdapter: Send + Sync {
         None
     }
 
+    /// Whether the provider can carry [`OutboundMessage::attachments`]; a send with attachments through
+    /// any other is refused when it is accepted (422), never cut down silently.
+    fn sends_attachments(&self) -> bool {
+        false
+    }
+
     /// Registers our webhook with the provider where that is an API call (Telegram `setWebhook`).
     async fn register_webhook(&self, _channel: &ChannelContext) -> Result<(), ProviderError> {
         Ok(())
@@ -308,6 +329,9 @@ impl ProviderAdapter for Scrubbed {
         self.0
             .parse_webhook(channel, request)
             .map_err(|e| channel.scrub(ProviderError::new(ErrorClass::Permanent, e)).message)
+    }
+    fn sends_attachments(&self) -> bool {
+        self.0.sends_attachments()
     }
     fn event_id(&self, request: &WebhookRequest) -> Option<String> {
         self.0.event_id(request)

@@ -5,17 +5,18 @@
 //! Public facade: [`Channels`] and [`ChannelRegistry`]; the adapter types messaging and the adapter
 //! tests need ([`OutboundMessage`], [`SendReceipt`], [`ProviderError`], [`ErrorClass`], [`ChannelContext`]);
 //! what the composition root needs to build it ([`Vault`], [`all_adapters`], [`http_client`],
-//! [`BindLeases`]); the SMS encoders; [`configure`] and [`ApiDoc`]. Credentials are opened only inside
+//! [`BindLeases`], [`MediaFetcher`]); the SMS encoders; [`configure`] and [`ApiDoc`]. Credentials are opened only inside
 //! this module, and a [`LoadedChannel`] keeps them to itself.
 //!
 //! Inside: `service` (channel rules, the registry), `webhooks` (the inbox), `credentials` (per-type
 //! credential checks), `vault`, `adapter` (the trait), `providers/` (one file per provider), `leases`
-//! (SMPP bind ownership), `sms` (GSM-7/UCS-2, segments), `store`, `api/`.
+//! (SMPP bind ownership), `fetch` (files by URL for e-mail), `sms` (GSM-7/UCS-2, segments), `store`, `api/`.
 
 mod adapter;
 mod api;
 mod credentials;
 mod entity;
+mod fetch;
 mod leases;
 mod providers;
 mod registry;
@@ -27,11 +28,12 @@ mod vault;
 mod webhooks;
 
 pub use adapter::{
-    AdapterSet, BIND_OWNED_ELSEWHERE, ChannelContext, ErrorClass, OutboundMessage, ProviderAdapter, ProviderError,
-    SendReceipt, WebhookItem,
+    AdapterSet, BIND_OWNED_ELSEWHERE, ChannelContext, ErrorClass, MediaAttachment, OutboundMessage, ProviderAdapter,
+    ProviderError, SendReceipt, WebhookItem,
 };
 pub use api::configure;
 pub use credentials::{Credentials, SmppCredentials, TelegramCredentials};
+pub use fetch::MediaFetcher;
 pub use leases::BindLeases;
 pub use providers::smpp::{Smpp, WINDOW as SMPP_WINDOW};
 pub use providers::telegram::Telegram;

@@ -193,6 +193,11 @@ impl Channels {
         })
     }
 
+    /// Whether the channel's provider can send files with a message (see `ProviderAdapter::sends_attachments`).
+    pub fn sends_attachments(&self, c: &channel::Model) -> bool {
+        self.adapters.get(&c.channel_type, c.provider.as_deref()).is_some_and(|a| a.sends_attachments())
+    }
+
     fn can_verify(&self, c: &channel::Model) -> bool {
         self.adapters.get(&c.channel_type, c.provider.as_deref()).is_some()
     }

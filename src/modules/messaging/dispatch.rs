@@ -47,6 +47,7 @@ use uuid::Uuid;
 use super::entity::message::{self, MessageStatus};
 use super::service::Messaging;
 use super::store::{self, Outcome};
+use super::templates::media_of;
 use crate::domain::channel_type::ChannelType;
 use crate::error::AppResult;
 use crate::modules::accounts::AccountScope;
@@ -282,6 +283,7 @@ impl Dispatcher {
             text: m.message_body.clone(),
             subject: m.metadata.get("subject").and_then(|s| s.as_str()).map(str::to_string),
             last_inbound_at,
+            attachments: media_of(&m.attachments),
             ..Default::default()
         };
         let (retry_count, retry_interval) = (channel.model.retry_count, channel.model.retry_interval);

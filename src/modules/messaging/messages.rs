@@ -296,6 +296,15 @@ impl Messaging {
         }
         let attachments = new.attachments.unwrap_or(template_attachments);
         check_attachments(&attachments, "attachments").map_err(AppError::Validation)?;
+        if !attachments.is_empty() && !self.channels.sends_attachments(&channel) {
+            let provider = channel.provider.as_deref().map(|p| format!(" ({p})")).unwrap_or_default();
+            return Err(AppError::field(
+                "attachments",
+                format!(
+                    "{channel_type}{provider} channels cannot send files; send the text alone or use another channel"
+                ),
+            ));
+        }
         let mut metadata = new.metadata.unwrap_or_default();
         if metadata.keys().any(|k| matches!(k.as_str(), "segments" | "encoding")) {
             return Err(AppError::field("metadata", "segments and encoding are set by Turumba"));

@@ -42,6 +42,20 @@ fn document() -> String {
     "document".into()
 }
 
+/// A message's stored attachments as the channel adapters take them.
+pub fn media_of(stored: &serde_json::Value) -> Vec<crate::modules::channels::MediaAttachment> {
+    let files: Vec<Attachment> = serde_json::from_value(stored.clone()).unwrap_or_default();
+    files
+        .into_iter()
+        .map(|a| crate::modules::channels::MediaAttachment {
+            url: a.url,
+            kind: a.kind,
+            filename: a.filename,
+            caption: a.caption,
+        })
+        .collect()
+}
+
 const ATTACHMENT_KINDS: &[&str] = &["image", "document", "audio", "video"];
 
 /// Checks attachments (422 naming `field[i].part`).

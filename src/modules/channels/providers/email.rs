@@ -1,6 +1,7 @@
 //! E-mail over SMTP with lettre: one pooled transport per channel (rebuilt when its credentials
 //! change), `starttls`, `tls` or plain (`none`) per `smtp_tls`; subject from `metadata.subject`, text
-//! and/or HTML bodies (multipart/alternative when both), a `Message-ID` of our own so replies can be
+//! and/or HTML bodies (multipart/alternative when both), files fetched by URL (see `fetch`: size-capped,
+//! timed, public addresses only by default) attached in a multipart/mixed, a `Message-ID` of our own so replies can be
 //! threaded by `In-Reply-To`. SMTP replies classify failures: 535/530 → auth, other 5xx → permanent,
 //! 4xx and network trouble → transient. Verify connects and logs in.
 
@@ -9,17 +10,18 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lettre::message::{Mailbox, MultiPart, SinglePart, header};
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart, header};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials as SmtpCredentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use uuid::Uuid;
 
 use crate::modules::channels::adapter::{
-    ChannelContext, ErrorClass, OutboundMessage, ProviderAdapter, ProviderError, SendReceipt, WebhookItem,
-    WebhookRequest,
+    ChannelContext, ErrorClass, MediaAttachment, OutboundMessage, ProviderAdapter, ProviderError, SendReceipt,
+    WebhookItem, WebhookRequest,
 };
 use crate::modules::channels::credentials::{Credentials, EmailCredentials};
+use crate::modules::channels::fetch::MediaFetcher;
 
 type Transport = AsyncSmtpTransport<Tokio1Executor>;
 
@@ -27,6 +29,8 @@ type Transport = AsyncSmtpTransport<Tokio1Executor>;
 pub struct Email {
     /// Pooled transports by channel, with the credentials they were built from.
     transports: Mutex<HashMap<Uuid, (EmailCredentials, Transport)>>,
+    /// Downloads the files a mail carries.
+    media: MediaFetcher,
 }
 
 fn creds(channel: &ChannelContext) -> Result<&EmailCredentials, ProviderError> {
@@ -79,6 +83,27 @@ fn mailbox(name: Option<&str>, address: &str, field: &str) -> Result<Mailbox, Pr
 }
 
 impl Email {
+    pub fn new(media: MediaFetcher) -> Self {
+        Email { transports: Mutex::default(), media }
+    }
+
+    /// Downloads the message's files (within one size budget for them all) as attachment parts.
+    async fn attachments(&self, message: &OutboundMessage) -> Result<Vec<SinglePart>, ProviderError> {
+        let mut budget = self.media.max_bytes();
+        let mut parts = Vec::new();
+        for (i, file) in message.attachments.iter().enumerate() {
+            let fetched = self.media.fetch(&file.url, budget).await?;
+            budget -= fetched.bytes.len() as u64;
+            let content_type = fetched
+                .content_type
+                .as_deref()
+                .and_then(|t| header::ContentType::parse(t).ok())
+                .unwrap_or_else(|| header::ContentType::parse("application/octet-stream").expect("a MIME type"));
+            parts.push(Attachment::new(file_name(file, i)).body(fetched.bytes, content_type));
+        }
+        Ok(parts)
+    }
+
     fn transport(&self, channel: &ChannelContext, c: &EmailCredentials) -> Result<Transport, ProviderError> {
         let mut map = self.transports.lock().expect("transport map");
         if let Some((built_from, t)) = map.get(&channel.id)
@@ -90,6 +115,22 @@ impl Email {
         map.insert(channel.id, (c.clone(), t.clone()));
         Ok(t)
     }
+}
+
+enum Body {
+    Single(SinglePart),
+    Multi(MultiPart),
+}
+
+/// The attachment's file name: the one given, else the URL's last path segment, else `attachment-N`.
+fn file_name(file: &MediaAttachment, index: usize) -> String {
+    file.filename.clone().filter(|f| !f.is_empty()).unwrap_or_else(|| {
+        url::Url::parse(&file.url)
+            .ok()
+            .and_then(|u| u.path_segments().and_then(|mut s| s.next_back().map(str::to_string)))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| format!("attachment-{}", index + 1))
+    })
 }
 
 /// The Message-ID Turumba gives an outbound message (replies carry it in `In-Reply-To`).
@@ -117,13 +158,27 @@ impl ProviderAdapter for Email {
             builder = builder.reply_to(mailbox(None, r, "reply_to")?);
         }
         let text = (!message.text.is_empty()).then(|| message.text.clone());
-        let built = match (text, &message.html) {
-            (Some(t), Some(h)) => builder.multipart(MultiPart::alternative_plain_html(t, h.clone())),
+        let body = match (text, &message.html) {
+            (Some(t), Some(h)) => Body::Multi(MultiPart::alternative_plain_html(t, h.clone())),
             (None, Some(h)) => {
-                builder.singlepart(SinglePart::builder().header(header::ContentType::TEXT_HTML).body(h.clone()))
+                Body::Single(SinglePart::builder().header(header::ContentType::TEXT_HTML).body(h.clone()))
             }
-            (t, None) => builder
-                .singlepart(SinglePart::builder().header(header::ContentType::TEXT_PLAIN).body(t.unwrap_or_default())),
+            (t, None) => {
+                Body::Single(SinglePart::builder().header(header::ContentType::TEXT_PLAIN).body(t.unwrap_or_default()))
+            }
+        };
+        let files = self.attachments(message).await?;
+        let built = match (body, files.is_empty()) {
+            (Body::Multi(m), true) => builder.multipart(m),
+            (Body::Single(s), true) => builder.singlepart(s),
+            // multipart/mixed: the body first, then each file.
+            (body, false) => {
+                let mixed = match body {
+                    Body::Multi(m) => MultiPart::mixed().multipart(m),
+                    Body::Single(s) => MultiPart::mixed().singlepart(s),
+                };
+                builder.multipart(files.into_iter().fold(mixed, MultiPart::singlepart))
+            }
         }
         .map_err(|e| ProviderError::new(ErrorClass::Permanent, format!("email: cannot build the message: {e}")))?;
         let transport = self.transport(channel, c)?;
@@ -135,6 +190,10 @@ impl ProviderAdapter for Email {
             segments: None,
             encoding: None,
         })
+    }
+
+    fn sends_attachments(&self) -> bool {
+        true
     }
 
     async fn verify(&self, channel: &ChannelContext) -> Result<String, ProviderError> {

@@ -1,14 +1,14 @@
 //! Meta's Graph API: WhatsApp Cloud API (`POST {base}/{ver}/{phone_number_id}/messages`, Bearer token;
-//! text inside the 24 h customer-service window, a template outside it) and Messenger
-//! (`POST {base}/{ver}/me/messages`, page token as Bearer; `messaging_type: RESPONSE` inside the 24 h
-//! window). Webhooks of both are JSON signed with `X-Hub-Signature-256` under the app secret. Graph
+//! text inside the 24 h customer-service window, a template outside it; files as media messages by
+//! `link`) and Messenger (`POST {base}/{ver}/me/messages`, page token as Bearer; `messaging_type:
+//! RESPONSE` inside the 24 h window; files as URL attachments, one message each). Webhooks of both are JSON signed with `X-Hub-Signature-256` under the app secret. Graph
 //! errors are `{"error": {"message", "type", "code", "error_subcode"}}`; the code decides the class.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{Value, json};
 
-use super::{answer, meta_signature_ok};
+use super::{answer, media_plan, meta_signature_ok, receipt_of};
 use crate::modules::channels::adapter::{
     ChannelContext, ErrorClass, OutboundMessage, ProviderAdapter, ProviderError, SendReceipt, WebhookItem,
     WebhookRequest,
@@ -17,6 +17,8 @@ use crate::modules::channels::credentials::{Credentials, MessengerCredentials, W
 
 pub const DEFAULT_BASE_URL: &str = "https://graph.facebook.com";
 pub const DEFAULT_API_VERSION: &str = "v21.0";
+/// Characters a WhatsApp media caption may have.
+const CAPTION_LIMIT: usize = 1024;
 /// The customer-service window: free-form messages only this long after the contact last wrote.
 pub const WINDOW_HOURS: i64 = 24;
 
@@ -74,6 +76,52 @@ impl WhatsApp {
     }
 }
 
+impl WhatsApp {
+    /// One Cloud API message; the id WhatsApp gave it.
+    async fn post(&self, c: &WhatsAppCredentials, body: &Value) -> Result<Option<String>, ProviderError> {
+        let url = Self::url(c, &format!("{}/messages", c.phone_number_id));
+        let a = answer(self.http.post(url).bearer_auth(&c.access_token).json(body).send().await).await?;
+        if !a.ok() {
+            return Err(classify("whatsapp", a.status, &a.json).retry_after(a.retry_after));
+        }
+        Ok(a.json["messages"][0]["id"].as_str().map(str::to_string))
+    }
+
+    /// Media messages by `link` (WhatsApp fetches the file), one per file; the text is the first file's
+    /// caption when it fits (audio takes none), else a text message of its own first.
+    async fn send_media(
+        &self,
+        c: &WhatsAppCredentials,
+        message: &OutboundMessage,
+        envelope: Value,
+    ) -> Result<SendReceipt, ProviderError> {
+        let plan = media_plan(&message.text, &message.attachments, Some(CAPTION_LIMIT), |kind| kind != "audio");
+        let mut ids = Vec::new();
+        if let Some(text) = plan.text_first {
+            let mut body = envelope.clone();
+            body["type"] = json!("text");
+            body["text"] = json!({"preview_url": false, "body": text});
+            ids.extend(self.post(c, &body).await?);
+        }
+        for (file, caption) in plan.files {
+            let mut media = json!({"link": file.url});
+            if let Some(caption) = caption {
+                media["caption"] = json!(caption);
+            }
+            if file.kind == "document"
+                && let Some(name) = &file.filename
+            {
+                media["filename"] = json!(name);
+            }
+            let mut body = envelope.clone();
+            body["type"] = json!(file.kind);
+            body[file.kind.as_str()] = media;
+            ids.extend(self.post(c, &body).await?);
+        }
+        Ok(receipt_of(ids))
+    }
+}
+
 #[async_trait]
 impl ProviderAdapter for WhatsApp {
     fn key(&self) -> (&'static str, Option<&'static str>) {
@@ -92,6 +140,7 @@ impl ProviderAdapter for WhatsApp {
                     "components": t.get("components").cloned().unwrap_or(json!([])),
                 });
             }
+            (None, true) if !message.attachments.is_empty() => return self.send_media(c, message, body).await,
             (None, true) => {
                 body["type"] = json!("text");
                 body["text"] = json!({"preview_url": false, "body": message.text});
@@ -104,18 +153,11 @@ impl ProviderAdapter for WhatsApp {
                 .with_code("outside_window"));
             }
         }
-        let url = Self::url(c, &format!("{}/messages", c.phone_number_id));
-        let a = answer(self.http.post(url).bearer_auth(&c.access_token).json(&body).send().await).await?;
-        if !a.ok() {
-            return Err(classify("whatsapp", a.status, &a.json).retry_after(a.retry_after));
-        }
-        Ok(SendReceipt {
-            part_ids: Vec::new(),
-            provider_message_id: a.json["messages"][0]["id"].as_str().map(str::to_string),
-            status: "sent",
-            segments: None,
-            encoding: None,
-        })
+        Ok(receipt_of(self.post(c, &body).await?.into_iter().collect()))
+    }
+
+    fn sends_attachments(&self) -> bool {
+        true
     }
 
     async fn verify(&self, channel: &ChannelContext) -> Result<String, ProviderError> {
@@ -231,25 +273,31 @@ impl ProviderAdapter for Messenger {
             )
             .with_code("outside_window"));
         }
-        let body = json!({
-            "recipient": {"id": message.to},
-            "messaging_type": "RESPONSE",
-            "message": {"text": message.text},
-        });
-        let a = answer(
-            self.http.post(Self::url(c, "me/messages")).bearer_auth(&c.page_access_token).json(&body).send().await,
-        )
-        .await?;
-        if !a.ok() {
-            return Err(classify("messenger", a.status, &a.json).retry_after(a.retry_after));
+        // A Messenger message is a text or one attachment (by URL; Meta fetches it): the text goes first.
+        let plan = media_plan(&message.text, &message.attachments, None, |_| false);
+        let text = if message.attachments.is_empty() { Some(message.text.as_str()) } else { plan.text_first };
+        let mut contents: Vec<Value> = text.map(|t| json!({"text": t})).into_iter().collect();
+        for (file, _) in plan.files {
+            let kind = if file.kind == "document" { "file" } else { file.kind.as_str() };
+            contents.push(json!({"attachment": {"type": kind, "payload": {"url": file.url, "is_reusable": true}}}));
         }
-        Ok(SendReceipt {
-            part_ids: Vec::new(),
-            provider_message_id: a.json["message_id"].as_str().map(str::to_string),
-            status: "sent",
-            segments: None,
-            encoding: None,
-        })
+        let mut ids = Vec::new();
+        for content in contents {
+            let body = json!({"recipient": {"id": message.to}, "messaging_type": "RESPONSE", "message": content});
+            let a = answer(
+                self.http.post(Self::url(c, "me/messages")).bearer_auth(&c.page_access_token).json(&body).send().await,
+            )
+            .await?;
+            if !a.ok() {
+                return Err(classify("messenger", a.status, &a.json).retry_after(a.retry_after));
+            }
+            ids.extend(a.json["message_id"].as_str().map(str::to_string));
+        }
+        Ok(receipt_of(ids))
+    }
+
+    fn sends_attachments(&self) -> bool {
+        true
     }
 
     async fn verify(&self, channel: &ChannelContext) -> Result<String, ProviderError> {

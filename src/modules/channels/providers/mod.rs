@@ -38,10 +38,11 @@ pub fn all(
     db: Option<sea_orm::DatabaseConnection>,
     smpp_deliveries: Option<tokio::sync::mpsc::Sender<smpp::SmppDelivery>>,
     smpp_leases: Option<super::leases::BindLeases>,
+    media: super::fetch::MediaFetcher,
 ) -> AdapterSet {
     AdapterSet::default()
         .with(Arc::new(sandbox::Sandbox::new(db)))
-        .with(Arc::new(email::Email::default()))
+        .with(Arc::new(email::Email::new(media)))
         .with(Arc::new(smpp::Smpp::new(smpp_deliveries, smpp_leases)))
         .with(Arc::new(telegram::Telegram::new(http.clone())))
         .with(Arc::new(twilio::Twilio::new(http.clone())))
@@ -49,6 +50,50 @@ pub fn all(
         .with(Arc::new(vonage::Vonage::new(http.clone())))
         .with(Arc::new(meta::WhatsApp::new(http.clone())))
         .with(Arc::new(meta::Messenger::new(http)))
+}
+
+/// How a text and its files become provider messages where one message carries one file (Telegram,
+/// WhatsApp, Messenger): the text rides as the first file's caption when it fits `caption_limit` and
+/// that kind takes a caption; otherwise it goes first on its own. Every other file keeps its own caption.
+pub struct MediaPlan<'a> {
+    /// The text, when it is sent as a message of its own before the files.
+    pub text_first: Option<&'a str>,
+    /// Each file with the caption it carries.
+    pub files: Vec<(&'a MediaAttachment, Option<&'a str>)>,
+}
+
+pub fn media_plan<'a>(
+    text: &'a str,
+    files: &'a [MediaAttachment],
+    caption_limit: Option<usize>,
+    takes_caption: impl Fn(&str) -> bool,
+) -> MediaPlan<'a> {
+    let text = Some(text).filter(|t| !t.trim().is_empty());
+    let rides = match (text, files.first(), caption_limit) {
+        (Some(t), Some(first), Some(limit)) => t.chars().count() <= limit && takes_caption(&first.kind),
+        _ => false,
+    };
+    let files = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let caption = if i == 0 && rides { text } else { f.caption.as_deref().filter(|_| takes_caption(&f.kind)) };
+            (f, caption)
+        })
+        .collect();
+    MediaPlan { text_first: if rides { None } else { text }, files }
+}
+
+/// The receipt of a send that became several provider messages, in the order they were sent.
+pub fn receipt_of(mut ids: Vec<String>) -> super::adapter::SendReceipt {
+    let first = (!ids.is_empty()).then(|| ids.remove(0));
+    super::adapter::SendReceipt {
+        provider_message_id: first,
+        part_ids: ids,
+        status: "sent",
+        segments: None,
+        encoding: None,
+    }
 }
 
 /// `Retry-After` in seconds (the only form providers here send).
@@ -118,4 +163,45 @@ pub fn form_fields(body: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }
 
-use super::adapter::ProviderError;
+use super::adapter::{MediaAttachment, ProviderError};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(kind: &str, caption: Option<&str>) -> MediaAttachment {
+        MediaAttachment {
+            url: format!("https://x.example/{kind}"),
+            kind: kind.into(),
+            caption: caption.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_text_rides_as_the_first_caption_when_it_fits() {
+        let files = [file("image", Some("own")), file("document", Some("doc"))];
+        let plan = media_plan("Selam", &files, Some(10), |_| true);
+        assert_eq!(plan.text_first, None);
+        assert_eq!(plan.files.iter().map(|(_, c)| *c).collect::<Vec<_>>(), vec![Some("Selam"), Some("doc")]);
+        // Too long for a caption: the text goes first and every file keeps its own caption.
+        let plan = media_plan("Selam, a long text", &files, Some(10), |_| true);
+        assert_eq!(plan.text_first, Some("Selam, a long text"));
+        assert_eq!(plan.files.iter().map(|(_, c)| *c).collect::<Vec<_>>(), vec![Some("own"), Some("doc")]);
+        // A first file that takes no caption (WhatsApp audio), or no captions at all (Messenger).
+        let audio = [file("audio", Some("ignored")), file("image", None)];
+        let plan = media_plan("Selam", &audio, Some(1024), |k| k != "audio");
+        assert_eq!((plan.text_first, plan.files[0].1, plan.files[1].1), (Some("Selam"), None, None));
+        let plan = media_plan("Selam", &files, None, |_| false);
+        assert_eq!((plan.text_first, plan.files[0].1), (Some("Selam"), None));
+        // A blank text is not sent.
+        assert_eq!(media_plan("  ", &files, None, |_| false).text_first, None);
+    }
+
+    #[test]
+    fn a_receipt_of_several_messages_leads_with_the_first() {
+        let r = receipt_of(vec!["a".into(), "b".into(), "c".into()]);
+        assert_eq!((r.provider_message_id.as_deref(), r.part_ids), (Some("a"), vec!["b".to_string(), "c".to_string()]));
+        assert_eq!(receipt_of(Vec::new()).provider_message_id, None);
+    }
+}

@@ -110,6 +110,11 @@ impl ProviderAdapter for Sandbox {
         })
     }
 
+    /// Takes every message, files included (it keeps the text only).
+    fn sends_attachments(&self) -> bool {
+        true
+    }
+
     async fn verify(&self, _channel: &ChannelContext) -> Result<String, ProviderError> {
         Ok("sandbox".into())
     }

@@ -1,4 +1,5 @@
-//! Telegram Bot API: `POST {base}/bot{token}/sendMessage {chat_id, text}`, `getMe` to verify,
+//! Telegram Bot API: `POST {base}/bot{token}/sendMessage {chat_id, text}` (files by URL through
+//! `sendPhoto`/`sendDocument`/`sendAudio`/`sendVideo`, one call each), `getMe` to verify,
 //! `setWebhook {url, secret_token}` to register, updates posted to us with the
 //! `X-Telegram-Bot-Api-Secret-Token` header. Errors come as `{"ok": false, "error_code", "description",
 //! "parameters": {"retry_after"}}`: 401 is a bad token (auth); 403 means the user blocked the bot
@@ -10,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
 
-use super::retry_after_header;
+use super::{media_plan, receipt_of, retry_after_header};
 use crate::modules::channels::adapter::{
     ChannelContext, ErrorClass, OutboundMessage, ProviderAdapter, ProviderError, SendReceipt, WebhookItem,
     WebhookRequest,
@@ -20,6 +21,8 @@ use crate::secret::constant_time_eq;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.telegram.org";
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+/// Characters a photo or document caption may have.
+const CAPTION_LIMIT: usize = 1024;
 
 pub struct Telegram {
     http: reqwest::Client,
@@ -76,14 +79,36 @@ impl ProviderAdapter for Telegram {
 
     async fn send(&self, channel: &ChannelContext, message: &OutboundMessage) -> Result<SendReceipt, ProviderError> {
         let c = Self::creds(channel)?;
-        let result = self.call(c, "sendMessage", Some(&json!({"chat_id": message.to, "text": message.text}))).await?;
-        Ok(SendReceipt {
-            part_ids: Vec::new(),
-            provider_message_id: result["message_id"].as_i64().map(|id| format!("{}:{id}", message.to)),
-            status: "sent",
-            segments: None,
-            encoding: None,
-        })
+        let id_of = |result: &Value| result["message_id"].as_i64().map(|id| format!("{}:{id}", message.to));
+        if message.attachments.is_empty() {
+            let result =
+                self.call(c, "sendMessage", Some(&json!({"chat_id": message.to, "text": message.text}))).await?;
+            return Ok(receipt_of(id_of(&result).into_iter().collect()));
+        }
+        // A file by URL per call (Telegram fetches it); the text is the first file's caption when it fits.
+        let plan = media_plan(&message.text, &message.attachments, Some(CAPTION_LIMIT), |_| true);
+        let mut ids = Vec::new();
+        if let Some(text) = plan.text_first {
+            ids.extend(id_of(&self.call(c, "sendMessage", Some(&json!({"chat_id": message.to, "text": text}))).await?));
+        }
+        for (file, caption) in plan.files {
+            let (method, field) = match file.kind.as_str() {
+                "image" => ("sendPhoto", "photo"),
+                "video" => ("sendVideo", "video"),
+                "audio" => ("sendAudio", "audio"),
+                _ => ("sendDocument", "document"),
+            };
+            let mut body = json!({"chat_id": message.to, field: file.url});
+            if let Some(caption) = caption {
+                body["caption"] = json!(caption);
+            }
+            ids.extend(id_of(&self.call(c, method, Some(&body)).await?));
+        }
+        Ok(receipt_of(ids))
+    }
+
+    fn sends_attachments(&self) -> bool {
+        true
     }
 
     async fn verify(&self, channel: &ChannelContext) -> Result<String, ProviderError> {

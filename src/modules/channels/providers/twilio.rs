@@ -1,5 +1,6 @@
 //! Twilio Programmable Messaging: `POST {base}/2010-04-01/Accounts/{sid}/Messages.json` (form `To`,
-//! `From` or `MessagingServiceSid`, `Body`, `StatusCallback`; Basic auth `sid:token`), verify by fetching
+//! `From` or `MessagingServiceSid`, `Body`, `StatusCallback`, a `MediaUrl` per file for MMS; Basic auth
+//! `sid:token`), verify by fetching
 //! the account, status callbacks and inbound messages posted to us as forms signed with
 //! `X-Twilio-Signature` = base64(HMAC-SHA1(auth token, public URL + sorted `key value` pairs)).
 //! Errors are `{"code", "message", "status"}`; the code decides the class (21211 invalid number,
@@ -86,6 +87,8 @@ impl ProviderAdapter for Twilio {
             form.push(("From", c.from.clone()));
         }
         form.push(("Body", message.text.clone()));
+        // MMS: Twilio fetches each file (up to 10) from its URL.
+        form.extend(message.attachments.iter().map(|a| ("MediaUrl", a.url.clone())));
         if let Some(hook) = &channel.webhook_url {
             form.push(("StatusCallback", hook.clone()));
         }
@@ -102,6 +105,10 @@ impl ProviderAdapter for Twilio {
             segments: Some(a.json["num_segments"].as_str().and_then(|s| s.parse().ok()).unwrap_or(info.segments)),
             encoding: Some(info.encoding.as_str()),
         })
+    }
+
+    fn sends_attachments(&self) -> bool {
+        true
     }
 
     async fn verify(&self, channel: &ChannelContext) -> Result<String, ProviderError> {
