@@ -80,6 +80,15 @@ pub struct HttpSettings {
     pub max_connections: usize,
 }
 
+/// The dispatcher's pace (roles `all`, `worker`, `dispatcher`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct DispatchSettings {
+    /// Provider calls in flight per dispatcher process.
+    pub concurrency: usize,
+    /// Provider calls in flight per channel in one dispatcher process.
+    pub per_channel: usize,
+}
+
 /// Files sent with messages by URL: the e-mail adapter downloads them (other providers fetch them
 /// themselves).
 #[derive(Clone, Debug, Deserialize)]
@@ -141,6 +150,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub events: EventSettings,
     pub attachments: AttachmentSettings,
+    pub dispatch: DispatchSettings,
     /// Overrides of the built-in system-mail templates (`mail/<name>.<part>.hbs`).
     pub templates_dir: Option<PathBuf>,
 }
@@ -165,6 +175,7 @@ struct RawSettings {
     database: DatabaseSettings,
     events: EventSettings,
     attachments: AttachmentSettings,
+    dispatch: DispatchSettings,
     templates_dir: Option<PathBuf>,
 }
 
@@ -221,6 +232,8 @@ impl Settings {
             .and_then(|b| b.set_default("attachments.max_bytes", 18 * 1024 * 1024))
             .and_then(|b| b.set_default("attachments.fetch_timeout_secs", 30))
             .and_then(|b| b.set_default("attachments.allow_private_networks", false))
+            .and_then(|b| b.set_default("dispatch.concurrency", 16))
+            .and_then(|b| b.set_default("dispatch.per_channel", 8))
             .map_err(|e| bad("defaults", e.to_string()))?;
 
         for name in ["default".to_string(), run_env.clone()] {
@@ -317,6 +330,9 @@ impl Settings {
         if raw.attachments.fetch_timeout_secs == 0 {
             return Err(bad("TURUMBA_ATTACHMENTS__FETCH_TIMEOUT_SECS", "must be at least 1"));
         }
+        if !(1..=1024).contains(&raw.dispatch.concurrency) || !(1..=1024).contains(&raw.dispatch.per_channel) {
+            return Err(bad("TURUMBA_DISPATCH__*", "concurrency and per_channel must be between 1 and 1024"));
+        }
         if let Some(url) = &raw.public_base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -341,6 +357,7 @@ impl Settings {
             database: raw.database,
             events: raw.events,
             attachments: raw.attachments,
+            dispatch: raw.dispatch,
             templates_dir: raw.templates_dir.filter(|d| !d.as_os_str().is_empty()),
         })
     }

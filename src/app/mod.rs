@@ -254,8 +254,16 @@ impl Application {
                 state.channels.start_mailbox_poller(std::time::Duration::from_secs(60), &state.shutdown, &state.tasks);
                 if opts.dispatch {
                     let registry = state.channels.registry();
-                    Dispatcher::new(state.messaging.clone(), registry, DispatchOptions::default())
-                        .start(&state.shutdown, &state.tasks);
+                    Dispatcher::new(
+                        state.messaging.clone(),
+                        registry,
+                        DispatchOptions {
+                            concurrency: state.settings.dispatch.concurrency,
+                            per_channel: state.settings.dispatch.per_channel,
+                            ..Default::default()
+                        },
+                    )
+                    .start(&state.shutdown, &state.tasks);
                 }
                 tracing::info!("dispatcher: the group fan-out consumer is not in this build yet");
             }

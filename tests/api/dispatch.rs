@@ -1,7 +1,11 @@
 //! The dispatcher: queued messages reach the provider over real HTTP and move on (`sent`/`delivered`),
 //! failures are classified (retry with backoff as due rows, throttling without spending an attempt,
-//! permanent at once), a lapsed claim is taken over, and two dispatchers never send a message twice.
+//! permanent at once), a lapsed claim is taken over, two dispatchers never send a message twice, and a
+//! channel holds at most its share of the send slots.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, Statement};
@@ -84,6 +88,7 @@ async fn queued_messages_reach_the_provider_and_move_on(b: Backend) {
     assert!(text.contains(r#"messages_dispatched_total{channel_type="telegram",outcome="sent"}"#), "{text}");
     assert!(text.contains(r#"messages_dispatched_total{channel_type="sandbox",outcome="delivered"}"#), "{text}");
     assert!(text.contains("dispatch_provider_latency_seconds_bucket"), "{text}");
+    assert!(text.contains(r#"message_dispatch_delay_seconds_bucket{channel_type="telegram""#), "{text}");
 }
 
 async fn failures_are_classified_retried_as_due_rows_and_claims_taken_over(b: Backend) {
@@ -254,7 +259,91 @@ async fn the_rate_limit_holds_across_dispatchers(b: Backend) {
     }
 }
 
+/// A Telegram-format server answering every call after `delay`, counting the calls in flight at once:
+/// its own most, and the most of all servers sharing `all`.
+struct SlowBot {
+    base_url: String,
+    most: Arc<AtomicUsize>,
+    _server: actix_web::dev::ServerHandle,
+}
+
+fn slow_bot(delay: Duration, all: Arc<(AtomicUsize, AtomicUsize)>) -> SlowBot {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let mine: Arc<(AtomicUsize, AtomicUsize)> = Arc::default();
+    let most = Arc::new(AtomicUsize::new(0));
+    let (mine2, most2) = (mine.clone(), most.clone());
+    let server = HttpServer::new(move || {
+        let (mine, most, all) = (mine2.clone(), most2.clone(), all.clone());
+        App::new().default_service(web::to(move || {
+            let (mine, most, all) = (mine.clone(), most.clone(), all.clone());
+            async move {
+                let now = mine.0.fetch_add(1, SeqCst) + 1;
+                most.fetch_max(now, SeqCst);
+                let now_all = all.0.fetch_add(1, SeqCst) + 1;
+                all.1.fetch_max(now_all, SeqCst);
+                tokio::time::sleep(delay).await;
+                mine.0.fetch_sub(1, SeqCst);
+                all.0.fetch_sub(1, SeqCst);
+                HttpResponse::Ok().json(json!({"ok": true, "result": {"message_id": 42, "username": "slow_bot"}}))
+            }
+        }))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap()
+    .disable_signals();
+    let port = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    SlowBot { base_url: format!("http://127.0.0.1:{port}"), most, _server: handle }
+}
+
+/// Each channel has at most `per_channel` provider calls in flight, all channels together at most
+/// `concurrency`: a slow provider cannot take every slot.
+async fn a_channel_holds_at_most_its_share_of_the_send_slots(b: Backend) {
+    let all: Arc<(AtomicUsize, AtomicUsize)> = Arc::default();
+    let (slow_a, slow_b) =
+        (slow_bot(Duration::from_millis(150), all.clone()), slow_bot(Duration::from_millis(150), all.clone()));
+    let app = TestApp::spawn_full(b, |_| {}, manual()).await;
+    let u = app.user("slots").await;
+    let a = telegram_channel(&app, &u, &slow_a.base_url, json!({"name": "bot a"})).await;
+    let b2 = telegram_channel(&app, &u, &slow_b.base_url, json!({"name": "bot b"})).await;
+    let queue = |n: usize| {
+        let (app, u, a, b2) = (&app, &u, a.clone(), b2.clone());
+        async move {
+            for i in 0..n {
+                send(app, u, &a, &format!("55500{i:02}"), "a").await;
+                send(app, u, &b2, &format!("55500{i:02}"), "b").await;
+            }
+        }
+    };
+    let pass = |concurrency: usize, per_channel: usize| {
+        let options = DispatchOptions { concurrency, per_channel, ..Default::default() };
+        Dispatcher::new(app.state.messaging.clone(), app.state.channels.registry(), options)
+    };
+    let reset = || {
+        for counter in [&slow_a.most, &slow_b.most, &all.1] {
+            counter.store(0, SeqCst);
+        }
+    };
+    queue(9).await;
+    reset();
+    assert_eq!(pass(16, 3).run_once().await.unwrap(), 18);
+    let seen = (slow_a.most.load(SeqCst), slow_b.most.load(SeqCst), all.1.load(SeqCst));
+    assert_eq!(seen, (3, 3, 6), "three per channel, both channels at once");
+    // The dispatcher's own bound holds over the channels'.
+    queue(9).await;
+    reset();
+    assert_eq!(pass(4, 3).run_once().await.unwrap(), 18);
+    assert_eq!(all.1.load(SeqCst), 4);
+    assert!(slow_a.most.load(SeqCst) <= 3 && slow_b.most.load(SeqCst) <= 3);
+    let r = app.get("/v1/messages?filter=status:eq:sent&limit=1").token(&u.token).send().await;
+    assert_eq!(r.body["meta"]["total"], 36);
+}
+
 both_backends!(
+    a_channel_holds_at_most_its_share_of_the_send_slots,
     the_rate_limit_holds_across_dispatchers,
     queued_messages_reach_the_provider_and_move_on,
     failures_are_classified_retried_as_due_rows_and_claims_taken_over,

@@ -18,7 +18,8 @@
 //! the tokens go back to `queued`, due when the next token is, without spending an attempt.
 //!
 //! Metrics: `messages_dispatched_total{channel_type, outcome}` (sent, delivered, retry_scheduled,
-//! throttled, rate_limited, permanently_failed) and `dispatch_provider_latency_seconds{channel_type}`.
+//! throttled, rate_limited, permanently_failed), `dispatch_provider_latency_seconds{channel_type}` (the
+//! provider call) and `message_dispatch_delay_seconds{channel_type}` (due → accepted by the provider).
 //!
 //! A send's record also matches the delivery receipts that arrived before it (see `receipts`).
 //!
@@ -30,7 +31,9 @@
 //! `message.dispatch.*` rings the doorbell of a dispatcher in another process; an idle dispatcher also
 //! polls every [`DispatchOptions::poll`].
 //!
-//! Not yet (issue 15, item 3 continues): a concurrency bound per channel.
+//! Concurrency: at most [`DispatchOptions::concurrency`] provider calls in flight per dispatcher, and
+//! at most [`DispatchOptions::per_channel`] of them for any one channel, so a slow provider cannot take
+//! every slot from the others.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,7 +42,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures_util::StreamExt;
 use serde_json::json;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -67,6 +70,9 @@ pub struct DispatchOptions {
     pub poll: Duration,
     /// Provider calls in flight per dispatcher.
     pub concurrency: usize,
+    /// Provider calls in flight per channel in this dispatcher: a slow provider holds at most this many
+    /// of the `concurrency` slots, and the other channels' messages keep moving.
+    pub per_channel: usize,
 }
 
 impl Default for DispatchOptions {
@@ -76,6 +82,7 @@ impl Default for DispatchOptions {
             lease: Duration::from_secs(120),
             poll: Duration::from_millis(500),
             concurrency: 16,
+            per_channel: 8,
         }
     }
 }
@@ -154,18 +161,34 @@ impl Dispatcher {
         let channels = self.load_channels(&claimed).await;
         let (claimed, mut deferred) = self.within_rate_limits(claimed, &channels).await?;
         let windows = self.service_windows(&claimed, &channels).await;
-        let mut outcomes: Vec<(message::Model, Outcome)> = futures_util::stream::iter(claimed)
-            .map(|m| {
-                let loaded = channels.get(&m.channel_id).cloned().flatten();
-                let last_inbound_at = m.contact_id.and_then(|c| windows.get(&c).copied());
-                async move {
-                    let outcome = self.deliver(&m, loaded, last_inbound_at).await;
-                    (m, outcome)
-                }
-            })
-            .buffer_unordered(self.options.concurrency.max(1))
-            .collect()
-            .await;
+        // Each channel's messages in claim order, at most `per_channel` of them in flight; all channels
+        // together at most `concurrency` (the slots are handed out first come, first served).
+        let slots = Semaphore::new(self.options.concurrency.max(1));
+        let mut by_channel: Vec<(Uuid, Vec<message::Model>)> = Vec::new();
+        for m in claimed {
+            match by_channel.iter_mut().find(|(c, _)| *c == m.channel_id) {
+                Some((_, list)) => list.push(m),
+                None => by_channel.push((m.channel_id, vec![m])),
+            }
+        }
+        let per_channel = by_channel.into_iter().map(|(channel_id, list)| {
+            let loaded = channels.get(&channel_id).cloned().flatten();
+            let (slots, windows) = (&slots, &windows);
+            futures_util::stream::iter(list)
+                .map(move |m| {
+                    let loaded = loaded.clone();
+                    let last_inbound_at = m.contact_id.and_then(|c| windows.get(&c).copied());
+                    async move {
+                        let _slot = slots.acquire().await.expect("the semaphore is never closed");
+                        let outcome = self.deliver(&m, loaded, last_inbound_at).await;
+                        (m, outcome)
+                    }
+                })
+                .buffer_unordered(self.options.per_channel.max(1))
+                .collect::<Vec<_>>()
+        });
+        let mut outcomes: Vec<(message::Model, Outcome)> =
+            futures_util::future::join_all(per_channel).await.into_iter().flatten().collect();
         self.report_to_channels(&outcomes, &channels).await;
         outcomes.append(&mut deferred);
         let n = outcomes.len();
@@ -331,6 +354,10 @@ impl Dispatcher {
                 Outcome::Sent(receipt) => {
                     let status =
                         if receipt.status == "delivered" { MessageStatus::Delivered } else { MessageStatus::Sent };
+                    // From when the message was due (accepted, or scheduled) to the provider's answer.
+                    let due = m.scheduled_at.unwrap_or(m.created_at);
+                    metrics::histogram!("message_dispatch_delay_seconds", "channel_type" => m.channel_type.as_str())
+                        .record((now - due).to_std().unwrap_or_default().as_secs_f64());
                     store::Change::sent(status, receipt.provider_message_id.clone(), now)
                 }
                 Outcome::Failed { error, retry_count, retry_interval } => {
