@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// A local server in the Telegram Bot API format, one worker (it shares the two cores with the client).
-fn telegram_format_server() -> (String, actix_web::dev::ServerHandle) {
+pub(crate) fn telegram_format_server() -> (String, actix_web::dev::ServerHandle) {
     use actix_web::{App, HttpResponse, HttpServer, web};
     let server = HttpServer::new(|| {
         App::new().default_service(web::to(|body: web::Bytes| async move {

@@ -8,6 +8,7 @@
 //! ```text
 //! cargo run --release --bin turumba-bench -- adapters --sends 20000 --concurrency 32
 //! cargo run --release --bin turumba-bench -- smpp --sends 20000 --concurrency 64
+//! cargo run --release --bin turumba-bench -- dispatch --database sqlite --rate 1000 --seconds 10
 //! ```
 //!
 //! ```text
@@ -24,7 +25,9 @@
 
 mod adapters;
 mod contacts;
+mod dispatch;
 mod events;
+mod load;
 mod smpp;
 
 use std::time::Duration;
@@ -62,6 +65,16 @@ enum Cli {
         #[arg(long, default_value_t = 64)]
         concurrency: u64,
     },
+    /// Accept → sent latency: `POST /v1/messages` at a fixed rate into the real application, a Telegram
+    /// channel pointed at a local Telegram-format server.
+    Dispatch(dispatch::DispatchArgs),
+    /// The benchmark SMSC on its own (any bind accepted, every submit_sm answered and counted).
+    Smsc {
+        #[arg(long, default_value_t = 2775)]
+        port: u16,
+    },
+    /// HTTP requests with a number in flight, for gateways' send APIs.
+    HttpLoad(load::LoadArgs),
     /// Writes the generated contacts CSV the contacts benchmark imports (phone, email, names, attributes, tags).
     GenContacts {
         #[arg(long, default_value_t = 100_000)]
@@ -79,6 +92,9 @@ async fn main() {
         Cli::GenContacts { rows, out } => contacts::generate_contacts_csv(rows, &out),
         Cli::Adapters { sends, concurrency } => adapters::bench_adapters(sends, concurrency).await,
         Cli::Smpp { sends, concurrency } => smpp::bench_smpp(sends, concurrency).await,
+        Cli::Dispatch(args) => dispatch::run(args).await,
+        Cli::Smsc { port } => smpp::serve_smsc(port).await,
+        Cli::HttpLoad(args) => load::run(args).await,
     }
 }
 
