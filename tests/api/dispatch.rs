@@ -259,8 +259,8 @@ async fn the_rate_limit_holds_across_dispatchers(b: Backend) {
     }
 }
 
-/// A Telegram-format server answering every call after `delay`, counting the calls in flight at once:
-/// its own most, and the most of all servers sharing `all`.
+/// A Telegram-format server answering `sendMessage` after `delay` (anything else at once), counting the
+/// sends in flight at once: its own most, and the most of all servers sharing `all`.
 struct SlowBot {
     base_url: String,
     most: Arc<AtomicUsize>,
@@ -274,9 +274,12 @@ fn slow_bot(delay: Duration, all: Arc<(AtomicUsize, AtomicUsize)>) -> SlowBot {
     let (mine2, most2) = (mine.clone(), most.clone());
     let server = HttpServer::new(move || {
         let (mine, most, all) = (mine2.clone(), most2.clone(), all.clone());
-        App::new().default_service(web::to(move || {
+        App::new().default_service(web::to(move |req: actix_web::HttpRequest| {
             let (mine, most, all) = (mine.clone(), most.clone(), all.clone());
             async move {
+                if !req.path().ends_with("/sendMessage") {
+                    return HttpResponse::Ok().json(json!({"ok": true, "result": {"id": 1, "username": "slow_bot"}}));
+                }
                 let now = mine.0.fetch_add(1, SeqCst) + 1;
                 most.fetch_max(now, SeqCst);
                 let now_all = all.0.fetch_add(1, SeqCst) + 1;
@@ -342,7 +345,28 @@ async fn a_channel_holds_at_most_its_share_of_the_send_slots(b: Backend) {
     assert_eq!(r.body["meta"]["total"], 36);
 }
 
+/// A provider call that outlasts the dispatcher's send timeout is a transient failure, retried later:
+/// one stuck provider or connection never holds the dispatcher.
+async fn a_provider_that_never_answers_times_out_as_transient(b: Backend) {
+    let all: Arc<(AtomicUsize, AtomicUsize)> = Arc::default();
+    let stuck = slow_bot(Duration::from_secs(30), all);
+    let app = TestApp::spawn_full(b, |_| {}, manual()).await;
+    let u = app.user("stuck").await;
+    let bot = telegram_channel(&app, &u, &stuck.base_url, json!({})).await;
+    let id = send(&app, &u, &bot, "5550001", "anyone there?").await;
+    let options = DispatchOptions { send_timeout: Duration::from_millis(300), ..Default::default() };
+    let d = Dispatcher::new(app.state.messaging.clone(), app.state.channels.registry(), options);
+    let t = std::time::Instant::now();
+    assert_eq!(d.run_once().await.unwrap(), 1);
+    assert!(t.elapsed() < Duration::from_secs(10), "the pass ended at the timeout, not the provider's answer");
+    let m = message(&app, &u, &id).await;
+    // `failed` (not `permanently_failed`): a retry is due.
+    assert_eq!((m["status"].clone(), m["attempts"].clone()), (json!("failed"), json!(1)), "{m}");
+    assert_eq!(m["error_details"]["provider_code"], "send_timeout", "{m}");
+}
+
 both_backends!(
+    a_provider_that_never_answers_times_out_as_transient,
     a_channel_holds_at_most_its_share_of_the_send_slots,
     the_rate_limit_holds_across_dispatchers,
     queued_messages_reach_the_provider_and_move_on,

@@ -33,7 +33,9 @@
 //!
 //! Concurrency: at most [`DispatchOptions::concurrency`] provider calls in flight per dispatcher, and
 //! at most [`DispatchOptions::per_channel`] of them for any one channel, so a slow provider cannot take
-//! every slot from the others.
+//! every slot from the others. Every provider call is bounded by [`DispatchOptions::send_timeout`]
+//! (below the claim lease), whatever the adapter's own timers: a stuck connection fails its message
+//! transiently instead of holding the pass.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,6 +75,9 @@ pub struct DispatchOptions {
     /// Provider calls in flight per channel in this dispatcher: a slow provider holds at most this many
     /// of the `concurrency` slots, and the other channels' messages keep moving.
     pub per_channel: usize,
+    /// The longest a provider call may take, whatever the adapter's own timeouts: then it counts as a
+    /// transient failure. Below `lease`, so no other dispatcher takes the message over while it is sent.
+    pub send_timeout: Duration,
 }
 
 impl Default for DispatchOptions {
@@ -83,6 +88,7 @@ impl Default for DispatchOptions {
             poll: Duration::from_millis(500),
             concurrency: 16,
             per_channel: 8,
+            send_timeout: Duration::from_secs(90),
         }
     }
 }
@@ -311,7 +317,17 @@ impl Dispatcher {
         };
         let (retry_count, retry_interval) = (channel.model.retry_count, channel.model.retry_interval);
         let started = std::time::Instant::now();
-        let answer = self.registry.send_unreported(&channel, &outbound).await;
+        let answer =
+            match tokio::time::timeout(self.options.send_timeout, self.registry.send_unreported(&channel, &outbound))
+                .await
+            {
+                Ok(answer) => answer,
+                Err(_) => Err(ProviderError::new(
+                    ErrorClass::Transient,
+                    format!("the provider did not answer within {} s", self.options.send_timeout.as_secs_f64()),
+                )
+                .with_code("send_timeout")),
+            };
         metrics::histogram!("dispatch_provider_latency_seconds", "channel_type" => m.channel_type.as_str())
             .record(started.elapsed().as_secs_f64());
         match answer {
