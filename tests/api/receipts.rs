@@ -373,7 +373,87 @@ async fn a_whatsapp_reply_opens_the_service_window(b: Backend) {
     assert_eq!(message(&app, &u, &cold).await["error_details"]["provider_code"], "outside_window");
 }
 
+/// Each provider's own receipt format reaches the message through the real webhook endpoint: an Africa's
+/// Talking delivery report (form), a Vonage DLR (JSON) saying it failed, a Messenger `delivery` event
+/// (signed JSON naming the message ids).
+async fn africastalking_vonage_and_messenger_receipts_reach_their_messages(b: Backend) {
+    use fakes::{AT_KEY, GRAPH_TOKEN, VONAGE_SECRET};
+    let (at, vg, graph) = (fakes::africastalking(), fakes::vonage(), fakes::graph());
+    let app = TestApp::spawn_with(b, |s| s.public_base_url = Some(PUBLIC.into())).await;
+    let u = app.user("dlr").await;
+    let create = |body: Value| {
+        let (app, u) = (&app, &u);
+        async move {
+            let r = app.post("/v1/channels").token(&u.token).json(body).send().await;
+            r.expect(201, None);
+            assert_eq!(r.data()["status"], "connected", "{}", r.body);
+            (r.id(), r.data()["webhook_url"].as_str().unwrap().trim_start_matches(PUBLIC).to_string())
+        }
+    };
+
+    // Africa's Talking: `status=Success` for the id it answered the send with.
+    let (at_id, at_hook) = create(json!({"name": "at", "channel_type": "sms", "provider": "africastalking", "credentials": {"username": "sandbox", "api_key": AT_KEY, "sender_id": "TURUMBA", "base_url": at.base_url}})).await;
+    let id = send(&app, &u, &at_id, "+254711000001").await;
+    wait_status(&app, &u, &id, "sent").await;
+    assert_eq!(message(&app, &u, &id).await["provider_message_id"], "ATXid_0001");
+    let report = "id=ATXid_0001&status=Success&phoneNumber=%2B254711000001&networkCode=63902&retryCount=0";
+    app.post(&at_hook).raw("application/x-www-form-urlencoded", report).send().await.expect(200, None);
+    wait_status(&app, &u, &id, "delivered").await;
+
+    // Vonage: a JSON DLR saying the message failed, with its error code.
+    let (vg_id, vg_hook) = create(json!({"name": "vg", "channel_type": "sms", "provider": "vonage", "credentials": {"api_key": "key1", "api_secret": VONAGE_SECRET, "from": "Turumba", "base_url": vg.base_url}})).await;
+    let id = send(&app, &u, &vg_id, "+447911123456").await;
+    wait_status(&app, &u, &id, "sent").await;
+    let dlr = json!({"msisdn": "447911123456", "to": "Turumba", "messageId": "0A0000000123ABCD1", "status": "failed", "err-code": "6"});
+    app.post(&vg_hook).json(dlr).send().await.expect(200, None);
+    wait_status(&app, &u, &id, "permanently_failed").await;
+    let m = message(&app, &u, &id).await;
+    assert_eq!(
+        (m["error_details"]["code"].clone(), m["error_details"]["message"].clone()),
+        (json!("undelivered"), json!("vonage error 6")),
+        "{m}"
+    );
+
+    // Messenger: a signed `delivery` event naming the message's id.
+    let (fb_id, fb_hook) = create(json!({"name": "fb", "channel_type": "messenger", "credentials": {"page_access_token": GRAPH_TOKEN, "page_id": "2075550001", "app_secret": "fb-app-secret", "verify_token": "vt2", "base_url": graph.base_url}})).await;
+    let contact = app
+        .post("/v1/contacts")
+        .token(&u.token)
+        .json(json!({"first_name": "Kebede", "channel_identities": {"messenger": "2075550099"}}))
+        .send()
+        .await
+        .expect(201, None)
+        .id();
+    // Kebede wrote a minute ago: the page may answer.
+    let inbound = json!({"object": "page", "entry": [{"id": "2075550001", "time": 1, "messaging": [{"sender": {"id": "2075550099"}, "recipient": {"id": "2075550001"},
+        "timestamp": chrono::Utc::now().timestamp_millis() - 60_000, "message": {"mid": "m_in_1", "text": "Hello"}}]}]});
+    let signed = |body: &Value| {
+        let body = body.to_string();
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"fb-app-secret");
+        (body.clone(), format!("sha256={}", hex::encode(aws_lc_rs::hmac::sign(&key, body.as_bytes()).as_ref())))
+    };
+    let (body, sig) = signed(&inbound);
+    app.post(&fb_hook).header("X-Hub-Signature-256", &sig).raw("application/json", body).send().await.expect(200, None);
+    inbox_drained(&app).await;
+    let r = app
+        .post("/v1/messages")
+        .token(&u.token)
+        .json(json!({"channel_id": fb_id, "contact_id": contact, "message_body": "Your ticket is ready"}))
+        .send()
+        .await;
+    let id = r.expect(201, None).id();
+    wait_status(&app, &u, &id, "sent").await;
+    let mid = message(&app, &u, &id).await["provider_message_id"].as_str().unwrap().to_string();
+    let delivery = json!({"object": "page", "entry": [{"id": "2075550001", "time": 2, "messaging": [{"sender": {"id": "2075550099"}, "recipient": {"id": "2075550001"},
+        "delivery": {"mids": [mid], "watermark": chrono::Utc::now().timestamp_millis()}}]}]});
+    let (body, sig) = signed(&delivery);
+    app.post(&fb_hook).header("X-Hub-Signature-256", &sig).raw("application/json", body).send().await.expect(200, None);
+    wait_status(&app, &u, &id, "delivered").await;
+    inbox_drained(&app).await;
+}
+
 both_backends!(
+    africastalking_vonage_and_messenger_receipts_reach_their_messages,
     a_whatsapp_reply_opens_the_service_window,
     receipts_move_a_message_forward_only,
     a_receipt_that_beats_the_send_record_is_parked_and_matched,
