@@ -331,8 +331,9 @@ async fn idempotency_keys_replay_the_first_answer(b: Backend) {
     assert_ne!(r.data()["id"], first.data()["id"]);
 }
 
-/// The history is counted up to 10,000 matches: below that `meta.total` is exact, above it is 10,001
-/// with `total_is_lower_bound` (a million-row history costs a page, not a count of a million).
+/// The history is counted up to 1,000 matches: below that `meta.total` is exact, above it is 1,001
+/// with `total_is_lower_bound` (a million-row history costs a page, not a count of a million);
+/// `count=exact` counts them all.
 async fn a_long_history_is_counted_up_to_a_bound(b: Backend) {
     use sea_orm::{ConnectionTrait, Statement};
     let app = queued_only(b).await;
@@ -370,8 +371,14 @@ async fn a_long_history_is_counted_up_to_a_bound(b: Backend) {
     r.expect(200, None);
     assert_eq!(
         (r.body["meta"]["total"].clone(), r.body["meta"]["total_is_lower_bound"].clone()),
-        (json!(10_001), json!(true))
+        (json!(1_001), json!(true))
     );
+    let r = app.get("/v1/messages?limit=50&count=exact").token(&u.token).send().await;
+    assert_eq!(
+        (r.body["meta"]["total"].clone(), r.body["meta"]["total_is_lower_bound"].clone()),
+        (json!(10_051), json!(false))
+    );
+    app.get("/v1/messages?count=roughly").token(&u.token).send().await.expect(400, Some("bad_request"));
     let cursor = r.body["meta"]["next_cursor"].as_str().unwrap().to_string();
     let r = app.get(&format!("/v1/messages?limit=50&cursor={cursor}")).token(&u.token).send().await;
     assert_eq!(r.body["data"].as_array().unwrap().len(), 50);

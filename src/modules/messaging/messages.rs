@@ -360,12 +360,17 @@ impl Messaging {
                 Some(p)
             }
         };
+        let exact = match q.extra.iter().find(|(k, _)| k == "count").map(|(_, v)| v.as_str()) {
+            None => false,
+            Some("exact") => true,
+            Some(_) => return Err(AppError::bad_request("count: give `exact` or leave it out")),
+        };
         if let Some(c) = contact_id
             && self.directory.get(scope, c).await?.is_none()
         {
             return Err(AppError::NotFound("contact"));
         }
-        let page = store::list_messages(&self.db, scope, contact_id, q, position).await?;
+        let page = store::list_messages(&self.db, scope, contact_id, q, position, exact).await?;
         let next_cursor = match keyset_descending {
             Some(descending) if page.items.len() as u64 == q.limit => page
                 .items
@@ -373,7 +378,7 @@ impl Messaging {
                 .map(|m| self.cursors.encode(Position { created_at: m.created_at, id: m.id, descending })),
             _ => None,
         };
-        let total_is_lower_bound = page.total > store::MAX_COUNTED;
+        let total_is_lower_bound = !exact && page.total > store::MAX_COUNTED;
         Ok(MessagePage { page, next_cursor, total_is_lower_bound })
     }
 

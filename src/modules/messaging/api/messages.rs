@@ -133,8 +133,10 @@ pub async fn send_message(
 /// group_message_id, scheduled_message_id, template_id, sent_by_user_id, delivery_address, scheduled_at,
 /// sent_at, delivered_at, created_at, updated_at. Sorts: created_at, sent_at, delivered_at, status.
 /// `cursor=` (from `meta.next_cursor`) pages through the history by `created_at` at constant cost.
+/// `meta.total` is exact up to 1,000 matches (beyond, 1,001 with `meta.total_is_lower_bound`);
+/// `count=exact` counts them all (a cost that grows with the history).
 #[utoipa::path(get, path = "/v1/messages", tag = "messages",
-    params(("filter" = Option<Vec<String>>, Query), ("sort" = Option<Vec<String>>, Query), ("cursor" = Option<String>, Query), ("skip" = Option<u64>, Query), ("limit" = Option<u64>, Query)),
+    params(("filter" = Option<Vec<String>>, Query), ("sort" = Option<Vec<String>>, Query), ("cursor" = Option<String>, Query), ("count" = Option<String>, Query, description = "`exact`: count every match"), ("skip" = Option<u64>, Query), ("limit" = Option<u64>, Query)),
     responses((status = 200, body = CursorEnvelope<MessageDto>), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list_messages(messaging: web::Data<Messaging>, ctx: RequestCtx, q: ListQuery) -> AppResult<HttpResponse> {
     ctx.require("messages:read")?;
@@ -144,7 +146,7 @@ pub async fn list_messages(messaging: web::Data<Messaging>, ctx: RequestCtx, q: 
 
 /// A contact's conversation: messages both ways, newest first (the same filters and cursor).
 #[utoipa::path(get, path = "/v1/contacts/{id}/messages", tag = "messages",
-    params(("filter" = Option<Vec<String>>, Query), ("cursor" = Option<String>, Query), ("skip" = Option<u64>, Query), ("limit" = Option<u64>, Query)),
+    params(("filter" = Option<Vec<String>>, Query), ("cursor" = Option<String>, Query), ("count" = Option<String>, Query, description = "`exact`: count every match"), ("skip" = Option<u64>, Query), ("limit" = Option<u64>, Query)),
     responses((status = 200, body = CursorEnvelope<MessageDto>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn contact_messages(
     messaging: web::Data<Messaging>,
