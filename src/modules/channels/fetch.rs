@@ -132,7 +132,8 @@ impl MediaFetcher {
             .redirect(redirects)
             .user_agent(concat!("turumba/", env!("CARGO_PKG_VERSION")));
         if !allow_private {
-            builder = builder.dns_resolver(Arc::new(PublicOnly));
+            // Names resolve here, so every address is checked; a proxy would resolve them out of sight.
+            builder = builder.dns_resolver(Arc::new(PublicOnly)).no_proxy();
         }
         MediaFetcher { http: builder.build().expect("the HTTP client builds"), max_bytes, allow_private }
     }
@@ -141,7 +142,8 @@ impl MediaFetcher {
         self.max_bytes
     }
 
-    /// Fetches `url`, refusing more than `budget` bytes. A missing file or a refused address is
+    /// Fetches `url`, refusing more than `budget` bytes (what is left of [`Self::max_bytes`] for the
+    /// message's files). A missing file or a refused address is
     /// permanent (sending again cannot help); a timeout or a 5xx is transient.
     pub async fn fetch(&self, url: &str, budget: u64) -> Result<Fetched, ProviderError> {
         let permanent = |m: String| ProviderError::new(ErrorClass::Permanent, m).with_code("attachment");
@@ -176,8 +178,8 @@ impl MediaFetcher {
             return Err(ProviderError::new(class, format!("attachment {url}: the server answered {status}"))
                 .with_code("attachment"));
         }
-        let too_big =
-            || permanent(format!("attachment {url}: the files of one message may have {budget} bytes at most"));
+        let max = self.max_bytes;
+        let too_big = || permanent(format!("attachment {url}: the files of one message may have {max} bytes at most"));
         if resp.content_length().is_some_and(|n| n > budget) {
             return Err(too_big());
         }
