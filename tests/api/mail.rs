@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::{Backend, TestApp};
+use crate::receipts::{message, wait_status};
 
 pub struct SmtpServer {
     child: Child,
@@ -452,15 +453,8 @@ print(m.search(None, "UNSEEN")[1][0].decode() or "none")
         .send()
         .await;
     let mid = r.expect(201, None).id();
-    let mut sent = serde_json::Value::Null;
-    for _ in 0..200 {
-        sent = app.get(&format!("/v1/messages/{mid}")).token(&u.token).send().await.data().clone();
-        if sent["status"] == "sent" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(sent["status"], "sent", "{sent}");
+    wait_status(&app, &u, &mid, "sent").await;
+    let sent = message(&app, &u, &mid).await;
     let original = sent["provider_message_id"].as_str().unwrap().to_string();
     let bounce = format!(
         r#"
@@ -482,15 +476,8 @@ m.logout()
     let out = Command::new(&python).args(["-c", &bounce]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     app.state.channels.poll_mailbox(scope, id).await.unwrap();
-    let mut failed = serde_json::Value::Null;
-    for _ in 0..200 {
-        failed = app.get(&format!("/v1/messages/{mid}")).token(&u.token).send().await.data().clone();
-        if failed["status"] == "permanently_failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(failed["status"], "permanently_failed", "{failed}");
+    wait_status(&app, &u, &mid, "permanently_failed").await;
+    let failed = message(&app, &u, &mid).await;
     assert!(failed["error_details"]["message"].as_str().unwrap().contains("5.1.1 User unknown"), "{failed}");
     // Wrong IMAP password: the poll reports it and the channel goes to error.
     app.patch(&format!("/v1/channels/{id}"))

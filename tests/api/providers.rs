@@ -233,7 +233,8 @@ async fn africastalking_and_vonage_send_and_accept_token_callbacks(b: Backend) {
     assert!(events.contains(r#""from":"+254711000009""#), "{events}");
 }
 
-fn hub_signature(secret: &str, body: &str) -> String {
+/// Meta's `X-Hub-Signature-256` of `body` under the app secret.
+pub fn hub_signature(secret: &str, body: &str) -> String {
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
     format!("sha256={}", hex::encode(aws_lc_rs::hmac::sign(&key, body.as_bytes()).as_ref()))
 }

@@ -12,6 +12,7 @@ use turumba::modules::messaging::{DispatchOptions, Dispatcher};
 use crate::channels::outbox_text;
 use crate::fakes::{self, TELEGRAM_GOOD_TOKEN, TWILIO_SID, TWILIO_TOKEN};
 use crate::helpers::{Backend, Resp, TestApp, TestUser, eventually};
+use crate::providers::hub_signature;
 
 const PUBLIC: &str = "https://hooks.example.org";
 const SID: &str = "SM00000000000000000000000000000001";
@@ -339,8 +340,7 @@ async fn a_whatsapp_reply_opens_the_service_window(b: Backend) {
             "type": "text", "text": {"body": "Selam, when is my visit?"}}]
     }}]}]})
     .to_string();
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"wa-app-secret");
-    let sig = format!("sha256={}", hex::encode(aws_lc_rs::hmac::sign(&key, payload.as_bytes()).as_ref()));
+    let sig = hub_signature("wa-app-secret", &payload);
     app.post(&format!("/v1/webhooks/whatsapp/{wa}"))
         .header("X-Hub-Signature-256", &sig)
         .raw("application/json", payload)
@@ -429,8 +429,7 @@ async fn africastalking_vonage_and_messenger_receipts_reach_their_messages(b: Ba
         "timestamp": chrono::Utc::now().timestamp_millis() - 60_000, "message": {"mid": "m_in_1", "text": "Hello"}}]}]});
     let signed = |body: &Value| {
         let body = body.to_string();
-        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"fb-app-secret");
-        (body.clone(), format!("sha256={}", hex::encode(aws_lc_rs::hmac::sign(&key, body.as_bytes()).as_ref())))
+        (body.clone(), hub_signature("fb-app-secret", &body))
     };
     let (body, sig) = signed(&inbound);
     app.post(&fb_hook).header("X-Hub-Signature-256", &sig).raw("application/json", body).send().await.expect(200, None);

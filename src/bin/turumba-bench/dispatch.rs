@@ -40,27 +40,27 @@ pub(crate) async fn run(args: DispatchArgs) {
 
     state.accounts.create_verified_user("bench@example.com", "bench password 1", "Bench", "Bench").await.expect("user");
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().expect("client");
-    let login: Value = http
-        .post(format!("{api}/v1/auth/login"))
-        .json(&json!({"email": "bench@example.com", "password": "bench password 1"}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("login body");
-    let token = login["data"]["access_token"].as_str().expect("token").to_string();
-    let channel: Value = http
-        .post(format!("{api}/v1/channels"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "bot", "channel_type": "telegram", "credentials": {"bot_token": "123456:bench-token", "base_url": provider}}))
-        .send()
-        .await
-        .expect("channel")
-        .json()
-        .await
-        .expect("channel body");
-    let channel_id = channel["data"]["id"].as_str().expect("channel id").to_string();
+    // A JSON POST answered with the envelope: its `data`.
+    let call = |path: &str, token: Option<&str>, body: Value| {
+        let mut req = http.post(format!("{api}{path}")).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let v: Value = req.send().await.expect("request").json().await.expect("JSON answer");
+            v["data"].clone()
+        }
+    };
+    let login =
+        call("/v1/auth/login", None, json!({"email": "bench@example.com", "password": "bench password 1"})).await;
+    let token = login["access_token"].as_str().expect("token").to_string();
+    let channel = call(
+        "/v1/channels",
+        Some(&token),
+        json!({"name": "bot", "channel_type": "telegram", "credentials": {"bot_token": "123456:bench-token", "base_url": provider}}),
+    )
+    .await;
+    let channel_id = channel["id"].as_str().expect("channel id").to_string();
     let body = Arc::new(
         json!({"channel_id": channel_id, "delivery_address": "5550001", "message_body": "Selam! Your appointment is tomorrow at 10:00."}),
     );

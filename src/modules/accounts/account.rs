@@ -81,12 +81,6 @@ impl Accounts {
         Ok(AccountScope::checked(account_id))
     }
 
-    /// The account's `default_country_code` (used to read national phone numbers).
-    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
-    pub async fn default_country_code(&self, scope: AccountScope) -> AppResult<Option<String>> {
-        Ok(self.get_account(scope).await?.default_country_code)
-    }
-
     pub async fn get_account(&self, scope: AccountScope) -> AppResult<account::Model> {
         self.get_account_in(&self.db, scope).await
     }

@@ -416,8 +416,7 @@ impl Directory {
             AddressKind::Email => input.email = Some(address.to_string()),
             AddressKind::Identity(t) => input.channel_identities = Some(json!({ t: address })),
         }
-        let account = self.contacts.accounts.get_account_in(txn, scope).await?;
-        let region = crate::domain::default_region(account.default_country_code.as_deref());
+        let region = self.contacts.region_in(txn, scope).await?;
         let n = normalise_input(&input, region).map_err(AppError::Validation)?;
         let mut active = new_contact(scope, &n);
         active.last_inbound_at = Set(Some(at));

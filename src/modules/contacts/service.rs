@@ -134,7 +134,17 @@ impl Contacts {
 
     #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn region(&self, scope: AccountScope) -> AppResult<Option<phonenumber::country::Id>> {
-        Ok(crate::domain::default_region(self.accounts.default_country_code(scope).await?.as_deref()))
+        self.region_in(&self.db, scope).await
+    }
+
+    /// [`Self::region`] read through `conn` (a consumer's transaction).
+    pub async fn region_in<C: sea_orm::ConnectionTrait>(
+        &self,
+        conn: &C,
+        scope: AccountScope,
+    ) -> AppResult<Option<phonenumber::country::Id>> {
+        let account = self.accounts.get_account_in(conn, scope).await?;
+        Ok(crate::domain::default_region(account.default_country_code.as_deref()))
     }
 
     /// Compiles contact filters (400 on a bad one).

@@ -106,7 +106,9 @@ pub async fn match_parked(
     }
     let keys: Vec<(Uuid, &str)> = sent.iter().map(|(m, id)| (m.channel_id, id.as_str())).collect();
     lock(txn, &keys).await?;
+    let accounts: Vec<Uuid> = sent.iter().map(|(m, _)| m.account_id).collect();
     let parked = parked_receipt::Entity::find()
+        .filter(parked_receipt::Column::AccountId.is_in(accounts))
         .filter(parked_receipt::Column::ChannelId.is_in(keys.iter().map(|k| k.0).collect::<Vec<_>>()))
         .filter(parked_receipt::Column::ProviderMessageId.is_in(keys.iter().map(|k| k.1).collect::<Vec<_>>()))
         .order_by_asc(parked_receipt::Column::ParkedAt)
