@@ -9,6 +9,8 @@
 #
 #   benches/messages.sh [sqlite|postgres|both] [seconds] [rows]
 #   BENCH_BIN=/path/to/turumba benches/messages.sh ...   # a binary built elsewhere
+#   BENCH_ROLE=api AMQP_URL=amqp://… benches/messages.sh postgres 15 1   # the accept path alone: no relay
+#     or dispatcher in the process (rows and outbox events pile up; nothing is delivered)
 #
 # Needs: wrk, curl, jq, sqlite3 (SQLite seeding), psql. Prints figures only; nothing here is asserted.
 set -euo pipefail
@@ -49,7 +51,8 @@ run() {
     url="${PG_BASE%/*}/$db"
   fi
   export DATABASE_URL="$url" TURUMBA_DATA_DIR="$dir" TURUMBA_PORT=$port TURUMBA_LOG=warn
-  "$BIN" serve & pid=$!
+  if curl -sf "http://127.0.0.1:$port/healthz" >/dev/null; then echo "port $port is taken by another server" >&2; exit 1; fi
+  "$BIN" serve --role "${BENCH_ROLE:-all}" & pid=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
   "$BIN" admin create-user --email bench@example.com --password 'bench password' --account-name Bench >/dev/null
   local api="http://127.0.0.1:$port" token channel
@@ -75,7 +78,7 @@ EOF
   for _ in $(seq 1 120); do
     delivered=$(sql "$backend" "$url" "SELECT COUNT(*) FROM messages WHERE status = 'delivered'")
     accepted=$(sql "$backend" "$url" "SELECT COUNT(*) FROM messages")
-    [ "$delivered" = "$accepted" ] && break
+    [ "$delivered" = "$accepted" ] || [ "${BENCH_ROLE:-all}" != all ] && break
     sleep 1
   done
   echo "accepted $accepted, delivered by the dispatcher $delivered"

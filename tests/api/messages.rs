@@ -391,8 +391,107 @@ async fn a_long_history_is_counted_up_to_a_bound(b: Backend) {
     );
 }
 
+/// A transaction that keeps every send from being written until it ends: SQLite's write lock, or on
+/// PostgreSQL the `messages` table locked against inserts (reads go on).
+async fn hold_the_writer(app: &TestApp) -> sea_orm::DatabaseTransaction {
+    use sea_orm::ConnectionTrait;
+    let db = &app.state.db;
+    let hold = turumba::db::begin_write(db).await.unwrap();
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        hold.execute_unprepared("LOCK TABLE messages IN EXCLUSIVE MODE").await.unwrap();
+    }
+    hold
+}
+
+/// Sends that wait at one moment are written in one transaction. With the database's writer held up
+/// (SQLite's write lock, PostgreSQL's `messages` table locked), twenty sends on two channels queue;
+/// once it is released they are committed together: fewer dispatch doorbells than messages, every id
+/// rung once, and each 201 answer is exactly the row as it is read back.
+async fn sends_waiting_together_are_committed_together(b: Backend) {
+    let app = queued_only(b).await;
+    let u = et_user(&app, "batched").await;
+    let (one, two) = (sandbox(&app, &u, "one").await, sandbox(&app, &u, "two").await);
+    let hold = hold_the_writer(&app).await;
+    let sends = futures_util::future::join_all((0..20).map(|i| {
+        let ch = if i % 2 == 0 { &one } else { &two };
+        let body =
+            json!({"channel_id": ch, "delivery_address": format!("+2519110002{i:02}"), "message_body": "together"});
+        app.post("/v1/messages").token(&u.token).json(body).send()
+    }));
+    let release = async {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        hold.commit().await.unwrap();
+    };
+    let (answers, ()) = tokio::join!(sends, release);
+    let mut ids = std::collections::BTreeSet::new();
+    for r in &answers {
+        r.expect(201, None);
+        let stored = app.get(&format!("/v1/messages/{}", r.id())).token(&u.token).send().await;
+        assert_eq!(stored.data(), r.data(), "the answer is the stored row");
+        ids.insert(r.id());
+    }
+    assert_eq!(ids.len(), 20);
+    let events = outbox_text(&app).await;
+    let doorbells: Vec<Value> = events
+        .lines()
+        .filter_map(|l| l.strip_prefix("message.dispatch.sandbox "))
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    assert!(doorbells.len() < 20, "{} doorbells for 20 sends: nothing was committed together", doorbells.len());
+    let mut rung = Vec::new();
+    for d in &doorbells {
+        let ids_of_one_channel: Vec<String> =
+            d["data"]["message_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        for id in &ids_of_one_channel {
+            let r = app.get(&format!("/v1/messages/{id}")).token(&u.token).send().await;
+            assert_eq!(r.data()["channel_id"], d["data"]["channel_id"], "a doorbell rings one channel");
+        }
+        rung.extend(ids_of_one_channel);
+    }
+    rung.sort();
+    assert_eq!(rung, ids.into_iter().collect::<Vec<_>>(), "every message is rung exactly once");
+}
+
+/// A batch that cannot be written as a whole is written one send at a time, so a send that cannot be
+/// written fails alone: another account's sends, deleted while its sends waited beside ours, are 409s,
+/// ours are all written.
+async fn a_send_that_cannot_be_written_fails_alone(b: Backend) {
+    use sea_orm::ConnectionTrait;
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+    let app = queued_only(b).await;
+    let (ours, theirs) = (et_user(&app, "stays").await, et_user(&app, "leaves").await);
+    let (our_ch, their_ch) = (sandbox(&app, &ours, "s").await, sandbox(&app, &theirs, "s").await);
+    let hold = hold_the_writer(&app).await;
+    let sends = futures_util::future::join_all((0..12).map(|i| {
+        let (u, ch) = if i % 2 == 0 { (&ours, &our_ch) } else { (&theirs, &their_ch) };
+        let body = json!({"channel_id": ch, "delivery_address": "+251911000300", "message_body": format!("n{i}")});
+        app.post("/v1/messages").token(&u.token).json(body).send()
+    }));
+    let delete_theirs = async {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let id = uuid::Uuid::parse_str(&theirs.account_id).unwrap();
+        let q =
+            Query::delete().from_table(Alias::new("accounts")).and_where(Expr::col(Alias::new("id")).eq(id)).to_owned();
+        hold.execute(&q).await.unwrap();
+        hold.commit().await.unwrap();
+    };
+    let (answers, ()) = tokio::join!(sends, delete_theirs);
+    for (i, r) in answers.iter().enumerate() {
+        if i % 2 == 0 {
+            r.expect(201, None);
+            app.get(&format!("/v1/messages/{}", r.id())).token(&ours.token).send().await.expect(200, None);
+        } else {
+            r.expect(409, Some("conflict"));
+        }
+    }
+    let r = app.get("/v1/messages").token(&ours.token).send().await;
+    assert_eq!(r.body["meta"]["total"], 6);
+}
+
 both_backends!(
     a_long_history_is_counted_up_to_a_bound,
+    a_send_that_cannot_be_written_fails_alone,
+    sends_waiting_together_are_committed_together,
     messages_are_queued_with_their_dispatch_event_and_validated,
     the_history_filters_pages_by_cursor_cancels_and_deletes,
     idempotency_keys_replay_the_first_answer,

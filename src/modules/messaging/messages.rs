@@ -2,8 +2,8 @@
 //! its dispatch event in one transaction (201 `queued`; the dispatcher delivers it); `Idempotency-Key`
 //! replays; the history with filters, sorts and keyset cursors; cancel, metadata edits and deletion.
 
-use chrono::{Duration, Utc};
-use sea_orm::{ActiveModelTrait, IntoActiveModel, ModelTrait, Set};
+use chrono::{Duration, SubsecRound, Utc};
+use sea_orm::{ActiveModelTrait, IntoActiveModel, ModelTrait, Set, TryIntoModel};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::entity::message::{self, Direction, MessageStatus};
 use super::entity::template::FallbackStrategy;
+use super::intake::{Accepted, Keyed, Written};
 use super::render::Variables;
 use super::service::Messaging;
 use super::store::{self, Position};
@@ -158,27 +159,23 @@ impl Messaging {
                 return Ok(replay);
             }
         }
-        let active = self.prepare_message(scope, sender, new).await?;
-        let txn = crate::db::begin_write(&self.db).await?;
-        let m = active.insert(&txn).await?;
-        if let Some(key) = idempotency_key {
-            let stored = store::insert_idempotency_key(&txn, scope, key, &hash, 201, render_answer(&m)).await;
-            if let Err(e) = stored {
-                txn.rollback().await?;
-                // Another request with this key committed first: answer as it did.
-                if crate::db::is_unique_violation(&e)
-                    && let Some(replay) = self.replay(scope, key, &hash).await?
-                {
-                    return Ok(replay);
-                }
-                return Err(e.into());
-            }
+        let row = self.prepare_message(scope, sender, new).await?.try_into_model()?;
+        let keyed = idempotency_key.map(|key| Keyed {
+            scope,
+            key: key.to_string(),
+            hash: hash.clone(),
+            answer: render_answer(&row),
+        });
+        match self.intake.write(Accepted { row: row.clone(), key: keyed, meta: meta.clone() }).await? {
+            Written::Created => Ok(Sent::Created(Box::new(row))),
+            // Another request with this key was written first: answer as it did.
+            Written::KeyTaken => match idempotency_key {
+                Some(key) => self.replay(scope, key, &hash).await?.ok_or_else(|| {
+                    AppError::conflict("another request with this Idempotency-Key is being written; try again")
+                }),
+                None => Err(AppError::internal("a send without an idempotency key found its key taken")),
+            },
         }
-        let mut bus = EventBus::new(meta.clone());
-        emit_dispatch(&mut bus, &m);
-        self.events.commit(txn, bus).await?;
-        self.dispatch_wake.notify_one();
-        Ok(Sent::Created(Box::new(m)))
     }
 
     /// The stored answer for `key`, if it is younger than 24 h: the same request replays it, another
@@ -213,9 +210,21 @@ impl Messaging {
         let channel_type = ChannelType::parse(&channel.channel_type)
             .ok_or_else(|| AppError::internal(format!("channel {} has an unknown type", channel.id)))?;
         let kind = channel_type.address_kind();
-        let account = self.accounts.get_account(scope).await?;
-        let region =
-            default_region(channel.default_country_code.as_deref().or(account.default_country_code.as_deref()));
+        // The account is read only when something needs it: a template (its name and time zone), or a
+        // national phone number on a channel without a country of its own (the account's country).
+        let national_number = matches!(kind, AddressKind::Phone)
+            && channel.default_country_code.is_none()
+            && new.delivery_address.as_deref().is_some_and(|a| !a.trim_start().starts_with('+'));
+        let account = match new.template_id.is_some() || national_number {
+            true => Some(self.accounts.get_account(scope).await?),
+            false => None,
+        };
+        let region = default_region(
+            channel
+                .default_country_code
+                .as_deref()
+                .or(account.as_ref().and_then(|a| a.default_country_code.as_deref())),
+        );
 
         // Who: the contact (which must be reachable on this channel type) and where.
         let mut contact: Option<DirectoryContact> = None;
@@ -258,6 +267,7 @@ impl Messaging {
                 (body, None, Vec::new())
             }
             (Some(tid), None) => {
+                let account = account.as_ref().ok_or_else(|| AppError::internal("the account was not read"))?;
                 let t = match self.get_template(scope, tid).await {
                     Ok(t) => t,
                     Err(AppError::NotFound(_)) => {
@@ -317,7 +327,8 @@ impl Messaging {
             metadata.insert("segments".into(), json!(sms.segments));
             metadata.insert("encoding".into(), json!(sms.encoding.as_str()));
         }
-        let now = Utc::now();
+        // Microseconds, as both databases keep them: the answer is the row as it will be read back.
+        let now = Utc::now().trunc_subsecs(6);
         let mut row = store::new_message(scope, channel.id, channel_type, Direction::Outbound, address, body, now);
         row.contact_id = Set(contact.as_ref().map(|c| c.id));
         row.sent_by_user_id = Set(Some(sender.id));

@@ -1,19 +1,21 @@
 //! Messaging (SPEC §6): templates and their `{VARIABLE}` renderer, single messages and the history,
 //! the dispatcher, delivery statuses and inbound messages (built); group messages with resumable
-//! fan-out and scheduled messages with time-zone-aware recurrence (not yet). Depends on accounts, contacts (through `Directory`), channels
-//! (through `ChannelRegistry`) and events; nothing depends on it.
+//! fan-out and scheduled messages with time-zone-aware recurrence (not yet). Depends on accounts,
+//! contacts (through `Directory`), channels (through `ChannelRegistry`) and events; nothing depends on it.
 //!
 //! Public facade: [`Messaging`], [`configure`] and [`ApiDoc`]; the renderer ([`Parsed`], [`Variables`],
 //! [`Fallback`]) for benchmarks and the group fan-out. Inside: `render` (parse once, render per
 //! recipient), `templates` (template rules and preview), `messages` (sends, idempotency, history
-//! cursors), `dispatch` (the dispatcher), `consumer` (webhook items), `receipts` (delivery statuses,
-//! parked receipts), `inbound` (inbound messages, opt-out keywords), `store`, `entity/`, `api/`.
+//! cursors), `intake` (accepted sends written many per transaction), `dispatch` (the dispatcher),
+//! `consumer` (webhook items), `receipts` (delivery statuses, parked receipts), `inbound` (inbound
+//! messages, opt-out keywords), `store`, `entity/`, `api/`.
 
 mod api;
 mod consumer;
 mod dispatch;
 mod entity;
 mod inbound;
+mod intake;
 mod messages;
 mod receipts;
 mod render;

@@ -4,6 +4,7 @@
 
 use sea_orm::DatabaseConnection;
 
+use super::intake::Intake;
 use super::messages::Cursors;
 use crate::modules::accounts::Accounts;
 use crate::modules::channels::Channels;
@@ -20,6 +21,8 @@ pub struct Messaging {
     pub(super) cursors: Cursors,
     /// Wakes this process's dispatcher when a send committed.
     pub(super) dispatch_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Writes accepted sends, many per transaction.
+    pub(super) intake: Intake,
 }
 
 /// What [`Messaging`] is built from.
@@ -34,15 +37,18 @@ pub struct MessagingParts {
 }
 
 impl Messaging {
+    /// Builds the facade and starts its intake writer (so it must be called within the runtime).
     pub fn new(p: MessagingParts) -> Self {
+        let dispatch_wake = std::sync::Arc::new(tokio::sync::Notify::new());
         Messaging {
+            intake: Intake::start(p.db.clone(), p.events.clone(), dispatch_wake.clone()),
             db: p.db,
             accounts: p.accounts,
             directory: p.directory,
             channels: p.channels,
             events: p.events,
             cursors: Cursors::new(p.cursor_key),
-            dispatch_wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+            dispatch_wake,
         }
     }
 }

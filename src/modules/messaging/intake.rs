@@ -1,0 +1,186 @@
+//! Group commit of accepted sends. `POST /v1/messages` validates and builds its row on the request's own
+//! task, then hands it to the intake; the intake writes every row waiting at that moment in ONE
+//! transaction — the rows (one multi-row insert), their idempotency keys, and one `message.dispatch.*`
+//! doorbell per channel — with one commit and one flush, and answers each request when it is durable.
+//! While one batch commits, the next gathers; under load a batch holds the requests that arrived during
+//! the previous commit, so the cost of a commit (a WAL flush, SQLite's single writer) is shared instead
+//! of paid per message. Alone, a request waits for nothing but its own commit.
+//!
+//! A 201 still means exactly what it did: the row and its doorbell were committed. A batch that fails
+//! as a whole (a row that cannot be written) is written again one request at a time, so one bad row
+//! fails only its own request.
+//!
+//! Idempotency keys are written in a savepoint each: a key another request holds already (another batch
+//! or process committed it first, or an earlier request of the same batch) leaves its request out of the
+//! batch, which then answers with the stored answer.
+
+use std::collections::BTreeMap;
+
+use sea_orm::{DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, TransactionTrait};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc, oneshot};
+use uuid::Uuid;
+
+use super::entity::message;
+use super::store;
+use crate::error::{AppError, AppResult};
+use crate::modules::accounts::AccountScope;
+use crate::modules::events::{EventBus, EventMeta, Events};
+
+/// Most rows in one batch (28 columns each: well inside either database's bound on parameters).
+const MAX_BATCH: usize = 256;
+/// Requests that may wait for the intake before a sender waits for room.
+const QUEUE: usize = 4 * MAX_BATCH;
+
+/// One send ready to be written.
+pub(super) struct Accepted {
+    pub row: message::Model,
+    pub key: Option<Keyed>,
+    pub meta: EventMeta,
+}
+
+/// The idempotency key of a send and the answer it replays.
+pub(super) struct Keyed {
+    pub scope: AccountScope,
+    pub key: String,
+    pub hash: String,
+    pub answer: Value,
+}
+
+/// What became of an accepted send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Written {
+    Created,
+    /// Its idempotency key was taken first: nothing of it was written.
+    KeyTaken,
+}
+
+struct Job {
+    accepted: Accepted,
+    done: oneshot::Sender<Result<Written, AppError>>,
+}
+
+/// The sending side of the intake (cheap to clone; the writer stops when the last clone is dropped).
+#[derive(Clone)]
+pub(super) struct Intake {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Intake {
+    /// Starts the writer on the current runtime.
+    pub fn start(db: DatabaseConnection, events: Events, wake: std::sync::Arc<Notify>) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(db, events, wake, rx));
+        Intake { tx }
+    }
+
+    /// Writes one send with whatever else is waiting, and answers when it is committed.
+    pub async fn write(&self, accepted: Accepted) -> AppResult<Written> {
+        let (done, answer) = oneshot::channel();
+        self.tx
+            .send(Job { accepted, done })
+            .await
+            .map_err(|_| AppError::ServiceUnavailable("the server is stopping".into()))?;
+        answer.await.map_err(|_| AppError::ServiceUnavailable("the server is stopping".into()))?
+    }
+}
+
+async fn run(db: DatabaseConnection, events: Events, wake: std::sync::Arc<Notify>, mut rx: mpsc::Receiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let batch: Vec<Job> = std::mem::take(&mut jobs);
+        metrics::histogram!("message_accept_batch_size").record(batch.len() as f64);
+        let accepted: Vec<&Accepted> = batch.iter().map(|j| &j.accepted).collect();
+        match write_batch(&db, &events, &accepted).await {
+            Ok(written) => {
+                for (job, w) in batch.into_iter().zip(written) {
+                    let _ = job.done.send(Ok(w));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                let job = batch.into_iter().next().expect("one job");
+                let _ = job.done.send(Err(error_of(e)));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, rows = batch.len(), "a batch of sends failed; writing them one at a time");
+                for job in batch {
+                    let result = write_batch(&db, &events, &[&job.accepted]).await;
+                    let _ = job.done.send(result.map(|w| w[0]).map_err(error_of));
+                }
+            }
+        }
+        wake.notify_one();
+    }
+}
+
+/// A row whose account, channel or contact was deleted after the request read it is a conflict, not a
+/// server error.
+fn error_of(e: DbErr) -> AppError {
+    match e.sql_err() {
+        Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => {
+            AppError::conflict("the account, channel or contact of this message was deleted meanwhile")
+        }
+        _ => e.into(),
+    }
+}
+
+/// One transaction for the whole batch; what became of each send, in order.
+async fn write_batch(db: &DatabaseConnection, events: &Events, batch: &[&Accepted]) -> Result<Vec<Written>, DbErr> {
+    let txn = crate::db::begin_write(db).await?;
+    let mut written = Vec::with_capacity(batch.len());
+    let mut rows = Vec::with_capacity(batch.len());
+    for a in batch {
+        if let Some(k) = &a.key {
+            let savepoint = txn.begin().await?;
+            match store::insert_idempotency_key(&savepoint, k.scope, &k.key, &k.hash, 201, k.answer.clone()).await {
+                Ok(()) => savepoint.commit().await?,
+                Err(e) if crate::db::is_unique_violation(&e) => {
+                    savepoint.rollback().await?;
+                    written.push(Written::KeyTaken);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        rows.push(a.row.clone().into_active_model());
+        written.push(Written::Created);
+    }
+    if !rows.is_empty() {
+        message::Entity::insert_many(rows).exec_without_returning(&txn).await?;
+    }
+    let mut bus = EventBus::new(shared_meta(batch));
+    for (channel, (first, ids)) in doorbells(batch, &written) {
+        bus.emit(
+            &format!("message.dispatch.{}", first.channel_type.as_str()),
+            "message",
+            first.id,
+            Some(first.account_id),
+            json!({ "channel_id": channel, "message_ids": ids }),
+        );
+    }
+    events.commit(txn, bus).await?;
+    Ok(written)
+}
+
+/// The created sends by channel: the first of each and every id.
+fn doorbells<'a>(batch: &[&'a Accepted], written: &[Written]) -> BTreeMap<Uuid, (&'a message::Model, Vec<Uuid>)> {
+    let mut by_channel: BTreeMap<Uuid, (&message::Model, Vec<Uuid>)> = BTreeMap::new();
+    for (a, w) in batch.iter().zip(written) {
+        if *w == Written::Created {
+            by_channel.entry(a.row.channel_id).or_insert_with(|| (&a.row, Vec::new())).1.push(a.row.id);
+        }
+    }
+    by_channel
+}
+
+/// The events' metadata: the request's own when the batch is one request; the user when all are one
+/// user's; else none (each message keeps its `sent_by_user_id`).
+fn shared_meta(batch: &[&Accepted]) -> EventMeta {
+    match batch {
+        [one] => one.meta.clone(),
+        [first, rest @ ..] if rest.iter().all(|a| a.meta.user_id == first.meta.user_id) => {
+            EventMeta { user_id: first.meta.user_id, request_id: None }
+        }
+        _ => EventMeta { user_id: None, request_id: None },
+    }
+}
