@@ -17,6 +17,7 @@ mod m20261128_000011_rate_buckets;
 mod m20261128_000012_receipts;
 mod m20261128_000013_dispatch_indexes;
 mod m20261128_000014_message_parts;
+mod m20261128_000015_scheduled_messages;
 mod util;
 
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000012_receipts::Migration),
             Box::new(m20261128_000013_dispatch_indexes::Migration),
             Box::new(m20261128_000014_message_parts::Migration),
+            Box::new(m20261128_000015_scheduled_messages::Migration),
         ]
     }
 }

@@ -247,8 +247,8 @@ impl Application {
             start_import_sweeper(&state).await;
         }
         if role.runs_consumers() {
-            if matches!(role, Role::All | Role::Worker | Role::Scheduler) {
-                tracing::info!("scheduler: the scheduled-message consumer is not in this build yet");
+            if matches!(role, Role::All | Role::Worker | Role::Scheduler) && opts.dispatch {
+                state.messaging.start_scheduler(&state.shutdown, &state.tasks);
             }
             if matches!(role, Role::All | Role::Worker | Role::Dispatcher) {
                 state.channels.start_mailbox_poller(std::time::Duration::from_secs(60), &state.shutdown, &state.tasks);

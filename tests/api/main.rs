@@ -21,6 +21,7 @@ mod migrations;
 mod providers;
 mod receipts;
 mod roles;
+mod schedules;
 mod smpp;
 mod smsc;
 mod templates;

@@ -40,27 +40,39 @@ impl Messaging {
     pub fn consumers(&self) -> Vec<SharedConsumer> {
         let mut consumers: Vec<SharedConsumer> = vec![std::sync::Arc::new(WebhookItems { messaging: self.clone() })];
         if self.events.amqp().is_some() {
-            consumers.push(std::sync::Arc::new(DispatchDoorbell { wake: self.dispatch_wake.clone() }));
+            consumers.push(std::sync::Arc::new(Doorbell {
+                name: "messaging.dispatch_doorbell",
+                binding: "message.dispatch.*",
+                wake: self.dispatch_wake.clone(),
+            }));
+            consumers.push(std::sync::Arc::new(Doorbell {
+                name: "messaging.schedule_doorbell",
+                binding: "scheduled_message.changed",
+                wake: self.schedule_wake.clone(),
+            }));
         }
         consumers
     }
 }
 
-/// `message.dispatch.<type>` rings this: a dispatcher in another process than the API that queued the
-/// message starts a pass at once instead of at its next poll. The messages table stays the queue (the
-/// pass claims whatever is due), so a lost or repeated ring costs nothing but a pass.
-pub struct DispatchDoorbell {
+/// Wakes a loop of this process when another process changed its work: `message.dispatch.<type>` rings
+/// the dispatcher (a send was queued), `scheduled_message.changed` the scheduler (a schedule was created
+/// or edited). The tables stay the queues (a pass takes whatever is due), so a lost or repeated ring
+/// costs nothing but a pass.
+pub struct Doorbell {
+    name: &'static str,
+    binding: &'static str,
     wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 #[async_trait]
-impl Consumer for DispatchDoorbell {
+impl Consumer for Doorbell {
     fn name(&self) -> &str {
-        "messaging.dispatch_doorbell"
+        self.name
     }
 
     fn bindings(&self) -> Vec<String> {
-        vec!["message.dispatch.*".into()]
+        vec![self.binding.into()]
     }
 
     async fn handle(&self, _txn: &DatabaseTransaction, _event: &EventEnvelope) -> Result<(), HandlerError> {

@@ -193,7 +193,7 @@ impl Messaging {
     }
 
     /// Validates a send and builds its row (every problem named; nothing written).
-    async fn prepare_message(
+    pub(super) async fn prepare_message(
         &self,
         scope: AccountScope,
         sender: &CurrentUser,

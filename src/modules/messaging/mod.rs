@@ -1,14 +1,16 @@
 //! Messaging (SPEC §6): templates and their `{VARIABLE}` renderer, single messages and the history,
 //! the dispatcher, delivery statuses and inbound messages (built); group messages with resumable
-//! fan-out and scheduled messages with time-zone-aware recurrence (not yet). Depends on accounts,
-//! contacts (through `Directory`), channels (through `ChannelRegistry`) and events; nothing depends on it.
+//! fan-out (not yet) and scheduled single sends with time-zone-aware recurrence (built; group
+//! schedules not yet). Depends on accounts, contacts (through `Directory`), channels (through
+//! `ChannelRegistry`) and events; nothing depends on it.
 //!
 //! Public facade: [`Messaging`], [`configure`] and [`ApiDoc`]; the renderer ([`Parsed`], [`Variables`],
 //! [`Fallback`]) for benchmarks and the group fan-out. Inside: `render` (parse once, render per
 //! recipient), `templates` (template rules and preview), `messages` (sends, idempotency, history
 //! cursors), `intake` (accepted sends written many per transaction), `dispatch` (the dispatcher),
 //! `consumer` (webhook items), `receipts` (delivery statuses, parked receipts), `inbound` (inbound
-//! messages, opt-out keywords), `store`, `entity/`, `api/`.
+//! messages, opt-out keywords), `recurrence` (occurrences in a time zone), `schedules` (scheduled
+//! messages), `scheduler` (fires them), `store`, `entity/`, `api/`.
 
 mod api;
 mod consumer;
@@ -18,14 +20,19 @@ mod inbound;
 mod intake;
 mod messages;
 mod receipts;
+mod recurrence;
 mod render;
+mod scheduler;
+mod schedules;
 mod service;
 mod store;
 mod templates;
 
 pub use api::configure;
 pub use dispatch::{DispatchOptions, Dispatcher};
+pub use recurrence::{Recurrence, Timing, time_zone};
 pub use render::{Fallback, Parsed, Rendered, Variables, escape};
+pub use scheduler::{IDLE_POLL, MISFIRE_GRACE_SECS};
 pub use service::{Messaging, MessagingParts};
 pub use templates::{Attachment, Preview};
 
@@ -43,5 +50,11 @@ pub use templates::{Attachment, Preview};
     api::messages::update_message,
     api::messages::delete_message,
     api::messages::contact_messages,
+    api::schedules::list_schedules,
+    api::schedules::create_schedule,
+    api::schedules::get_schedule,
+    api::schedules::update_schedule,
+    api::schedules::delete_schedule,
+    api::schedules::list_occurrences,
 ))]
 pub struct ApiDoc;

@@ -21,6 +21,8 @@ pub struct Messaging {
     pub(super) cursors: Cursors,
     /// Wakes this process's dispatcher when a send committed.
     pub(super) dispatch_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Wakes this process's scheduler when a schedule was created or edited.
+    pub(super) schedule_wake: std::sync::Arc<tokio::sync::Notify>,
     /// Writes accepted sends, many per transaction.
     pub(super) intake: Intake,
 }
@@ -49,6 +51,7 @@ impl Messaging {
             events: p.events,
             cursors: Cursors::new(p.cursor_key),
             dispatch_wake,
+            schedule_wake: std::sync::Arc::new(tokio::sync::Notify::new()),
         }
     }
 }

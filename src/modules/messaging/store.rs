@@ -11,6 +11,9 @@ use uuid::Uuid;
 
 use super::entity::idempotency_key;
 use super::entity::message::{self, DIRECTIONS, MESSAGE_STATUSES, MessageStatus};
+use super::entity::scheduled_message::{
+    self, MISFIRE_POLICIES, SCHEDULE_STATUSES, SEND_TYPES, ScheduleStatus, TIMEZONE_MODES,
+};
 use super::entity::template::{self, APPROVAL_STATUSES, FALLBACK_STRATEGIES};
 use crate::db::list::{Field, Kind, ListQuery, Page};
 use crate::domain::channel_type::CHANNEL_TYPES;
@@ -445,4 +448,96 @@ pub async fn take_send_tokens(
         .await?;
     txn.commit().await?;
     Ok((granted, wait))
+}
+
+pub const SCHEDULE_FIELDS: &[Field<scheduled_message::Column>] = &[
+    Field::new("id", scheduled_message::Column::Id, Kind::Uuid),
+    Field::sortable("name", scheduled_message::Column::Name, Kind::Text),
+    Field::new("channel_id", scheduled_message::Column::ChannelId, Kind::Uuid),
+    Field::new("contact_id", scheduled_message::Column::ContactId, Kind::Uuid),
+    Field::new("template_id", scheduled_message::Column::TemplateId, Kind::Uuid),
+    Field::new("send_type", scheduled_message::Column::SendType, Kind::Enum(SEND_TYPES)),
+    Field::new("status", scheduled_message::Column::Status, Kind::Enum(SCHEDULE_STATUSES)),
+    Field::new("is_recurring", scheduled_message::Column::IsRecurring, Kind::Bool),
+    Field::new("timezone_mode", scheduled_message::Column::TimezoneMode, Kind::Enum(TIMEZONE_MODES)),
+    Field::new("misfire_policy", scheduled_message::Column::MisfirePolicy, Kind::Enum(MISFIRE_POLICIES)),
+    Field::new("timezone", scheduled_message::Column::Timezone, Kind::Text),
+    Field::sortable("next_trigger_at", scheduled_message::Column::NextTriggerAt, Kind::Timestamp),
+    Field::sortable("last_triggered_at", scheduled_message::Column::LastTriggeredAt, Kind::Timestamp),
+    Field::new("created_by_user_id", scheduled_message::Column::CreatedByUserId, Kind::Uuid),
+    Field::sortable("created_at", scheduled_message::Column::CreatedAt, Kind::Timestamp),
+    Field::sortable("updated_at", scheduled_message::Column::UpdatedAt, Kind::Timestamp),
+];
+
+fn schedules_in(scope: AccountScope) -> Select<scheduled_message::Entity> {
+    scheduled_message::Entity::find().filter(scheduled_message::Column::AccountId.eq(scope.account_id()))
+}
+
+pub async fn list_schedules<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    q: &ListQuery,
+) -> AppResult<Page<scheduled_message::Model>> {
+    let select = q.apply(
+        schedules_in(scope),
+        SCHEDULE_FIELDS,
+        scheduled_message::Column::Id,
+        scheduled_message::Column::CreatedAt,
+    )?;
+    q.fetch(db, select).await
+}
+
+pub async fn find_schedule<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    id: Uuid,
+) -> AppResult<Option<scheduled_message::Model>> {
+    Ok(schedules_in(scope).filter(scheduled_message::Column::Id.eq(id)).one(db).await?)
+}
+
+/// Writes `active` only if the row is still as `seen` was read (its `updated_at`, which the scheduler
+/// moves when it fires): `None` when it changed meanwhile.
+pub async fn update_schedule_if_unchanged<C: ConnectionTrait>(
+    db: &C,
+    active: scheduled_message::ActiveModel,
+    seen: &scheduled_message::Model,
+) -> Result<Option<scheduled_message::Model>, DbErr> {
+    let id = seen.id;
+    let moved = scheduled_message::Entity::update_many()
+        .set(active)
+        .filter(scheduled_message::Column::Id.eq(id))
+        .filter(scheduled_message::Column::UpdatedAt.eq(seen.updated_at))
+        .exec(db)
+        .await?;
+    if moved.rows_affected == 0 {
+        return Ok(None);
+    }
+    scheduled_message::Entity::find_by_id(id).one(db).await
+}
+
+/// Schedules due at `now` (active, `next_trigger_at` passed), soonest first, in any account (the
+/// scheduler's view).
+pub async fn due_schedules<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<scheduled_message::Model>, DbErr> {
+    scheduled_message::Entity::find()
+        .filter(scheduled_message::Column::NextTriggerAt.lte(now))
+        .filter(scheduled_message::Column::Status.is_in([ScheduleStatus::Pending, ScheduleStatus::Triggered]))
+        .order_by_asc(scheduled_message::Column::NextTriggerAt)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// The soonest `next_trigger_at` of any active schedule: when the scheduler must look next.
+pub async fn next_due<C: ConnectionTrait>(db: &C) -> Result<Option<DateTime<Utc>>, DbErr> {
+    Ok(scheduled_message::Entity::find()
+        .filter(scheduled_message::Column::NextTriggerAt.is_not_null())
+        .filter(scheduled_message::Column::Status.is_in([ScheduleStatus::Pending, ScheduleStatus::Triggered]))
+        .order_by_asc(scheduled_message::Column::NextTriggerAt)
+        .one(db)
+        .await?
+        .and_then(|s| s.next_trigger_at))
 }

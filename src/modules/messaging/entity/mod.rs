@@ -5,4 +5,6 @@ pub mod message;
 pub mod message_part;
 pub mod parked_receipt;
 pub mod rate_bucket;
+pub mod schedule_occurrence;
+pub mod scheduled_message;
 pub mod template;
