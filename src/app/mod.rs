@@ -60,8 +60,8 @@ pub struct BuildOptions {
     pub consumers: Vec<SharedConsumer>,
     /// Run the outbox relay when the role includes it (tests that drive the relay by hand turn it off).
     pub relay: bool,
-    /// Run the dispatcher when the role includes it (tests that look at queued messages, or drive
-    /// dispatch passes by hand, turn it off).
+    /// Run the dispatcher and the scheduler when the role includes them (tests that look at queued
+    /// messages, or drive dispatch passes and the scheduler's clock by hand, turn them off).
     pub dispatch: bool,
 }
 
@@ -72,13 +72,18 @@ impl Default for BuildOptions {
 }
 
 /// The consumers a role runs besides the extra ones it was given: the dispatcher's (webhook items:
-/// delivery statuses and inbound messages) in `dispatcher`, `worker` and `all`. Scheduling and fan-out
-/// arrive with the group and scheduled messages issue.
+/// delivery statuses and inbound messages; the dispatch doorbell) in `dispatcher`, `worker` and `all`,
+/// the scheduler's (its doorbell) in `scheduler`, `worker` and `all`. The group fan-out arrives with
+/// the group messages issue.
 fn built_in_consumers(role: Role, state: &AppState) -> Vec<SharedConsumer> {
-    match role {
-        Role::All | Role::Worker | Role::Dispatcher => state.messaging.consumers(),
-        _ => Vec::new(),
+    let mut consumers = Vec::new();
+    if matches!(role, Role::All | Role::Worker | Role::Dispatcher) {
+        consumers.extend(state.messaging.consumers());
     }
+    if matches!(role, Role::All | Role::Worker | Role::Scheduler) {
+        consumers.extend(state.messaging.scheduler_consumers());
+    }
+    consumers
 }
 
 /// Who this process is as the owner of the contact imports it runs: `host:port` for a server (a restart

@@ -196,4 +196,69 @@ async fn the_scheduler_fires_each_occurrence_once(b: Backend) {
     assert!(sent_by(&app, &u, &one_id).await.is_empty());
 }
 
-both_backends!(schedules_validate_edit_and_list_occurrences, the_scheduler_fires_each_occurrence_once);
+/// Schedules due at one instant on two channels fire in one look: every one of them once, rung with
+/// fewer doorbells than messages.
+async fn schedules_due_together_fire_together(b: Backend) {
+    let app = no_scheduler(b).await;
+    let u = et_user(&app, "many").await;
+    let (one, two) = (sandbox(&app, &u, "one").await, sandbox(&app, &u, "two").await);
+    let when = format!("{}T09:00", tomorrow());
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let ch = if i % 2 == 0 { &one } else { &two };
+        let r = app
+            .post("/v1/scheduled-messages")
+            .token(&u.token)
+            .json(json!({"name": format!("s{i}"), "channel_id": ch, "delivery_address": format!("+2519110005{i:02}"),
+                "message_body": "together", "scheduled_at": when, "timezone": "UTC"}))
+            .send()
+            .await;
+        r.expect(201, None);
+        ids.push(r.id());
+    }
+    let due = at(
+        &app.get(&format!("/v1/scheduled-messages/{}", ids[0])).token(&u.token).send().await.data()["next_trigger_at"],
+    );
+    let handled = app.state.messaging.fire_due_schedules(due).await.unwrap();
+    assert_eq!(handled, 30);
+    for id in &ids {
+        assert_eq!(sent_by(&app, &u, id).await.len(), 1, "schedule {id}");
+        let r = app.get(&format!("/v1/scheduled-messages/{id}")).token(&u.token).send().await;
+        assert_eq!(r.data()["status"], "completed");
+    }
+    let events = crate::channels::outbox_text(&app).await;
+    let doorbells = events.lines().filter(|l| l.starts_with("message.dispatch.sandbox ")).count();
+    assert_eq!(doorbells, 2, "one doorbell per channel for the look: {events}");
+}
+
+/// The scheduler of a running server fires a schedule when it is due: woken by its creation, it sleeps
+/// until the due time (about two seconds here), and the dispatcher then delivers the message.
+async fn a_running_server_fires_what_is_due(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let u = et_user(&app, "live").await;
+    let ch = sandbox(&app, &u, "s").await;
+    let when = (Utc::now() + Duration::seconds(2)).to_rfc3339();
+    let r = app
+        .post("/v1/scheduled-messages")
+        .token(&u.token)
+        .json(json!({"name": "soon", "channel_id": ch, "delivery_address": "+251911000600", "message_body": "now",
+            "scheduled_at": when, "timezone": "UTC"}))
+        .send()
+        .await;
+    r.expect(201, None);
+    let id = r.id();
+    eventually(30, "the schedule fired and its message was delivered", || async {
+        let sent = sent_by(&app, &u, &id).await;
+        sent.len() == 1 && sent[0]["status"] == "delivered"
+    })
+    .await;
+    let r = app.get(&format!("/v1/scheduled-messages/{id}")).token(&u.token).send().await;
+    assert_eq!((r.data()["status"].as_str(), r.data()["trigger_count"].as_i64()), (Some("completed"), Some(1)));
+}
+
+both_backends!(
+    schedules_validate_edit_and_list_occurrences,
+    the_scheduler_fires_each_occurrence_once,
+    schedules_due_together_fire_together,
+    a_running_server_fires_what_is_due,
+);

@@ -7,12 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::{BenchApp, ms, pct, peak_rss_mib};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
-use turumba::app::{Application, BuildOptions};
-use turumba::config::Settings;
-
-use crate::{drop_db, fresh_db, ms, pct, peak_rss_mib};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct DispatchArgs {
@@ -27,18 +24,10 @@ pub(crate) struct DispatchArgs {
 }
 
 pub(crate) async fn run(args: DispatchArgs) {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let (url, cleanup) = fresh_db(&args.database, tmp.path()).await;
-    let mut settings = Settings::for_test(tmp.path(), &url);
-    settings.database.max_connections = 16;
-    let app = Application::build(settings, BuildOptions::default()).await.expect("the app builds");
-    let api = format!("http://127.0.0.1:{}", app.port());
-    let state = app.state();
-    let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
+    let bench = BenchApp::start(&args.database).await;
+    let (api, state) = (bench.api.clone(), bench.state.clone());
     let (provider, provider_handle) = crate::adapters::telegram_format_server();
 
-    state.accounts.create_verified_user("bench@example.com", "bench password 1", "Bench", "Bench").await.expect("user");
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().expect("client");
     // A JSON POST answered with the envelope: its `data`.
     let call = |path: &str, token: Option<&str>, body: Value| {
@@ -159,7 +148,6 @@ pub(crate) async fn run(args: DispatchArgs) {
         accepts.len()
     );
     println!("  peak RSS (API, relay, dispatcher, provider and client in one process): {:.0} MiB", peak_rss_mib());
-    handle.stop(true).await;
+    bench.stop().await;
     provider_handle.stop(false).await;
-    drop_db(cleanup).await;
 }

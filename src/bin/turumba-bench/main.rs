@@ -9,6 +9,7 @@
 //! cargo run --release --bin turumba-bench -- adapters --sends 20000 --concurrency 32
 //! cargo run --release --bin turumba-bench -- smpp --sends 20000 --concurrency 64
 //! cargo run --release --bin turumba-bench -- dispatch --database sqlite --rate 1000 --seconds 10
+//! cargo run --release --bin turumba-bench -- schedules --database sqlite --count 10000
 //! ```
 //!
 //! ```text
@@ -28,6 +29,7 @@ mod contacts;
 mod dispatch;
 mod events;
 mod load;
+mod schedules;
 mod smpp;
 
 use std::time::Duration;
@@ -68,6 +70,8 @@ enum Cli {
     /// Accept → sent latency: `POST /v1/messages` at a fixed rate into the real application, a Telegram
     /// channel pointed at a local Telegram-format server.
     Dispatch(dispatch::DispatchArgs),
+    /// Schedules all due at one instant: how long until every one fired, and each one's lateness.
+    Schedules(schedules::SchedulesArgs),
     /// The benchmark SMSC on its own (any bind accepted, every submit_sm answered and counted).
     Smsc {
         #[arg(long, default_value_t = 2775)]
@@ -93,8 +97,45 @@ async fn main() {
         Cli::Adapters { sends, concurrency } => adapters::bench_adapters(sends, concurrency).await,
         Cli::Smpp { sends, concurrency } => smpp::bench_smpp(sends, concurrency).await,
         Cli::Dispatch(args) => dispatch::run(args).await,
+        Cli::Schedules(args) => schedules::run(args).await,
         Cli::Smsc { port } => smpp::serve_smsc(port).await,
         Cli::HttpLoad(args) => load::run(args).await,
+    }
+}
+
+/// The real application (role `all`) on a fresh database, serving on a random port, with the verified
+/// user `bench@example.com` / `bench password 1`.
+pub(crate) struct BenchApp {
+    pub api: String,
+    pub state: actix_web::web::Data<turumba::app::AppState>,
+    handle: actix_web::dev::ServerHandle,
+    cleanup: Option<(DatabaseConnection, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl BenchApp {
+    pub(crate) async fn start(database: &str) -> BenchApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (url, cleanup) = fresh_db(database, dir.path()).await;
+        let mut settings = turumba::config::Settings::for_test(dir.path(), &url);
+        settings.database.max_connections = 16;
+        let app = turumba::app::Application::build(settings, turumba::app::BuildOptions::default())
+            .await
+            .expect("the app builds");
+        let api = format!("http://127.0.0.1:{}", app.port());
+        let (state, handle) = (app.state(), app.handle());
+        tokio::spawn(app.run_until_stopped());
+        state
+            .accounts
+            .create_verified_user("bench@example.com", "bench password 1", "Bench", "Bench")
+            .await
+            .expect("user");
+        BenchApp { api, state, handle, cleanup, _dir: dir }
+    }
+
+    pub(crate) async fn stop(self) {
+        self.handle.stop(true).await;
+        drop_db(self.cleanup).await;
     }
 }
 

@@ -45,13 +45,21 @@ impl Messaging {
                 binding: "message.dispatch.*",
                 wake: self.dispatch_wake.clone(),
             }));
-            consumers.push(std::sync::Arc::new(Doorbell {
+        }
+        consumers
+    }
+
+    /// The consumers of the scheduler roles: with a broker, the doorbell that a schedule created or
+    /// edited in another process rings (in one process the change wakes the scheduler directly).
+    pub fn scheduler_consumers(&self) -> Vec<SharedConsumer> {
+        match self.events.amqp() {
+            Some(_) => vec![std::sync::Arc::new(Doorbell {
                 name: "messaging.schedule_doorbell",
                 binding: "scheduled_message.changed",
                 wake: self.schedule_wake.clone(),
-            }));
+            })],
+            None => Vec::new(),
         }
-        consumers
     }
 }
 

@@ -25,7 +25,7 @@ use crate::domain::channel_type::{AddressKind, ChannelType};
 use crate::domain::{EmailAddress, PhoneE164, default_region};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::modules::accounts::{AccountScope, CurrentUser};
-use crate::modules::channels::analyse_sms;
+use crate::modules::channels::{Channel, analyse_sms};
 use crate::modules::contacts::{DirectoryContact, Reach};
 use crate::modules::events::{EventBus, EventMeta};
 
@@ -199,11 +199,28 @@ impl Messaging {
         sender: &CurrentUser,
         new: NewMessage,
     ) -> AppResult<message::ActiveModel> {
-        let channel = match self.channels.get(scope, new.channel_id).await {
-            Ok(c) => c,
-            Err(AppError::NotFound(_)) => return Err(AppError::field("channel_id", "no such channel in this account")),
-            Err(e) => return Err(e),
-        };
+        let channel = self.channel_for_send(scope, new.channel_id).await?;
+        self.prepare_message_on(scope, sender, new, channel).await
+    }
+
+    /// The channel a send names (422 `channel_id` when the account has none by that id).
+    pub(super) async fn channel_for_send(&self, scope: AccountScope, id: Uuid) -> AppResult<Channel> {
+        match self.channels.get(scope, id).await {
+            Ok(c) => Ok(c),
+            Err(AppError::NotFound(_)) => Err(AppError::field("channel_id", "no such channel in this account")),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Self::prepare_message`] with the channel already read (the scheduler reads each channel once
+    /// per look).
+    pub(super) async fn prepare_message_on(
+        &self,
+        scope: AccountScope,
+        sender: &CurrentUser,
+        new: NewMessage,
+        channel: Channel,
+    ) -> AppResult<message::ActiveModel> {
         if !channel.is_enabled {
             return Err(AppError::field("channel_id", "the channel is disabled"));
         }

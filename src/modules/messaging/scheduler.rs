@@ -1,12 +1,15 @@
 //! The scheduler (roles `scheduler`, `worker`, `all`): fires scheduled messages when they are due.
 //!
-//! For each due schedule it builds the send exactly as `POST /v1/messages` would (outside any
-//! transaction), then in ONE transaction: moves the schedule on — only if it is still at the occurrence
-//! it read (`next_trigger_at` and `updated_at` unchanged, so of two schedulers racing one wins and the
-//! other moves on) — records the occurrence under its unique key `(schedule_id, occurrence_at)`, and
-//! inserts the message with its dispatch doorbell. A restart or a second scheduler never fires an
-//! occurrence twice; an occurrence whose send cannot be made (the contact opted out, the channel was
-//! disabled) is recorded `failed` with the reason, and a recurring schedule goes on to the next one.
+//! A look takes the due schedules (up to 500, soonest first) and builds each one's send exactly as
+//! `POST /v1/messages` would, outside any transaction and a few at a time (the account and creator read
+//! once per look). Then ONE transaction records the whole look: each schedule moves on only if it is
+//! still at the occurrence the look read (`next_trigger_at` and `updated_at` unchanged, so of two
+//! schedulers racing one wins and the other leaves it out), each fired occurrence is recorded under its
+//! unique key `(schedule_id, occurrence_at)`, the messages are inserted with one dispatch doorbell per
+//! channel. A restart or a second scheduler never fires an occurrence twice; an occurrence whose send
+//! cannot be made (the contact opted out, the channel was disabled) is recorded `failed` with the
+//! reason, and a recurring schedule goes on to the next one. A look that cannot be recorded whole is
+//! recorded one schedule at a time.
 //!
 //! Misfires: an occurrence more than [`MISFIRE_GRACE_SECS`] late (no scheduler ran) fires under the
 //! schedule's policy — `fire_once` fires the latest missed occurrence once, `skip` fires none — and the
@@ -18,8 +21,12 @@
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TryIntoModel};
+use futures_util::StreamExt;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -32,7 +39,8 @@ use super::schedules::{send_of, timing_of};
 use super::service::Messaging;
 use super::store;
 use crate::error::{AppError, AppResult};
-use crate::modules::accounts::CurrentUser;
+use crate::modules::accounts::{AccountScope, CurrentUser};
+use crate::modules::channels::Channel;
 use crate::modules::events::{EventBus, EventMeta};
 
 /// How late an occurrence may fire before it counts as missed.
@@ -40,31 +48,99 @@ pub const MISFIRE_GRACE_SECS: i64 = 60;
 /// Longest the scheduler sleeps without looking.
 pub const IDLE_POLL: Duration = Duration::from_secs(30);
 /// Schedules handled per look.
-const DUE_BATCH: u64 = 200;
+const DUE_BATCH: u64 = 500;
+/// Messages per insert statement (28 columns each: inside either database's bound on parameters).
+const MESSAGE_CHUNK: usize = 256;
 
-/// What one due schedule came to.
+/// What one due schedule comes to.
 enum Fired {
-    Sent(Uuid),
+    Sent(Box<message::ActiveModel>),
     Failed(String),
     Skipped,
 }
 
+/// One due schedule, decided: the occurrence it fires (if any), the next one, and its send.
+struct Plan {
+    s: scheduled_message::Model,
+    due: DateTime<Utc>,
+    occurrence: Option<DateTime<Utc>>,
+    next: Option<DateTime<Utc>>,
+    fired: Fired,
+}
+
+/// What a look reads once, by account: who sends for a schedule (its account's scope and its creator,
+/// or why nobody can), and the channels the look's sends go through.
+#[derive(Default)]
+struct LookContext {
+    senders: HashMap<(Uuid, Uuid), Result<(AccountScope, CurrentUser), String>>,
+    channels: HashMap<(Uuid, Uuid), Result<Channel, String>>,
+}
+
+/// Sends built at once while a look plans its batch.
+const BUILD_CONCURRENCY: usize = 4;
+
 impl Messaging {
-    /// Fires every schedule due at `now`; returns how many due schedules it handled.
+    /// Fires every schedule due at `now` (a look takes up to 500, soonest first); returns how many due
+    /// schedules it handled. The sends are built outside any transaction, a few at a time, then the
+    /// whole look is recorded in one transaction (written one schedule at a time if that fails).
     pub async fn fire_due_schedules(&self, now: DateTime<Utc>) -> AppResult<usize> {
         let due = store::due_schedules(&self.db, now, DUE_BATCH).await?;
         let n = due.len();
-        for s in due {
-            let id = s.id;
-            if let Err(e) = self.fire(s, now).await {
-                tracing::warn!(schedule_id = %id, error = %e, "could not fire a scheduled message");
+        if n == 0 {
+            return Ok(0);
+        }
+        let cx = self.look_context(&due).await;
+        let plans: Vec<Plan> = futures_util::stream::iter(due)
+            .map(|s| self.plan(s, now, &cx))
+            .buffered(BUILD_CONCURRENCY)
+            .filter_map(|p| async move { p.map_err(|e| tracing::warn!(error = %e, "could not plan a schedule")).ok() })
+            .collect()
+            .await;
+        if let Err(e) = self.record(&plans, now).await {
+            tracing::warn!(error = %e, schedules = plans.len(), "could not record a look; recording one schedule at a time");
+            for plan in &plans {
+                if let Err(e) = self.record(std::slice::from_ref(plan), now).await {
+                    tracing::warn!(schedule_id = %plan.s.id, error = %e, "could not fire a scheduled message");
+                }
             }
         }
         Ok(n)
     }
 
-    async fn fire(&self, s: scheduled_message::Model, now: DateTime<Utc>) -> AppResult<()> {
-        let Some(due) = s.next_trigger_at else { return Ok(()) };
+    /// What a look reads once: the scope and creator of every account and creator among `due`, and
+    /// every channel they send through.
+    async fn look_context(&self, due: &[scheduled_message::Model]) -> LookContext {
+        let mut cx = LookContext::default();
+        for s in due {
+            let Some(creator) = s.created_by_user_id else { continue };
+            if let Entry::Vacant(vacant) = cx.senders.entry((s.account_id, creator)) {
+                let sender = async {
+                    let scope = self.accounts.operator_scope(s.account_id).await?;
+                    match self.accounts.member_user(scope, creator).await {
+                        Ok((_, u, _)) => Ok((scope, CurrentUser::from(u))),
+                        Err(AppError::NotFound(_)) => {
+                            Err(AppError::conflict("the schedule's creator is no longer a member of the account"))
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                .await;
+                vacant.insert(sender.map_err(|e| reason(&e)));
+            }
+            if let Some(Ok((scope, _))) = cx.senders.get(&(s.account_id, creator))
+                && !cx.channels.contains_key(&(s.account_id, s.channel_id))
+            {
+                let channel = self.channel_for_send(*scope, s.channel_id).await.map_err(|e| reason(&e));
+                cx.channels.insert((s.account_id, s.channel_id), channel);
+            }
+        }
+        cx
+    }
+
+    /// Decides what a due schedule does now: fire its occurrence, the latest missed one (`fire_once`),
+    /// or none (`skip`); and builds the send.
+    async fn plan(&self, s: scheduled_message::Model, now: DateTime<Utc>, cx: &LookContext) -> AppResult<Plan> {
+        let due = s.next_trigger_at.ok_or_else(|| AppError::internal("a due schedule without a due time"))?;
         let timing = timing_of(&s)?;
         let missed = (now - due).num_seconds() > MISFIRE_GRACE_SECS;
         let occurrence = match (missed, s.misfire_policy) {
@@ -75,82 +151,104 @@ impl Messaging {
             (true, MisfirePolicy::Skip) => None,
         };
         let next = timing.next_after(if missed { now } else { due });
-        // The send, built outside the transaction (it reads the channel, contact and template).
-        let built = match occurrence {
-            None => Err(Fired::Skipped),
-            Some(at) => self.build_scheduled(&s, at).await.map_err(|e| Fired::Failed(reason(&e))),
+        let fired = match occurrence {
+            None => Fired::Skipped,
+            Some(at) => match self.build_scheduled(&s, at, cx).await {
+                Ok(row) => Fired::Sent(Box::new(row)),
+                Err(e) => Fired::Failed(e),
+            },
         };
+        Ok(Plan { s, due, occurrence, next, fired })
+    }
+
+    /// Records a look in one transaction: each schedule moves on only from the occurrence this look
+    /// read (a racing scheduler that fired it first changed `next_trigger_at` and `updated_at`; the
+    /// schedule is then left out), its occurrence is recorded, its message inserted, one doorbell rung
+    /// per channel.
+    async fn record(&self, plans: &[Plan], now: DateTime<Utc>) -> Result<(), sea_orm::DbErr> {
         let txn = crate::db::begin_write(&self.db).await?;
-        let mut active: scheduled_message::ActiveModel = s.clone().into();
-        let fired = match &built {
-            Ok(row) => Fired::Sent(row.id.clone().unwrap()),
-            Err(Fired::Failed(r)) => Fired::Failed(r.clone()),
-            Err(_) => Fired::Skipped,
-        };
-        active.next_trigger_at = Set(next);
-        active.updated_at = Set(Utc::now());
-        active.status = Set(match (&fired, next, s.is_recurring) {
-            (_, Some(_), _) => ScheduleStatus::Triggered,
-            (Fired::Failed(_), None, false) => ScheduleStatus::Failed,
-            (_, None, _) => ScheduleStatus::Completed,
-        });
-        if !matches!(fired, Fired::Skipped) {
-            active.last_triggered_at = Set(Some(now));
-            active.trigger_count = Set(s.trigger_count + 1);
-        }
-        match &fired {
-            Fired::Sent(id) => {
-                active.last_message_id = Set(Some(*id));
-                active.last_error = Set(None);
+        let mut occurrences = Vec::new();
+        let mut messages = Vec::new();
+        let mut bus = EventBus::new(EventMeta { user_id: None, request_id: None });
+        for p in plans {
+            let s = &p.s;
+            let mut active: scheduled_message::ActiveModel = s.clone().into();
+            active.next_trigger_at = Set(p.next);
+            active.updated_at = Set(Utc::now());
+            active.status = Set(match (&p.fired, p.next, s.is_recurring) {
+                (_, Some(_), _) => ScheduleStatus::Triggered,
+                (Fired::Failed(_), None, false) => ScheduleStatus::Failed,
+                (_, None, _) => ScheduleStatus::Completed,
+            });
+            if !matches!(p.fired, Fired::Skipped) {
+                active.last_triggered_at = Set(Some(now));
+                active.trigger_count = Set(s.trigger_count + 1);
             }
-            Fired::Failed(r) => active.last_error = Set(Some(r.clone())),
-            Fired::Skipped => {}
-        }
-        // Moves on only from the occurrence this scheduler read: a racing scheduler that fired it first
-        // changed next_trigger_at and updated_at.
-        let moved = scheduled_message::Entity::update_many()
-            .set(active)
-            .filter(scheduled_message::Column::Id.eq(s.id))
-            .filter(scheduled_message::Column::NextTriggerAt.eq(due))
-            .filter(scheduled_message::Column::UpdatedAt.eq(s.updated_at))
-            .exec(&txn)
-            .await?;
-        if moved.rows_affected == 0 {
-            txn.rollback().await?;
-            return Ok(());
-        }
-        let mut bus = EventBus::new(EventMeta { user_id: s.created_by_user_id, request_id: None });
-        if let Some(at) = occurrence {
-            let (outcome, message_id, error) = match &fired {
-                Fired::Sent(id) => ("sent", Some(*id), None),
-                Fired::Failed(r) => ("failed", None, Some(r.clone())),
+            let (outcome, message_id, error) = match &p.fired {
+                Fired::Sent(row) => {
+                    let id = row.id.clone().unwrap();
+                    active.last_message_id = Set(Some(id));
+                    active.last_error = Set(None);
+                    ("sent", Some(id), None)
+                }
+                Fired::Failed(r) => {
+                    active.last_error = Set(Some(r.clone()));
+                    ("failed", None, Some(r.clone()))
+                }
                 Fired::Skipped => ("skipped", None, None),
             };
-            schedule_occurrence::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                schedule_id: Set(s.id),
-                account_id: Set(s.account_id),
-                occurrence_at: Set(at),
-                outcome: Set(outcome.into()),
-                message_id: Set(message_id),
-                group_message_id: Set(None),
-                error: Set(error),
-                created_at: Set(Utc::now()),
+            let moved = scheduled_message::Entity::update_many()
+                .set(active)
+                .filter(scheduled_message::Column::Id.eq(s.id))
+                .filter(scheduled_message::Column::NextTriggerAt.eq(p.due))
+                .filter(scheduled_message::Column::UpdatedAt.eq(s.updated_at))
+                .exec(&txn)
+                .await?;
+            if moved.rows_affected == 0 {
+                continue;
             }
-            .insert(&txn)
-            .await?;
-            if let Ok(row) = built {
-                let m = row.insert(&txn).await?;
-                super::messages::emit_dispatch(&mut bus, &m);
+            if let Some(at) = p.occurrence {
+                occurrences.push(schedule_occurrence::ActiveModel {
+                    id: Set(Uuid::now_v7()),
+                    schedule_id: Set(s.id),
+                    account_id: Set(s.account_id),
+                    occurrence_at: Set(at),
+                    outcome: Set(outcome.into()),
+                    message_id: Set(message_id),
+                    group_message_id: Set(None),
+                    error: Set(error),
+                    created_at: Set(Utc::now()),
+                });
             }
+            if let Fired::Sent(row) = &p.fired {
+                messages.push((**row).clone());
+            }
+            bus.emit(
+                "scheduled_message.triggered",
+                "scheduled_message",
+                s.id,
+                Some(s.account_id),
+                json!({ "occurrence_at": p.occurrence, "next_trigger_at": p.next, "outcome": outcome }),
+            );
         }
-        bus.emit(
-            "scheduled_message.triggered",
-            "scheduled_message",
-            s.id,
-            Some(s.account_id),
-            json!({ "occurrence_at": occurrence, "next_trigger_at": next }),
-        );
+        if !occurrences.is_empty() {
+            schedule_occurrence::Entity::insert_many(occurrences).exec_without_returning(&txn).await?;
+        }
+        let mut by_channel: HashMap<Uuid, (String, Uuid, Vec<Uuid>)> = HashMap::new();
+        for chunk in messages.chunks(MESSAGE_CHUNK) {
+            for m in chunk {
+                let (id, channel, account) =
+                    (m.id.clone().unwrap(), m.channel_id.clone().unwrap(), m.account_id.clone().unwrap());
+                let kind = m.channel_type.clone().unwrap().as_str().to_string();
+                by_channel.entry(channel).or_insert_with(|| (kind, account, Vec::new())).2.push(id);
+            }
+            message::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
+        }
+        for (channel, (kind, account, ids)) in by_channel {
+            let first = ids[0];
+            let data = json!({ "channel_id": channel, "message_ids": ids });
+            bus.emit(&format!("message.dispatch.{kind}"), "message", first, Some(account), data);
+        }
         self.events.commit(txn, bus).await?;
         self.dispatch_wake.notify_one();
         Ok(())
@@ -161,21 +259,22 @@ impl Messaging {
         &self,
         s: &scheduled_message::Model,
         at: DateTime<Utc>,
-    ) -> AppResult<message::ActiveModel> {
-        let scope = self.accounts.operator_scope(s.account_id).await?;
-        let creator = s.created_by_user_id.ok_or_else(|| AppError::conflict("the schedule has no creator"))?;
-        let sender = match self.accounts.member_user(scope, creator).await {
-            Ok((_, u, _)) => CurrentUser::from(u),
-            Err(AppError::NotFound(_)) => {
-                return Err(AppError::conflict("the schedule's creator is no longer a member of the account"));
-            }
-            Err(e) => return Err(e),
+        cx: &LookContext,
+    ) -> Result<message::ActiveModel, String> {
+        let creator = s.created_by_user_id.ok_or("the schedule has no creator")?;
+        let (scope, sender) = match cx.senders.get(&(s.account_id, creator)) {
+            Some(Ok(found)) => found,
+            Some(Err(reason)) => return Err(reason.clone()),
+            None => return Err("the schedule's creator could not be read".into()),
         };
-        let mut row = self.prepare_message(scope, &sender, send_of(s)).await?;
+        let channel = match cx.channels.get(&(s.account_id, s.channel_id)) {
+            Some(Ok(c)) => c.clone(),
+            Some(Err(reason)) => return Err(reason.clone()),
+            None => return Err("the schedule's channel could not be read".into()),
+        };
+        let mut row = self.prepare_message_on(*scope, sender, send_of(s), channel).await.map_err(|e| reason(&e))?;
         row.scheduled_message_id = Set(Some(s.id));
         row.scheduled_at = Set(Some(at));
-        // Validated like a send; the id is fresh per occurrence.
-        let _ = row.clone().try_into_model()?;
         Ok(row)
     }
 
