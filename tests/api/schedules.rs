@@ -256,7 +256,46 @@ async fn a_running_server_fires_what_is_due(b: Backend) {
     assert_eq!((r.data()["status"].as_str(), r.data()["trigger_count"].as_i64()), (Some("completed"), Some(1)));
 }
 
+/// A one-time schedule whose time passed while it was paused is not resumed into `completed` with
+/// nothing sent: resuming it asks for a new time, and resuming with one works. (The service is called
+/// with a clock an hour past the schedule's time.)
+async fn a_one_time_schedule_paused_past_its_time_needs_a_new_time(b: Backend) {
+    use turumba::modules::messaging::NewSchedule;
+    let app = no_scheduler(b).await;
+    let u = et_user(&app, "paused").await;
+    let ch = sandbox(&app, &u, "s").await;
+    let r = app
+        .post("/v1/scheduled-messages")
+        .token(&u.token)
+        .json(json!({"name": "once", "channel_id": ch, "delivery_address": "+251911000700", "message_body": "x",
+            "scheduled_at": format!("{}T09:00", tomorrow()), "timezone": "UTC"}))
+        .send()
+        .await;
+    let id = uuid::Uuid::parse_str(&r.id()).unwrap();
+    let later = at(&r.data()["next_trigger_at"]) + Duration::hours(1);
+    app.patch(&format!("/v1/scheduled-messages/{id}"))
+        .token(&u.token)
+        .json(json!({"status": "paused"}))
+        .send()
+        .await
+        .expect(200, None);
+    let scope = app.state.accounts.operator_scope(uuid::Uuid::parse_str(&u.account_id).unwrap()).await.unwrap();
+    let user = app.state.accounts.authenticate(&u.token).await.unwrap();
+    let m = &app.state.messaging;
+    let resume = NewSchedule { status: Some("pending".into()), ..Default::default() };
+    let err = m.update_schedule(scope, &user, id, resume.clone(), later).await.unwrap_err();
+    assert!(err.to_string().contains("new scheduled_at"), "{err}");
+    let new_time = (later + Duration::days(1)).format("%Y-%m-%dT%H:%M").to_string();
+    let s = m
+        .update_schedule(scope, &user, id, NewSchedule { scheduled_at: Some(new_time), ..resume }, later)
+        .await
+        .unwrap();
+    assert_eq!(s.status.as_str(), "pending");
+    assert_eq!(s.next_trigger_at, Some(later + Duration::days(1)));
+}
+
 both_backends!(
+    a_one_time_schedule_paused_past_its_time_needs_a_new_time,
     schedules_validate_edit_and_list_occurrences,
     the_scheduler_fires_each_occurrence_once,
     schedules_due_together_fire_together,

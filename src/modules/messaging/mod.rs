@@ -33,6 +33,7 @@ pub use dispatch::{DispatchOptions, Dispatcher};
 pub use recurrence::{Recurrence, Timing, time_zone};
 pub use render::{Fallback, Parsed, Rendered, Variables, escape};
 pub use scheduler::{IDLE_POLL, MISFIRE_GRACE_SECS};
+pub use schedules::NewSchedule;
 pub use service::{Messaging, MessagingParts};
 pub use templates::{Attachment, Preview};
 

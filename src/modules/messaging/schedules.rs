@@ -283,6 +283,11 @@ impl Messaging {
             Some("pending") if status == ScheduleStatus::Paused => {
                 let s = active.clone().try_into_model()?;
                 let next = timing_of(&s)?.next_after(now);
+                if next.is_none() && !s.is_recurring {
+                    return Err(AppError::conflict(
+                        "its time passed while it was paused; give a new scheduled_at to resume it",
+                    ));
+                }
                 active.next_trigger_at = Set(next);
                 status = match (next, s.trigger_count) {
                     (None, _) => ScheduleStatus::Completed,
