@@ -26,7 +26,7 @@ use std::collections::hash_map::Entry;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{EntityTrait, Set};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -161,52 +161,53 @@ impl Messaging {
         Ok(Plan { s, due, occurrence, next, fired })
     }
 
-    /// Records a look in one transaction: each schedule moves on only from the occurrence this look
-    /// read (a racing scheduler that fired it first changed `next_trigger_at` and `updated_at`; the
-    /// schedule is then left out), its occurrence is recorded, its message inserted, one doorbell rung
-    /// per channel.
+    /// Records a look in one transaction: the schedules move on in one statement, each only from the
+    /// occurrence this look read (a racing scheduler that fired it first changed `next_trigger_at` and
+    /// `updated_at`; the schedule is then left out), their occurrences are recorded, their messages
+    /// inserted, one doorbell rung per channel.
     async fn record(&self, plans: &[Plan], now: DateTime<Utc>) -> Result<(), sea_orm::DbErr> {
+        // What each schedule becomes, decided before the transaction.
+        let mut moves = Vec::with_capacity(plans.len());
+        for p in plans {
+            let s = &p.s;
+            let fired = !matches!(p.fired, Fired::Skipped);
+            moves.push(store::MoveOn {
+                id: s.id,
+                due: p.due,
+                seen: s.updated_at,
+                next: p.next,
+                status: match (&p.fired, p.next, s.is_recurring) {
+                    (_, Some(_), _) => ScheduleStatus::Triggered,
+                    (Fired::Failed(_), None, false) => ScheduleStatus::Failed,
+                    (_, None, _) => ScheduleStatus::Completed,
+                },
+                updated_at: Utc::now(),
+                last_triggered_at: if fired { Some(now) } else { s.last_triggered_at },
+                trigger_count: s.trigger_count + i32::from(fired),
+                last_message_id: match &p.fired {
+                    Fired::Sent(row) => Some(row.id.clone().unwrap()),
+                    _ => s.last_message_id,
+                },
+                last_error: match &p.fired {
+                    Fired::Sent(_) => None,
+                    Fired::Failed(r) => Some(r.clone()),
+                    Fired::Skipped => s.last_error.clone(),
+                },
+            });
+        }
         let txn = crate::db::begin_write(&self.db).await?;
+        // Moves on only the schedules still at the occurrence this look read.
+        let moved = store::move_schedules_on(&txn, &moves).await?;
         let mut occurrences = Vec::new();
         let mut messages = Vec::new();
         let mut bus = EventBus::new(EventMeta { user_id: None, request_id: None });
-        for p in plans {
+        for p in plans.iter().filter(|p| moved.contains(&p.s.id)) {
             let s = &p.s;
-            let mut active: scheduled_message::ActiveModel = s.clone().into();
-            active.next_trigger_at = Set(p.next);
-            active.updated_at = Set(Utc::now());
-            active.status = Set(match (&p.fired, p.next, s.is_recurring) {
-                (_, Some(_), _) => ScheduleStatus::Triggered,
-                (Fired::Failed(_), None, false) => ScheduleStatus::Failed,
-                (_, None, _) => ScheduleStatus::Completed,
-            });
-            if !matches!(p.fired, Fired::Skipped) {
-                active.last_triggered_at = Set(Some(now));
-                active.trigger_count = Set(s.trigger_count + 1);
-            }
             let (outcome, message_id, error) = match &p.fired {
-                Fired::Sent(row) => {
-                    let id = row.id.clone().unwrap();
-                    active.last_message_id = Set(Some(id));
-                    active.last_error = Set(None);
-                    ("sent", Some(id), None)
-                }
-                Fired::Failed(r) => {
-                    active.last_error = Set(Some(r.clone()));
-                    ("failed", None, Some(r.clone()))
-                }
+                Fired::Sent(row) => ("sent", Some(row.id.clone().unwrap()), None),
+                Fired::Failed(r) => ("failed", None, Some(r.clone())),
                 Fired::Skipped => ("skipped", None, None),
             };
-            let moved = scheduled_message::Entity::update_many()
-                .set(active)
-                .filter(scheduled_message::Column::Id.eq(s.id))
-                .filter(scheduled_message::Column::NextTriggerAt.eq(p.due))
-                .filter(scheduled_message::Column::UpdatedAt.eq(s.updated_at))
-                .exec(&txn)
-                .await?;
-            if moved.rows_affected == 0 {
-                continue;
-            }
             if let Some(at) = p.occurrence {
                 occurrences.push(schedule_occurrence::ActiveModel {
                     id: Set(Uuid::now_v7()),

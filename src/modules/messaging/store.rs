@@ -541,3 +541,80 @@ pub async fn next_due<C: ConnectionTrait>(db: &C) -> Result<Option<DateTime<Utc>
         .await?
         .and_then(|s| s.next_trigger_at))
 }
+
+/// How the scheduler moves one schedule on from the occurrence it read (`due`, `seen` = its
+/// `updated_at` then).
+pub struct MoveOn {
+    pub id: Uuid,
+    pub due: DateTime<Utc>,
+    pub seen: DateTime<Utc>,
+    pub next: Option<DateTime<Utc>>,
+    pub status: ScheduleStatus,
+    pub updated_at: DateTime<Utc>,
+    pub last_triggered_at: Option<DateTime<Utc>>,
+    pub trigger_count: i32,
+    pub last_message_id: Option<Uuid>,
+    pub last_error: Option<String>,
+}
+
+/// Moves every schedule of `moves` on in ONE statement (`UPDATE … FROM` a list of values), each only
+/// if it is still at the occurrence it was read at; the ids that moved.
+pub async fn move_schedules_on<C: ConnectionTrait>(
+    db: &C,
+    moves: &[MoveOn],
+) -> Result<std::collections::HashSet<Uuid>, DbErr> {
+    if moves.is_empty() {
+        return Ok(Default::default());
+    }
+    let backend = db.get_database_backend();
+    const CASTS: [&str; 10] = [
+        "uuid",
+        "timestamptz",
+        "timestamptz",
+        "timestamptz",
+        "text",
+        "timestamptz",
+        "timestamptz",
+        "int",
+        "uuid",
+        "text",
+    ];
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(moves.len() * CASTS.len());
+    let mut rows = Vec::with_capacity(moves.len());
+    for m in moves {
+        let first = values.len();
+        values.extend([
+            m.id.into(),
+            m.due.into(),
+            m.seen.into(),
+            m.next.into(),
+            m.status.as_str().to_string().into(),
+            m.updated_at.into(),
+            m.last_triggered_at.into(),
+            m.trigger_count.into(),
+            m.last_message_id.into(),
+            m.last_error.clone().into(),
+        ]);
+        let params: Vec<String> = CASTS
+            .iter()
+            .enumerate()
+            .map(|(i, cast)| match backend {
+                DbBackend::Postgres => format!("${}::{cast}", first + i + 1),
+                _ => "?".to_string(),
+            })
+            .collect();
+        rows.push(format!("({})", params.join(", ")));
+    }
+    let sql = format!(
+        "WITH v(id, due, seen, next, status, updated_at, last_triggered_at, trigger_count, last_message_id, last_error) \
+         AS (VALUES {}) \
+         UPDATE scheduled_messages SET next_trigger_at = v.next, status = v.status, updated_at = v.updated_at, \
+         last_triggered_at = v.last_triggered_at, trigger_count = v.trigger_count, \
+         last_message_id = v.last_message_id, last_error = v.last_error \
+         FROM v WHERE scheduled_messages.id = v.id AND scheduled_messages.next_trigger_at = v.due \
+         AND scheduled_messages.updated_at = v.seen RETURNING scheduled_messages.id",
+        rows.join(", ")
+    );
+    let moved = db.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await?;
+    moved.iter().map(|r| r.try_get::<Uuid>("", "id")).collect()
+}
