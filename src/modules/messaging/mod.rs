@@ -10,7 +10,7 @@
 //! cursors), `intake` (accepted sends written many per transaction), `dispatch` (the dispatcher),
 //! `consumer` (webhook items), `receipts` (delivery statuses, parked receipts), `inbound` (inbound
 //! messages, opt-out keywords), `recurrence` (occurrences in a time zone), `schedules` (scheduled
-//! messages), `scheduler` (fires them), `store`, `entity/`, `api/`.
+//! messages), `scheduler` (fires them), `store` and `schedule_store` (queries), `entity/`, `api/`.
 
 mod api;
 mod consumer;
@@ -22,6 +22,7 @@ mod messages;
 mod receipts;
 mod recurrence;
 mod render;
+mod schedule_store;
 mod scheduler;
 mod schedules;
 mod service;

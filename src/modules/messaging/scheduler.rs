@@ -35,9 +35,9 @@ use uuid::Uuid;
 use super::entity::message;
 use super::entity::schedule_occurrence;
 use super::entity::scheduled_message::{self, MisfirePolicy, ScheduleStatus};
+use super::schedule_store;
 use super::schedules::{send_of, timing_of};
 use super::service::Messaging;
-use super::store;
 use crate::error::{AppError, AppResult};
 use crate::modules::accounts::{AccountScope, CurrentUser};
 use crate::modules::channels::Channel;
@@ -84,7 +84,7 @@ impl Messaging {
     /// schedules it handled. The sends are built outside any transaction, a few at a time, then the
     /// whole look is recorded in one transaction (written one schedule at a time if that fails).
     pub async fn fire_due_schedules(&self, now: DateTime<Utc>) -> AppResult<usize> {
-        let due = store::due_schedules(&self.db, now, DUE_BATCH).await?;
+        let due = schedule_store::due_schedules(&self.db, now, DUE_BATCH).await?;
         let n = due.len();
         if n == 0 {
             return Ok(0);
@@ -171,7 +171,7 @@ impl Messaging {
         for p in plans {
             let s = &p.s;
             let fired = !matches!(p.fired, Fired::Skipped);
-            moves.push(store::MoveOn {
+            moves.push(schedule_store::MoveOn {
                 id: s.id,
                 due: p.due,
                 seen: s.updated_at,
@@ -197,7 +197,7 @@ impl Messaging {
         }
         let txn = crate::db::begin_write(&self.db).await?;
         // Moves on only the schedules still at the occurrence this look read.
-        let moved = store::move_schedules_on(&txn, &moves).await?;
+        let moved = schedule_store::move_schedules_on(&txn, &moves).await?;
         let mut occurrences = Vec::new();
         let mut messages = Vec::new();
         let mut bus = EventBus::new(EventMeta { user_id: None, request_id: None });
@@ -295,7 +295,7 @@ impl Messaging {
                 if handled as u64 >= DUE_BATCH {
                     continue;
                 }
-                let wait = match store::next_due(&me.db).await {
+                let wait = match schedule_store::next_due(&me.db).await {
                     Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(IDLE_POLL),
                     Ok(None) => IDLE_POLL,
                     Err(_) => IDLE_POLL,

@@ -18,8 +18,8 @@ use uuid::Uuid;
 use super::entity::scheduled_message::{self, MisfirePolicy, ScheduleStatus, SendType, TimezoneMode};
 use super::messages::NewMessage;
 use super::recurrence::{Recurrence, Timing, time_zone};
+use super::schedule_store;
 use super::service::Messaging;
-use super::store;
 use crate::db::list::{ListQuery, Page};
 use crate::error::{AppError, AppResult};
 use crate::modules::accounts::{AccountScope, CurrentUser};
@@ -224,11 +224,11 @@ impl Messaging {
         scope: AccountScope,
         q: &ListQuery,
     ) -> AppResult<Page<scheduled_message::Model>> {
-        store::list_schedules(&self.db, scope, q).await
+        schedule_store::list_schedules(&self.db, scope, q).await
     }
 
     pub async fn get_schedule(&self, scope: AccountScope, id: Uuid) -> AppResult<scheduled_message::Model> {
-        store::find_schedule(&self.db, scope, id).await?.ok_or(AppError::NotFound("scheduled message"))
+        schedule_store::find_schedule(&self.db, scope, id).await?.ok_or(AppError::NotFound("scheduled message"))
     }
 
     /// Edits (only while pending or paused) and/or moves the status: `paused`, `pending` (resume: the
@@ -307,7 +307,7 @@ impl Messaging {
         active.updated_at = Set(Utc::now());
         // Only if the scheduler did not fire it meanwhile (it moves next_trigger_at when it does).
         let txn = crate::db::begin_write(&self.db).await?;
-        let Some(updated) = store::update_schedule_if_unchanged(&txn, active, &current).await? else {
+        let Some(updated) = schedule_store::update_schedule_if_unchanged(&txn, active, &current).await? else {
             return Err(AppError::conflict("the schedule fired meanwhile; read it again and retry"));
         };
         self.commit_changed(txn, &updated).await?;
