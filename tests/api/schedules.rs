@@ -87,6 +87,22 @@ async fn schedules_validate_edit_and_list_occurrences(b: Backend) {
     assert_eq!(r.data()["name"], "morning reminder");
     assert_eq!(at(&r.data()["next_trigger_at"]), first + Duration::minutes(90));
     let patch = |body: Value| app.patch(&format!("/v1/scheduled-messages/{id}")).token(&u.token).json(body).send();
+    // A template given replaces the body (a send has exactly one), and a body the template again.
+    let t = app
+        .post("/v1/templates")
+        .token(&u.token)
+        .json(json!({"name": "t", "body": "Hi {FIRST_NAME}"}))
+        .send()
+        .await
+        .id();
+    let r = patch(json!({"template_id": t})).await;
+    r.expect(200, None);
+    assert_eq!((r.data()["template_id"].as_str(), r.data()["message_body"].clone()), (Some(t.as_str()), Value::Null));
+    let r = patch(json!({"message_body": "Your appointment"})).await;
+    assert_eq!(
+        (r.data()["template_id"].clone(), r.data()["message_body"].as_str()),
+        (Value::Null, Some("Your appointment"))
+    );
     assert_eq!(patch(json!({"status": "paused"})).await.data()["status"], "paused");
     let r = app.get(&format!("/v1/scheduled-messages/{id}/occurrences")).token(&u.token).send().await;
     assert_eq!(r.data()["occurrences"], json!([]));

@@ -204,7 +204,7 @@ impl Messaging {
         row.contact_id = Set(Some(contact_id));
         row.metadata = Set(json!({ "reason": direction }));
         let m: message::Model = row.insert(txn).await?;
-        super::messages::emit_dispatch(bus, &m);
+        super::messages::emit_dispatch(bus, [&m]);
         self.dispatch_wake.notify_one();
         Ok(())
     }

@@ -14,14 +14,12 @@
 //! or process committed it first, or an earlier request of the same batch) leaves its request out of the
 //! batch, which then answers with the stored answer.
 
-use std::collections::BTreeMap;
-
 use sea_orm::{DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, TransactionTrait};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{Notify, mpsc, oneshot};
-use uuid::Uuid;
 
 use super::entity::message;
+use super::messages::emit_dispatch;
 use super::store;
 use crate::error::{AppError, AppResult};
 use crate::modules::accounts::AccountScope;
@@ -149,28 +147,10 @@ async fn write_batch(db: &DatabaseConnection, events: &Events, batch: &[&Accepte
         message::Entity::insert_many(rows).exec_without_returning(&txn).await?;
     }
     let mut bus = EventBus::new(shared_meta(batch));
-    for (channel, (first, ids)) in doorbells(batch, &written) {
-        bus.emit(
-            &format!("message.dispatch.{}", first.channel_type.as_str()),
-            "message",
-            first.id,
-            Some(first.account_id),
-            json!({ "channel_id": channel, "message_ids": ids }),
-        );
-    }
+    let created = batch.iter().zip(&written).filter(|(_, w)| **w == Written::Created).map(|(a, _)| &a.row);
+    emit_dispatch(&mut bus, created);
     events.commit(txn, bus).await?;
     Ok(written)
-}
-
-/// The created sends by channel: the first of each and every id.
-fn doorbells<'a>(batch: &[&'a Accepted], written: &[Written]) -> BTreeMap<Uuid, (&'a message::Model, Vec<Uuid>)> {
-    let mut by_channel: BTreeMap<Uuid, (&message::Model, Vec<Uuid>)> = BTreeMap::new();
-    for (a, w) in batch.iter().zip(written) {
-        if *w == Written::Created {
-            by_channel.entry(a.row.channel_id).or_insert_with(|| (&a.row, Vec::new())).1.push(a.row.id);
-        }
-    }
-    by_channel
 }
 
 /// The events' metadata: the request's own when the batch is one request; the user when all are one

@@ -481,13 +481,20 @@ impl Messaging {
     }
 }
 
-/// `message.dispatch.<type>` for a message just queued: the doorbell of the dispatchers.
-pub(super) fn emit_dispatch(bus: &mut EventBus, m: &message::Model) {
-    bus.emit(
-        &format!("message.dispatch.{}", m.channel_type.as_str()),
-        "message",
-        m.id,
-        Some(m.account_id),
-        json!({ "channel_id": m.channel_id, "message_ids": [m.id] }),
-    );
+/// `message.dispatch.<type>` for messages just queued, one doorbell per channel naming every id: the
+/// dispatchers' wake-up (a single send, a batch of accepts, a look of the scheduler).
+pub(super) fn emit_dispatch<'a>(bus: &mut EventBus, queued: impl IntoIterator<Item = &'a message::Model>) {
+    let mut by_channel: std::collections::BTreeMap<Uuid, (&message::Model, Vec<Uuid>)> = Default::default();
+    for m in queued {
+        by_channel.entry(m.channel_id).or_insert_with(|| (m, Vec::new())).1.push(m.id);
+    }
+    for (channel, (first, ids)) in by_channel {
+        bus.emit(
+            &format!("message.dispatch.{}", first.channel_type.as_str()),
+            "message",
+            first.id,
+            Some(first.account_id),
+            json!({ "channel_id": channel, "message_ids": ids }),
+        );
+    }
 }

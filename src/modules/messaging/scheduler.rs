@@ -26,7 +26,7 @@ use std::collections::hash_map::Entry;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use sea_orm::{EntityTrait, Set};
+use sea_orm::{EntityTrait, IntoActiveModel, Set, TryIntoModel};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,6 +35,7 @@ use uuid::Uuid;
 use super::entity::message;
 use super::entity::schedule_occurrence;
 use super::entity::scheduled_message::{self, MisfirePolicy, ScheduleStatus};
+use super::messages::emit_dispatch;
 use super::schedule_store;
 use super::schedules::{send_of, timing_of};
 use super::service::Messaging;
@@ -54,7 +55,7 @@ const MESSAGE_CHUNK: usize = 256;
 
 /// What one due schedule comes to.
 enum Fired {
-    Sent(Box<message::ActiveModel>),
+    Sent(Box<message::Model>),
     Failed(String),
     Skipped,
 }
@@ -185,7 +186,7 @@ impl Messaging {
                 last_triggered_at: if fired { Some(now) } else { s.last_triggered_at },
                 trigger_count: s.trigger_count + i32::from(fired),
                 last_message_id: match &p.fired {
-                    Fired::Sent(row) => Some(row.id.clone().unwrap()),
+                    Fired::Sent(m) => Some(m.id),
                     _ => s.last_message_id,
                 },
                 last_error: match &p.fired {
@@ -204,7 +205,7 @@ impl Messaging {
         for p in plans.iter().filter(|p| moved.contains(&p.s.id)) {
             let s = &p.s;
             let (outcome, message_id, error) = match &p.fired {
-                Fired::Sent(row) => ("sent", Some(row.id.clone().unwrap()), None),
+                Fired::Sent(m) => ("sent", Some(m.id), None),
                 Fired::Failed(r) => ("failed", None, Some(r.clone())),
                 Fired::Skipped => ("skipped", None, None),
             };
@@ -221,8 +222,8 @@ impl Messaging {
                     created_at: Set(Utc::now()),
                 });
             }
-            if let Fired::Sent(row) = &p.fired {
-                messages.push((**row).clone());
+            if let Fired::Sent(m) = &p.fired {
+                messages.push(&**m);
             }
             bus.emit(
                 "scheduled_message.triggered",
@@ -235,21 +236,11 @@ impl Messaging {
         if !occurrences.is_empty() {
             schedule_occurrence::Entity::insert_many(occurrences).exec_without_returning(&txn).await?;
         }
-        let mut by_channel: HashMap<Uuid, (String, Uuid, Vec<Uuid>)> = HashMap::new();
         for chunk in messages.chunks(MESSAGE_CHUNK) {
-            for m in chunk {
-                let (id, channel, account) =
-                    (m.id.clone().unwrap(), m.channel_id.clone().unwrap(), m.account_id.clone().unwrap());
-                let kind = m.channel_type.clone().unwrap().as_str().to_string();
-                by_channel.entry(channel).or_insert_with(|| (kind, account, Vec::new())).2.push(id);
-            }
-            message::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
+            let rows = chunk.iter().map(|m| (*m).clone().into_active_model());
+            message::Entity::insert_many(rows).exec_without_returning(&txn).await?;
         }
-        for (channel, (kind, account, ids)) in by_channel {
-            let first = ids[0];
-            let data = json!({ "channel_id": channel, "message_ids": ids });
-            bus.emit(&format!("message.dispatch.{kind}"), "message", first, Some(account), data);
-        }
+        emit_dispatch(&mut bus, messages);
         self.events.commit(txn, bus).await?;
         self.dispatch_wake.notify_one();
         Ok(())
@@ -261,7 +252,7 @@ impl Messaging {
         s: &scheduled_message::Model,
         at: DateTime<Utc>,
         cx: &LookContext,
-    ) -> Result<message::ActiveModel, String> {
+    ) -> Result<message::Model, String> {
         let creator = s.created_by_user_id.ok_or("the schedule has no creator")?;
         let (scope, sender) = match cx.senders.get(&(s.account_id, creator)) {
             Some(Ok(found)) => found,
@@ -276,7 +267,7 @@ impl Messaging {
         let mut row = self.prepare_message_on(*scope, sender, send_of(s), channel).await.map_err(|e| reason(&e))?;
         row.scheduled_message_id = Set(Some(s.id));
         row.scheduled_at = Set(Some(at));
-        Ok(row)
+        row.try_into_model().map_err(|e| e.to_string())
     }
 
     /// Runs the scheduler until `shutdown`.

@@ -363,13 +363,18 @@ fn send_of_input(s: &NewSchedule) -> NewMessage {
     }
 }
 
-/// A stored schedule with the fields of an edit laid over it.
+/// A stored schedule with the fields of an edit laid over it. A template given replaces the stored
+/// body and a body given replaces the stored template (a send has exactly one of them).
 fn merge(s: &scheduled_message::Model, p: NewSchedule) -> NewSchedule {
+    let (template_id, message_body) = match (p.template_id, p.message_body) {
+        (None, None) => (s.template_id, s.message_body.clone()),
+        given => given,
+    };
     NewSchedule {
         name: p.name.or(Some(s.name.clone())),
         channel_id: p.channel_id.or(Some(s.channel_id)),
-        template_id: p.template_id.or(s.template_id),
-        message_body: p.message_body.or(s.message_body.clone()),
+        template_id,
+        message_body,
         custom_values: p.custom_values.or(s.custom_values.as_object().cloned()),
         send_type: p.send_type.or(Some(s.send_type.as_str().into())),
         delivery_address: p.delivery_address.or(s.delivery_address.clone()),
