@@ -60,8 +60,9 @@ pub struct BuildOptions {
     pub consumers: Vec<SharedConsumer>,
     /// Run the outbox relay when the role includes it (tests that drive the relay by hand turn it off).
     pub relay: bool,
-    /// Run the dispatcher and the scheduler when the role includes them (tests that look at queued
-    /// messages, or drive dispatch passes and the scheduler's clock by hand, turn them off).
+    /// Run the dispatcher, the group fan-out and the scheduler when the role includes them (tests that
+    /// look at queued messages, or drive dispatch passes, fan-outs and the scheduler's clock by hand,
+    /// turn them off).
     pub dispatch: bool,
 }
 
@@ -72,9 +73,8 @@ impl Default for BuildOptions {
 }
 
 /// The consumers a role runs besides the extra ones it was given: the dispatcher's (webhook items:
-/// delivery statuses and inbound messages; the dispatch doorbell) in `dispatcher`, `worker` and `all`,
-/// the scheduler's (its doorbell) in `scheduler`, `worker` and `all`. The group fan-out arrives with
-/// the group messages issue.
+/// delivery statuses and inbound messages; the dispatch and group fan-out doorbells) in `dispatcher`,
+/// `worker` and `all`, the scheduler's (its doorbell) in `scheduler`, `worker` and `all`.
 fn built_in_consumers(role: Role, state: &AppState) -> Vec<SharedConsumer> {
     let mut consumers = Vec::new();
     if matches!(role, Role::All | Role::Worker | Role::Dispatcher) {
@@ -270,7 +270,9 @@ impl Application {
                     )
                     .start(&state.shutdown, &state.tasks);
                 }
-                tracing::info!("dispatcher: the group fan-out consumer is not in this build yet");
+                if opts.dispatch {
+                    state.messaging.start_fanout(&state.shutdown, &state.tasks);
+                }
             }
         }
         let server_state = state.clone();

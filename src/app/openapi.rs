@@ -17,7 +17,7 @@ use crate::modules::{accounts, channels, contacts, messaging};
     paths(operations::healthz, operations::readyz, operations::metrics),
     components(schemas(crate::error::ErrorBody, crate::error::FieldError, crate::http::envelope::ListMeta)),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "accounts"), (name = "roles"), (name = "contacts"), (name = "tags"), (name = "groups"), (name = "segments"), (name = "channels"), (name = "webhooks"), (name = "templates"), (name = "messages"), (name = "scheduled-messages"), (name = "operations"))
+    tags((name = "auth"), (name = "users"), (name = "accounts"), (name = "roles"), (name = "contacts"), (name = "tags"), (name = "groups"), (name = "segments"), (name = "channels"), (name = "webhooks"), (name = "templates"), (name = "messages"), (name = "group-messages"), (name = "scheduled-messages"), (name = "operations"))
 )]
 struct CoreDoc;
 

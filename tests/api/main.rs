@@ -13,6 +13,7 @@ mod contacts_import;
 mod dispatch;
 mod events;
 mod fakes;
+mod groups;
 mod hardening;
 mod http_surface;
 mod mail;

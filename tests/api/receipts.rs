@@ -14,10 +14,10 @@ use crate::fakes::{self, TELEGRAM_GOOD_TOKEN, TWILIO_SID, TWILIO_TOKEN};
 use crate::helpers::{Backend, Resp, TestApp, TestUser, eventually};
 use crate::providers::hub_signature;
 
-const PUBLIC: &str = "https://hooks.example.org";
+pub const PUBLIC: &str = "https://hooks.example.org";
 const SID: &str = "SM00000000000000000000000000000001";
 
-async fn twilio_channel(app: &TestApp, u: &TestUser, name: &str, base_url: &str) -> (String, String) {
+pub async fn twilio_channel(app: &TestApp, u: &TestUser, name: &str, base_url: &str) -> (String, String) {
     let r = app
         .post("/v1/channels")
         .token(&u.token)
@@ -31,7 +31,7 @@ async fn twilio_channel(app: &TestApp, u: &TestUser, name: &str, base_url: &str)
 }
 
 /// Posts a Twilio callback signed as Twilio signs it: base64(HMAC-SHA1(auth token, URL + sorted k‖v)).
-async fn twilio_callback(app: &TestApp, hook: &str, params: &[(&str, &str)]) -> Resp {
+pub async fn twilio_callback(app: &TestApp, hook: &str, params: &[(&str, &str)]) -> Resp {
     let mut sorted = params.to_vec();
     sorted.sort();
     let data = sorted.iter().fold(hook.to_string(), |acc, (k, v)| format!("{acc}{k}{v}"));
@@ -48,7 +48,7 @@ async fn twilio_callback(app: &TestApp, hook: &str, params: &[(&str, &str)]) -> 
     r
 }
 
-fn status(sid: &str, status: &str) -> Vec<(&'static str, String)> {
+pub fn status(sid: &str, status: &str) -> Vec<(&'static str, String)> {
     vec![
         ("MessageSid", sid.to_string()),
         ("MessageStatus", status.to_string()),
@@ -68,7 +68,7 @@ fn sms_from(sid: &str, from: &str, body: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn refs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+pub fn refs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     v.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
@@ -98,7 +98,7 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
 }
 
 /// Every inbox row has been handled by the status and inbound consumer.
-async fn inbox_drained(app: &TestApp) {
+pub async fn inbox_drained(app: &TestApp) {
     eventually(10, "every inbox row is processed", || async move {
         count(app, "SELECT COUNT(*) FROM webhook_inbox WHERE status <> 'processed'").await == 0
     })

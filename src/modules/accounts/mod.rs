@@ -26,7 +26,7 @@ mod tenancy;
 mod tokens;
 
 pub use api::configure;
-pub use api::context::{AuthUser, RequestCtx, request_meta, selected_account};
+pub use api::context::{AuthUser, RequestCtx, StreamCtx, request_meta, selected_account};
 pub use service::{Accounts, valid_timezone};
 pub use tenancy::{Access, AccountScope, CurrentUser};
 pub use tokens::JwtKeys;

@@ -175,6 +175,17 @@ impl Channels {
         self.public_base_url.as_deref()
     }
 
+    /// The account's enabled channels, highest priority first (ties: the oldest first).
+    pub async fn enabled_channels(&self, scope: AccountScope) -> AppResult<Vec<channel::Model>> {
+        use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+        Ok(store::channels_in(scope)
+            .filter(channel::Column::IsEnabled.eq(true))
+            .order_by_desc(channel::Column::Priority)
+            .order_by_asc(channel::Column::CreatedAt)
+            .all(&self.db)
+            .await?)
+    }
+
     pub async fn get(&self, scope: AccountScope, id: Uuid) -> AppResult<channel::Model> {
         store::find_channel(&self.db, scope, id).await?.ok_or(AppError::NotFound("channel"))
     }

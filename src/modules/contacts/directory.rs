@@ -7,18 +7,19 @@
 use chrono::Utc;
 use sea_orm::sea_query::{Condition, Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    QuerySelect, Set,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::audience::{AudienceStream, Keyset, RecipientStream};
 use super::entity::{contact, contact_identity, group_member};
 use super::filter::opted_out_expr;
 use super::service::{ContactInput, Contacts, new_contact, normalise_input};
 use super::store;
 use crate::domain::channel_type::{AddressKind, address_kind};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, FieldError};
 use crate::modules::accounts::AccountScope;
 use crate::modules::events::EventBus;
 
@@ -45,6 +46,36 @@ pub struct DirectoryContact {
     pub timezone: Option<String>,
     pub attributes: Value,
     pub channel_identities: Value,
+    /// The channel type the contact prefers (`preferred` group sends).
+    pub preferred_channel: Option<String>,
+    /// The channel types the contact opted out of (a JSON array of strings).
+    pub opted_out_channels: Value,
+}
+
+impl DirectoryContact {
+    /// Whether the contact opted out of `channel_type`.
+    pub fn opted_out_of(&self, channel_type: &str) -> bool {
+        self.opted_out_channels.as_array().is_some_and(|a| a.iter().any(|v| v == channel_type))
+    }
+
+    /// The contact's address on `channel_type`, or why it has none to send to: `opted_out` or
+    /// `no_address` (the reasons a group send reports).
+    pub fn address_on(&self, channel_type: &str) -> Result<String, &'static str> {
+        let kind = address_kind(channel_type).ok_or("no_address")?;
+        if self.opted_out_of(channel_type) {
+            return Err("opted_out");
+        }
+        address_of(self, kind).ok_or("no_address")
+    }
+
+    /// Whether and where the contact can be reached on `channel_type`.
+    pub fn reach(self, channel_type: &str) -> Reach {
+        match self.address_on(channel_type) {
+            Ok(address) => Reach::Reachable(Recipient { contact: self, address }),
+            Err("opted_out") => Reach::OptedOut(self),
+            Err(_) => Reach::NoAddress(self),
+        }
+    }
 }
 
 impl From<contact::Model> for DirectoryContact {
@@ -60,6 +91,8 @@ impl From<contact::Model> for DirectoryContact {
             timezone: c.timezone,
             attributes: c.attributes,
             channel_identities: c.channel_identities,
+            preferred_channel: c.preferred_channel,
+            opted_out_channels: c.opted_out_channels,
         }
     }
 }
@@ -81,7 +114,7 @@ pub enum Reach {
     NoAddress(DirectoryContact),
 }
 
-fn address_of(c: &DirectoryContact, kind: AddressKind) -> Option<String> {
+pub(super) fn address_of(c: &DirectoryContact, kind: AddressKind) -> Option<String> {
     match kind {
         AddressKind::Phone => c.phone.clone(),
         AddressKind::Email => c.email.clone(),
@@ -94,145 +127,14 @@ pub struct Directory {
     contacts: Contacts,
 }
 
-/// A keyset cursor over an audience.
-pub struct RecipientStream {
-    directory: Directory,
-    scope: AccountScope,
-    condition: Condition,
-    kind: AddressKind,
-    batch: u64,
-    after: Option<Uuid>,
-    done: bool,
-}
-
-impl RecipientStream {
-    /// The next batch (at most the batch size), or `None` when the audience is exhausted.
-    #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn next_batch(&mut self) -> AppResult<Option<Vec<Recipient>>> {
-        if self.done {
-            return Ok(None);
-        }
-        let mut q = store::contacts_in(self.scope).filter(self.condition.clone());
-        if let Some(a) = self.after {
-            q = q.filter(contact::Column::Id.gt(a));
-        }
-        let db = &self.directory.contacts.db;
-        let mut rows: Vec<DirectoryContact> = if db.get_database_backend() == DbBackend::Sqlite {
-            sqlite_batch(db, q, self.batch).await?
-        } else {
-            q.select_only()
-                .columns(RECIPIENT_COLUMNS)
-                .order_by_asc(contact::Column::Id)
-                .limit(self.batch)
-                .into_model()
-                .all(db)
-                .await?
-        };
-        rows.sort_unstable_by_key(|c| c.id);
-        if (rows.len() as u64) < self.batch {
-            self.done = true;
-        }
-        let Some(last) = rows.last().map(|c| c.id) else {
-            return Ok(None);
-        };
-        self.after = Some(last);
-        let out: Vec<Recipient> = rows
-            .into_iter()
-            .filter_map(|c| {
-                let address = address_of(&c, self.kind)?;
-                Some(Recipient { contact: c, address })
-            })
-            .collect();
-        Ok(Some(out))
-    }
-
-    /// Where the stream is (store it to resume after a restart).
-    pub fn position(&self) -> Option<Uuid> {
-        self.after
-    }
-}
-
-/// Only the columns a recipient needs (no timestamps, no opt-outs: the condition handled those).
-const RECIPIENT_COLUMNS: [contact::Column; 10] = [
-    contact::Column::Id,
-    contact::Column::FirstName,
-    contact::Column::LastName,
-    contact::Column::DisplayName,
-    contact::Column::Phone,
-    contact::Column::Email,
-    contact::Column::Language,
-    contact::Column::Timezone,
-    contact::Column::Attributes,
-    contact::Column::ChannelIdentities,
-];
-
-/// One SQLite batch as ONE row: a JSON array built by `json_group_array`. sqlx hands SQLite rows from
-/// its worker thread to the runtime one at a time, so a batch of 5,000 rows costs 5,000 channel hops and
-/// wake-ups; one JSON document per batch costs one, and serde parses it faster than the rows decode.
-async fn sqlite_batch(
-    db: &sea_orm::DatabaseConnection,
-    q: sea_orm::Select<contact::Entity>,
-    batch: u64,
-) -> AppResult<Vec<DirectoryContact>> {
-    #[derive(serde::Deserialize)]
-    struct Row {
-        id: String,
-        first_name: Option<String>,
-        last_name: Option<String>,
-        display_name: Option<String>,
-        phone: Option<String>,
-        email: Option<String>,
-        language: Option<String>,
-        timezone: Option<String>,
-        attributes: Option<Value>,
-        channel_identities: Option<Value>,
-    }
-    let inner = q.select_only().columns(RECIPIENT_COLUMNS).order_by_asc(contact::Column::Id).limit(batch);
-    let (sql, values) = inner.into_query().build(sea_orm::sea_query::SqliteQueryBuilder);
-    // Ids are 16-byte blobs on SQLite (JSON cannot hold blobs): hex() them, Uuid parses the simple form.
-    let sql = format!(
-        "SELECT json_group_array(json_object('id', hex(id), 'first_name', first_name, 'last_name', last_name, \
-         'display_name', display_name, 'phone', phone, 'email', email, 'language', language, \
-         'timezone', timezone, 'attributes', json(attributes), 'channel_identities', json(channel_identities))) \
-         AS j FROM ({sql}) AS b"
-    );
-    let row = db.query_one_raw(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)).await?;
-    let Some(row) = row else { return Ok(Vec::new()) };
-    let text: String = row.try_get("", "j")?;
-    let rows: Vec<Row> = serde_json::from_str(&text).map_err(AppError::internal)?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(DirectoryContact {
-                id: Uuid::parse_str(&r.id).map_err(AppError::internal)?,
-                first_name: r.first_name,
-                last_name: r.last_name,
-                display_name: r.display_name,
-                phone: r.phone,
-                email: r.email,
-                language: r.language,
-                timezone: r.timezone,
-                attributes: r.attributes.unwrap_or_else(|| json!({})),
-                channel_identities: r.channel_identities.unwrap_or_else(|| json!({})),
-            })
-        })
-        .collect()
-}
-
 impl Directory {
     pub fn new(contacts: Contacts) -> Self {
         Directory { contacts }
     }
 
-    /// The condition selecting the audience's reachable contacts on `channel_type`.
-    async fn condition(
-        &self,
-        scope: AccountScope,
-        audience: &Audience,
-        channel_type: &str,
-    ) -> AppResult<(Condition, AddressKind)> {
-        let kind =
-            address_kind(channel_type).ok_or_else(|| AppError::field("channel_type", "is not a channel type"))?;
-        let backend = self.contacts.backend();
+    /// The condition selecting the audience: the union of its groups, segments and contacts (each
+    /// contact once), minus its exclusions. Groups and segments of another account are 404s.
+    async fn audience_condition(&self, scope: AccountScope, audience: &Audience) -> AppResult<Condition> {
         let members = |groups: &[Uuid]| {
             Query::select()
                 .column(group_member::Column::ContactId)
@@ -240,7 +142,6 @@ impl Directory {
                 .and_where(group_member::Column::GroupId.is_in(groups.to_vec()))
                 .to_owned()
         };
-        // Groups and segments of another account are 404s (for streams and counts alike).
         for g in audience.group_ids.iter().chain(&audience.exclude_group_ids) {
             self.contacts.get_group(scope, *g).await?;
         }
@@ -265,6 +166,20 @@ impl Directory {
         if !audience.exclude_group_ids.is_empty() {
             all = all.add(contact::Column::Id.not_in_subquery(members(&audience.exclude_group_ids)));
         }
+        Ok(all)
+    }
+
+    /// The condition selecting the audience's reachable contacts on `channel_type`.
+    async fn condition(
+        &self,
+        scope: AccountScope,
+        audience: &Audience,
+        channel_type: &str,
+    ) -> AppResult<(Condition, AddressKind)> {
+        let kind =
+            address_kind(channel_type).ok_or_else(|| AppError::field("channel_type", "is not a channel type"))?;
+        let backend = self.contacts.backend();
+        let mut all = Condition::all().add(self.audience_condition(scope, audience).await?);
         all = all.add(opted_out_expr(channel_type, backend).not());
         all = all.add(match kind {
             AddressKind::Phone => contact::Column::Phone.is_not_null(),
@@ -282,8 +197,19 @@ impl Directory {
         Ok((all, kind))
     }
 
-    /// Streams the audience in batches of `batch_size`, ordered by contact id. Groups and segments of
-    /// another account are 404s.
+    fn keyset(&self, scope: AccountScope, condition: Condition, batch_size: u64, after: Option<Uuid>) -> Keyset {
+        Keyset {
+            db: self.contacts.db.clone(),
+            scope,
+            condition,
+            batch: batch_size.clamp(1, 10_000),
+            after,
+            done: false,
+        }
+    }
+
+    /// Streams the audience's contacts reachable on `channel_type` in batches of `batch_size`, ordered
+    /// by contact id. Groups and segments of another account are 404s.
     #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
     pub async fn stream(
         &self,
@@ -294,15 +220,59 @@ impl Directory {
         after: Option<Uuid>,
     ) -> AppResult<RecipientStream> {
         let (condition, kind) = self.condition(scope, audience, channel_type).await?;
-        Ok(RecipientStream {
-            directory: self.clone(),
-            scope,
-            condition,
-            kind,
-            batch: batch_size.clamp(1, 10_000),
-            after,
-            done: false,
-        })
+        Ok(RecipientStream { rows: self.keyset(scope, condition, batch_size, after), kind })
+    }
+
+    /// Streams every contact of the audience (reachable or not) in batches of `batch_size`, ordered by
+    /// contact id, after `after` (a stored [`AudienceStream::position`]).
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
+    pub async fn members(
+        &self,
+        scope: AccountScope,
+        audience: &Audience,
+        batch_size: u64,
+        after: Option<Uuid>,
+    ) -> AppResult<AudienceStream> {
+        let condition = self.audience_condition(scope, audience).await?;
+        Ok(AudienceStream { rows: self.keyset(scope, condition, batch_size, after) })
+    }
+
+    /// Checks that an audience names only the account's own groups, segments and contacts: each
+    /// problem names its field (`contact_group_ids`, `segment_ids`, `contact_ids`,
+    /// `exclude_contact_ids`).
+    pub async fn check_audience(&self, scope: AccountScope, audience: &Audience) -> AppResult<()> {
+        let mut errors = Vec::new();
+        for g in &audience.group_ids {
+            if let Err(AppError::NotFound(_)) = self.contacts.get_group(scope, *g).await {
+                errors.push(FieldError::new("contact_group_ids", format!("{g} is not a group of this account")));
+            }
+        }
+        for s in &audience.segment_ids {
+            if let Err(AppError::NotFound(_)) = self.contacts.get_segment(scope, *s).await {
+                errors.push(FieldError::new("segment_ids", format!("{s} is not a segment of this account")));
+            }
+        }
+        for (field, ids) in
+            [("contact_ids", &audience.contact_ids), ("exclude_contact_ids", &audience.exclude_contact_ids)]
+        {
+            for chunk in ids.chunks(1_000) {
+                let found: Vec<Uuid> = store::contacts_in(scope)
+                    .select_only()
+                    .column(contact::Column::Id)
+                    .filter(contact::Column::Id.is_in(chunk.iter().copied()))
+                    .into_tuple()
+                    .all(&self.contacts.db)
+                    .await?;
+                if let Some(missing) = chunk.iter().find(|id| !found.contains(id)) {
+                    errors.push(FieldError::new(field, format!("{missing} is not a contact of this account")));
+                    break;
+                }
+            }
+        }
+        match errors.is_empty() {
+            true => Ok(()),
+            false => Err(AppError::Validation(errors)),
+        }
     }
 
     /// How many recipients the audience has on `channel_type`.
@@ -319,19 +289,11 @@ impl Directory {
     /// Whether the account's contact `id` can be reached on `channel_type` (a single send); `None` when
     /// there is no such contact in the account.
     pub async fn reach(&self, scope: AccountScope, id: Uuid, channel_type: &str) -> AppResult<Option<Reach>> {
-        let kind =
-            address_kind(channel_type).ok_or_else(|| AppError::field("channel_type", "is not a channel type"))?;
+        if address_kind(channel_type).is_none() {
+            return Err(AppError::field("channel_type", "is not a channel type"));
+        }
         let Some(model) = store::find_contact(&self.contacts.db, scope, id).await? else { return Ok(None) };
-        let opted_out = model.opted_out_channels.as_array().is_some_and(|a| a.iter().any(|v| v == channel_type));
-        let contact = DirectoryContact::from(model);
-        Ok(Some(if opted_out {
-            Reach::OptedOut(contact)
-        } else {
-            match address_of(&contact, kind) {
-                Some(address) => Reach::Reachable(Recipient { contact, address }),
-                None => Reach::NoAddress(contact),
-            }
-        }))
+        Ok(Some(DirectoryContact::from(model).reach(channel_type)))
     }
 
     /// When each of these contacts of the account last wrote to us (contacts that never did, or are not

@@ -12,6 +12,7 @@
 //! `directory`, `store` (every other query), `api/` (one file per resource).
 
 mod api;
+mod audience;
 mod directory;
 mod entity;
 mod export;
@@ -26,9 +27,8 @@ mod store;
 mod tags;
 
 pub use api::configure;
-pub use directory::{
-    Audience, Directory, DirectoryContact, InboundContact, InboundSender, Reach, Recipient, RecipientStream,
-};
+pub use audience::{AudienceStream, RecipientStream};
+pub use directory::{Audience, Directory, DirectoryContact, InboundContact, InboundSender, Reach, Recipient};
 pub use export::{ExportSelection, export_to};
 pub use import::{BATCH_ROWS, ImportOptions, OnDuplicate, Progress, check_header as check_import_header};
 pub use normalise::normalise_phone;

@@ -36,7 +36,8 @@ pub struct WebhookItems {
 
 impl Messaging {
     /// The consumers messaging runs in the dispatcher roles: webhook items, and with a broker the
-    /// dispatch doorbell (in one process a send wakes the dispatcher directly).
+    /// dispatch and fan-out doorbells (in one process a send wakes the dispatcher, a queued group
+    /// message the fan-out, directly).
     pub fn consumers(&self) -> Vec<SharedConsumer> {
         let mut consumers: Vec<SharedConsumer> = vec![std::sync::Arc::new(WebhookItems { messaging: self.clone() })];
         if self.events.amqp().is_some() {
@@ -44,6 +45,11 @@ impl Messaging {
                 name: "messaging.dispatch_doorbell",
                 binding: "message.dispatch.*",
                 wake: self.dispatch_wake.clone(),
+            }));
+            consumers.push(std::sync::Arc::new(Doorbell {
+                name: "messaging.fanout_doorbell",
+                binding: "group_message.queued",
+                wake: self.fanout_wake.clone(),
             }));
         }
         consumers

@@ -50,6 +50,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::entity::message::{self, MessageStatus};
+use super::group_store::{self, Tallies};
 use super::service::Messaging;
 use super::store::{self, Outcome};
 use super::templates::media_of;
@@ -90,6 +91,32 @@ impl Default for DispatchOptions {
             per_channel: 8,
             send_timeout: Duration::from_secs(90),
         }
+    }
+}
+
+/// How long a pass trusts what it read of a group send's cancellation.
+const CANCEL_RECHECK: Duration = Duration::from_millis(500);
+
+/// Whether the group sends of a pass's messages were cancelled, read at most every
+/// [`CANCEL_RECHECK`] per group: a send cancelled while a pass works through its claimed messages
+/// stops within that time (the claimed messages not yet handed to a provider are cancelled).
+#[derive(Default)]
+struct CancelWatch {
+    seen: tokio::sync::Mutex<HashMap<Uuid, (bool, std::time::Instant)>>,
+}
+
+impl CancelWatch {
+    async fn is_cancelled(&self, db: &sea_orm::DatabaseConnection, group: Uuid) -> bool {
+        let mut seen = self.seen.lock().await;
+        if let Some((cancelled, at)) = seen.get(&group)
+            && (*cancelled || at.elapsed() < CANCEL_RECHECK)
+        {
+            return *cancelled;
+        }
+        // A read that fails leaves the send going (the record's own check cancels what is left).
+        let cancelled = group_store::cancelled_among(db, &[group]).await.is_ok_and(|c| c.contains(&group));
+        seen.insert(group, (cancelled, std::time::Instant::now()));
+        cancelled
     }
 }
 
@@ -170,6 +197,7 @@ impl Dispatcher {
         // Each channel's messages in claim order, at most `per_channel` of them in flight; all channels
         // together at most `concurrency` (the slots are handed out first come, first served).
         let slots = Semaphore::new(self.options.concurrency.max(1));
+        let cancels = CancelWatch::default();
         let mut by_channel: Vec<(Uuid, Vec<message::Model>)> = Vec::new();
         for m in claimed {
             match by_channel.iter_mut().find(|(c, _)| *c == m.channel_id) {
@@ -179,13 +207,18 @@ impl Dispatcher {
         }
         let per_channel = by_channel.into_iter().map(|(channel_id, list)| {
             let loaded = channels.get(&channel_id).cloned().flatten();
-            let (slots, windows) = (&slots, &windows);
+            let (slots, windows, cancels) = (&slots, &windows, &cancels);
             futures_util::stream::iter(list)
                 .map(move |m| {
                     let loaded = loaded.clone();
                     let last_inbound_at = m.contact_id.and_then(|c| windows.get(&c).copied());
                     async move {
                         let _slot = slots.acquire().await.expect("the semaphore is never closed");
+                        if let Some(g) = m.group_message_id
+                            && cancels.is_cancelled(&self.messaging.db, g).await
+                        {
+                            return (m, Outcome::Cancelled);
+                        }
                         let outcome = self.deliver(&m, loaded, last_inbound_at).await;
                         (m, outcome)
                     }
@@ -344,7 +377,7 @@ impl Dispatcher {
             let answer = match outcome {
                 Outcome::Sent(_) => Ok(()),
                 Outcome::Failed { error, .. } => Err(error.clone()),
-                Outcome::Deferred(_) => continue,
+                Outcome::Deferred(_) | Outcome::Cancelled => continue,
             };
             by_channel.entry(m.channel_id).or_default().push(answer);
         }
@@ -360,13 +393,19 @@ impl Dispatcher {
     /// Writes a pass's outcomes and their events in one transaction.
     async fn record(&self, outcomes: Vec<(message::Model, Outcome)>) -> AppResult<()> {
         let now = Utc::now();
+        let groups: std::collections::BTreeSet<Uuid> =
+            outcomes.iter().filter_map(|(m, _)| m.group_message_id).collect();
         let txn = crate::db::begin_write(&self.messaging.db).await?;
+        // The group sends' rows first (as a cancel takes them): see `group_store::lock_groups`.
+        let cancelled_groups = group_store::lock_groups(&txn, &groups).await?;
+        let mut tallies = Tallies::default();
         let mut bus = EventBus::new(EventMeta::default());
         // Sends now known by a provider id: receipts that beat this record are waiting for them.
         let mut identified: Vec<(message::Model, String)> = Vec::new();
         for (m, outcome) in outcomes {
             let change = match &outcome {
                 Outcome::Deferred(due) => store::Change::deferred(*due),
+                Outcome::Cancelled => store::Change::cancelled(),
                 Outcome::Sent(receipt) => {
                     let status =
                         if receipt.status == "delivered" { MessageStatus::Delivered } else { MessageStatus::Sent };
@@ -417,7 +456,11 @@ impl Dispatcher {
                 Outcome::Sent(receipt) => (receipt.provider_message_id.clone(), receipt.part_ids.clone()),
                 _ => (None, Vec::new()),
             };
-            if store::apply_change(&txn, &m, change).await? && !deferred {
+            if !store::apply_change(&txn, &m, change).await? {
+                continue;
+            }
+            tallies.moved(m.group_message_id, MessageStatus::Sending, status, 1);
+            if !deferred {
                 bus.emit(
                     &format!("message.status.{}", status.as_str()),
                     "message",
@@ -432,7 +475,13 @@ impl Dispatcher {
                 }
             }
         }
-        super::receipts::match_parked(&txn, &mut bus, &identified).await?;
+        super::receipts::match_parked(&txn, &mut bus, &identified, &mut tallies).await?;
+        // A send cancelled while these were with the provider: what this pass left to retry or to
+        // send later is cancelled too.
+        for g in cancelled_groups {
+            group_store::cancel_unsent(&txn, g, &mut tallies).await?;
+        }
+        tallies.apply(&txn, &mut bus).await?;
         self.messaging.events.commit(txn, bus).await?;
         Ok(())
     }

@@ -455,8 +455,13 @@ impl Messaging {
         active.updated_at = Set(Utc::now());
         let txn = crate::db::begin_write(&self.db).await?;
         // Cancelling only wins over a dispatcher that has not claimed the message yet.
-        if status.is_some() && !store::cancel_if_queued(&txn, m.id).await? {
-            return Err(AppError::conflict("the message was handed to the dispatcher in the meantime"));
+        if status.is_some() {
+            if !store::cancel_if_queued(&txn, m.id).await? {
+                return Err(AppError::conflict("the message was handed to the dispatcher in the meantime"));
+            }
+            let mut tallies = super::group_store::Tallies::default();
+            tallies.moved(m.group_message_id, MessageStatus::Queued, MessageStatus::Cancelled, 1);
+            tallies.apply(&txn, &mut bus).await?;
         }
         // The status is written by the conditional cancel above, never from the row read earlier.
         active.status = sea_orm::ActiveValue::NotSet;

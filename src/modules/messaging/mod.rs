@@ -16,6 +16,9 @@ mod api;
 mod consumer;
 mod dispatch;
 mod entity;
+mod fanout;
+mod group_store;
+mod groups;
 mod inbound;
 mod intake;
 mod messages;
@@ -31,6 +34,8 @@ mod templates;
 
 pub use api::configure;
 pub use dispatch::{DispatchOptions, Dispatcher};
+pub use fanout::{FANOUT_BATCH, FANOUT_LEASE_SECS};
+pub use groups::NewGroupMessage;
 pub use recurrence::{Recurrence, Timing, time_zone};
 pub use render::{Fallback, Parsed, Rendered, Variables, escape};
 pub use scheduler::{IDLE_POLL, MISFIRE_GRACE_SECS};
@@ -52,6 +57,14 @@ pub use templates::{Attachment, Preview};
     api::messages::update_message,
     api::messages::delete_message,
     api::messages::contact_messages,
+    api::groups::list_group_messages,
+    api::groups::create_group_message,
+    api::groups::preview_group_message,
+    api::groups::get_group_message,
+    api::groups::update_group_message,
+    api::groups::delete_group_message,
+    api::groups::list_skipped,
+    api::groups::group_progress,
     api::schedules::list_schedules,
     api::schedules::create_schedule,
     api::schedules::get_schedule,

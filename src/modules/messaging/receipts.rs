@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use super::entity::message::{self, Direction, MessageStatus};
 use super::entity::{message_part, parked_receipt};
+use super::group_store::Tallies;
 use super::store;
 use crate::error::AppResult;
 use crate::modules::accounts::AccountScope;
@@ -91,7 +92,10 @@ pub async fn apply(
         metrics::counter!("receipts_parked_total").increment(1);
         return Ok(Applied::Parked);
     };
-    move_forward(txn, bus, &m, r).await
+    let mut tallies = Tallies::default();
+    let applied = move_forward(txn, bus, &m, r, &mut tallies).await?;
+    tallies.apply(txn, bus).await?;
+    Ok(applied)
 }
 
 /// Matches the receipts parked for sends just recorded (`(message, channel_id, provider_message_id)`),
@@ -100,6 +104,7 @@ pub async fn match_parked(
     txn: &DatabaseTransaction,
     bus: &mut EventBus,
     sent: &[(message::Model, String)],
+    tallies: &mut Tallies,
 ) -> AppResult<usize> {
     if sent.is_empty() {
         return Ok(0);
@@ -129,7 +134,7 @@ pub async fn match_parked(
             error: p.error.clone(),
             at: p.reported_at,
         };
-        move_forward(txn, bus, &m, &r).await?;
+        move_forward(txn, bus, &m, &r, tallies).await?;
         parked_receipt::Entity::delete_by_id(p.id).exec(txn).await?;
         metrics::counter!("receipts_unparked_total").increment(1);
         matched += 1;
@@ -169,34 +174,48 @@ pub async fn expire_parked<C: ConnectionTrait>(db: &C, before: DateTime<Utc>) ->
     Ok(res.rows_affected)
 }
 
-/// One conditional update per receipt kind: it applies only from the statuses it moves forward from.
+/// One conditional update per receipt kind: it applies only from the statuses it moves forward from
+/// (a read receipt tries `sent` first, then `delivered`, so the move it counts is the one it made).
+/// The move joins `tallies` when the message belongs to a group send.
 async fn move_forward(
     txn: &DatabaseTransaction,
     bus: &mut EventBus,
     m: &message::Model,
     r: &Receipt,
+    tallies: &mut Tallies,
 ) -> AppResult<Applied> {
     use message::Column as C;
     let at = r.at.unwrap_or_else(Utc::now);
     let now = Utc::now();
-    let base = message::Entity::update_many().col_expr(C::UpdatedAt, Expr::val(now)).filter(C::Id.eq(m.id));
-    let (update, status) = match r.status.as_str() {
-        "delivered" => (
-            base.col_expr(C::Status, Expr::val(MessageStatus::Delivered.as_str()))
+    let base = || message::Entity::update_many().col_expr(C::UpdatedAt, Expr::val(now)).filter(C::Id.eq(m.id));
+    // Each try: the update, the status it moves from, the status it moves to.
+    let tries = match r.status.as_str() {
+        "delivered" => vec![(
+            base()
+                .col_expr(C::Status, Expr::val(MessageStatus::Delivered.as_str()))
                 .col_expr(C::DeliveredAt, Expr::val(at))
                 .filter(C::Status.eq(MessageStatus::Sent)),
-            "delivered",
-        ),
-        "read" => (
-            base.col_expr(C::Status, Expr::val(MessageStatus::Delivered.as_str()))
-                .col_expr(C::DeliveredAt, Func::coalesce([Expr::col(C::DeliveredAt), Expr::val(at)]).into())
-                .col_expr(C::ReadAt, Expr::val(at))
-                .filter(C::Status.is_in([MessageStatus::Sent, MessageStatus::Delivered]))
-                .filter(C::ReadAt.is_null()),
-            "read",
-        ),
-        "failed" => (
-            base.col_expr(C::Status, Expr::val(MessageStatus::PermanentlyFailed.as_str()))
+            MessageStatus::Sent,
+            MessageStatus::Delivered,
+        )],
+        "read" => [MessageStatus::Sent, MessageStatus::Delivered]
+            .into_iter()
+            .map(|from| {
+                (
+                    base()
+                        .col_expr(C::Status, Expr::val(MessageStatus::Delivered.as_str()))
+                        .col_expr(C::DeliveredAt, Func::coalesce([Expr::col(C::DeliveredAt), Expr::val(at)]).into())
+                        .col_expr(C::ReadAt, Expr::val(at))
+                        .filter(C::Status.eq(from))
+                        .filter(C::ReadAt.is_null()),
+                    from,
+                    MessageStatus::Delivered,
+                )
+            })
+            .collect(),
+        "failed" => vec![(
+            base()
+                .col_expr(C::Status, Expr::val(MessageStatus::PermanentlyFailed.as_str()))
                 .col_expr(C::FailedAt, Expr::val(at))
                 .col_expr(
                     C::ErrorDetails,
@@ -207,12 +226,26 @@ async fn move_forward(
                     })),
                 )
                 .filter(C::Status.eq(MessageStatus::Sent)),
-            "permanently_failed",
-        ),
+            MessageStatus::Sent,
+            MessageStatus::PermanentlyFailed,
+        )],
         // `sent` (we knew) or a status we do not know: nothing to move.
         _ => return Ok(Applied::Ignored),
     };
-    if update.exec(txn).await?.rows_affected == 0 {
+    let status = match r.status.as_str() {
+        "failed" => "permanently_failed",
+        "read" => "read",
+        _ => "delivered",
+    };
+    let mut moved = false;
+    for (update, from, to) in tries {
+        if update.exec(txn).await?.rows_affected == 1 {
+            tallies.moved(m.group_message_id, from, to, 1);
+            moved = true;
+            break;
+        }
+    }
+    if !moved {
         metrics::counter!("message_status_updates_total", "outcome" => "ignored").increment(1);
         return Ok(Applied::Ignored);
     }

@@ -292,6 +292,8 @@ mod tests {
             timezone: Some("Africa/Addis_Ababa".into()),
             attributes: json!({"enrollment_date": "2026-01-15", "score": 9.5, "done": true, "first_name": "attr"}),
             channel_identities: json!({}),
+            preferred_channel: None,
+            opted_out_channels: json!([]),
         };
         let recipient: Map<String, Value> = [("FIRST_NAME".to_string(), json!("Per-recipient"))].into_iter().collect();
         let custom: Map<String, Value> =

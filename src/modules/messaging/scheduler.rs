@@ -304,7 +304,7 @@ impl Messaging {
 }
 
 /// The reason an occurrence failed, in the words of the error a send would have answered.
-fn reason(e: &AppError) -> String {
+pub(super) fn reason(e: &AppError) -> String {
     match e {
         AppError::Validation(fields) => {
             fields.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ")

@@ -23,6 +23,8 @@ pub struct Messaging {
     pub(super) dispatch_wake: std::sync::Arc<tokio::sync::Notify>,
     /// Wakes this process's scheduler when a schedule was created or edited.
     pub(super) schedule_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Wakes this process's group fan-out when a group message was queued.
+    pub(super) fanout_wake: std::sync::Arc<tokio::sync::Notify>,
     /// Writes accepted sends, many per transaction.
     pub(super) intake: Intake,
 }
@@ -52,6 +54,7 @@ impl Messaging {
             cursors: Cursors::new(p.cursor_key),
             dispatch_wake,
             schedule_wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+            fanout_wake: std::sync::Arc::new(tokio::sync::Notify::new()),
         }
     }
 }

@@ -241,6 +241,8 @@ pub enum Outcome {
     Sent(crate::modules::channels::SendReceipt),
     /// Not sent: the channel's rate limit allows the next send then.
     Deferred(DateTime<Utc>),
+    /// Not sent: its group send was cancelled after the message was claimed.
+    Cancelled,
     Failed {
         error: crate::modules::channels::ProviderError,
         retry_count: i32,
@@ -281,6 +283,10 @@ impl Change {
             delivered_at: (status == MessageStatus::Delivered).then_some(now),
             ..Change::to(status)
         }
+    }
+    /// Its group send was cancelled before the provider got it: the attempt given back.
+    pub fn cancelled() -> Self {
+        Change { refund_attempt: true, ..Change::to(MessageStatus::Cancelled) }
     }
     /// The provider asked to wait: queued again after it, the attempt given back.
     pub fn throttled(due: DateTime<Utc>, details: Value) -> Self {

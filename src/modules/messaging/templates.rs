@@ -254,18 +254,60 @@ fn name_conflict(e: sea_orm::DbErr) -> AppError {
 /// and renders each recipient from the parts; a single send or a preview renders one.)
 pub(super) fn render_template(t: &template::Model, vars: &Variables<'_>) -> Rendered {
     let defaults = t.default_values.as_object().cloned().unwrap_or_default();
-    let fallback = match t.fallback_strategy {
+    Parsed::parse(&t.body).render(|name| vars.get(name), fallback_of(t.fallback_strategy, &defaults))
+}
+
+/// A template's fallback strategy over its `default_values`.
+pub(super) fn fallback_of(strategy: FallbackStrategy, defaults: &Map<String, Value>) -> Fallback<'_> {
+    match strategy {
         FallbackStrategy::KeepPlaceholder => Fallback::KeepPlaceholder,
-        FallbackStrategy::UseDefault => Fallback::UseDefault(&defaults),
+        FallbackStrategy::UseDefault => Fallback::UseDefault(defaults),
         FallbackStrategy::SkipContact => Fallback::SkipContact,
-    };
-    Parsed::parse(&t.body).render(|name| vars.get(name), fallback)
+    }
 }
 
 /// The recipient's time zone for `CURRENT_DATE`/`CURRENT_TIME`: the contact's, else the account's.
 pub(super) fn recipient_zone(contact: Option<&DirectoryContact>, account_zone: &str) -> Option<chrono_tz::Tz> {
     let zone = |name: Option<&str>| name.and_then(|z| z.parse::<chrono_tz::Tz>().ok());
     zone(contact.and_then(|c| c.timezone.as_deref())).or_else(|| zone(Some(account_zone)))
+}
+
+/// The category of the templates that group sends made from a `message_body` create.
+pub const AUTO_GENERATED: &str = "auto-generated";
+
+/// The template a group send given a `message_body` creates (category `auto-generated`, named after
+/// the send and unique by its id); `field` names the body in errors.
+pub(super) fn auto_template(
+    scope: AccountScope,
+    user_id: Option<Uuid>,
+    owner: Uuid,
+    name: &str,
+    body: String,
+    field: &str,
+) -> AppResult<template::ActiveModel> {
+    check_body(&body)
+        .map_err(|_| AppError::field(field, format!("must be 1 to {MAX_BODY_CHARS} characters and not only spaces")))?;
+    let now = Utc::now();
+    let short: String = name.chars().take(150).collect();
+    Ok(template::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        account_id: Set(scope.account_id()),
+        name: Set(format!("{short} ({owner})")),
+        variables: Set(json!(Parsed::parse(&body).variables())),
+        body: Set(body),
+        category: Set(Some(AUTO_GENERATED.into())),
+        channel_type: Set(None),
+        language: Set(None),
+        default_values: Set(json!({})),
+        fallback_strategy: Set(FallbackStrategy::KeepPlaceholder),
+        approval_status: Set(None),
+        external_template_id: Set(None),
+        attachments: Set(json!([])),
+        is_active: Set(true),
+        created_by_user_id: Set(user_id),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
 }
 
 impl Messaging {

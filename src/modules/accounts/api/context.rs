@@ -126,3 +126,40 @@ impl FromRequest for RequestCtx {
         })
     }
 }
+
+/// [`RequestCtx`] for a Server-Sent Events stream: a browser's `EventSource` cannot send headers, so
+/// the token may also come as `?access_token=` and the account as `?account_id=` (the headers win when
+/// both are given). Only streams take it: a token in a URL can end up in access logs, and access
+/// tokens are short-lived for that reason among others.
+#[derive(Debug, Clone)]
+pub struct StreamCtx(pub RequestCtx);
+
+fn query_value(req: &HttpRequest, key: &str) -> Option<String> {
+    form_urlencoded::parse(req.query_string().as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
+}
+
+impl FromRequest for StreamCtx {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = match req.headers().contains_key(actix_web::http::header::AUTHORIZATION) {
+            true => bearer(req),
+            false => query_value(req, "access_token")
+                .filter(|t| !t.trim().is_empty())
+                .ok_or_else(|| AppError::Unauthorized("missing bearer token (header or access_token)".into())),
+        };
+        let selected = match (selected_account(req), query_value(req, "account_id")) {
+            (Ok(None), Some(raw)) => Uuid::parse_str(raw.trim())
+                .map(Some)
+                .map_err(|_| AppError::forbidden("account_id does not name an account you can act in")),
+            (selected, _) => selected,
+        };
+        let accounts = accounts(req);
+        let request_id = request_id(req);
+        Box::pin(async move {
+            let (user, access) = accounts?.authorize(&token?, selected?).await?;
+            Ok(StreamCtx(RequestCtx { user, access, request_id }))
+        })
+    }
+}

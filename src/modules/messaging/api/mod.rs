@@ -1,8 +1,10 @@
 //! Messaging's routes: `/v1/templates*`, `/v1/messages*`, `/v1/contacts/{id}/messages` and
+//! `/v1/group-messages*` and
 //! `/v1/scheduled-messages*`.
 
 use actix_web::web;
 
+pub(super) mod groups;
 pub(super) mod messages;
 pub(super) mod schedules;
 pub(super) mod templates;
@@ -11,5 +13,6 @@ pub(super) mod templates;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     templates::configure(cfg);
     messages::configure(cfg);
+    groups::configure(cfg);
     schedules::configure(cfg);
 }

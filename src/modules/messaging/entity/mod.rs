@@ -1,5 +1,7 @@
 //! Messaging's tables.
 
+pub mod group_message;
+pub mod group_message_skip;
 pub mod idempotency_key;
 pub mod message;
 pub mod message_part;
