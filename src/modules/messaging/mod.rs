@@ -1,17 +1,17 @@
 //! Messaging (SPEC §6): templates and their `{VARIABLE}` renderer, single messages and the history,
-//! the dispatcher, delivery statuses and inbound messages (built); group messages with resumable
-//! fan-out (not yet) and scheduled single sends with time-zone-aware recurrence (built; group
-//! schedules not yet). Depends on accounts, contacts (through `Directory`), channels (through
-//! `ChannelRegistry`) and events; nothing depends on it.
+//! the dispatcher, delivery statuses and inbound messages; group messages with a resumable fan-out;
+//! scheduled single sends with time-zone-aware recurrence (group schedules not yet). Depends on
+//! accounts, contacts (through `Directory`), channels (through `ChannelRegistry`) and events; nothing
+//! depends on it.
 //!
 //! Public facade: [`Messaging`], [`configure`] and [`ApiDoc`]; the renderer ([`Parsed`], [`Variables`],
-//! [`Fallback`]) for benchmarks and the group fan-out. Inside: `render` (parse once, render per
-//! recipient), `templates` (template rules and preview), `messages` (sends, idempotency, history
-//! cursors), `intake` (accepted sends written many per transaction), `dispatch` (the dispatcher),
-//! `consumer` (webhook items), `receipts` (delivery statuses, parked receipts), `inbound` (inbound
-//! messages, opt-out keywords), `recurrence` (occurrences in a time zone), `schedules` (scheduled
-//! messages), `scheduler` (fires them), `store` and `schedule_store` (queries), `entity/`, `api/`.
-
+//! [`Fallback`]) for benchmarks. Inside: `render` (parse once, render per recipient), `templates`
+//! (template rules and preview), `messages` (sends, idempotency, history cursors), `intake` (accepted
+//! sends written many per transaction), `groups` (group sends and previews), `fanout` (one message per
+//! recipient), `group_store` (their queries and counters), `dispatch` (the dispatcher), `consumer`
+//! (webhook items), `receipts` (delivery statuses, parked receipts), `inbound` (inbound messages,
+//! opt-out keywords), `recurrence` (occurrences in a time zone), `schedules` (scheduled messages),
+//! `scheduler` (fires them), `store` and `schedule_store` (queries), `entity/`, `api/`.
 mod api;
 mod consumer;
 mod dispatch;
