@@ -42,6 +42,9 @@ impl MigrationTrait for Migration {
                 .col(uuid_null("fanout_after"))
                 .col(timestamp_with_time_zone_null("fanout_lease_until"))
                 .col(timestamp_with_time_zone_null("scheduled_at"))
+                // A recipient-time-zone schedule's wall time: each message is due then in its
+                // contact's zone (the account's when unknown).
+                .col(date_time_null("local_send_time"))
                 .col(timestamp_with_time_zone_null("started_at"))
                 .col(timestamp_with_time_zone_null("completed_at"))
                 .col(uuid_null("scheduled_message_id"))

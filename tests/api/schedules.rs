@@ -4,9 +4,10 @@
 //! follow the policy, and an occurrence whose send cannot be made is recorded as failed.
 
 use chrono::{DateTime, Duration, Utc};
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
-use crate::contacts::et_user;
+use crate::contacts::{contact, et_user};
 use crate::helpers::*;
 use crate::messages::sandbox;
 
@@ -55,8 +56,10 @@ async fn schedules_validate_edit_and_list_occurrences(b: Backend) {
         let r = create(patch.clone()).await;
         assert_eq!(r.error_fields(), vec![field], "{patch}: {}", r.body);
     }
-    create(json!({"send_type": "group"})).await.expect(501, Some("not_implemented"));
-    create(json!({"timezone_mode": "recipient"})).await.expect(501, Some("not_implemented"));
+    let r = create(json!({"send_type": "group"})).await;
+    assert_eq!(r.error_fields(), vec!["delivery_address"], "a group schedule names groups, not an address: {}", r.body);
+    let r = create(json!({"timezone_mode": "recipient"})).await;
+    assert_eq!(r.error_fields(), vec!["timezone_mode"], "recipient zones need a group send: {}", r.body);
     // Another tenant's channel is not found.
     let other = et_user(&app, "other-planner").await;
     let theirs = sandbox(&app, &other, "s").await;
@@ -310,7 +313,202 @@ async fn a_one_time_schedule_paused_past_its_time_needs_a_new_time(b: Backend) {
     assert_eq!(s.next_trigger_at, Some(later + Duration::days(1)));
 }
 
+async fn group_schedules_fire_a_group_send_per_occurrence(b: Backend) {
+    let app = no_scheduler(b).await;
+    let m = &app.state.messaging;
+    let u = et_user(&app, "classes").await;
+    let ch = sandbox(&app, &u, "s").await;
+    let c1 = contact(&app, &u, json!({"phone": "0911000501", "first_name": "Abebe"})).await;
+    let c2 = contact(&app, &u, json!({"phone": "0911000502", "first_name": "Bontu"})).await;
+    let g = app.post("/v1/groups").token(&u.token).json(json!({"name": "Class"})).send().await.id();
+    app.post(&format!("/v1/groups/{g}/contacts"))
+        .token(&u.token)
+        .json(json!({"contact_ids": [c1, c2]}))
+        .send()
+        .await
+        .expect(200, None);
+    let v = et_user(&app, "other").await;
+    let v_g = app.post("/v1/groups").token(&v.token).json(json!({"name": "Theirs"})).send().await.id();
+    let day = tomorrow();
+    let base = json!({"name": "Daily class", "channel_id": ch, "send_type": "group", "contact_group_ids": [g],
+        "message_body": "Good morning {FIRST_NAME}", "scheduled_at": format!("{day}T07:00"),
+        "timezone": "Africa/Addis_Ababa", "is_recurring": true, "recurrence_rule": "daily"});
+    let create = |patch: Value| {
+        let mut body = base.clone();
+        body.as_object_mut().unwrap().extend(patch.as_object().unwrap().clone());
+        app.post("/v1/scheduled-messages").token(&u.token).json(body).send()
+    };
+    for (patch, field) in [
+        (json!({"contact_id": c1}), "contact_id"),
+        (json!({"contact_group_ids": [v_g]}), "contact_group_ids"),
+        (json!({"contact_group_ids": []}), "contact_ids"),
+        (json!({"send_type": "single", "delivery_address": "+251911000503"}), "send_type"),
+    ] {
+        let r = create(patch.clone()).await;
+        assert_eq!(r.error_fields(), vec![field], "{patch}: {}", r.body);
+    }
+    let r = create(json!({})).await;
+    r.expect(201, None);
+    let id = r.id();
+    assert_eq!((r.data()["send_type"].as_str(), &r.data()["contact_group_ids"]), (Some("group"), &json!([g])));
+    let t1 = at(&r.data()["next_trigger_at"]);
+    let groups_of = |id: String| {
+        let app = &app;
+        let token = u.token.clone();
+        async move {
+            let r = app
+                .get("/v1/group-messages")
+                .token(&token)
+                .query(&[("filter", format!("scheduled_message_id:eq:{id}")), ("sort", "created_at:asc".into())])
+                .send()
+                .await;
+            r.data().as_array().unwrap().clone()
+        }
+    };
+
+    // Each occurrence creates one queued group message, which fans out to the group.
+    m.fire_due_schedules(t1).await.unwrap();
+    let fired = groups_of(id.clone()).await;
+    assert_eq!(fired.len(), 1);
+    assert_eq!((fired[0]["status"].as_str(), at(&fired[0]["scheduled_at"])), (Some("queued"), t1));
+    let s = app.get(&format!("/v1/scheduled-messages/{id}")).token(&u.token).send().await;
+    assert_eq!(s.data()["last_group_message_id"], fired[0]["id"]);
+    let r = app.get(&format!("/v1/scheduled-messages/{id}/occurrences")).token(&u.token).send().await;
+    r.expect(200, None);
+    assert!(m.fan_out_next(t1).await.unwrap());
+    let gm = fired[0]["id"].as_str().unwrap();
+    let r = app
+        .get(&format!("/v1/messages?filter=group_message_id:eq:{gm}&sort=created_at:asc"))
+        .token(&u.token)
+        .send()
+        .await;
+    let bodies: Vec<&str> = r.data().as_array().unwrap().iter().map(|m| m["message_body"].as_str().unwrap()).collect();
+    assert_eq!(bodies.len(), 2);
+    assert!(bodies.contains(&"Good morning Abebe") && bodies.contains(&"Good morning Bontu"), "{bodies:?}");
+
+    // Two schedulers racing on the next occurrence create one group message; the body's template is reused.
+    let t2 = t1 + Duration::days(1);
+    let (a, b2) = tokio::join!(m.fire_due_schedules(t2), m.fire_due_schedules(t2));
+    a.unwrap();
+    b2.unwrap();
+    let fired = groups_of(id.clone()).await;
+    assert_eq!(fired.len(), 2, "{fired:?}");
+    assert_eq!(fired[0]["template_id"], fired[1]["template_id"]);
+
+    // A new body (edited while paused) is a new template for the occurrences after it.
+    let path = format!("/v1/scheduled-messages/{id}");
+    app.patch(&path).token(&u.token).json(json!({"status": "paused"})).send().await.expect(200, None);
+    let r = app.patch(&path).token(&u.token).json(json!({"message_body": "Class moved, {FIRST_NAME}"})).send().await;
+    r.expect(200, None);
+    app.patch(&path).token(&u.token).json(json!({"status": "pending"})).send().await.expect(200, None);
+    let s = app.get(&path).token(&u.token).send().await;
+    m.fire_due_schedules(at(&s.data()["next_trigger_at"])).await.unwrap();
+    let fired = groups_of(id.clone()).await;
+    assert_eq!(fired.len(), 3);
+    assert_ne!(fired[2]["template_id"], fired[1]["template_id"]);
+    assert_eq!(fired[2]["message_body"], "Class moved, {FIRST_NAME}");
+}
+
+async fn recipient_time_zones_send_each_contact_at_the_wall_time_in_their_zone(b: Backend) {
+    let app = no_scheduler(b).await;
+    let m = &app.state.messaging;
+    let u = et_user(&app, "waves").await;
+    app.patch(&format!("/v1/accounts/{}", u.account_id))
+        .token(&u.token)
+        .json(json!({"timezone": "Africa/Addis_Ababa"}))
+        .send()
+        .await
+        .expect(200, None);
+    let ch = sandbox(&app, &u, "s").await;
+    let mut ids = Vec::new();
+    for (i, zone) in ["America/New_York", "Europe/London", "Asia/Kathmandu", ""].iter().enumerate() {
+        let mut body = json!({"phone": format!("09110006{i:02}"), "first_name": format!("Z{i}")});
+        if !zone.is_empty() {
+            body["timezone"] = json!(zone);
+        }
+        ids.push(contact(&app, &u, body).await);
+    }
+    let r = app
+        .post("/v1/scheduled-messages")
+        .token(&u.token)
+        .json(json!({"name": "Everyone at nine", "channel_id": ch, "send_type": "group", "contact_ids": ids,
+            "message_body": "Good morning", "scheduled_at": "2027-01-15T09:00", "timezone": "Africa/Addis_Ababa",
+            "timezone_mode": "recipient"}))
+        .send()
+        .await;
+    r.expect(201, None);
+    assert_eq!(r.data()["timezone_mode"], "recipient");
+    // It fires when the first zone on Earth (UTC+14) reaches 09:00.
+    let fire = at(&r.data()["next_trigger_at"]);
+    assert_eq!(fire, DateTime::parse_from_rfc3339("2027-01-14T19:00:00Z").unwrap());
+    m.fire_due_schedules(fire).await.unwrap();
+    let groups = app.get("/v1/group-messages").token(&u.token).send().await;
+    let g = groups.data()[0].clone();
+    assert_eq!(g["local_send_time"], "2027-01-15T09:00:00");
+    assert!(m.fan_out_next(fire).await.unwrap());
+    // One send, in waves: each contact at 09:00 in their own zone (the account's when unknown).
+    let gid = g["id"].as_str().unwrap();
+    let r = app.get(&format!("/v1/messages?filter=group_message_id:eq:{gid}")).token(&u.token).send().await;
+    let due: std::collections::HashMap<String, DateTime<Utc>> = r
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["contact_id"].as_str().unwrap().to_string(), at(&m["scheduled_at"])))
+        .collect();
+    let want = ["2027-01-15T14:00:00Z", "2027-01-15T09:00:00Z", "2027-01-15T03:15:00Z", "2027-01-15T06:00:00Z"];
+    for (id, instant) in ids.iter().zip(want) {
+        assert_eq!(due[id], DateTime::parse_from_rfc3339(instant).unwrap(), "{id}");
+    }
+    // Not one is due before its wave: the dispatcher finds nothing at the firing instant.
+    let db = &app.state.db;
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => "SELECT COUNT(*) FROM messages WHERE next_attempt_at < $1",
+        _ => "SELECT COUNT(*) FROM messages WHERE next_attempt_at < ?",
+    };
+    let first_wave = DateTime::parse_from_rfc3339("2027-01-15T03:15:00Z").unwrap().with_timezone(&Utc);
+    let early = db
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(backend, sql, [first_wave.into()]))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap();
+    assert_eq!(early, 0);
+}
+
+async fn a_schedule_whose_rule_no_longer_reads_fails_instead_of_staying_due(b: Backend) {
+    let app = no_scheduler(b).await;
+    let u = et_user(&app, "corrupt").await;
+    let ch = sandbox(&app, &u, "s").await;
+    let r = app
+        .post("/v1/scheduled-messages")
+        .token(&u.token)
+        .json(json!({"name": "daily", "channel_id": ch, "delivery_address": "+251911000402", "message_body": "Hi",
+            "scheduled_at": format!("{}T09:00", tomorrow()), "timezone": "Africa/Addis_Ababa",
+            "is_recurring": true, "recurrence_rule": "daily"}))
+        .send()
+        .await;
+    let (id, due) = (r.id(), at(&r.data()["next_trigger_at"]));
+    app.state.db.execute_unprepared("UPDATE scheduled_messages SET recurrence_rule = 'cron:not a rule'").await.unwrap();
+    assert_eq!(app.state.messaging.fire_due_schedules(due).await.unwrap(), 1);
+    let s = app.get(&format!("/v1/scheduled-messages/{id}")).token(&u.token).send().await;
+    assert_eq!(s.data()["status"], "failed", "{}", s.body);
+    assert!(s.data()["last_error"].as_str().unwrap().contains("cannot be read"), "{}", s.body);
+    assert_eq!((&s.data()["next_trigger_at"], s.data()["trigger_count"].as_i64()), (&Value::Null, Some(0)));
+    assert_eq!(
+        app.state.messaging.fire_due_schedules(due + Duration::days(1)).await.unwrap(),
+        0,
+        "it is not due any more"
+    );
+    assert!(sent_by(&app, &u, &id).await.is_empty());
+}
+
 both_backends!(
+    a_schedule_whose_rule_no_longer_reads_fails_instead_of_staying_due,
+    recipient_time_zones_send_each_contact_at_the_wall_time_in_their_zone,
+    group_schedules_fire_a_group_send_per_occurrence,
     a_one_time_schedule_paused_past_its_time_needs_a_new_time,
     schedules_validate_edit_and_list_occurrences,
     the_scheduler_fires_each_occurrence_once,

@@ -8,6 +8,11 @@ use uuid::Uuid;
 
 /// A local server in the Telegram Bot API format, one worker (it shares the two cores with the client).
 pub(crate) fn telegram_format_server() -> (String, actix_web::dev::ServerHandle) {
+    telegram_format_server_on(0)
+}
+
+/// [`telegram_format_server`] on a given port (0: any).
+pub(crate) fn telegram_format_server_on(port: u16) -> (String, actix_web::dev::ServerHandle) {
     use actix_web::{App, HttpResponse, HttpServer, web};
     let server = HttpServer::new(|| {
         App::new().default_service(web::to(|body: web::Bytes| async move {
@@ -17,7 +22,7 @@ pub(crate) fn telegram_format_server() -> (String, actix_web::dev::ServerHandle)
         }))
     })
     .workers(1)
-    .bind(("127.0.0.1", 0))
+    .bind(("127.0.0.1", port))
     .expect("bind")
     .disable_signals();
     let port = server.addrs()[0].port();

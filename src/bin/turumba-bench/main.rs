@@ -10,6 +10,7 @@
 //! cargo run --release --bin turumba-bench -- smpp --sends 20000 --concurrency 64
 //! cargo run --release --bin turumba-bench -- dispatch --database sqlite --rate 1000 --seconds 10
 //! cargo run --release --bin turumba-bench -- schedules --database sqlite --count 10000
+//! benches/groups.sh both 100000   # group-send and telegram-server against real server processes
 //! ```
 //!
 //! ```text
@@ -28,6 +29,7 @@ mod adapters;
 mod contacts;
 mod dispatch;
 mod events;
+mod groups;
 mod load;
 mod schedules;
 mod smpp;
@@ -70,6 +72,13 @@ enum Cli {
     /// Accept → sent latency: `POST /v1/messages` at a fixed rate into the real application, a Telegram
     /// channel pointed at a local Telegram-format server.
     Dispatch(dispatch::DispatchArgs),
+    /// One group message to N recipients against a running server (see `benches/groups.sh`).
+    GroupSend(groups::GroupSendArgs),
+    /// A Telegram-format provider server on its own (for `group-send`).
+    TelegramServer {
+        #[arg(long, default_value_t = 18900)]
+        port: u16,
+    },
     /// Schedules all due at one instant: how long until every one fired, and each one's lateness.
     Schedules(schedules::SchedulesArgs),
     /// The benchmark SMSC on its own (any bind accepted, every submit_sm answered and counted).
@@ -98,6 +107,8 @@ async fn main() {
         Cli::Smpp { sends, concurrency } => smpp::bench_smpp(sends, concurrency).await,
         Cli::Dispatch(args) => dispatch::run(args).await,
         Cli::Schedules(args) => schedules::run(args).await,
+        Cli::GroupSend(args) => groups::run(args).await,
+        Cli::TelegramServer { port } => groups::serve_telegram(port).await,
         Cli::Smsc { port } => smpp::serve_smsc(port).await,
         Cli::HttpLoad(args) => load::run(args).await,
     }

@@ -73,6 +73,8 @@ pub(super) struct Composer {
     channels: Vec<(Channel, ChannelType)>,
     preferred: bool,
     scheduled_at: Option<DateTime<Utc>>,
+    /// Each message due at this wall time in its contact's zone (else the account's).
+    local_send_time: Option<chrono::NaiveDateTime>,
 }
 
 /// The audience a group message names.
@@ -154,6 +156,13 @@ impl Composer {
         row.attachments = Set(self.template.attachments.clone());
         row.metadata = Set(Value::Object(metadata));
         row.scheduled_at = Set(self.scheduled_at);
+        if let Some(wall) = self.local_send_time {
+            // The contact's wave: the wall time in their zone (a time the clocks skip: when the gap ends).
+            let zone = recipient_zone(Some(&c), &self.account_zone).unwrap_or(chrono_tz::UTC);
+            let due = super::recurrence::resolve(zone, wall);
+            row.scheduled_at = Set(Some(due));
+            row.next_attempt_at = Set(Some(Ord::max(due, now)));
+        }
         match row.try_into_model() {
             Ok(m) => Composed::Message(Box::new(m)),
             Err(e) => skip(format!("internal: {e}")),
@@ -230,6 +239,7 @@ impl Messaging {
             channels,
             preferred: g.channel_strategy == ChannelStrategy::Preferred,
             scheduled_at: g.scheduled_at,
+            local_send_time: g.local_send_time,
         })
     }
 

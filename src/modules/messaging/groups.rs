@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::entity::group_message::{self, ChannelStrategy, GroupStatus};
 use super::entity::group_message_skip;
+use super::entity::scheduled_message;
 use super::fanout::{Composed, FANOUT_BATCH, audience_of, ids};
 use super::group_store::{self, Tallies};
 use super::messages::MAX_BODY_CHARS;
@@ -139,7 +140,7 @@ fn json_ids(v: &Option<Vec<Uuid>>) -> Value {
 }
 
 /// A validated send, as the row will hold it.
-struct Checked {
+pub(super) struct Checked {
     name: String,
     strategy: ChannelStrategy,
 }
@@ -180,6 +181,7 @@ fn group_row(
         fanout_after: Set(None),
         fanout_lease_until: Set(None),
         scheduled_at: Set(new.scheduled_at.map(|t| t.trunc_subsecs(6))),
+        local_send_time: Set(None),
         started_at: Set(None),
         completed_at: Set(None),
         scheduled_message_id: Set(None),
@@ -191,9 +193,39 @@ fn group_row(
     }
 }
 
+/// The queued group message an occurrence (`at`) of a group schedule creates, on behalf of the
+/// schedule's creator; `local` is the occurrence's wall time when each recipient gets it in their own
+/// time zone.
+pub(super) fn occurrence_group(
+    scope: AccountScope,
+    sender: &CurrentUser,
+    s: &scheduled_message::Model,
+    at: DateTime<Utc>,
+    local: Option<chrono::NaiveDateTime>,
+) -> AppResult<group_message::Model> {
+    let template_id = s.template_id.ok_or_else(|| AppError::conflict("the group schedule has no template"))?;
+    let list = |v: &Value| Some(ids(v));
+    let input = NewGroupMessage {
+        channel_id: Some(s.channel_id),
+        message_body: s.message_body.clone(),
+        custom_values: s.custom_values.as_object().cloned(),
+        contact_group_ids: list(&s.contact_group_ids),
+        segment_ids: list(&s.segment_ids),
+        contact_ids: list(&s.contact_ids),
+        exclude_contact_ids: list(&s.exclude_contact_ids),
+        ..Default::default()
+    };
+    let checked = Checked { name: s.name.clone(), strategy: ChannelStrategy::Fixed };
+    let mut row = group_row(scope, sender, Uuid::now_v7(), checked, &input, template_id, GroupStatus::Queued);
+    row.scheduled_message_id = Set(Some(s.id));
+    row.scheduled_at = Set(Some(at));
+    row.local_send_time = Set(local);
+    Ok(row.try_into_model()?)
+}
+
 impl Messaging {
     /// Validates a whole send (every field named; nothing written), as `new` will be stored.
-    async fn check_group(&self, scope: AccountScope, new: &NewGroupMessage) -> AppResult<Checked> {
+    pub(super) async fn check_group(&self, scope: AccountScope, new: &NewGroupMessage) -> AppResult<Checked> {
         let name = new.name.as_deref().map(str::trim).unwrap_or_default();
         if name.is_empty() || name.chars().count() > 200 {
             return Err(field("name", "give a name of 1 to 200 characters"));

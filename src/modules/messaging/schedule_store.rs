@@ -118,6 +118,7 @@ pub struct MoveOn {
     pub last_triggered_at: Option<DateTime<Utc>>,
     pub trigger_count: i32,
     pub last_message_id: Option<Uuid>,
+    pub last_group_message_id: Option<Uuid>,
     pub last_error: Option<String>,
 }
 
@@ -131,7 +132,7 @@ pub async fn move_schedules_on<C: ConnectionTrait>(
         return Ok(Default::default());
     }
     let backend = db.get_database_backend();
-    const CASTS: [&str; 10] = [
+    const CASTS: [&str; 11] = [
         "uuid",
         "timestamptz",
         "timestamptz",
@@ -140,6 +141,7 @@ pub async fn move_schedules_on<C: ConnectionTrait>(
         "timestamptz",
         "timestamptz",
         "int",
+        "uuid",
         "uuid",
         "text",
     ];
@@ -157,6 +159,7 @@ pub async fn move_schedules_on<C: ConnectionTrait>(
             m.last_triggered_at.into(),
             m.trigger_count.into(),
             m.last_message_id.into(),
+            m.last_group_message_id.into(),
             m.last_error.clone().into(),
         ]);
         let params: Vec<String> = CASTS
@@ -170,11 +173,13 @@ pub async fn move_schedules_on<C: ConnectionTrait>(
         rows.push(format!("({})", params.join(", ")));
     }
     let sql = format!(
-        "WITH v(id, due, seen, next, status, updated_at, last_triggered_at, trigger_count, last_message_id, last_error) \
+        "WITH v(id, due, seen, next, status, updated_at, last_triggered_at, trigger_count, last_message_id, \
+         last_group_message_id, last_error) \
          AS (VALUES {}) \
          UPDATE scheduled_messages SET next_trigger_at = v.next, status = v.status, updated_at = v.updated_at, \
          last_triggered_at = v.last_triggered_at, trigger_count = v.trigger_count, \
-         last_message_id = v.last_message_id, last_error = v.last_error \
+         last_message_id = v.last_message_id, last_group_message_id = v.last_group_message_id, \
+         last_error = v.last_error \
          FROM v WHERE scheduled_messages.id = v.id AND scheduled_messages.next_trigger_at = v.due \
          AND scheduled_messages.updated_at = v.seen RETURNING scheduled_messages.id",
         rows.join(", ")

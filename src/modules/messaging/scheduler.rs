@@ -32,9 +32,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use super::entity::group_message;
 use super::entity::message;
 use super::entity::schedule_occurrence;
-use super::entity::scheduled_message::{self, MisfirePolicy, ScheduleStatus};
+use super::entity::scheduled_message::{self, MisfirePolicy, ScheduleStatus, SendType, TimezoneMode};
 use super::messages::emit_dispatch;
 use super::schedule_store;
 use super::schedules::{send_of, timing_of};
@@ -56,6 +57,8 @@ const MESSAGE_CHUNK: usize = 256;
 /// What one due schedule comes to.
 enum Fired {
     Sent(Box<message::Model>),
+    /// A group schedule's occurrence: a queued group message.
+    Group(Box<group_message::Model>),
     Failed(String),
     Skipped,
 }
@@ -142,7 +145,15 @@ impl Messaging {
     /// or none (`skip`); and builds the send.
     async fn plan(&self, s: scheduled_message::Model, now: DateTime<Utc>, cx: &LookContext) -> AppResult<Plan> {
         let due = s.next_trigger_at.ok_or_else(|| AppError::internal("a due schedule without a due time"))?;
-        let timing = timing_of(&s)?;
+        let timing = match timing_of(&s) {
+            Ok(t) => t,
+            // A rule or zone that no longer reads (a row edited by hand, a zone a newer tz database
+            // dropped): the schedule fails with the reason instead of staying due forever.
+            Err(e) => {
+                let fired = Fired::Failed(format!("the schedule's timing cannot be read: {e}"));
+                return Ok(Plan { s, due, occurrence: None, next: None, fired });
+            }
+        };
         let missed = (now - due).num_seconds() > MISFIRE_GRACE_SECS;
         let occurrence = match (missed, s.misfire_policy) {
             (false, _) => Some(due),
@@ -154,6 +165,10 @@ impl Messaging {
         let next = timing.next_after(if missed { now } else { due });
         let fired = match occurrence {
             None => Fired::Skipped,
+            Some(at) if s.send_type == SendType::Group => match self.build_group_occurrence(&s, at, cx).await {
+                Ok(row) => Fired::Group(Box::new(row)),
+                Err(e) => Fired::Failed(e),
+            },
             Some(at) => match self.build_scheduled(&s, at, cx).await {
                 Ok(row) => Fired::Sent(Box::new(row)),
                 Err(e) => Fired::Failed(e),
@@ -171,13 +186,15 @@ impl Messaging {
         let mut moves = Vec::with_capacity(plans.len());
         for p in plans {
             let s = &p.s;
-            let fired = !matches!(p.fired, Fired::Skipped);
+            // An occurrence fired (sent or failed); a skipped one or an unreadable schedule did not.
+            let fired = p.occurrence.is_some() && !matches!(p.fired, Fired::Skipped);
             moves.push(schedule_store::MoveOn {
                 id: s.id,
                 due: p.due,
                 seen: s.updated_at,
                 next: p.next,
                 status: match (&p.fired, p.next, s.is_recurring) {
+                    (Fired::Failed(_), None, _) if p.occurrence.is_none() => ScheduleStatus::Failed,
                     (_, Some(_), _) => ScheduleStatus::Triggered,
                     (Fired::Failed(_), None, false) => ScheduleStatus::Failed,
                     (_, None, _) => ScheduleStatus::Completed,
@@ -189,8 +206,12 @@ impl Messaging {
                     Fired::Sent(m) => Some(m.id),
                     _ => s.last_message_id,
                 },
+                last_group_message_id: match &p.fired {
+                    Fired::Group(g) => Some(g.id),
+                    _ => s.last_group_message_id,
+                },
                 last_error: match &p.fired {
-                    Fired::Sent(_) => None,
+                    Fired::Sent(_) | Fired::Group(_) => None,
                     Fired::Failed(r) => Some(r.clone()),
                     Fired::Skipped => s.last_error.clone(),
                 },
@@ -201,13 +222,19 @@ impl Messaging {
         let moved = schedule_store::move_schedules_on(&txn, &moves).await?;
         let mut occurrences = Vec::new();
         let mut messages = Vec::new();
+        let mut groups = Vec::new();
         let mut bus = EventBus::new(EventMeta { user_id: None, request_id: None });
         for p in plans.iter().filter(|p| moved.contains(&p.s.id)) {
             let s = &p.s;
             let (outcome, message_id, error) = match &p.fired {
                 Fired::Sent(m) => ("sent", Some(m.id), None),
+                Fired::Group(_) => ("sent", None, None),
                 Fired::Failed(r) => ("failed", None, Some(r.clone())),
                 Fired::Skipped => ("skipped", None, None),
+            };
+            let group_message_id = match &p.fired {
+                Fired::Group(g) => Some(g.id),
+                _ => None,
             };
             if let Some(at) = p.occurrence {
                 occurrences.push(schedule_occurrence::ActiveModel {
@@ -217,13 +244,26 @@ impl Messaging {
                     occurrence_at: Set(at),
                     outcome: Set(outcome.into()),
                     message_id: Set(message_id),
-                    group_message_id: Set(None),
+                    group_message_id: Set(group_message_id),
                     error: Set(error),
                     created_at: Set(Utc::now()),
                 });
             }
-            if let Fired::Sent(m) = &p.fired {
-                messages.push(&**m);
+            match &p.fired {
+                Fired::Sent(m) => messages.push(&**m),
+                Fired::Group(g) => {
+                    for topic in ["group_message.created", "group_message.queued"] {
+                        bus.emit(
+                            topic,
+                            "group_message",
+                            g.id,
+                            Some(g.account_id),
+                            json!({ "scheduled_message_id": s.id }),
+                        );
+                    }
+                    groups.push((**g).clone().into_active_model());
+                }
+                _ => {}
             }
             bus.emit(
                 "scheduled_message.triggered",
@@ -240,9 +280,16 @@ impl Messaging {
             let rows = chunk.iter().map(|m| (*m).clone().into_active_model());
             message::Entity::insert_many(rows).exec_without_returning(&txn).await?;
         }
+        let fans_out = !groups.is_empty();
+        if fans_out {
+            group_message::Entity::insert_many(groups).exec_without_returning(&txn).await?;
+        }
         emit_dispatch(&mut bus, messages);
         self.events.commit(txn, bus).await?;
         self.dispatch_wake.notify_one();
+        if fans_out {
+            self.fanout_wake.notify_one();
+        }
         Ok(())
     }
 
@@ -268,6 +315,39 @@ impl Messaging {
         row.scheduled_message_id = Set(Some(s.id));
         row.scheduled_at = Set(Some(at));
         row.try_into_model().map_err(|e| e.to_string())
+    }
+
+    /// The group message an occurrence of a group schedule creates, on behalf of the schedule's creator
+    /// (its recipients are resolved by the fan-out).
+    async fn build_group_occurrence(
+        &self,
+        s: &scheduled_message::Model,
+        at: DateTime<Utc>,
+        cx: &LookContext,
+    ) -> Result<group_message::Model, String> {
+        let creator = s.created_by_user_id.ok_or("the schedule has no creator")?;
+        let (scope, sender) = match cx.senders.get(&(s.account_id, creator)) {
+            Some(Ok(found)) => found,
+            Some(Err(reason)) => return Err(reason.clone()),
+            None => return Err("the schedule's creator could not be read".into()),
+        };
+        match cx.channels.get(&(s.account_id, s.channel_id)) {
+            Some(Ok(c)) if c.is_enabled => {}
+            Some(Ok(_)) => return Err("channel_id: the channel is disabled".into()),
+            Some(Err(reason)) => return Err(reason.clone()),
+            None => return Err("the schedule's channel could not be read".into()),
+        }
+        if let Some(t) = s.template_id {
+            match self.get_template(*scope, t).await {
+                Ok(t) if t.is_active => {}
+                Ok(_) => return Err("template_id: the template is not active".into()),
+                Err(e) => return Err(format!("template_id: {}", reason(&e))),
+            }
+        }
+        // Recipient time zones: the occurrence's wall time travels with the send (see `schedules`).
+        let local = (s.timezone_mode == TimezoneMode::Recipient)
+            .then(|| at.with_timezone(&super::schedules::firing_zone(chrono_tz::UTC, s.timezone_mode)).naive_local());
+        super::groups::occurrence_group(*scope, sender, s, at, local).map_err(|e| reason(&e))
     }
 
     /// Runs the scheduler until `shutdown`.

@@ -4,8 +4,15 @@
 //! occurrence; the scheduler ([`super::scheduler`]) fires it. Edits only while `pending` or `paused`;
 //! `PATCH {status}` pauses, resumes (the next occurrence recomputed from now) or cancels.
 //!
-//! Not yet (501): group schedules (`send_type: group`, which need group messages) and
-//! `timezone_mode: recipient`.
+//! A group schedule (`send_type: group`) creates a queued group message at each occurrence; its
+//! recipients are validated as a group send's are, and a `message_body` becomes an auto-generated
+//! template when the schedule is saved (each occurrence's group message uses it).
+//!
+//! `timezone_mode: recipient` (group schedules): each recipient gets the send at the schedule's wall time
+//! in their own zone (the account's when unknown). The schedule fires when the first zone on Earth
+//! (UTC+14) reaches the wall time, creating one group message that carries the wall time; the fan-out
+//! makes each message due at that wall time in its contact's zone, so the dispatcher sends the send in
+//! per-zone waves.
 
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use chrono_tz::Tz;
@@ -16,6 +23,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::entity::scheduled_message::{self, MisfirePolicy, ScheduleStatus, SendType, TimezoneMode};
+use super::groups::NewGroupMessage;
 use super::messages::NewMessage;
 use super::recurrence::{Recurrence, Timing, time_zone};
 use super::schedule_store;
@@ -38,16 +46,23 @@ pub struct NewSchedule {
     pub message_body: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub custom_values: Option<Map<String, Value>>,
-    /// `single` (default); `group` is not available yet (501).
+    /// `single` (default) or `group`.
     pub send_type: Option<String>,
+    /// `single`: the recipient (an address, or a contact).
     pub delivery_address: Option<String>,
     pub contact_id: Option<Uuid>,
+    /// `group`: the recipients, as a group message names them.
+    pub contact_group_ids: Option<Vec<Uuid>>,
+    pub segment_ids: Option<Vec<Uuid>>,
+    pub contact_ids: Option<Vec<Uuid>>,
+    pub exclude_contact_ids: Option<Vec<Uuid>>,
     /// Local wall time in `timezone` (`2026-12-01T09:00`), or an RFC 3339 instant (turned into the
     /// wall time it is in `timezone`).
     pub scheduled_at: Option<String>,
     /// IANA zone; default the account's.
     pub timezone: Option<String>,
-    /// `fixed` (default); `recipient` is not available yet (501).
+    /// `fixed` (default): everyone at `scheduled_at` in `timezone`; `recipient` (group schedules): each
+    /// recipient at that wall time in their own zone.
     pub timezone_mode: Option<String>,
     pub is_recurring: Option<bool>,
     /// `daily`, `weekly:mon,wed,fri`, `monthly:1,15` or `cron:<expression>` (5 fields accepted).
@@ -64,6 +79,8 @@ pub struct NewSchedule {
 
 /// A schedule's validated timing and the occurrence it fires next.
 struct Settled {
+    group: bool,
+    mode: TimezoneMode,
     wall: NaiveDateTime,
     tz: Tz,
     rule: Option<Recurrence>,
@@ -87,9 +104,18 @@ fn wall_time(raw: &str, tz: Tz) -> Result<NaiveDateTime, String> {
         .ok_or_else(|| "give a local time such as 2026-12-01T09:00, or an RFC 3339 instant".into())
 }
 
+/// The zone a schedule's occurrences are reckoned in: its own, or for recipient time zones the first
+/// zone to reach a wall time (UTC+14; each recipient's own instant comes in the fan-out).
+pub(super) fn firing_zone(tz: Tz, mode: TimezoneMode) -> Tz {
+    match mode {
+        TimezoneMode::Fixed => tz,
+        TimezoneMode::Recipient => chrono_tz::Etc::GMTMinus14,
+    }
+}
+
 /// The timing a stored schedule fires by.
 pub(super) fn timing_of(s: &scheduled_message::Model) -> AppResult<Timing> {
-    let tz = time_zone(&s.timezone).map_err(AppError::internal)?;
+    let tz = firing_zone(time_zone(&s.timezone).map_err(AppError::internal)?, s.timezone_mode);
     let recurrence = match (&s.recurrence_rule, s.is_recurring) {
         (Some(r), true) => Some(Recurrence::parse(r).map_err(AppError::internal)?),
         _ => None,
@@ -111,21 +137,24 @@ impl Messaging {
         s: &NewSchedule,
         now: DateTime<Utc>,
     ) -> AppResult<Settled> {
-        match s.send_type.as_deref().unwrap_or("single") {
-            "single" => {}
-            "group" => return Err(AppError::NotImplemented("group schedules come with group messages".into())),
+        let group = match s.send_type.as_deref().unwrap_or("single") {
+            "single" => false,
+            "group" => true,
             _ => return Err(field("send_type", "give single or group")),
-        }
-        match s.timezone_mode.as_deref().unwrap_or("fixed") {
-            "fixed" => {}
-            "recipient" => {
-                return Err(AppError::NotImplemented("timezone_mode recipient comes with group schedules".into()));
-            }
-            _ => return Err(field("timezone_mode", "give fixed or recipient")),
+        };
+        let mode = match s.timezone_mode.as_deref() {
+            None => TimezoneMode::Fixed,
+            Some(m) => TimezoneMode::parse(m).ok_or_else(|| field("timezone_mode", "give fixed or recipient"))?,
+        };
+        if mode == TimezoneMode::Recipient && !group {
+            return Err(field("timezone_mode", "recipient time zones need send_type group"));
         }
         let name = s.name.as_deref().map(str::trim).unwrap_or_default();
         if name.is_empty() || name.chars().count() > 200 {
             return Err(field("name", "give a name of 1 to 200 characters"));
+        }
+        if s.metadata.as_ref().is_some_and(|m| serde_json::to_vec(m).map_or(0, |b| b.len()) > 16 * 1024) {
+            return Err(field("metadata", "must be at most 16 KiB of JSON"));
         }
         if s.channel_id.is_none() {
             return Err(field("channel_id", "required"));
@@ -147,8 +176,9 @@ impl Messaging {
             None => MisfirePolicy::FireOnce,
             Some(p) => MisfirePolicy::parse(p).ok_or_else(|| field("misfire_policy", "give fire_once or skip"))?,
         };
-        let timing = Timing { start: wall, tz, recurrence: rule.clone(), end: s.recurrence_end_at };
-        let first = super::recurrence::resolve(tz, wall);
+        let fires_in = firing_zone(tz, mode);
+        let timing = Timing { start: wall, tz: fires_in, recurrence: rule.clone(), end: s.recurrence_end_at };
+        let first = super::recurrence::resolve(fires_in, wall);
         if let Some(end) = s.recurrence_end_at
             && end < first
         {
@@ -162,8 +192,23 @@ impl Messaging {
             return Err(field("recurrence_rule", "no occurrence is left after now"));
         }
         // The send it will make, validated as a send now (nothing written).
-        self.prepare_message(scope, sender, send_of_input(s)).await?;
-        Ok(Settled { wall, tz, rule, misfire, next })
+        if group {
+            for (name, given) in
+                [("contact_id", s.contact_id.is_some()), ("delivery_address", s.delivery_address.is_some())]
+            {
+                if given {
+                    return Err(field(name, "a group schedule names contact_group_ids, segment_ids or contact_ids"));
+                }
+            }
+            self.check_group(scope, &group_of_input(s)).await?;
+        } else {
+            let lists = [&s.contact_group_ids, &s.segment_ids, &s.contact_ids, &s.exclude_contact_ids];
+            if lists.iter().any(|l| l.as_ref().is_some_and(|l| !l.is_empty())) {
+                return Err(field("send_type", "give send_type group to name groups, segments or several contacts"));
+            }
+            self.prepare_message(scope, sender, send_of_input(s)).await?;
+        }
+        Ok(Settled { group, mode, wall, tz, rule, misfire, next })
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
@@ -179,24 +224,27 @@ impl Messaging {
         }
         let settled = self.settle(scope, sender, &new, now).await?;
         let now = now.trunc_subsecs(6);
+        let id = Uuid::now_v7();
+        let txn = crate::db::begin_write(&self.db).await?;
+        let template_id = self.group_template(&txn, scope, sender, &settled, &new, None).await?;
         let row = scheduled_message::ActiveModel {
-            id: Set(Uuid::now_v7()),
+            id: Set(id),
             account_id: Set(scope.account_id()),
-            name: Set(new.name.unwrap_or_default().trim().to_string()),
+            name: Set(new.name.clone().unwrap_or_default().trim().to_string()),
             channel_id: Set(new.channel_id.unwrap_or_default()),
-            template_id: Set(new.template_id),
+            template_id: Set(template_id),
             message_body: Set(new.message_body),
             custom_values: Set(Value::Object(new.custom_values.unwrap_or_default())),
-            send_type: Set(SendType::Single),
+            send_type: Set(if settled.group { SendType::Group } else { SendType::Single }),
             delivery_address: Set(new.delivery_address),
             contact_id: Set(new.contact_id),
-            contact_group_ids: Set(json!([])),
-            segment_ids: Set(json!([])),
-            contact_ids: Set(json!([])),
-            exclude_contact_ids: Set(json!([])),
+            contact_group_ids: Set(json_ids(&new.contact_group_ids)),
+            segment_ids: Set(json_ids(&new.segment_ids)),
+            contact_ids: Set(json_ids(&new.contact_ids)),
+            exclude_contact_ids: Set(json_ids(&new.exclude_contact_ids)),
             scheduled_at: Set(settled.wall),
             timezone: Set(settled.tz.name().to_string()),
-            timezone_mode: Set(TimezoneMode::Fixed),
+            timezone_mode: Set(settled.mode),
             is_recurring: Set(settled.rule.is_some()),
             recurrence_rule: Set(settled.rule.as_ref().map(Recurrence::normalised)),
             recurrence_end_at: Set(new.recurrence_end_at),
@@ -213,7 +261,6 @@ impl Messaging {
             created_at: Set(now),
             updated_at: Set(now),
         };
-        let txn = crate::db::begin_write(&self.db).await?;
         let created = row.insert(&txn).await?;
         self.commit_changed(txn, &created).await?;
         Ok(created)
@@ -257,15 +304,24 @@ impl Messaging {
             }
             let merged = merge(&current, edits);
             let settled = self.settle(scope, sender, &merged, now).await?;
-            active.name = Set(merged.name.unwrap_or_default().trim().to_string());
+            let txn = crate::db::begin_write(&self.db).await?;
+            let template_id = self.group_template(&txn, scope, sender, &settled, &merged, Some(&current)).await?;
+            txn.commit().await?;
+            active.name = Set(merged.name.clone().unwrap_or_default().trim().to_string());
             active.channel_id = Set(merged.channel_id.unwrap_or_default());
-            active.template_id = Set(merged.template_id);
-            active.message_body = Set(merged.message_body);
+            active.template_id = Set(template_id);
+            active.message_body = Set(merged.message_body.clone());
+            active.send_type = Set(if settled.group { SendType::Group } else { SendType::Single });
+            active.contact_group_ids = Set(json_ids(&merged.contact_group_ids));
+            active.segment_ids = Set(json_ids(&merged.segment_ids));
+            active.contact_ids = Set(json_ids(&merged.contact_ids));
+            active.exclude_contact_ids = Set(json_ids(&merged.exclude_contact_ids));
             active.custom_values = Set(Value::Object(merged.custom_values.unwrap_or_default()));
             active.delivery_address = Set(merged.delivery_address);
             active.contact_id = Set(merged.contact_id);
             active.scheduled_at = Set(settled.wall);
             active.timezone = Set(settled.tz.name().to_string());
+            active.timezone_mode = Set(settled.mode);
             active.is_recurring = Set(settled.rule.is_some());
             active.recurrence_rule = Set(settled.rule.as_ref().map(Recurrence::normalised));
             active.recurrence_end_at = Set(merged.recurrence_end_at);
@@ -282,7 +338,9 @@ impl Messaging {
             }
             Some("pending") if status == ScheduleStatus::Paused => {
                 let s = active.clone().try_into_model()?;
-                let next = timing_of(&s)?.next_after(now);
+                // From now, and never at or before an occurrence already fired.
+                let from = s.last_triggered_at.map_or(now, |last| Ord::max(last, now));
+                let next = timing_of(&s)?.next_after(from);
                 if next.is_none() && !s.is_recurring {
                     return Err(AppError::conflict(
                         "its time passed while it was paused; give a new scheduled_at to resume it",
@@ -349,6 +407,64 @@ impl Messaging {
     }
 }
 
+/// The group send of a group schedule being created or edited.
+fn group_of_input(s: &NewSchedule) -> NewGroupMessage {
+    NewGroupMessage {
+        name: s.name.clone(),
+        channel_id: s.channel_id,
+        channel_strategy: None,
+        template_id: s.template_id,
+        message_body: s.message_body.clone(),
+        custom_values: s.custom_values.clone(),
+        contact_group_ids: s.contact_group_ids.clone(),
+        segment_ids: s.segment_ids.clone(),
+        contact_ids: s.contact_ids.clone(),
+        exclude_contact_ids: s.exclude_contact_ids.clone(),
+        scheduled_at: None,
+        metadata: None,
+        status: None,
+    }
+}
+
+fn json_ids(v: &Option<Vec<Uuid>>) -> Value {
+    let mut list = v.clone().unwrap_or_default();
+    list.sort_unstable();
+    list.dedup();
+    json!(list)
+}
+
+impl Messaging {
+    /// The template a schedule stores: the one it names; for a group schedule given a body, an
+    /// auto-generated template of that body (the current one while the body is unchanged).
+    async fn group_template(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        scope: AccountScope,
+        sender: &CurrentUser,
+        settled: &Settled,
+        s: &NewSchedule,
+        current: Option<&scheduled_message::Model>,
+    ) -> AppResult<Option<Uuid>> {
+        let (true, Some(body)) = (settled.group, &s.message_body) else { return Ok(s.template_id) };
+        if let Some(c) = current
+            && c.message_body.as_ref() == Some(body)
+            && c.template_id.is_some()
+        {
+            return Ok(c.template_id);
+        }
+        let name = s.name.as_deref().unwrap_or_default().trim();
+        let t = super::templates::auto_template(
+            scope,
+            Some(sender.id),
+            Uuid::now_v7(),
+            name,
+            body.clone(),
+            "message_body",
+        )?;
+        Ok(Some(t.insert(txn).await?.id))
+    }
+}
+
 /// The send of a schedule being created or edited.
 fn send_of_input(s: &NewSchedule) -> NewMessage {
     NewMessage {
@@ -367,9 +483,12 @@ fn send_of_input(s: &NewSchedule) -> NewMessage {
 /// body and a body given replaces the stored template (a send has exactly one of them).
 fn merge(s: &scheduled_message::Model, p: NewSchedule) -> NewSchedule {
     let (template_id, message_body) = match (p.template_id, p.message_body) {
+        // A group schedule made from a body holds the body and its auto-generated template: the body.
+        (None, None) if s.message_body.is_some() => (None, s.message_body.clone()),
         (None, None) => (s.template_id, s.message_body.clone()),
         given => given,
     };
+    let list = |given: Option<Vec<Uuid>>, stored: &Value| given.or_else(|| Some(super::fanout::ids(stored)));
     NewSchedule {
         name: p.name.or(Some(s.name.clone())),
         channel_id: p.channel_id.or(Some(s.channel_id)),
@@ -379,6 +498,10 @@ fn merge(s: &scheduled_message::Model, p: NewSchedule) -> NewSchedule {
         send_type: p.send_type.or(Some(s.send_type.as_str().into())),
         delivery_address: p.delivery_address.or(s.delivery_address.clone()),
         contact_id: p.contact_id.or(s.contact_id),
+        contact_group_ids: list(p.contact_group_ids, &s.contact_group_ids),
+        segment_ids: list(p.segment_ids, &s.segment_ids),
+        contact_ids: list(p.contact_ids, &s.contact_ids),
+        exclude_contact_ids: list(p.exclude_contact_ids, &s.exclude_contact_ids),
         scheduled_at: p.scheduled_at.or(Some(s.scheduled_at.format("%Y-%m-%dT%H:%M:%S").to_string())),
         timezone: p.timezone.or(Some(s.timezone.clone())),
         timezone_mode: p.timezone_mode.or(Some(s.timezone_mode.as_str().into())),

@@ -167,12 +167,20 @@ pub async fn identities_among<C: ConnectionTrait>(
     if pairs.is_empty() {
         return Ok(Vec::new());
     }
-    let mut any = sea_orm::Condition::any();
+    // One `channel_type = ? AND identity IN (…)` per type: each is a range of the primary key
+    // (account_id, channel_type, identity). An OR of one (type, identity) pair per row made SQLite scan
+    // the account's identities once per batch (an import of 100,000 contacts with Telegram ids took
+    // minutes instead of seconds).
+    let mut by_type: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
     for (k, v) in pairs {
+        by_type.entry(k.as_str()).or_default().push(v.as_str());
+    }
+    let mut any = sea_orm::Condition::any();
+    for (k, values) in by_type {
         any = any.add(
             sea_orm::Condition::all()
-                .add(contact_identity::Column::ChannelType.eq(k.clone()))
-                .add(contact_identity::Column::Identity.eq(v.clone())),
+                .add(contact_identity::Column::ChannelType.eq(k))
+                .add(contact_identity::Column::Identity.is_in(values)),
         );
     }
     Ok(contact_identity::Entity::find()

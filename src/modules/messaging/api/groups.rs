@@ -61,6 +61,9 @@ pub struct GroupMessageDto {
     /// Every recipient has its message or its skip.
     pub fanout_done: bool,
     pub scheduled_at: Option<DateTime<Utc>>,
+    /// A recipient-time-zone schedule's wall time (`2026-12-01T09:00:00`): each message is due then in
+    /// its contact's zone.
+    pub local_send_time: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub scheduled_message_id: Option<Uuid>,
@@ -105,6 +108,7 @@ impl From<group_message::Model> for GroupMessageDto {
             status: g.status.as_str().into(),
             fanout_done: g.fanout_done,
             scheduled_at: g.scheduled_at,
+            local_send_time: g.local_send_time.map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string()),
             started_at: g.started_at,
             completed_at: g.completed_at,
             scheduled_message_id: g.scheduled_message_id,

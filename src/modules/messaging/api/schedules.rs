@@ -28,6 +28,10 @@ pub struct ScheduleDto {
     pub send_type: String,
     pub delivery_address: Option<String>,
     pub contact_id: Option<Uuid>,
+    pub contact_group_ids: Vec<Uuid>,
+    pub segment_ids: Vec<Uuid>,
+    pub contact_ids: Vec<Uuid>,
+    pub exclude_contact_ids: Vec<Uuid>,
     /// The first occurrence, a wall-clock time in `timezone` (no offset).
     pub scheduled_at: String,
     pub timezone: String,
@@ -42,6 +46,8 @@ pub struct ScheduleDto {
     pub next_trigger_at: Option<DateTime<Utc>>,
     pub trigger_count: i32,
     pub last_message_id: Option<Uuid>,
+    /// The group message the last occurrence of a group schedule created.
+    pub last_group_message_id: Option<Uuid>,
     pub last_error: Option<String>,
     #[schema(value_type = Object)]
     pub metadata: Value,
@@ -63,6 +69,10 @@ impl From<scheduled_message::Model> for ScheduleDto {
             send_type: s.send_type.as_str().into(),
             delivery_address: s.delivery_address,
             contact_id: s.contact_id,
+            contact_group_ids: crate::modules::messaging::fanout::ids(&s.contact_group_ids),
+            segment_ids: crate::modules::messaging::fanout::ids(&s.segment_ids),
+            contact_ids: crate::modules::messaging::fanout::ids(&s.contact_ids),
+            exclude_contact_ids: crate::modules::messaging::fanout::ids(&s.exclude_contact_ids),
             scheduled_at: s.scheduled_at.format("%Y-%m-%dT%H:%M:%S").to_string(),
             timezone: s.timezone,
             timezone_mode: s.timezone_mode.as_str().into(),
@@ -75,6 +85,7 @@ impl From<scheduled_message::Model> for ScheduleDto {
             next_trigger_at: s.next_trigger_at,
             trigger_count: s.trigger_count,
             last_message_id: s.last_message_id,
+            last_group_message_id: s.last_group_message_id,
             last_error: s.last_error,
             metadata: s.metadata,
             created_by_user_id: s.created_by_user_id,
@@ -106,7 +117,7 @@ pub async fn list_schedules(messaging: web::Data<Messaging>, ctx: RequestCtx, q:
     Ok(envelope::list(messaging.list_schedules(ctx.scope(), &q).await?.map(ScheduleDto::from)))
 }
 
-/// Schedules a single send: once at `scheduled_at` (local time in `timezone`) or by `recurrence_rule`.
+/// Schedules a single or group send: once at `scheduled_at` (local time in `timezone`) or by `recurrence_rule`.
 #[utoipa::path(post, path = "/v1/scheduled-messages", tag = "scheduled-messages", request_body = NewSchedule,
     responses((status = 201, body = Envelope<ScheduleDto>), (status = 422, body = ErrorBody), (status = 501, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn create_schedule(

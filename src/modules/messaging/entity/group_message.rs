@@ -39,6 +39,9 @@ pub struct Model {
     pub fanout_lease_until: Option<DateTimeUtc>,
     /// Not fanned out before then.
     pub scheduled_at: Option<DateTimeUtc>,
+    /// Each message is due at this wall time in its contact's time zone (the account's when unknown):
+    /// the occurrences of a `timezone_mode: recipient` schedule.
+    pub local_send_time: Option<DateTime>,
     pub started_at: Option<DateTimeUtc>,
     pub completed_at: Option<DateTimeUtc>,
     /// The schedule whose occurrence created it.
