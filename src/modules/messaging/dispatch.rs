@@ -35,7 +35,8 @@
 //! at most [`DispatchOptions::per_channel`] of them for any one channel, so a slow provider cannot take
 //! every slot from the others. Every provider call is bounded by [`DispatchOptions::send_timeout`]
 //! (below the claim lease), whatever the adapter's own timers: a stuck connection fails its message
-//! transiently instead of holding the pass.
+//! transiently instead of holding the pass. [`DispatchOptions::loops`] passes run at once (one claims
+//! and records while another waits for its providers); both bounds hold across them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -79,6 +80,9 @@ pub struct DispatchOptions {
     /// The longest a provider call may take, whatever the adapter's own timeouts: then it counts as a
     /// transient failure. Below `lease`, so no other dispatcher takes the message over while it is sent.
     pub send_timeout: Duration,
+    /// Passes run at once by [`Dispatcher::start`]: one claims and records while another waits for
+    /// its providers (the two bounds above hold across them).
+    pub loops: usize,
 }
 
 impl Default for DispatchOptions {
@@ -90,6 +94,7 @@ impl Default for DispatchOptions {
             concurrency: 16,
             per_channel: 8,
             send_timeout: Duration::from_secs(90),
+            loops: 2,
         }
     }
 }
@@ -132,6 +137,20 @@ pub struct Dispatcher {
     messaging: Messaging,
     registry: ChannelRegistry,
     options: DispatchOptions,
+    /// Provider calls in flight in this dispatcher (`concurrency`), across its passes.
+    slots: Arc<Semaphore>,
+    /// Provider calls in flight per channel (`per_channel`), across its passes.
+    channel_slots: Arc<std::sync::Mutex<HashMap<Uuid, Arc<Semaphore>>>>,
+}
+
+/// What one outcome of a pass changes (decided before the pass is written).
+struct Decided {
+    m: message::Model,
+    change: store::Change,
+    /// Given back to the queue (rate limit): no status event.
+    deferred: bool,
+    provider_id: Option<String>,
+    part_ids: Vec<String>,
 }
 
 /// A claimed message's channel, loaded once per pass.
@@ -139,37 +158,49 @@ type Loaded = Option<(AccountScope, Arc<LoadedChannel>)>;
 
 impl Dispatcher {
     pub fn new(messaging: Messaging, registry: ChannelRegistry, options: DispatchOptions) -> Self {
-        Dispatcher { messaging, registry, options }
+        let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
+        Dispatcher { messaging, registry, options, slots, channel_slots: Arc::default() }
     }
 
-    /// Runs passes until shutdown: at once when this process sent a message, else every `poll`.
+    /// The in-flight bound of one channel's provider calls.
+    fn channel_slot(&self, channel_id: Uuid) -> Arc<Semaphore> {
+        let mut slots = self.channel_slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.entry(channel_id).or_insert_with(|| Arc::new(Semaphore::new(self.options.per_channel.max(1)))).clone()
+    }
+
+    /// Runs `loops` passes at once until shutdown: at once when this process sent a message, else
+    /// every `poll`; a pass that found a full batch wakes another.
     pub fn start(self, shutdown: &CancellationToken, tracker: &TaskTracker) {
-        let shutdown = shutdown.clone();
-        let wake: Arc<Notify> = self.messaging.dispatch_wake.clone();
-        tracker.spawn(async move {
-            let mut swept: Option<std::time::Instant> = None;
-            loop {
-                if swept.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
-                    swept = Some(std::time::Instant::now());
-                    self.sweep().await;
-                }
-                let handled = match self.run_once().await {
-                    Ok(n) => n,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "dispatch pass failed");
-                        0
+        for i in 0..self.options.loops.max(1) {
+            let me = self.clone();
+            let shutdown = shutdown.clone();
+            let wake: Arc<Notify> = self.messaging.dispatch_wake.clone();
+            tracker.spawn(async move {
+                let mut swept: Option<std::time::Instant> = None;
+                loop {
+                    if i == 0 && swept.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
+                        swept = Some(std::time::Instant::now());
+                        me.sweep().await;
                     }
-                };
-                if handled as u64 == self.options.batch {
-                    continue;
+                    let handled = match me.run_once().await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "dispatch pass failed");
+                            0
+                        }
+                    };
+                    if handled as u64 == me.options.batch {
+                        wake.notify_one();
+                        continue;
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(me.options.poll) => {}
+                    }
                 }
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = wake.notified() => {}
-                    _ = tokio::time::sleep(self.options.poll) => {}
-                }
-            }
-        });
+            });
+        }
     }
 
     /// Drops receipts parked longer than [`super::consumer::PARKED_RECEIPT_DAYS`] (their send's answer
@@ -196,7 +227,7 @@ impl Dispatcher {
         let windows = self.service_windows(&claimed, &channels).await;
         // Each channel's messages in claim order, at most `per_channel` of them in flight; all channels
         // together at most `concurrency` (the slots are handed out first come, first served).
-        let slots = Semaphore::new(self.options.concurrency.max(1));
+        let slots = &*self.slots;
         let cancels = CancelWatch::default();
         let mut by_channel: Vec<(Uuid, Vec<message::Model>)> = Vec::new();
         for m in claimed {
@@ -207,12 +238,15 @@ impl Dispatcher {
         }
         let per_channel = by_channel.into_iter().map(|(channel_id, list)| {
             let loaded = channels.get(&channel_id).cloned().flatten();
-            let (slots, windows, cancels) = (&slots, &windows, &cancels);
+            let channel_slots = self.channel_slot(channel_id);
+            let (slots, windows, cancels) = (slots, &windows, &cancels);
             futures_util::stream::iter(list)
                 .map(move |m| {
                     let loaded = loaded.clone();
+                    let channel_slots = channel_slots.clone();
                     let last_inbound_at = m.contact_id.and_then(|c| windows.get(&c).copied());
                     async move {
+                        let _channel = channel_slots.acquire().await.expect("the semaphore is never closed");
                         let _slot = slots.acquire().await.expect("the semaphore is never closed");
                         if let Some(g) = m.group_message_id
                             && cancels.is_cancelled(&self.messaging.db, g).await
@@ -402,6 +436,8 @@ impl Dispatcher {
         let mut bus = EventBus::new(EventMeta::default());
         // Sends now known by a provider id: receipts that beat this record are waiting for them.
         let mut identified: Vec<(message::Model, String)> = Vec::new();
+        // What each outcome changes, decided first; then written in one statement.
+        let mut decided: Vec<Decided> = Vec::with_capacity(outcomes.len());
         for (m, outcome) in outcomes {
             let change = match &outcome {
                 Outcome::Deferred(due) => store::Change::deferred(*due),
@@ -456,9 +492,15 @@ impl Dispatcher {
                 Outcome::Sent(receipt) => (receipt.provider_message_id.clone(), receipt.part_ids.clone()),
                 _ => (None, Vec::new()),
             };
-            if !store::apply_change(&txn, &m, change).await? {
+            decided.push(Decided { m, change, deferred, provider_id, part_ids });
+        }
+        let pairs: Vec<(&message::Model, &store::Change)> = decided.iter().map(|d| (&d.m, &d.change)).collect();
+        let applied = store::apply_changes(&txn, &pairs).await?;
+        for Decided { m, change, deferred, provider_id, part_ids } in decided {
+            if !applied.contains(&m.id) {
                 continue;
             }
+            let status = change.status;
             tallies.moved(m.group_message_id, MessageStatus::Sending, status, 1);
             if !deferred {
                 bus.emit(

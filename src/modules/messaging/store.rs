@@ -376,35 +376,73 @@ pub async fn claim_due(
     Ok(claimed)
 }
 
-/// Applies an outcome to a claimed message if this claim still holds it (same status and attempt);
-/// false when another claim took it over meanwhile (the outcome is then dropped).
-pub async fn apply_change<C: ConnectionTrait>(db: &C, claimed: &message::Model, c: Change) -> AppResult<bool> {
-    use message::Column as Col;
+/// Applies a pass's outcomes to its claimed messages in ONE statement per 500 (`UPDATE … FROM (VALUES
+/// …)`; one statement per message cost PostgreSQL a round trip each): each message moves only if its
+/// claim still holds it (still `sending`, same attempt; another claim that took it over meanwhile
+/// keeps it, and this outcome is dropped). Returns the ids that moved.
+pub async fn apply_changes<C: ConnectionTrait>(
+    db: &C,
+    changes: &[(&message::Model, &Change)],
+) -> AppResult<std::collections::HashSet<Uuid>> {
+    const CASTS: [&str; 10] =
+        ["uuid", "int", "text", "timestamptz", "int", "text", "timestamptz", "timestamptz", "timestamptz", "jsonb"];
+    let backend = db.get_database_backend();
     let now = Utc::now();
-    let mut update = message::Entity::update_many()
-        .col_expr(Col::Status, Expr::val(c.status.as_str()))
-        .col_expr(Col::LeaseUntil, Expr::val(Option::<DateTime<Utc>>::None))
-        .col_expr(Col::NextAttemptAt, Expr::val(c.next_attempt_at))
-        .col_expr(Col::UpdatedAt, Expr::val(now));
-    if c.refund_attempt {
-        update = update.col_expr(Col::Attempts, Expr::col(Col::Attempts).sub(1));
-    }
-    if let Some(id) = c.provider_message_id {
-        update = update.col_expr(Col::ProviderMessageId, Expr::val(id));
-    }
-    for (col, at) in [(Col::SentAt, c.sent_at), (Col::DeliveredAt, c.delivered_at), (Col::FailedAt, c.failed_at)] {
-        if let Some(at) = at {
-            update = update.col_expr(col, Expr::val(at));
+    let mut moved = std::collections::HashSet::with_capacity(changes.len());
+    for chunk in changes.chunks(500) {
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * CASTS.len() + 2);
+        let mut rows = Vec::with_capacity(chunk.len());
+        for (m, c) in chunk {
+            let first = values.len();
+            values.extend([
+                m.id.into(),
+                m.attempts.into(),
+                c.status.as_str().to_string().into(),
+                c.next_attempt_at.into(),
+                i32::from(c.refund_attempt).into(),
+                c.provider_message_id.clone().into(),
+                c.sent_at.into(),
+                c.delivered_at.into(),
+                c.failed_at.into(),
+                c.error_details.clone().into(),
+            ]);
+            let params: Vec<String> = CASTS
+                .iter()
+                .enumerate()
+                .map(|(i, cast)| match backend {
+                    DbBackend::Postgres => format!("${}::{cast}", first + i + 1),
+                    _ => "?".to_string(),
+                })
+                .collect();
+            rows.push(format!("({})", params.join(", ")));
+        }
+        let (updated_at, sending) = match backend {
+            DbBackend::Postgres => {
+                (format!("${}::timestamptz", values.len() + 1), format!("${}::text", values.len() + 2))
+            }
+            _ => ("?".to_string(), "?".to_string()),
+        };
+        values.push(now.into());
+        values.push(MessageStatus::Sending.as_str().to_string().into());
+        let sql = format!(
+            "WITH v(id, attempts, status, next_attempt_at, refund, provider_message_id, sent_at, delivered_at, \
+             failed_at, error_details) AS (VALUES {}) \
+             UPDATE messages SET status = v.status, lease_until = NULL, next_attempt_at = v.next_attempt_at, \
+             updated_at = {updated_at}, attempts = messages.attempts - v.refund, \
+             provider_message_id = COALESCE(v.provider_message_id, messages.provider_message_id), \
+             sent_at = COALESCE(v.sent_at, messages.sent_at), \
+             delivered_at = COALESCE(v.delivered_at, messages.delivered_at), \
+             failed_at = COALESCE(v.failed_at, messages.failed_at), error_details = v.error_details \
+             FROM v WHERE messages.id = v.id AND messages.status = {sending} AND messages.attempts = v.attempts \
+             RETURNING messages.id",
+            rows.join(", ")
+        );
+        let found = db.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await?;
+        for r in found {
+            moved.insert(r.try_get::<Uuid>("", "id")?);
         }
     }
-    update = update.col_expr(Col::ErrorDetails, Expr::val(c.error_details));
-    let res = update
-        .filter(Col::Id.eq(claimed.id))
-        .filter(Col::Status.eq(MessageStatus::Sending))
-        .filter(Col::Attempts.eq(claimed.attempts))
-        .exec(db)
-        .await?;
-    Ok(res.rows_affected == 1)
+    Ok(moved)
 }
 
 /// Takes up to `want` send tokens of a channel limited to `per_minute` sends, in one transaction on the
