@@ -307,18 +307,6 @@ impl Change {
     }
 }
 
-/// Messages a dispatcher may take now: queued or failed and due, or sending with a lapsed claim.
-fn due(now: DateTime<Utc>) -> Condition {
-    use message::Column as C;
-    Condition::any()
-        .add(
-            Condition::all()
-                .add(C::Status.is_in([MessageStatus::Queued, MessageStatus::Failed]))
-                .add(C::NextAttemptAt.lte(now)),
-        )
-        .add(Condition::all().add(C::Status.eq(MessageStatus::Sending)).add(C::LeaseUntil.lt(now)))
-}
-
 /// Claims up to `limit` due messages: `sending`, the attempt counted, held for `lease`; committed before
 /// the caller sends anything. On PostgreSQL concurrent dispatchers skip each other's rows
 /// (`FOR UPDATE SKIP LOCKED`); on SQLite the single writer serialises them.
@@ -333,15 +321,19 @@ pub async fn claim_due(
     let now = Utc::now();
     let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(120));
     let txn = crate::db::begin_write(db).await?;
-    // Two index range reads, never a scan of the history: due by time, oldest first
-    // (`idx_messages_due`); then lapsed claims (`idx_messages_leased`). One query with the OR of both
-    // could use neither index.
-    let by_time = Condition::all()
-        .add(C::Status.is_in([MessageStatus::Queued, MessageStatus::Failed]))
-        .add(C::NextAttemptAt.lte(now));
+    // Index range reads that stop at the limit, never a scan of the history: queued and then failed
+    // messages due by time, oldest first (`idx_messages_due (status, next_attempt_at)`: one status per
+    // read, so the index order is the wanted order — with both statuses in one `IN` PostgreSQL read
+    // every due row and sorted them, 34 ms a pass with 100,000 queued); then lapsed claims
+    // (`idx_messages_leased`). One query with the OR of these could use no index at all.
+    let by_time = |status: MessageStatus| Condition::all().add(C::Status.eq(status)).add(C::NextAttemptAt.lte(now));
     let lapsed = Condition::all().add(C::LeaseUntil.lt(now)).add(C::Status.eq(MessageStatus::Sending));
     let mut ids: Vec<Uuid> = Vec::new();
-    for (condition, order) in [(by_time, C::NextAttemptAt), (lapsed, C::LeaseUntil)] {
+    for (condition, order) in [
+        (by_time(MessageStatus::Queued), C::NextAttemptAt),
+        (by_time(MessageStatus::Failed), C::NextAttemptAt),
+        (lapsed, C::LeaseUntil),
+    ] {
         let left = limit.saturating_sub(ids.len() as u64);
         if left == 0 {
             break;
@@ -361,17 +353,17 @@ pub async fn claim_due(
         txn.commit().await?;
         return Ok(Vec::new());
     }
-    message::Entity::update_many()
+    // The rows were read in this write transaction (locked on PostgreSQL; SQLite's writer is ours), so
+    // the ids alone select them: a re-check of "due" here (an OR over status and times) led
+    // PostgreSQL's planner into bitmap scans of every due row, 76 ms a pass with 100,000 queued.
+    let claimed = message::Entity::update_many()
         .col_expr(C::Status, Expr::val(MessageStatus::Sending.as_str()))
         .col_expr(C::Attempts, Expr::col(C::Attempts).add(1))
         .col_expr(C::LeaseUntil, Expr::val(lease_until))
         .col_expr(C::UpdatedAt, Expr::val(now))
-        .filter(C::Id.is_in(ids.clone()))
-        .filter(due(now))
-        .exec(&txn)
+        .filter(C::Id.is_in(ids))
+        .exec_with_returning(&txn)
         .await?;
-    let claimed =
-        message::Entity::find().filter(C::Id.is_in(ids)).filter(C::Status.eq(MessageStatus::Sending)).all(&txn).await?;
     txn.commit().await?;
     Ok(claimed)
 }
