@@ -103,6 +103,21 @@ pub(crate) async fn run(args: GroupSendArgs) {
         .expect("segment");
     let segment_id = data(segment).await["id"].as_str().expect("segment id").to_string();
 
+    // Peak RSS of the import, then the peak is reset (`clear_refs` 5) so the send's own is read after.
+    let pids: Vec<(String, String)> = args
+        .pids
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((name, pid)) => (name.to_string(), pid.to_string()),
+            None => ("server".to_string(), pair.to_string()),
+        })
+        .collect();
+    let import_peaks: Vec<f64> = pids.iter().map(|(_, pid)| peak_rss_of(pid)).collect();
+    for (_, pid) in &pids {
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    }
+
     // The send, timed from the request until every message is sent.
     let started = Instant::now();
     let g = send(reqwest::Method::POST, "/v1/group-messages", t)
@@ -151,9 +166,12 @@ pub(crate) async fn run(args: GroupSendArgs) {
         c["failed_count"],
         c["skipped_count"]
     );
-    for pair in args.pids.split(',').filter(|p| !p.is_empty()) {
-        let (name, pid) = pair.split_once('=').unwrap_or(("server", pair));
-        println!("  peak RSS {name} (pid {pid}): {:.0} MiB", peak_rss_of(pid));
+    for ((name, pid), import_peak) in pids.iter().zip(import_peaks) {
+        println!(
+            "  peak RSS {name} (pid {pid}) during the send: {:.0} MiB ({:.0} MB); during the import: {import_peak:.0} MiB",
+            peak_rss_of(pid),
+            peak_rss_of(pid) * 1.048_576
+        );
     }
 }
 

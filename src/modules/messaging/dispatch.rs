@@ -430,8 +430,6 @@ impl Dispatcher {
         let groups: std::collections::BTreeSet<Uuid> =
             outcomes.iter().filter_map(|(m, _)| m.group_message_id).collect();
         let txn = crate::db::begin_write(&self.messaging.db).await?;
-        // The group sends' rows first (as a cancel takes them): see `group_store::lock_groups`.
-        let cancelled_groups = group_store::lock_groups(&txn, &groups).await?;
         let mut tallies = Tallies::default();
         let mut bus = EventBus::new(EventMeta::default());
         // Sends now known by a provider id: receipts that beat this record are waiting for them.
@@ -518,8 +516,11 @@ impl Dispatcher {
             }
         }
         super::receipts::match_parked(&txn, &mut bus, &identified, &mut tallies).await?;
-        // A send cancelled while these were with the provider: what this pass left to retry or to
-        // send later is cancelled too.
+        // The group sends' rows last, so each is held only for the end of this transaction (every
+        // dispatcher pass and fan-out batch of a send takes it): see `group_store::lock_groups`. A
+        // send cancelled while these were with the provider: what this pass left to retry or to send
+        // later is cancelled too.
+        let cancelled_groups = group_store::lock_groups(&txn, &groups).await?;
         for g in cancelled_groups {
             group_store::cancel_unsent(&txn, g, &mut tallies).await?;
         }

@@ -6,10 +6,10 @@
 //! template parsed once per send): a message on the send's channel — or, with `channel_strategy:
 //! preferred`, on the contact's preferred channel type among the account's enabled channels, else the
 //! highest-priority channel that reaches them — or a skip with its reason (`opted_out`, `no_address`,
-//! `missing_variable:NAME`). Each batch is ONE transaction: the group's position moves on only from
-//! the position this worker read (so two workers can never both write a batch), the messages and
-//! skips are inserted with `(group_message_id, contact_id)` unique (a batch written twice writes
-//! nothing the second time), the counters grow by what was inserted, and ONE dispatch doorbell per
+//! `missing_variable:NAME`). Each batch is ONE transaction: the messages and skips are inserted with
+//! `(group_message_id, contact_id)` unique (a batch written twice writes nothing the second time),
+//! then the group's row moves on only from the position this worker read (so two workers can never
+//! both write a batch), its counters growing by what was inserted, and ONE dispatch doorbell per
 //! channel names the batch. A crash or a kill halfway loses the uncommitted batch only; the lease runs
 //! out and a worker resumes after the stored position. A cancel stops the fan-out at its next batch.
 //!
@@ -367,25 +367,6 @@ impl Messaging {
             }
         }
         let txn = crate::db::begin_write(&self.db).await?;
-        // The group's row first (a cancel takes it first too): moves on only from our position.
-        let at = match position {
-            Some(p) => G::FanoutAfter.eq(p),
-            None => G::FanoutAfter.is_null(),
-        };
-        let moved = group_message::Entity::update_many()
-            .col_expr(G::FanoutAfter, Expr::val(last))
-            .col_expr(G::FanoutLeaseUntil, Expr::val(now + chrono::Duration::seconds(FANOUT_LEASE_SECS)))
-            .col_expr(G::UpdatedAt, Expr::val(Utc::now()))
-            .filter(G::Id.eq(g.id))
-            .filter(G::Status.eq(GroupStatus::Processing))
-            .filter(G::FanoutDone.eq(false))
-            .filter(at)
-            .exec(&txn)
-            .await?;
-        if moved.rows_affected != 1 {
-            txn.rollback().await?;
-            return Ok(Wrote::Stopped);
-        }
         let mut inserted = 0u64;
         for chunk in rows.chunks(INSERT_CHUNK) {
             inserted += message::Entity::insert_many(chunk.iter().map(|m| m.clone().into_active_model()))
@@ -411,14 +392,32 @@ impl Messaging {
                 .exec_without_returning(&txn)
                 .await?;
         }
+        // The group's row last (held only for the end of the transaction): the batch counts, and the
+        // position moves on, only if the send is still processing from the position this worker read;
+        // else nothing of the batch is kept. A cancel that commits first makes this fail; one that
+        // comes after waits, then cancels what the batch wrote.
+        let at = match position {
+            Some(p) => G::FanoutAfter.eq(p),
+            None => G::FanoutAfter.is_null(),
+        };
         let (inserted, skipped) = (inserted as i32, skipped as i32);
-        group_message::Entity::update_many()
+        let moved = group_message::Entity::update_many()
+            .col_expr(G::FanoutAfter, Expr::val(last))
+            .col_expr(G::FanoutLeaseUntil, Expr::val(now + chrono::Duration::seconds(FANOUT_LEASE_SECS)))
             .col_expr(G::TotalRecipients, Expr::col(G::TotalRecipients).add(inserted))
             .col_expr(G::PendingCount, Expr::col(G::PendingCount).add(inserted))
             .col_expr(G::SkippedCount, Expr::col(G::SkippedCount).add(skipped))
+            .col_expr(G::UpdatedAt, Expr::val(Utc::now()))
             .filter(G::Id.eq(g.id))
+            .filter(G::Status.eq(GroupStatus::Processing))
+            .filter(G::FanoutDone.eq(false))
+            .filter(at)
             .exec(&txn)
             .await?;
+        if moved.rows_affected != 1 {
+            txn.rollback().await?;
+            return Ok(Wrote::Stopped);
+        }
         let mut bus = EventBus::new(EventMeta::default());
         emit_dispatch(&mut bus, &rows);
         self.events.commit(txn, bus).await?;

@@ -211,9 +211,11 @@ pub async fn settle<C: ConnectionTrait>(txn: &C, bus: &mut EventBus, ids: &[Uuid
 }
 
 /// Locks the rows of `ids` (PostgreSQL; SQLite's writer is already exclusive) in id order and returns
-/// those cancelled. A dispatcher recording outcomes takes these locks first, so a cancel either
-/// committed before (its messages are then cancelled here) or waits for this transaction (and then
-/// cancels what it left queued).
+/// those cancelled. A dispatcher records its outcomes first and takes these locks last: a cancel
+/// either committed before the lock was granted (the status read here is cancelled, and the caller
+/// cancels what it left queued) or waits for this transaction (and then cancels what it left queued
+/// itself). The cancel skips the rows this transaction changed rather than waiting for them (their
+/// committed status is `sending`, which it does not cancel), so the two cannot deadlock.
 pub async fn lock_groups<C: ConnectionTrait>(txn: &C, ids: &BTreeSet<Uuid>) -> AppResult<BTreeSet<Uuid>> {
     use group_message::Column as G;
     if ids.is_empty() {
