@@ -113,3 +113,32 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
+
+/// The rows of a `VALUES` list for a raw statement on either database, with its bound values: each
+/// row gives one value per entry of `casts`, the PostgreSQL type its placeholder is cast to (SQLite
+/// takes them untyped). Placeholders are numbered from `values.len() + 1` of what is already bound,
+/// so further placeholders can follow. Used by the `UPDATE … FROM (VALUES …)` statements that move
+/// a whole batch of rows in one round trip.
+pub fn values_rows(
+    backend: sea_orm::DbBackend,
+    casts: &[&str],
+    rows: impl IntoIterator<Item = Vec<sea_orm::Value>>,
+    values: &mut Vec<sea_orm::Value>,
+) -> String {
+    let mut out = Vec::new();
+    for row in rows {
+        debug_assert_eq!(row.len(), casts.len(), "one value per cast");
+        let first = values.len();
+        values.extend(row);
+        let params: Vec<String> = casts
+            .iter()
+            .enumerate()
+            .map(|(i, cast)| match backend {
+                sea_orm::DbBackend::Postgres => format!("${}::{cast}", first + i + 1),
+                _ => "?".to_string(),
+            })
+            .collect();
+        out.push(format!("({})", params.join(", ")));
+    }
+    out.join(", ")
+}

@@ -2,9 +2,7 @@
 //! the scheduler's view across accounts (what is due, when to look next, moving a look on).
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 use uuid::Uuid;
 
 use super::entity::scheduled_message::{
@@ -146,10 +144,8 @@ pub async fn move_schedules_on<C: ConnectionTrait>(
         "text",
     ];
     let mut values: Vec<sea_orm::Value> = Vec::with_capacity(moves.len() * CASTS.len());
-    let mut rows = Vec::with_capacity(moves.len());
-    for m in moves {
-        let first = values.len();
-        values.extend([
+    let rows = moves.iter().map(|m| {
+        vec![
             m.id.into(),
             m.due.into(),
             m.seen.into(),
@@ -161,28 +157,19 @@ pub async fn move_schedules_on<C: ConnectionTrait>(
             m.last_message_id.into(),
             m.last_group_message_id.into(),
             m.last_error.clone().into(),
-        ]);
-        let params: Vec<String> = CASTS
-            .iter()
-            .enumerate()
-            .map(|(i, cast)| match backend {
-                DbBackend::Postgres => format!("${}::{cast}", first + i + 1),
-                _ => "?".to_string(),
-            })
-            .collect();
-        rows.push(format!("({})", params.join(", ")));
-    }
+        ]
+    });
+    let rows = crate::db::values_rows(backend, &CASTS, rows, &mut values);
     let sql = format!(
         "WITH v(id, due, seen, next, status, updated_at, last_triggered_at, trigger_count, last_message_id, \
          last_group_message_id, last_error) \
-         AS (VALUES {}) \
+         AS (VALUES {rows}) \
          UPDATE scheduled_messages SET next_trigger_at = v.next, status = v.status, updated_at = v.updated_at, \
          last_triggered_at = v.last_triggered_at, trigger_count = v.trigger_count, \
          last_message_id = v.last_message_id, last_group_message_id = v.last_group_message_id, \
          last_error = v.last_error \
          FROM v WHERE scheduled_messages.id = v.id AND scheduled_messages.next_trigger_at = v.due \
-         AND scheduled_messages.updated_at = v.seen RETURNING scheduled_messages.id",
-        rows.join(", ")
+         AND scheduled_messages.updated_at = v.seen RETURNING scheduled_messages.id"
     );
     let moved = db.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await?;
     moved.iter().map(|r| r.try_get::<Uuid>("", "id")).collect()

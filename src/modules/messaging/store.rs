@@ -383,10 +383,8 @@ pub async fn apply_changes<C: ConnectionTrait>(
     let mut moved = std::collections::HashSet::with_capacity(changes.len());
     for chunk in changes.chunks(500) {
         let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * CASTS.len() + 2);
-        let mut rows = Vec::with_capacity(chunk.len());
-        for (m, c) in chunk {
-            let first = values.len();
-            values.extend([
+        let rows = chunk.iter().map(|(m, c)| {
+            vec![
                 m.id.into(),
                 m.attempts.into(),
                 c.status.as_str().to_string().into(),
@@ -397,17 +395,9 @@ pub async fn apply_changes<C: ConnectionTrait>(
                 c.delivered_at.into(),
                 c.failed_at.into(),
                 c.error_details.clone().into(),
-            ]);
-            let params: Vec<String> = CASTS
-                .iter()
-                .enumerate()
-                .map(|(i, cast)| match backend {
-                    DbBackend::Postgres => format!("${}::{cast}", first + i + 1),
-                    _ => "?".to_string(),
-                })
-                .collect();
-            rows.push(format!("({})", params.join(", ")));
-        }
+            ]
+        });
+        let rows = crate::db::values_rows(backend, &CASTS, rows, &mut values);
         let (updated_at, sending) = match backend {
             DbBackend::Postgres => {
                 (format!("${}::timestamptz", values.len() + 1), format!("${}::text", values.len() + 2))
@@ -418,7 +408,7 @@ pub async fn apply_changes<C: ConnectionTrait>(
         values.push(MessageStatus::Sending.as_str().to_string().into());
         let sql = format!(
             "WITH v(id, attempts, status, next_attempt_at, refund, provider_message_id, sent_at, delivered_at, \
-             failed_at, error_details) AS (VALUES {}) \
+             failed_at, error_details) AS (VALUES {rows}) \
              UPDATE messages SET status = v.status, lease_until = NULL, next_attempt_at = v.next_attempt_at, \
              updated_at = {updated_at}, attempts = messages.attempts - v.refund, \
              provider_message_id = COALESCE(v.provider_message_id, messages.provider_message_id), \
@@ -426,8 +416,7 @@ pub async fn apply_changes<C: ConnectionTrait>(
              delivered_at = COALESCE(v.delivered_at, messages.delivered_at), \
              failed_at = COALESCE(v.failed_at, messages.failed_at), error_details = v.error_details \
              FROM v WHERE messages.id = v.id AND messages.status = {sending} AND messages.attempts = v.attempts \
-             RETURNING messages.id",
-            rows.join(", ")
+             RETURNING messages.id"
         );
         let found = db.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await?;
         for r in found {
