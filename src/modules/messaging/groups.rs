@@ -234,6 +234,7 @@ impl Messaging {
             None => ChannelStrategy::Fixed,
             Some(s) => ChannelStrategy::parse(s).ok_or_else(|| field("channel_strategy", "give fixed or preferred"))?,
         };
+        let mut fixed = None;
         match (strategy, new.channel_id) {
             (ChannelStrategy::Fixed, None) => {
                 return Err(field("channel_id", "required (or channel_strategy preferred)"));
@@ -243,6 +244,7 @@ impl Messaging {
                 if !c.is_enabled {
                     return Err(field("channel_id", "the channel is disabled"));
                 }
+                fixed = Some(c);
             }
             (ChannelStrategy::Preferred, Some(_)) => {
                 return Err(field("channel_id", "leave channel_id out with channel_strategy preferred"));
@@ -273,8 +275,8 @@ impl Messaging {
                 }
                 let has_files = t.attachments.as_array().is_some_and(|a| !a.is_empty());
                 if has_files
-                    && let Some(id) = new.channel_id
-                    && !self.channels.sends_attachments(&self.channel_for_send(scope, id).await?)
+                    && let Some(c) = &fixed
+                    && !self.channels.sends_attachments(c)
                 {
                     return Err(field("template_id", "the template has files and the channel cannot send files"));
                 }
