@@ -87,6 +87,9 @@ pub struct DispatchSettings {
     pub concurrency: usize,
     /// Provider calls in flight per channel in one dispatcher process.
     pub per_channel: usize,
+    /// Dispatcher passes run at once in one process (one claims and records while another waits for
+    /// its providers); the two bounds above hold across them.
+    pub loops: usize,
 }
 
 /// Files sent with messages by URL: the e-mail adapter downloads them (other providers fetch them
@@ -234,6 +237,7 @@ impl Settings {
             .and_then(|b| b.set_default("attachments.allow_private_networks", false))
             .and_then(|b| b.set_default("dispatch.concurrency", 16))
             .and_then(|b| b.set_default("dispatch.per_channel", 8))
+            .and_then(|b| b.set_default("dispatch.loops", 2))
             .map_err(|e| bad("defaults", e.to_string()))?;
 
         for name in ["default".to_string(), run_env.clone()] {
@@ -332,6 +336,9 @@ impl Settings {
         }
         if !(1..=1024).contains(&raw.dispatch.concurrency) || !(1..=1024).contains(&raw.dispatch.per_channel) {
             return Err(bad("TURUMBA_DISPATCH__*", "concurrency and per_channel must be between 1 and 1024"));
+        }
+        if !(1..=16).contains(&raw.dispatch.loops) {
+            return Err(bad("TURUMBA_DISPATCH__LOOPS", "must be between 1 and 16"));
         }
         if let Some(url) = &raw.public_base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))

@@ -265,6 +265,7 @@ impl Application {
                         DispatchOptions {
                             concurrency: state.settings.dispatch.concurrency,
                             per_channel: state.settings.dispatch.per_channel,
+                            loops: state.settings.dispatch.loops,
                             ..Default::default()
                         },
                     )
