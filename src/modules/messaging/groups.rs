@@ -132,7 +132,8 @@ fn merge(base: NewGroupMessage, p: NewGroupMessage) -> NewGroupMessage {
     }
 }
 
-fn json_ids(v: &Option<Vec<Uuid>>) -> Value {
+/// A list of ids as stored: sorted, each once.
+pub(super) fn json_ids(v: &Option<Vec<Uuid>>) -> Value {
     let mut list = v.clone().unwrap_or_default();
     list.sort_unstable();
     list.dedup();

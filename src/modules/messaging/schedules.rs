@@ -23,11 +23,13 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::entity::scheduled_message::{self, MisfirePolicy, ScheduleStatus, SendType, TimezoneMode};
-use super::groups::NewGroupMessage;
+use super::entity::template;
+use super::groups::{NewGroupMessage, json_ids};
 use super::messages::NewMessage;
 use super::recurrence::{Recurrence, Timing, time_zone};
 use super::schedule_store;
 use super::service::Messaging;
+use super::templates::auto_template;
 use crate::db::list::{ListQuery, Page};
 use crate::error::{AppError, AppResult};
 use crate::modules::accounts::{AccountScope, CurrentUser};
@@ -225,8 +227,11 @@ impl Messaging {
         let settled = self.settle(scope, sender, &new, now).await?;
         let now = now.trunc_subsecs(6);
         let id = Uuid::now_v7();
+        let (template_id, new_template) = group_template(scope, sender, &settled, &new, None)?;
         let txn = crate::db::begin_write(&self.db).await?;
-        let template_id = self.group_template(&txn, scope, sender, &settled, &new, None).await?;
+        if let Some(t) = new_template {
+            t.insert(&txn).await?;
+        }
         let row = scheduled_message::ActiveModel {
             id: Set(id),
             account_id: Set(scope.account_id()),
@@ -295,6 +300,8 @@ impl Messaging {
         let editing =
             serde_json::to_value(&edits).map(|v| v.as_object().is_some_and(|o| o.values().any(|v| !v.is_null())));
         let mut status = current.status;
+        // A group schedule's new auto-generated template, written with the schedule (not before it).
+        let mut new_template = None;
         if editing.unwrap_or(false) {
             if !current.status.editable() {
                 return Err(AppError::conflict(format!(
@@ -304,9 +311,8 @@ impl Messaging {
             }
             let merged = merge(&current, edits);
             let settled = self.settle(scope, sender, &merged, now).await?;
-            let txn = crate::db::begin_write(&self.db).await?;
-            let template_id = self.group_template(&txn, scope, sender, &settled, &merged, Some(&current)).await?;
-            txn.commit().await?;
+            let (template_id, template) = group_template(scope, sender, &settled, &merged, Some(&current))?;
+            new_template = template;
             active.name = Set(merged.name.clone().unwrap_or_default().trim().to_string());
             active.channel_id = Set(merged.channel_id.unwrap_or_default());
             active.template_id = Set(template_id);
@@ -365,6 +371,9 @@ impl Messaging {
         active.updated_at = Set(Utc::now());
         // Only if the scheduler did not fire it meanwhile (it moves next_trigger_at when it does).
         let txn = crate::db::begin_write(&self.db).await?;
+        if let Some(t) = new_template {
+            t.insert(&txn).await?;
+        }
         let Some(updated) = schedule_store::update_schedule_if_unchanged(&txn, active, &current).await? else {
             return Err(AppError::conflict("the schedule fired meanwhile; read it again and retry"));
         };
@@ -426,43 +435,26 @@ fn group_of_input(s: &NewSchedule) -> NewGroupMessage {
     }
 }
 
-fn json_ids(v: &Option<Vec<Uuid>>) -> Value {
-    let mut list = v.clone().unwrap_or_default();
-    list.sort_unstable();
-    list.dedup();
-    json!(list)
-}
-
-impl Messaging {
-    /// The template a schedule stores: the one it names; for a group schedule given a body, an
-    /// auto-generated template of that body (the current one while the body is unchanged).
-    async fn group_template(
-        &self,
-        txn: &sea_orm::DatabaseTransaction,
-        scope: AccountScope,
-        sender: &CurrentUser,
-        settled: &Settled,
-        s: &NewSchedule,
-        current: Option<&scheduled_message::Model>,
-    ) -> AppResult<Option<Uuid>> {
-        let (true, Some(body)) = (settled.group, &s.message_body) else { return Ok(s.template_id) };
-        if let Some(c) = current
-            && c.message_body.as_ref() == Some(body)
-            && c.template_id.is_some()
-        {
-            return Ok(c.template_id);
-        }
-        let name = s.name.as_deref().unwrap_or_default().trim();
-        let t = super::templates::auto_template(
-            scope,
-            Some(sender.id),
-            Uuid::now_v7(),
-            name,
-            body.clone(),
-            "message_body",
-        )?;
-        Ok(Some(t.insert(txn).await?.id))
+/// The template a schedule stores — the one it names, or for a group schedule given a body an
+/// auto-generated template of that body (the current one while the body is unchanged) — and the new
+/// template to insert with the schedule, if one is needed.
+fn group_template(
+    scope: AccountScope,
+    sender: &CurrentUser,
+    settled: &Settled,
+    s: &NewSchedule,
+    current: Option<&scheduled_message::Model>,
+) -> AppResult<(Option<Uuid>, Option<template::ActiveModel>)> {
+    let (true, Some(body)) = (settled.group, &s.message_body) else { return Ok((s.template_id, None)) };
+    if let Some(c) = current
+        && c.message_body.as_ref() == Some(body)
+        && c.template_id.is_some()
+    {
+        return Ok((c.template_id, None));
     }
+    let name = s.name.as_deref().unwrap_or_default().trim();
+    let t = auto_template(scope, Some(sender.id), Uuid::now_v7(), name, body.clone(), "message_body")?;
+    Ok((t.id.clone().take(), Some(t)))
 }
 
 /// The send of a schedule being created or edited.
