@@ -164,6 +164,17 @@ pub enum AdminAction {
         #[arg(long)]
         generate: bool,
     },
+    /// Suspend an account (and so every account below it): its tenant requests answer 403
+    /// `account_suspended`, its queued and scheduled work waits and its webhooks are held.
+    SuspendAccount {
+        #[arg(long)]
+        account_id: uuid::Uuid,
+    },
+    /// Make a suspended account active again: its work resumes and its held webhooks are processed.
+    ActivateAccount {
+        #[arg(long)]
+        account_id: uuid::Uuid,
+    },
 }
 
 fn init_logging(settings: &Settings) {
@@ -320,7 +331,22 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
             println!("account_id={account_id}");
             Ok(())
         }
+        Command::Admin { action: AdminAction::SuspendAccount { account_id } } => {
+            set_account_status(settings, account_id, "suspended").await
+        }
+        Command::Admin { action: AdminAction::ActivateAccount { account_id } } => {
+            set_account_status(settings, account_id, "active").await
+        }
     }
+}
+
+async fn set_account_status(settings: Settings, account_id: uuid::Uuid, status: &str) -> Result<(), String> {
+    let state = app::build_state(settings, true).await?;
+    let scope = state.accounts.operator_scope(account_id).await.map_err(|e| e.to_string())?;
+    let meta = crate::modules::events::EventMeta::default();
+    let acc = state.accounts.set_status(scope, status, &meta).await.map_err(|e| e.to_string())?;
+    println!("account_id={} status={}", acc.id, acc.status);
+    Ok(())
 }
 
 async fn contacts(action: ContactsAction, settings: Settings) -> Result<(), String> {

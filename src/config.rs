@@ -64,6 +64,14 @@ pub struct IdentitySettings {
     pub refresh_token_ttl_days: i64,
 }
 
+/// Accounts and their sub-accounts.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AccountSettings {
+    /// Levels of the account tree, the top-level account included (3: an agency, its clients and
+    /// theirs).
+    pub max_depth: u32,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 pub struct HttpSettings {
     /// Largest accepted JSON body in bytes.
@@ -149,6 +157,7 @@ pub struct Settings {
     pub smtp: SmtpSettings,
     pub cors: CorsSettings,
     pub identity: IdentitySettings,
+    pub accounts: AccountSettings,
     pub http: HttpSettings,
     pub database: DatabaseSettings,
     pub events: EventSettings,
@@ -174,6 +183,7 @@ struct RawSettings {
     smtp: SmtpSettings,
     cors: CorsSettings,
     identity: IdentitySettings,
+    accounts: AccountSettings,
     http: HttpSettings,
     database: DatabaseSettings,
     events: EventSettings,
@@ -216,6 +226,7 @@ impl Settings {
             .and_then(|b| b.set_default("identity.provider", "local"))
             .and_then(|b| b.set_default("identity.access_token_ttl_secs", 900))
             .and_then(|b| b.set_default("identity.refresh_token_ttl_days", 30))
+            .and_then(|b| b.set_default("accounts.max_depth", 3))
             .and_then(|b| b.set_default("http.body_limit", 1024 * 1024))
             .and_then(|b| b.set_default("http.import_body_limit", 50 * 1024 * 1024))
             .and_then(|b| b.set_default("http.workers", 0))
@@ -296,6 +307,9 @@ impl Settings {
         if raw.identity.refresh_token_ttl_days < 1 {
             return Err(bad("TURUMBA_IDENTITY__REFRESH_TOKEN_TTL_DAYS", "must be at least 1"));
         }
+        if !(1..=10).contains(&raw.accounts.max_depth) {
+            return Err(bad("TURUMBA_ACCOUNTS__MAX_DEPTH", "must be between 1 and 10"));
+        }
         if !matches!(raw.smtp.tls.as_str(), "none" | "starttls" | "tls") {
             return Err(bad("TURUMBA_SMTP__TLS", "must be `none`, `starttls` or `tls`"));
         }
@@ -360,6 +374,7 @@ impl Settings {
             smtp: raw.smtp,
             cors: raw.cors,
             identity: raw.identity,
+            accounts: raw.accounts,
             http: raw.http,
             database: raw.database,
             events: raw.events,

@@ -46,6 +46,9 @@ pub enum AppError {
     NotFound(&'static str),
     #[error("{message}")]
     Conflict { message: String, details: Value },
+    /// 410: something that existed and is used up (an expired or accepted invitation).
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
     #[error("request body is too large (limit {limit} bytes)")]
     PayloadTooLarge { limit: usize },
     #[error("the request body did not arrive in time: {0}")]
@@ -90,6 +93,7 @@ impl AppError {
             AppError::Forbidden { code, .. } => code,
             AppError::NotFound(_) => "not_found",
             AppError::Conflict { .. } => "conflict",
+            AppError::Gone { code, .. } => code,
             AppError::PayloadTooLarge { .. } => "payload_too_large",
             AppError::RequestTimeout(_) => "request_timeout",
             AppError::UriTooLong { .. } => "uri_too_long",

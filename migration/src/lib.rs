@@ -19,6 +19,7 @@ mod m20261128_000013_dispatch_indexes;
 mod m20261128_000014_message_parts;
 mod m20261128_000015_scheduled_messages;
 mod m20261128_000016_group_messages;
+mod m20261128_000017_held_webhooks;
 mod util;
 
 pub struct Migrator;
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000014_message_parts::Migration),
             Box::new(m20261128_000015_scheduled_messages::Migration),
             Box::new(m20261128_000016_group_messages::Migration),
+            Box::new(m20261128_000017_held_webhooks::Migration),
         ]
     }
 }

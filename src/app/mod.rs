@@ -73,12 +73,14 @@ impl Default for BuildOptions {
 }
 
 /// The consumers a role runs besides the extra ones it was given: the dispatcher's (webhook items:
-/// delivery statuses and inbound messages; the dispatch and group fan-out doorbells) in `dispatcher`,
+/// delivery statuses and inbound messages; the dispatch and group fan-out doorbells; the release of held
+/// webhooks when an account is activated) in `dispatcher`,
 /// `worker` and `all`, the scheduler's (its doorbell) in `scheduler`, `worker` and `all`.
 fn built_in_consumers(role: Role, state: &AppState) -> Vec<SharedConsumer> {
     let mut consumers = Vec::new();
     if matches!(role, Role::All | Role::Worker | Role::Dispatcher) {
         consumers.extend(state.messaging.consumers());
+        consumers.extend(state.channels.consumers());
     }
     if matches!(role, Role::All | Role::Worker | Role::Scheduler) {
         consumers.extend(state.messaging.scheduler_consumers());
@@ -132,7 +134,14 @@ pub async fn build_state_for(settings: Settings, migrate: bool, owner: String) -
     let tasks = TaskTracker::new();
     let amqp_url = settings.amqp_url.as_ref().map(|s| s.expose().to_string());
     let events = Events::new(db.clone(), &settings.database_url, amqp_url.as_deref(), settings.events.clone());
-    let accounts = Accounts::new(db.clone(), keys, mailer, settings.identity.refresh_token_ttl_days, events.clone());
+    let accounts = Accounts::new(
+        db.clone(),
+        keys,
+        mailer,
+        settings.identity.refresh_token_ttl_days,
+        settings.accounts.max_depth,
+        events.clone(),
+    );
     let uploads = ImportUploads::new(&settings.data_dir, settings.http.import_body_limit, tasks.clone(), owner);
     let contacts = Contacts::new(db.clone(), accounts.clone(), events.clone(), uploads);
     let directory = Directory::new(contacts.clone());

@@ -137,7 +137,7 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
 }
 
 /// Best effort: serde names the field in "missing field `x`" / "unknown field `x`".
-fn data_error_field(message: &str) -> String {
+pub(crate) fn data_error_field(message: &str) -> String {
     message.split('`').nth(1).filter(|_| message.contains("field")).unwrap_or("body").to_string()
 }
 

@@ -25,5 +25,7 @@ mod roles;
 mod schedules;
 mod smpp;
 mod smsc;
+mod sub_accounts;
+mod suspension;
 mod templates;
 mod tenancy;

@@ -58,7 +58,7 @@ pub fn status(sid: &str, status: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn sms_from(sid: &str, from: &str, body: &str) -> Vec<(&'static str, String)> {
+pub fn sms_from(sid: &str, from: &str, body: &str) -> Vec<(&'static str, String)> {
     vec![
         ("MessageSid", sid.to_string()),
         ("From", from.to_string()),
@@ -91,7 +91,7 @@ pub async fn wait_status(app: &TestApp, u: &TestUser, id: &str, want: &str) {
         .await;
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
+pub async fn count(app: &TestApp, sql: &str) -> i64 {
     let db = &app.state.db;
     let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap();
     row.try_get_by_index::<i64>(0).unwrap()

@@ -1,4 +1,4 @@
-//! Accounts: creation (the creator becomes admin), settings, deletion, and the operator's scope for CLI
+//! Accounts: creation of top-level accounts (the creator becomes admin; sub-accounts in `sub_accounts`), settings, deletion, and the operator's scope for CLI
 //! commands.
 
 use chrono::Utc;
@@ -10,7 +10,6 @@ use super::entity::account;
 use super::service::*;
 use super::store;
 use super::tenancy::{AccountScope, CurrentUser};
-use crate::db::list::{ListQuery, Page};
 use crate::error::{AppError, AppResult};
 use crate::modules::events::{EventBus, EventMeta};
 
@@ -29,15 +28,27 @@ pub struct AccountPatch {
     pub settings: Patch<Value>,
 }
 
-impl Accounts {
-    /// The accounts the user is a member of, filtered, sorted and paged.
-    #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn list_accounts_of(&self, user: &CurrentUser, q: &ListQuery) -> AppResult<Page<account::Model>> {
-        store::list_accounts_of_user(&self.db, user.id, q).await
+impl AccountPatch {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none() && self.timezone.is_none() && self.default_country_code.is_none() && self.settings.is_none()
     }
+}
 
+impl Accounts {
+    /// A top-level account; the caller becomes its admin.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn create_account(
+        &self,
+        user: &CurrentUser,
+        input: AccountInput<'_>,
+        meta: &EventMeta,
+    ) -> AppResult<account::Model> {
+        self.insert_account(user, input, None, meta).await
+    }
+
+    /// An account with its system roles: top-level with the caller as its admin, or (given a parent) a
+    /// sub-account without members.
+    pub(super) async fn insert_account(
         &self,
         user: &CurrentUser,
         input: AccountInput<'_>,
@@ -58,7 +69,7 @@ impl Accounts {
                 default_country_code: input.default_country_code,
                 settings: input.settings.unwrap_or_else(|| json!({})),
             },
-            user.id,
+            parent.is_none().then_some(user.id),
         )
         .await?;
         let mut bus = EventBus::new(meta.clone());

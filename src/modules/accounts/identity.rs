@@ -147,7 +147,7 @@ impl Accounts {
                 default_country_code: None,
                 settings: json!({}),
             },
-            user.id,
+            Some(user.id),
         )
         .await?;
         let mut active = user.into_active_model();
@@ -339,7 +339,7 @@ impl Accounts {
                 default_country_code: None,
                 settings: json!({}),
             },
-            user.id,
+            Some(user.id),
         )
         .await?;
         let mut active = user.into_active_model();

@@ -4,11 +4,10 @@
 //! Public facade: [`Accounts`] (the `Tenancy` of ARCHITECTURE.md: `authenticate`, `authorize`,
 //! `access_to`, `operator_scope`), the tenancy types [`AccountScope`], [`Access`] and [`CurrentUser`],
 //! the request extractors [`RequestCtx`] and [`AuthUser`], [`JwtKeys`], [`configure`] and [`ApiDoc`].
-//! Invitations, the audit log and the Cognito provider come in a later issue; the schema leaves room
-//! for them (`accounts.parent_id`).
+//! Invitations, the audit log and the Cognito provider come in a later issue.
 //!
 //! Inside: `service` (the shared state) with one file per concern (`tenancy` types and their
-//! `resolution`, `identity`, `profile`, `account`, `roles`, `members`), `store` (every query), `api/` (one file per resource).
+//! `resolution`, `identity`, `profile`, `account`, `sub_accounts`, `roles`, `members`), `store` (every query), `api/` (one file per resource).
 
 mod account;
 mod api;
@@ -22,12 +21,15 @@ mod resolution;
 mod roles;
 mod service;
 mod store;
+mod sub_accounts;
+mod suspension;
 mod tenancy;
 mod tokens;
 
 pub use api::configure;
 pub use api::context::{AuthUser, RequestCtx, StreamCtx, request_meta, selected_account};
 pub use service::{Accounts, valid_timezone};
+pub use sub_accounts::Reach;
 pub use tenancy::{Access, AccountScope, CurrentUser};
 pub use tokens::JwtKeys;
 
@@ -53,6 +55,8 @@ pub use tokens::JwtKeys;
     api::accounts::get_account,
     api::accounts::update_account,
     api::accounts::delete_account,
+    api::accounts::list_sub_accounts,
+    api::accounts::create_sub_account,
     api::accounts::list_members,
     api::accounts::add_member,
     api::accounts::update_member,

@@ -1,13 +1,14 @@
 //! Tenancy resolution: the caller of a bearer token, the account a request acts in (`X-Account-Id`, else
 //! the default, else the only one) and the caller's access there, directly or through `accounts:manage`
-//! on the parent account.
+//! on an ancestor account.
 
 use uuid::Uuid;
 
-use super::entity::{account, membership, role, user};
+use super::entity::user;
 use super::permissions::Permissions;
 use super::service::*;
 use super::store;
+use super::sub_accounts::Reach;
 use super::tenancy::{Access, AccountScope, CurrentUser};
 use crate::error::{AppError, AppResult};
 
@@ -27,7 +28,8 @@ impl Accounts {
     }
 
     /// Authenticates a tenant request and resolves its active account, in one query in the common case
-    /// (a direct membership in the selected or default account); other cases take the full path.
+    /// (a direct membership in the selected or default account); other cases take the full path. A
+    /// suspended account answers 403 `account_suspended`.
     pub async fn authorize(&self, token: &str, selected: Option<Uuid>) -> AppResult<(CurrentUser, Access)> {
         let claims = self.token_claims(token)?;
         let (user, role) = store::user_with_role(&self.db, claims.sub, selected)
@@ -42,14 +44,17 @@ impl Accounts {
                 role_name: r.name,
                 permissions: Permissions::from_json(&r.permissions),
                 via_parent: false,
+                granted_in: account_id,
             };
+            self.ensure_active(account_id).await?;
             return Ok((user, access));
         }
         let access = self.active_access(&user, selected).await?;
+        self.ensure_active(access.scope.account_id()).await?;
         Ok((user, access))
     }
 
-    /// The caller's access to one account: a direct membership, or `accounts:manage` on its parent.
+    /// The caller's access to one account: a direct membership, or `accounts:manage` on an ancestor.
     pub async fn access_to(&self, user: &CurrentUser, account_id: Uuid) -> AppResult<Option<Access>> {
         if let Some((_, r)) = store::membership_with_role(&self.db, user.id, account_id).await? {
             return Ok(Some(Access {
@@ -58,27 +63,10 @@ impl Accounts {
                 role_name: r.name,
                 permissions: Permissions::from_json(&r.permissions),
                 via_parent: false,
+                granted_in: account_id,
             }));
         }
-        let Some(acc) = store::find_account(&self.db, account_id).await? else {
-            return Ok(None);
-        };
-        let Some(parent) = acc.parent_id else {
-            return Ok(None);
-        };
-        match store::membership_with_role(&self.db, user.id, parent).await? {
-            Some((_, r)) => {
-                let perms = Permissions::from_json(&r.permissions);
-                Ok(perms.has("accounts:manage").then(|| Access {
-                    scope: AccountScope::checked(account_id),
-                    role_id: r.id,
-                    role_name: r.name,
-                    permissions: perms,
-                    via_parent: true,
-                }))
-            }
-            None => Ok(None),
-        }
+        self.access_via_ancestors(user, account_id).await
     }
 
     /// Active account: the `X-Account-Id` selection, else the default account, else the only one.
@@ -106,32 +94,41 @@ impl Accounts {
         })
     }
 
-    /// `GET /v1/context`: every direct membership, and the active account (or `None` when the caller must
-    /// choose). The common case needs no query beyond the membership list; the rest takes the full path.
-    pub async fn context(
-        &self,
-        user: &CurrentUser,
-        selected: Option<Uuid>,
-    ) -> AppResult<(Vec<(membership::Model, role::Model, account::Model)>, Option<Uuid>)> {
-        let memberships = store::memberships_of_user(&self.db, user.id).await?;
+    /// `GET /v1/context`: every account the caller may act in (memberships and the sub-accounts they
+    /// manage), and the active account (or `None` when the caller must choose).
+    pub async fn context(&self, user: &CurrentUser, selected: Option<Uuid>) -> AppResult<(Vec<Reach>, Option<Uuid>)> {
+        let reach = self.reachable(user).await?;
         let wanted = selected.or(user.default_account_id);
         if let Some(id) = wanted
-            && memberships.iter().any(|(_, _, a)| a.id == id)
+            && reach.iter().any(|r| r.account.id == id)
         {
-            return Ok((memberships, Some(id)));
+            return Ok((reach, Some(id)));
         }
         let active = match self.active_access(user, selected).await {
             Ok(a) => Some(a.scope.account_id()),
             Err(AppError::BadRequest { code: "account_required", .. }) => None,
             Err(e) => return Err(e),
         };
-        Ok((memberships, active))
+        Ok((reach, active))
     }
 
     /// Access to an account named in a path: 404 when the caller has none (never reveal it exists).
     pub async fn path_access(&self, user: &CurrentUser, account_id: Uuid, permission: &str) -> AppResult<Access> {
         let access = self.access_to(user, account_id).await?.ok_or(AppError::NotFound("account"))?;
         access.require(permission)?;
+        Ok(access)
+    }
+
+    /// [`Self::path_access`] for a change: a suspended account only changes status (403
+    /// `account_suspended` for anything else).
+    pub async fn path_access_to_change(
+        &self,
+        user: &CurrentUser,
+        account_id: Uuid,
+        permission: &str,
+    ) -> AppResult<Access> {
+        let access = self.path_access(user, account_id, permission).await?;
+        self.ensure_active(account_id).await?;
         Ok(access)
     }
 }

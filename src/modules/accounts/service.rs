@@ -18,7 +18,10 @@ pub struct Accounts {
     pub(super) keys: Arc<JwtKeys>,
     pub(super) mailer: Mailer,
     pub(super) refresh_ttl_days: i64,
+    /// Levels of an account tree, the top-level account included.
+    pub(super) max_depth: u32,
     pub(super) events: Events,
+    pub(super) suspensions: Arc<super::suspension::Suspensions>,
 }
 
 /// `Option<Option<T>>`: absent = leave alone, `Some(None)` = clear, `Some(Some(v))` = set.
@@ -55,9 +58,10 @@ impl Accounts {
         keys: Arc<JwtKeys>,
         mailer: Mailer,
         refresh_ttl_days: i64,
+        max_depth: u32,
         events: Events,
     ) -> Self {
-        Accounts { db, keys, mailer, refresh_ttl_days, events }
+        Accounts { db, keys, mailer, refresh_ttl_days, max_depth, events, suspensions: Default::default() }
     }
 
     pub fn jwks(&self) -> Value {

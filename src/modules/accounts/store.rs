@@ -20,6 +20,8 @@ use crate::error::{AppError, AppResult};
 
 pub const ACCOUNT_FIELDS: &[Field<account::Column>] = &[
     Field::new("id", account::Column::Id, Kind::Uuid),
+    // The SPEC's `account_id` filter, on the accounts themselves.
+    Field::new("account_id", account::Column::Id, Kind::Uuid),
     Field::sortable("name", account::Column::Name, Kind::Text),
     Field::new("status", account::Column::Status, Kind::Enum(&["active", "suspended"])),
     Field::new("parent_id", account::Column::ParentId, Kind::Uuid),
@@ -28,6 +30,7 @@ pub const ACCOUNT_FIELDS: &[Field<account::Column>] = &[
 ];
 
 pub const ROLE_FIELDS: &[Field<role::Column>] = &[
+    Field::new("account_id", role::Column::AccountId, Kind::Uuid),
     Field::new("id", role::Column::Id, Kind::Uuid),
     Field::sortable("name", role::Column::Name, Kind::Text),
     Field::new("is_system", role::Column::IsSystem, Kind::Bool),
@@ -36,21 +39,12 @@ pub const ROLE_FIELDS: &[Field<role::Column>] = &[
 ];
 
 pub const MEMBER_FIELDS: &[Field<membership::Column>] = &[
+    Field::new("account_id", membership::Column::AccountId, Kind::Uuid),
     Field::new("user_id", membership::Column::UserId, Kind::Uuid),
     Field::new("role_id", membership::Column::RoleId, Kind::Uuid),
     Field::sortable("created_at", membership::Column::CreatedAt, Kind::Timestamp),
     Field::sortable("updated_at", membership::Column::UpdatedAt, Kind::Timestamp),
 ];
-
-/// A page of the accounts `user_id` is a member of.
-pub async fn list_accounts_of_user<C: ConnectionTrait>(
-    db: &C,
-    user_id: Uuid,
-    q: &ListQuery,
-) -> AppResult<Page<account::Model>> {
-    let select = q.apply(accounts_of_user(user_id), ACCOUNT_FIELDS, account::Column::Id, account::Column::CreatedAt)?;
-    q.fetch(db, select).await
-}
 
 /// A page of the roles of the account.
 pub async fn list_roles<C: ConnectionTrait>(
@@ -147,11 +141,12 @@ pub struct NewAccount<'a> {
     pub settings: Value,
 }
 
-/// Creates an account, its system roles and the owner's admin membership. Run inside a transaction.
+/// Creates an account, its system roles and, given an owner, the owner's admin membership (a
+/// sub-account starts without members: its parent's managers reach it). Run inside a transaction.
 pub async fn create_account<C: ConnectionTrait>(
     db: &C,
     new: NewAccount<'_>,
-    owner: Uuid,
+    owner: Option<Uuid>,
 ) -> AppResult<(account::Model, role::Model)> {
     let now = Utc::now();
     let acc = account::ActiveModel {
@@ -186,7 +181,9 @@ pub async fn create_account<C: ConnectionTrait>(
         }
     }
     let admin = admin.ok_or_else(|| AppError::internal("system roles lack admin"))?;
-    insert_membership(db, acc.id, owner, admin.id).await?;
+    if let Some(owner) = owner {
+        insert_membership(db, acc.id, owner, admin.id).await?;
+    }
     Ok((acc, admin))
 }
 
@@ -250,22 +247,87 @@ pub async fn memberships_of_user<C: ConnectionTrait>(
     Ok(rows.into_iter().filter_map(|(m, r, a)| Some((m, r?, a?))).collect())
 }
 
-/// Accounts the user is a direct member of, as one query (a subquery on memberships).
-pub fn accounts_of_user(user_id: Uuid) -> sea_orm::Select<account::Entity> {
-    let member_of = sea_orm::sea_query::Query::select()
-        .column(membership::Column::AccountId)
-        .from(membership::Entity)
-        .and_where(membership::Column::UserId.eq(user_id))
-        .to_owned();
-    account::Entity::find().filter(account::Column::Id.in_subquery(member_of))
-}
-
 /// Ids of accounts the user is a direct member of.
 pub async fn account_ids_of_user<C: ConnectionTrait>(db: &C, user_id: Uuid) -> AppResult<Vec<Uuid>> {
     Ok(membership::Entity::find()
         .select_only()
         .column(membership::Column::AccountId)
         .filter(membership::Column::UserId.eq(user_id))
+        .into_tuple::<Uuid>()
+        .all(db)
+        .await?)
+}
+
+/// The account and its ancestors, nearest first, at most `max` of them (one read per level; a tree is
+/// never deeper than the depth limit).
+pub async fn account_chain<C: ConnectionTrait>(db: &C, id: Uuid, max: u32) -> AppResult<Vec<account::Model>> {
+    let mut chain: Vec<account::Model> = Vec::new();
+    let mut next = Some(id);
+    while let Some(id) = next
+        && chain.len() < max as usize
+    {
+        let Some(acc) = find_account(db, id).await? else { break };
+        next = acc.parent_id;
+        chain.push(acc);
+    }
+    Ok(chain)
+}
+
+/// The direct sub-accounts of any of `parents`.
+pub async fn children_of<C: ConnectionTrait>(db: &C, parents: &[Uuid]) -> AppResult<Vec<account::Model>> {
+    if parents.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(account::Entity::find()
+        .filter(account::Column::ParentId.is_in(parents.iter().copied()))
+        .order_by_asc(account::Column::CreatedAt)
+        .all(db)
+        .await?)
+}
+
+/// The user's memberships with roles in any of `accounts` (one query).
+pub async fn roles_in_accounts<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    accounts: &[Uuid],
+) -> AppResult<Vec<(membership::Model, role::Model)>> {
+    let rows = membership::Entity::find()
+        .filter(membership::Column::UserId.eq(user_id))
+        .filter(membership::Column::AccountId.is_in(accounts.iter().copied()))
+        .find_also_related(role::Entity)
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().filter_map(|(m, r)| Some((m, r?))).collect())
+}
+
+/// A page of the accounts among `ids` (those a caller may act in).
+pub async fn list_accounts_among<C: ConnectionTrait>(
+    db: &C,
+    ids: Vec<Uuid>,
+    q: &ListQuery,
+) -> AppResult<Page<account::Model>> {
+    let select = account::Entity::find().filter(account::Column::Id.is_in(ids));
+    let select = q.apply(select, ACCOUNT_FIELDS, account::Column::Id, account::Column::CreatedAt)?;
+    q.fetch(db, select).await
+}
+
+/// A page of the direct sub-accounts of the account.
+pub async fn list_sub_accounts<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    q: &ListQuery,
+) -> AppResult<Page<account::Model>> {
+    let select = account::Entity::find().filter(account::Column::ParentId.eq(scope.account_id()));
+    let select = q.apply(select, ACCOUNT_FIELDS, account::Column::Id, account::Column::CreatedAt)?;
+    q.fetch(db, select).await
+}
+
+/// Ids of the accounts whose own status is `suspended`.
+pub async fn suspended_account_ids<C: ConnectionTrait>(db: &C) -> AppResult<Vec<Uuid>> {
+    Ok(account::Entity::find()
+        .select_only()
+        .column(account::Column::Id)
+        .filter(account::Column::Status.eq(super::suspension::SUSPENDED))
         .into_tuple::<Uuid>()
         .all(db)
         .await?)

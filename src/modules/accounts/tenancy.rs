@@ -64,8 +64,10 @@ pub struct Access {
     pub role_id: Uuid,
     pub role_name: String,
     pub permissions: Permissions,
-    /// True when the access comes from `accounts:manage` on the parent account.
+    /// True when the access comes from `accounts:manage` on an ancestor account.
     pub via_parent: bool,
+    /// The account whose membership grants the role (the account itself, or that ancestor).
+    pub granted_in: Uuid,
 }
 
 impl Access {

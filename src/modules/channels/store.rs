@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Select, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Select, Set};
 use uuid::Uuid;
 
 use super::entity::channel::{ChannelStatus, STATUSES};
@@ -15,6 +15,7 @@ use crate::modules::accounts::AccountScope;
 // Whitelisted list fields (SPEC §2 filters).
 
 pub const CHANNEL_FIELDS: &[Field<channel::Column>] = &[
+    Field::new("account_id", channel::Column::AccountId, Kind::Uuid),
     Field::new("id", channel::Column::Id, Kind::Uuid),
     Field::sortable("name", channel::Column::Name, Kind::Text),
     Field::sortable("channel_type", channel::Column::ChannelType, Kind::Enum(CHANNEL_TYPES)),
@@ -27,6 +28,7 @@ pub const CHANNEL_FIELDS: &[Field<channel::Column>] = &[
 ];
 
 pub const SANDBOX_MESSAGE_FIELDS: &[Field<sandbox_message::Column>] = &[
+    Field::new("account_id", sandbox_message::Column::AccountId, Kind::Uuid),
     Field::new("to", sandbox_message::Column::To, Kind::Text),
     Field::new("message_id", sandbox_message::Column::MessageId, Kind::Uuid),
     Field::sortable("status", sandbox_message::Column::Status, Kind::Enum(&["delivered", "failed"])),
@@ -242,4 +244,27 @@ pub async fn count_inbox_item<C: ConnectionTrait>(
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// Held inbox rows of every account, oldest first (a system path: the release checks each row's account
+/// against the suspended ones and writes it in that account's name).
+pub async fn held_inbox_entries<C: ConnectionTrait>(db: &C) -> AppResult<Vec<webhook_inbox::Model>> {
+    Ok(webhook_inbox::Entity::find()
+        .filter(webhook_inbox::Column::Status.eq("held"))
+        .order_by_asc(webhook_inbox::Column::ReceivedAt)
+        .all(db)
+        .await?)
+}
+
+/// A held row becomes `received` (false when another process released it first).
+pub async fn unhold_inbox_entry<C: ConnectionTrait>(db: &C, inbox_id: Uuid) -> AppResult<bool> {
+    use webhook_inbox::Column as C;
+    let moved = webhook_inbox::Entity::update_many()
+        .col_expr(C::Status, Expr::val("received"))
+        .col_expr(C::HeldItems, Expr::val(Option::<String>::None))
+        .filter(C::Id.eq(inbox_id))
+        .filter(C::Status.eq("held"))
+        .exec(db)
+        .await?;
+    Ok(moved.rows_affected == 1)
 }

@@ -78,11 +78,15 @@ impl Channels {
         if let Some(existing) = self.inbox_entry(c.id, &event_id).await? {
             return Ok(Accepted { inbox: existing, duplicate: true });
         }
+        let held = self.accounts().suspended_accounts().await?.contains(&scope.account_id());
         let (status, items, error) = match (&parsed, c.is_enabled) {
             (Err(e), _) => ("failed", &[][..], Some(e.clone())),
             (Ok(items), false) => ("ignored", &items[..], Some("the channel is disabled".to_string())),
+            (Ok(items), true) if held => ("held", &items[..], None),
             (Ok(items), true) => ("received", &items[..], None),
         };
+        let items: Vec<serde_json::Value> =
+            items.iter().map(|item| json!({ "item_event_id": item.event_id(), "item": item })).collect();
         let now = Utc::now();
         let inbox = webhook_inbox::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -98,6 +102,7 @@ impl Channels {
             received_at: Set(now),
             processed_at: Set(None),
             processed_items: Set(0),
+            held_items: Set((status == "held").then(|| serde_json::Value::from(items.clone()).to_string())),
         };
         let txn = crate::db::begin_write(&self.db).await?;
         let inbox = match inbox.insert(&txn).await {
@@ -112,22 +117,7 @@ impl Channels {
         };
         let mut bus = EventBus::new(meta.clone());
         if status == "received" {
-            for (index, item) in items.iter().enumerate() {
-                bus.emit(
-                    &format!("webhook.inbound.{}", c.channel_type),
-                    "webhook_inbox",
-                    inbox.id,
-                    Some(scope.account_id()),
-                    json!({
-                        "inbox_id": inbox.id,
-                        "channel_id": c.id,
-                        "channel_type": c.channel_type,
-                        "index": index,
-                        "item_event_id": item.event_id(),
-                        "item": item,
-                    }),
-                );
-            }
+            emit_items(&mut bus, &inbox, &items);
         }
         self.events.commit(txn, bus).await?;
         Ok(Accepted { inbox, duplicate: false })
@@ -267,6 +257,27 @@ impl Channels {
         store::count_inbox_item(txn, scope, inbox_id, Utc::now()).await
     }
 
+    /// Releases the held webhooks of every account that is no longer suspended, in `txn` (the consumer's
+    /// transaction of an `account.activated` event): each row becomes `received` and its items' events
+    /// are written. Returns how many rows moved.
+    pub async fn release_held_webhooks(&self, txn: &sea_orm::DatabaseTransaction) -> AppResult<usize> {
+        let suspended = self.accounts().suspended_accounts_in(txn).await?;
+        let mut bus = EventBus::new(crate::modules::events::EventMeta::default());
+        let mut released = 0;
+        for inbox in store::held_inbox_entries(txn).await? {
+            if suspended.contains(&inbox.account_id) || !store::unhold_inbox_entry(txn, inbox.id).await? {
+                continue;
+            }
+            let items: Vec<serde_json::Value> =
+                inbox.held_items.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+            emit_items(&mut bus, &inbox, &items);
+            released += 1;
+        }
+        bus.flush(txn).await?;
+        self.events.committed();
+        Ok(released)
+    }
+
     async fn inbox_entry(&self, channel_id: Uuid, event_id: &str) -> AppResult<Option<webhook_inbox::Model>> {
         store::find_inbox_entry(&self.db, channel_id, event_id).await
     }
@@ -288,5 +299,66 @@ impl Channels {
         };
         Ok(mode == Some("subscribe")
             && token.is_some_and(|t| crate::secret::constant_time_eq(t.as_bytes(), expected.as_bytes())))
+    }
+}
+
+/// One `webhook.inbound.<type>` event per item of an inbox row (`items`: `{item_event_id, item}`).
+fn emit_items(bus: &mut EventBus, inbox: &webhook_inbox::Model, items: &[serde_json::Value]) {
+    for (index, item) in items.iter().enumerate() {
+        bus.emit(
+            &format!("webhook.inbound.{}", inbox.channel_type),
+            "webhook_inbox",
+            inbox.id,
+            Some(inbox.account_id),
+            json!({
+                "inbox_id": inbox.id,
+                "channel_id": inbox.channel_id,
+                "channel_type": inbox.channel_type,
+                "index": index,
+                "item_event_id": item["item_event_id"],
+                "item": item["item"],
+            }),
+        );
+    }
+}
+
+/// Releases held webhooks when an account becomes active again (`account.activated`; the release
+/// itself reads which accounts are still suspended, so an account below a still-suspended one keeps its
+/// webhooks held).
+pub struct HeldWebhooks {
+    channels: Channels,
+}
+
+impl Channels {
+    /// The consumers the channels module runs in the dispatcher roles.
+    pub fn consumers(&self) -> Vec<crate::modules::events::SharedConsumer> {
+        vec![std::sync::Arc::new(HeldWebhooks { channels: self.clone() })]
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::modules::events::Consumer for HeldWebhooks {
+    fn name(&self) -> &str {
+        "channels.held_webhooks"
+    }
+
+    fn bindings(&self) -> Vec<String> {
+        vec!["account.activated".into()]
+    }
+
+    async fn handle(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        _event: &crate::modules::events::EventEnvelope,
+    ) -> Result<(), crate::modules::events::HandlerError> {
+        let n = self
+            .channels
+            .release_held_webhooks(txn)
+            .await
+            .map_err(|e| crate::modules::events::HandlerError::Transient(e.to_string()))?;
+        if n > 0 {
+            tracing::info!(released = n, "released held webhooks");
+        }
+        Ok(())
     }
 }

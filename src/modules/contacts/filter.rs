@@ -14,6 +14,7 @@ use crate::db::list::{self, Field, Filter, Kind, Op, escape_like, parse_timestam
 use crate::error::{AppError, AppResult};
 
 pub const CONTACT_FIELDS: &[Field<contact::Column>] = &[
+    Field::new("account_id", contact::Column::AccountId, Kind::Uuid),
     Field::new("id", contact::Column::Id, Kind::Uuid),
     Field::sortable("first_name", contact::Column::FirstName, Kind::Text),
     Field::sortable("last_name", contact::Column::LastName, Kind::Text),

@@ -19,6 +19,7 @@ use crate::modules::accounts::AccountScope;
 // Whitelisted list fields per resource (SPEC §2 filters); contacts' are the filter language's.
 
 pub const TAG_FIELDS: &[Field<tag::Column>] = &[
+    Field::new("account_id", tag::Column::AccountId, Kind::Uuid),
     Field::new("id", tag::Column::Id, Kind::Uuid),
     Field::sortable("name", tag::Column::Name, Kind::Text),
     Field::new("color", tag::Column::Color, Kind::Text),
@@ -27,6 +28,7 @@ pub const TAG_FIELDS: &[Field<tag::Column>] = &[
 ];
 
 pub const GROUP_FIELDS: &[Field<group::Column>] = &[
+    Field::new("account_id", group::Column::AccountId, Kind::Uuid),
     Field::new("id", group::Column::Id, Kind::Uuid),
     Field::sortable("name", group::Column::Name, Kind::Text),
     Field::sortable("contact_count", group::Column::ContactCount, Kind::Int),
@@ -35,6 +37,7 @@ pub const GROUP_FIELDS: &[Field<group::Column>] = &[
 ];
 
 pub const SEGMENT_FIELDS: &[Field<segment::Column>] = &[
+    Field::new("account_id", segment::Column::AccountId, Kind::Uuid),
     Field::new("id", segment::Column::Id, Kind::Uuid),
     Field::sortable("name", segment::Column::Name, Kind::Text),
     Field::sortable("created_at", segment::Column::CreatedAt, Kind::Timestamp),

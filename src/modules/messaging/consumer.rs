@@ -39,7 +39,12 @@ impl Messaging {
     /// dispatch and fan-out doorbells (in one process a send wakes the dispatcher, a queued group
     /// message the fan-out, directly).
     pub fn consumers(&self) -> Vec<SharedConsumer> {
-        let mut consumers: Vec<SharedConsumer> = vec![std::sync::Arc::new(WebhookItems { messaging: self.clone() })];
+        let mut consumers: Vec<SharedConsumer> = vec![
+            std::sync::Arc::new(WebhookItems { messaging: self.clone() }),
+            std::sync::Arc::new(Activated {
+                wakes: [self.dispatch_wake.clone(), self.fanout_wake.clone(), self.schedule_wake.clone()],
+            }),
+        ];
         if self.events.amqp().is_some() {
             consumers.push(std::sync::Arc::new(Doorbell {
                 name: "messaging.dispatch_doorbell",
@@ -97,6 +102,31 @@ impl Consumer for Doorbell {
     /// Rings touch no table: take them a thousand at a time.
     fn batch_size(&self) -> usize {
         crate::modules::events::MAX_BATCH
+    }
+}
+
+/// An account became active again (`account.activated`): its queued messages, group sends and due
+/// schedules wait no longer, so the loops of this process look now. (A process that runs only the
+/// scheduler looks within its idle poll.)
+pub struct Activated {
+    wakes: [std::sync::Arc<tokio::sync::Notify>; 3],
+}
+
+#[async_trait]
+impl Consumer for Activated {
+    fn name(&self) -> &str {
+        "messaging.account_activated"
+    }
+
+    fn bindings(&self) -> Vec<String> {
+        vec!["account.activated".into()]
+    }
+
+    async fn handle(&self, _txn: &DatabaseTransaction, _event: &EventEnvelope) -> Result<(), HandlerError> {
+        for wake in &self.wakes {
+            wake.notify_one();
+        }
+        Ok(())
     }
 }
 

@@ -218,7 +218,9 @@ impl Dispatcher {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn run_once(&self) -> AppResult<usize> {
         let elsewhere = self.registry.bound_elsewhere().await;
-        let claimed = store::claim_due(&self.messaging.db, self.options.batch, self.options.lease, &elsewhere).await?;
+        let held: Vec<Uuid> = self.messaging.accounts.suspended_accounts().await?.iter().copied().collect();
+        let claimed =
+            store::claim_due(&self.messaging.db, self.options.batch, self.options.lease, &elsewhere, &held).await?;
         if claimed.is_empty() {
             return Ok(0);
         }

@@ -307,10 +307,13 @@ impl Messaging {
         Ok(true)
     }
 
+    /// Claims a group message whose fan-out is due (none of a suspended account).
     async fn claim_fanout(&self, now: DateTime<Utc>) -> AppResult<Option<group_message::Model>> {
         use group_message::Column as G;
+        let held: Vec<Uuid> = self.accounts.suspended_accounts().await?.iter().copied().collect();
         let waiting = || {
             sea_orm::Condition::all()
+                .add_option((!held.is_empty()).then(|| G::AccountId.is_not_in(held.iter().copied())))
                 .add(G::Status.is_in([GroupStatus::Queued, GroupStatus::Processing]))
                 .add(G::FanoutDone.eq(false))
                 .add(sea_orm::Condition::any().add(G::FanoutLeaseUntil.is_null()).add(G::FanoutLeaseUntil.lt(now)))

@@ -22,6 +22,7 @@ use crate::modules::accounts::AccountScope;
 use crate::modules::events::EventBus;
 
 pub const GROUP_FIELDS: &[Field<group_message::Column>] = &[
+    Field::new("account_id", group_message::Column::AccountId, Kind::Uuid),
     Field::new("id", group_message::Column::Id, Kind::Uuid),
     Field::sortable("name", group_message::Column::Name, Kind::Text),
     Field::sortable("status", group_message::Column::Status, Kind::Enum(GROUP_STATUSES)),
@@ -39,6 +40,7 @@ pub const GROUP_FIELDS: &[Field<group_message::Column>] = &[
 ];
 
 pub const SKIP_FIELDS: &[Field<group_message_skip::Column>] = &[
+    Field::new("account_id", group_message_skip::Column::AccountId, Kind::Uuid),
     Field::new("contact_id", group_message_skip::Column::ContactId, Kind::Uuid),
     Field::new("reason", group_message_skip::Column::Reason, Kind::Text),
     Field::sortable("created_at", group_message_skip::Column::CreatedAt, Kind::Timestamp),

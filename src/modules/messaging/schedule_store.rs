@@ -13,6 +13,7 @@ use crate::error::AppResult;
 use crate::modules::accounts::AccountScope;
 
 pub const SCHEDULE_FIELDS: &[Field<scheduled_message::Column>] = &[
+    Field::new("account_id", scheduled_message::Column::AccountId, Kind::Uuid),
     Field::new("id", scheduled_message::Column::Id, Kind::Uuid),
     Field::sortable("name", scheduled_message::Column::Name, Kind::Text),
     Field::new("channel_id", scheduled_message::Column::ChannelId, Kind::Uuid),
@@ -77,14 +78,16 @@ pub async fn update_schedule_if_unchanged<C: ConnectionTrait>(
     scheduled_message::Entity::find_by_id(id).one(db).await
 }
 
-/// Schedules due at `now` (active, `next_trigger_at` passed), soonest first, in any account (the
-/// scheduler's view).
+/// Schedules due at `now` (active, `next_trigger_at` passed), soonest first, in any account but the
+/// `held` (suspended) ones (the scheduler's view).
 pub async fn due_schedules<C: ConnectionTrait>(
     db: &C,
     now: DateTime<Utc>,
     limit: u64,
+    held: &[Uuid],
 ) -> Result<Vec<scheduled_message::Model>, DbErr> {
     scheduled_message::Entity::find()
+        .filter(not_held(held))
         .filter(scheduled_message::Column::NextTriggerAt.lte(now))
         .filter(scheduled_message::Column::Status.is_in([ScheduleStatus::Pending, ScheduleStatus::Triggered]))
         .order_by_asc(scheduled_message::Column::NextTriggerAt)
@@ -93,15 +96,25 @@ pub async fn due_schedules<C: ConnectionTrait>(
         .await
 }
 
-/// The soonest `next_trigger_at` of any active schedule: when the scheduler must look next.
-pub async fn next_due<C: ConnectionTrait>(db: &C) -> Result<Option<DateTime<Utc>>, DbErr> {
+/// The soonest `next_trigger_at` of any active schedule of an account not `held`: when the scheduler
+/// must look next.
+pub async fn next_due<C: ConnectionTrait>(db: &C, held: &[Uuid]) -> Result<Option<DateTime<Utc>>, DbErr> {
     Ok(scheduled_message::Entity::find()
+        .filter(not_held(held))
         .filter(scheduled_message::Column::NextTriggerAt.is_not_null())
         .filter(scheduled_message::Column::Status.is_in([ScheduleStatus::Pending, ScheduleStatus::Triggered]))
         .order_by_asc(scheduled_message::Column::NextTriggerAt)
         .one(db)
         .await?
         .and_then(|s| s.next_trigger_at))
+}
+
+fn not_held(held: &[Uuid]) -> sea_orm::Condition {
+    let mut c = sea_orm::Condition::all();
+    if !held.is_empty() {
+        c = c.add(scheduled_message::Column::AccountId.is_not_in(held.iter().copied()));
+    }
+    c
 }
 
 /// How the scheduler moves one schedule on from the occurrence it read (`due`, `seen` = its

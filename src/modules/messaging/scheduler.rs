@@ -88,7 +88,8 @@ impl Messaging {
     /// schedules it handled. The sends are built outside any transaction, a few at a time, then the
     /// whole look is recorded in one transaction (written one schedule at a time if that fails).
     pub async fn fire_due_schedules(&self, now: DateTime<Utc>) -> AppResult<usize> {
-        let due = schedule_store::due_schedules(&self.db, now, DUE_BATCH).await?;
+        let held: Vec<Uuid> = self.accounts.suspended_accounts().await?.iter().copied().collect();
+        let due = schedule_store::due_schedules(&self.db, now, DUE_BATCH, &held).await?;
         let n = due.len();
         if n == 0 {
             return Ok(0);
@@ -366,7 +367,11 @@ impl Messaging {
                 if handled as u64 >= DUE_BATCH {
                     continue;
                 }
-                let wait = match schedule_store::next_due(&me.db).await {
+                let held: Vec<Uuid> = match me.accounts.suspended_accounts().await {
+                    Ok(set) => set.iter().copied().collect(),
+                    Err(_) => Vec::new(),
+                };
+                let wait = match schedule_store::next_due(&me.db, &held).await {
                     Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(IDLE_POLL),
                     Ok(None) => IDLE_POLL,
                     Err(_) => IDLE_POLL,

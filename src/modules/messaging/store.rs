@@ -18,6 +18,7 @@ use crate::error::AppResult;
 use crate::modules::accounts::AccountScope;
 
 pub const TEMPLATE_FIELDS: &[Field<template::Column>] = &[
+    Field::new("account_id", template::Column::AccountId, Kind::Uuid),
     Field::new("id", template::Column::Id, Kind::Uuid),
     Field::sortable("name", template::Column::Name, Kind::Text),
     Field::sortable("category", template::Column::Category, Kind::Text),
@@ -53,6 +54,7 @@ pub async fn find_template<C: ConnectionTrait>(
 }
 
 pub const MESSAGE_FIELDS: &[Field<message::Column>] = &[
+    Field::new("account_id", message::Column::AccountId, Kind::Uuid),
     Field::new("id", message::Column::Id, Kind::Uuid),
     Field::sortable("status", message::Column::Status, Kind::Enum(MESSAGE_STATUSES)),
     Field::new("direction", message::Column::Direction, Kind::Enum(DIRECTIONS)),
@@ -310,12 +312,14 @@ impl Change {
 /// Claims up to `limit` due messages: `sending`, the attempt counted, held for `lease`; committed before
 /// the caller sends anything. On PostgreSQL concurrent dispatchers skip each other's rows
 /// (`FOR UPDATE SKIP LOCKED`); on SQLite the single writer serialises them.
-/// Messages of the channels in `skip` (another process sends for them) are left alone.
+/// Messages of the channels in `skip` (another process sends for them) and of the accounts in `held`
+/// (suspended) are left alone.
 pub async fn claim_due(
     db: &DatabaseConnection,
     limit: u64,
     lease: std::time::Duration,
     skip: &[Uuid],
+    held: &[Uuid],
 ) -> AppResult<Vec<message::Model>> {
     use message::Column as C;
     let now = Utc::now();
@@ -342,6 +346,9 @@ pub async fn claim_due(
             message::Entity::find().select_only().column(C::Id).filter(condition).order_by_asc(order).limit(left);
         if !skip.is_empty() {
             select = select.filter(C::ChannelId.is_not_in(skip.iter().copied()));
+        }
+        if !held.is_empty() {
+            select = select.filter(C::AccountId.is_not_in(held.iter().copied()));
         }
         if db.get_database_backend() == DbBackend::Postgres {
             select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);

@@ -88,6 +88,11 @@ pub struct UpdateAccountRequest {
     #[serde(default, deserialize_with = "crate::http::patch")]
     #[schema(value_type = Option<Object>)]
     pub settings: Patch<Value>,
+    /// `active` or `suspended`: changed only by an admin of an ancestor account (or the operator's
+    /// `turumba admin suspend-account`); a suspended account answers 403 `account_suspended` to tenant
+    /// requests and its work waits until it is active again.
+    #[schema(value_type = Option<String>)]
+    pub status: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -129,7 +134,8 @@ pub struct UpdateMemberRequest {
 
 // ------------------------------------------------------------------ accounts
 
-/// Accounts the caller is a member of. Filters: name, status, parent_id, created_at, updated_at.
+/// Accounts the caller may act in: their memberships and the sub-accounts below those where their role
+/// grants `accounts:manage`. Filters: id, account_id, name, status, parent_id, created_at, updated_at.
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts", params(("filter" = Option<Vec<String>>, Query), ("sort" = Option<Vec<String>>, Query), ("skip" = Option<u64>, Query), ("limit" = Option<u64>, Query)),
     responses((status = 200, body = ListEnvelope<AccountDto>), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list_accounts(accounts: web::Data<Accounts>, auth: AuthUser, q: ListQuery) -> AppResult<HttpResponse> {
@@ -145,24 +151,7 @@ pub async fn create_account(
     body: web::Json<CreateAccountRequest>,
 ) -> AppResult<HttpResponse> {
     body.validate()?;
-    if let Some(s) = &body.settings
-        && !s.is_object()
-    {
-        return Err(AppError::field("settings", "must be an object"));
-    }
-    let acc = accounts
-        .create_account(
-            &auth.user,
-            AccountInput {
-                name: &body.name,
-                timezone: body.timezone.as_deref(),
-                default_country_code: body.default_country_code.as_deref(),
-                settings: body.settings.clone(),
-            },
-            None,
-            &auth.meta(),
-        )
-        .await?;
+    let acc = accounts.create_account(&auth.user, account_input(&body)?, &auth.meta()).await?;
     Ok(envelope::created(AccountDto::from(acc)))
 }
 
@@ -184,7 +173,8 @@ pub async fn update_account(
     id: web::Path<Uuid>,
     body: web::Json<UpdateAccountRequest>,
 ) -> AppResult<HttpResponse> {
-    let access = accounts.path_access(&auth.user, id.into_inner(), "accounts:manage").await?;
+    let id = id.into_inner();
+    let access = accounts.path_access(&auth.user, id, "accounts:manage").await?;
     let b = body.into_inner();
     if let Some(Some(cc)) = &b.default_country_code {
         valid_country_code(cc).map_err(|e| AppError::field("default_country_code", e.message.unwrap_or_default()))?;
@@ -195,7 +185,19 @@ pub async fn update_account(
         default_country_code: b.default_country_code,
         settings: b.settings,
     };
-    Ok(envelope::ok(AccountDto::from(accounts.update_account(access.scope, patch, &auth.meta()).await?)))
+    let mut acc = None;
+    if let Some(status) = &b.status {
+        acc = Some(accounts.set_status_as(&access, status, &auth.meta()).await?);
+    }
+    if !patch.is_empty() {
+        accounts.ensure_active(id).await?;
+        acc = Some(accounts.update_account(access.scope, patch, &auth.meta()).await?);
+    }
+    let acc = match acc {
+        Some(acc) => acc,
+        None => accounts.get_account(access.scope).await?,
+    };
+    Ok(envelope::ok(AccountDto::from(acc)))
 }
 
 /// Delete an account (409 while it has sub-accounts).
@@ -205,9 +207,53 @@ pub async fn delete_account(
     auth: AuthUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let access = accounts.path_access(&auth.user, id.into_inner(), "accounts:manage").await?;
+    let access = accounts.path_access_to_change(&auth.user, id.into_inner(), "accounts:manage").await?;
     accounts.delete_account(access.scope, &auth.meta()).await?;
     Ok(envelope::no_content())
+}
+
+/// Direct sub-accounts of an account. Filters as for `/v1/accounts`.
+#[utoipa::path(get, path = "/v1/accounts/{id}/sub-accounts", tag = "accounts", params(("filter" = Option<Vec<String>>, Query), ("sort" = Option<Vec<String>>, Query), ("skip" = Option<u64>, Query), ("limit" = Option<u64>, Query)),
+    responses((status = 200, body = ListEnvelope<AccountDto>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_sub_accounts(
+    accounts: web::Data<Accounts>,
+    auth: AuthUser,
+    id: web::Path<Uuid>,
+    q: ListQuery,
+) -> AppResult<HttpResponse> {
+    let access = accounts.path_access(&auth.user, id.into_inner(), "accounts:read").await?;
+    Ok(envelope::list(accounts.list_sub_accounts(access.scope, &q).await?.map(AccountDto::from)))
+}
+
+/// Create a sub-account (a client of an agency). It starts with its system roles and no members: the
+/// members of this account (and of its ancestors) whose role grants `accounts:manage` act in it with
+/// that role; its own people are added or invited. 409 past `TURUMBA_ACCOUNTS__MAX_DEPTH` levels.
+#[utoipa::path(post, path = "/v1/accounts/{id}/sub-accounts", tag = "accounts", request_body = CreateAccountRequest,
+    responses((status = 201, body = Envelope<AccountDto>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn create_sub_account(
+    accounts: web::Data<Accounts>,
+    auth: AuthUser,
+    id: web::Path<Uuid>,
+    body: web::Json<CreateAccountRequest>,
+) -> AppResult<HttpResponse> {
+    body.validate()?;
+    let access = accounts.path_access_to_change(&auth.user, id.into_inner(), "accounts:manage").await?;
+    let acc = accounts.create_sub_account(&auth.user, access.scope, account_input(&body)?, &auth.meta()).await?;
+    Ok(envelope::created(AccountDto::from(acc)))
+}
+
+fn account_input(body: &CreateAccountRequest) -> AppResult<AccountInput<'_>> {
+    if let Some(s) = &body.settings
+        && !s.is_object()
+    {
+        return Err(AppError::field("settings", "must be an object"));
+    }
+    Ok(AccountInput {
+        name: &body.name,
+        timezone: body.timezone.as_deref(),
+        default_country_code: body.default_country_code.as_deref(),
+        settings: body.settings.clone(),
+    })
 }
 
 /// Members of an account. Filters: user_id, role_id, created_at, updated_at.
@@ -233,7 +279,7 @@ pub async fn add_member(
     body: web::Json<AddMemberRequest>,
 ) -> AppResult<HttpResponse> {
     body.validate()?;
-    let access = accounts.path_access(&auth.user, id.into_inner(), "members:manage").await?;
+    let access = accounts.path_access_to_change(&auth.user, id.into_inner(), "members:manage").await?;
     let m = accounts.add_member(access.scope, &body.email, body.role_id, &auth.meta()).await?;
     let row = accounts.member_user(access.scope, m.user_id).await?;
     Ok(envelope::created(member_dto(row)))
@@ -249,7 +295,7 @@ pub async fn update_member(
     body: web::Json<UpdateMemberRequest>,
 ) -> AppResult<HttpResponse> {
     let (account_id, user_id) = path.into_inner();
-    let access = accounts.path_access(&auth.user, account_id, "members:manage").await?;
+    let access = accounts.path_access_to_change(&auth.user, account_id, "members:manage").await?;
     accounts.change_member_role(access.scope, user_id, body.role_id, &auth.meta()).await?;
     let row = accounts.member_user(access.scope, user_id).await?;
     Ok(envelope::ok(member_dto(row)))
@@ -263,7 +309,7 @@ pub async fn remove_member(
     path: web::Path<(Uuid, Uuid)>,
 ) -> AppResult<HttpResponse> {
     let (account_id, user_id) = path.into_inner();
-    let access = accounts.path_access(&auth.user, account_id, "members:manage").await?;
+    let access = accounts.path_access_to_change(&auth.user, account_id, "members:manage").await?;
     accounts.remove_member(access.scope, user_id, &auth.meta()).await?;
     Ok(envelope::no_content())
 }
@@ -277,6 +323,11 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(get_account))
             .route(web::patch().to(update_account))
             .route(web::delete().to(delete_account)),
+    )
+    .service(
+        web::resource("/v1/accounts/{id}/sub-accounts")
+            .route(web::get().to(list_sub_accounts))
+            .route(web::post().to(create_sub_account)),
     )
     .service(
         web::resource("/v1/accounts/{id}/members").route(web::get().to(list_members)).route(web::post().to(add_member)),

@@ -83,6 +83,33 @@ fn accounts(req: &HttpRequest) -> Result<web::Data<Accounts>, AppError> {
         .ok_or_else(|| AppError::internal("the accounts service is not registered"))
 }
 
+/// The accounts a list filter names (`filter=account_id:eq:…` or `…:in:a,b`). SPEC §2: such a filter
+/// only narrows the tenant scope (the stores AND the active account in regardless) and must name
+/// accounts the caller may act in. Values that are not UUIDs are left to the list parser (400).
+fn filtered_accounts(req: &HttpRequest) -> Vec<Uuid> {
+    if !req.query_string().contains("account_id") {
+        return Vec::new();
+    }
+    form_urlencoded::parse(req.query_string().as_bytes())
+        .filter(|(k, _)| k == "filter")
+        .filter_map(|(_, v)| crate::db::list::Filter::parse(&v).ok())
+        .filter(|f| f.field == "account_id" && matches!(f.op, crate::db::list::Op::Eq | crate::db::list::Op::In))
+        .flat_map(|f| {
+            f.value.unwrap_or_default().split(',').filter_map(|v| Uuid::parse_str(v.trim()).ok()).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// 403 when an `account_id` filter names an account the caller cannot act in.
+async fn check_filtered_accounts(accounts: &Accounts, user: &CurrentUser, named: Vec<Uuid>) -> Result<(), AppError> {
+    for id in named {
+        if accounts.access_to(user, id).await?.is_none() {
+            return Err(AppError::forbidden("the account_id filter names an account you cannot act in"));
+        }
+    }
+    Ok(())
+}
+
 impl FromRequest for AuthUser {
     type Error = AppError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
@@ -91,9 +118,12 @@ impl FromRequest for AuthUser {
         let token = bearer(req);
         let accounts = accounts(req);
         let request_id = request_id(req);
+        let named = filtered_accounts(req);
         Box::pin(async move {
             let token = token?;
-            let user = accounts?.authenticate(&token).await?;
+            let accounts = accounts?;
+            let user = accounts.authenticate(&token).await?;
+            check_filtered_accounts(&accounts, &user, named).await?;
             Ok(AuthUser { user, request_id })
         })
     }
@@ -119,8 +149,11 @@ impl FromRequest for RequestCtx {
         let accounts = accounts(req);
         let request_id = request_id(req);
         let selected = selected_account(req);
+        let named = filtered_accounts(req);
         Box::pin(async move {
-            let (user, access) = accounts?.authorize(&token?, selected?).await?;
+            let accounts = accounts?;
+            let (user, access) = accounts.authorize(&token?, selected?).await?;
+            check_filtered_accounts(&accounts, &user, named).await?;
             tracing::Span::current().record("account_id", tracing::field::display(access.scope.account_id()));
             Ok(RequestCtx { user, access, request_id })
         })

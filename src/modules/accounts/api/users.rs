@@ -111,6 +111,11 @@ pub struct ContextAccount {
     pub id: Uuid,
     pub name: String,
     pub parent_id: Option<Uuid>,
+    /// `active` or `suspended`.
+    pub status: String,
+    /// True when the role comes from `accounts:manage` on an ancestor account (an agency acting in a
+    /// client's sub-account), not from a membership of this account.
+    pub via_parent: bool,
     pub role: RoleRef,
 }
 
@@ -183,14 +188,16 @@ pub async fn get_context(
     req: actix_web::HttpRequest,
 ) -> AppResult<HttpResponse> {
     let selected = super::context::selected_account(&req)?;
-    let (memberships, active) = accounts.context(&auth.user, selected).await?;
-    let accounts = memberships
+    let (reach, active) = accounts.context(&auth.user, selected).await?;
+    let accounts = reach
         .into_iter()
-        .map(|(_, r, a)| ContextAccount {
-            id: a.id,
-            name: a.name,
-            parent_id: a.parent_id,
-            role: RoleRef { id: r.id, name: r.name, permissions: r.permissions },
+        .map(|r| ContextAccount {
+            id: r.account.id,
+            name: r.account.name,
+            parent_id: r.account.parent_id,
+            status: r.account.status,
+            via_parent: r.via_parent,
+            role: RoleRef { id: r.role.id, name: r.role.name, permissions: r.role.permissions },
         })
         .collect();
     Ok(envelope::ok(ContextDto { user: auth.user.into(), active_account_id: active, accounts }))

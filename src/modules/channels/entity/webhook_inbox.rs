@@ -10,7 +10,7 @@ pub struct Model {
     pub channel_id: Uuid,
     pub channel_type: String,
     pub provider_event_id: String,
-    /// received | processed | failed | ignored
+    /// received | processed | failed | ignored | held (the account is suspended)
     pub status: String,
     pub payload: String,
     pub content_type: Option<String>,
@@ -20,6 +20,8 @@ pub struct Model {
     pub error: Option<String>,
     pub received_at: DateTimeUtc,
     pub processed_at: Option<DateTimeUtc>,
+    /// While `held`: the items the delivery was parsed into (a JSON array), emitted on release.
+    pub held_items: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

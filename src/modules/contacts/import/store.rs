@@ -18,6 +18,7 @@ use crate::modules::contacts::entity::{
 use crate::modules::contacts::store::contacts_in;
 
 pub const IMPORT_FIELDS: &[Field<contact_import::Column>] = &[
+    Field::new("account_id", contact_import::Column::AccountId, Kind::Uuid),
     Field::new("id", contact_import::Column::Id, Kind::Uuid),
     Field::new("status", contact_import::Column::Status, Kind::Enum(IMPORT_STATUSES)),
     Field::sortable("created_at", contact_import::Column::CreatedAt, Kind::Timestamp),
