@@ -70,6 +70,9 @@ pub struct AccountSettings {
     /// Levels of the account tree, the top-level account included (3: an agency, its clients and
     /// theirs).
     pub max_depth: u32,
+    /// The link mailed with an invitation, `{token}` replaced by its token (the web app's page that
+    /// previews and accepts it); unset: the mail carries the token and the API call.
+    pub invitation_url: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -306,6 +309,12 @@ impl Settings {
         }
         if raw.identity.refresh_token_ttl_days < 1 {
             return Err(bad("TURUMBA_IDENTITY__REFRESH_TOKEN_TTL_DAYS", "must be at least 1"));
+        }
+        if let Some(url) = &raw.accounts.invitation_url
+            && !url.is_empty()
+            && !url.contains("{token}")
+        {
+            return Err(bad("TURUMBA_ACCOUNTS__INVITATION_URL", "must contain {token}"));
         }
         if !(1..=10).contains(&raw.accounts.max_depth) {
             return Err(bad("TURUMBA_ACCOUNTS__MAX_DEPTH", "must be between 1 and 10"));

@@ -1,4 +1,4 @@
-//! System e-mail (verification codes, password resets, later invitations) through the SMTP settings.
+//! System e-mail (verification codes, password resets, invitations) through the SMTP settings.
 //! Without `TURUMBA_SMTP__HOST` the mail is written to the log instead, so a laptop needs no mail server.
 //!
 //! Each mail is three handlebars templates — `<name>.subject.hbs`, `<name>.text.hbs`,
@@ -26,6 +26,14 @@ const BUILT_IN: &[(&str, [&str; 3])] = &[
             include_str!("../templates/mail/verification.subject.hbs"),
             include_str!("../templates/mail/verification.text.hbs"),
             include_str!("../templates/mail/verification.html.hbs"),
+        ],
+    ),
+    (
+        "invitation",
+        [
+            include_str!("../templates/mail/invitation.subject.hbs"),
+            include_str!("../templates/mail/invitation.text.hbs"),
+            include_str!("../templates/mail/invitation.html.hbs"),
         ],
     ),
     (

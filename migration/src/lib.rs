@@ -20,6 +20,7 @@ mod m20261128_000014_message_parts;
 mod m20261128_000015_scheduled_messages;
 mod m20261128_000016_group_messages;
 mod m20261128_000017_held_webhooks;
+mod m20261128_000018_invitations;
 mod util;
 
 pub struct Migrator;
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000015_scheduled_messages::Migration),
             Box::new(m20261128_000016_group_messages::Migration),
             Box::new(m20261128_000017_held_webhooks::Migration),
+            Box::new(m20261128_000018_invitations::Migration),
         ]
     }
 }

@@ -139,7 +139,7 @@ pub async fn build_state_for(settings: Settings, migrate: bool, owner: String) -
         keys,
         mailer,
         settings.identity.refresh_token_ttl_days,
-        settings.accounts.max_depth,
+        &settings.accounts,
         events.clone(),
     );
     let uploads = ImportUploads::new(&settings.data_dir, settings.http.import_body_limit, tasks.clone(), owner);

@@ -87,28 +87,34 @@ pub async fn start_smtp_server(python: &str, auth: Option<(&str, &str)>) -> Smtp
 /// Waits for the n-th mail to `to` and returns the 6-digit code in it.
 async fn code_for(maildir: &Path, to: &str, nth: usize) -> String {
     let re = regex::Regex::new(r"code is (\d{6})").unwrap();
+    let text = mail_text(maildir, to, nth, "code is").await;
+    re.captures(&text).map(|c| c[1].to_string()).unwrap_or_else(|| panic!("no code in {text}"))
+}
+
+/// Waits for the n-th mail to `to` that contains `marker` and returns its text, quoted-printable soft
+/// line breaks joined.
+pub async fn mail_text(maildir: &Path, to: &str, nth: usize, marker: &str) -> String {
     for _ in 0..100 {
         let mut mails: Vec<(std::time::SystemTime, String)> = Vec::new();
         if let Ok(entries) = std::fs::read_dir(maildir.join("new")) {
             for e in entries.flatten() {
-                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-                if text.contains(&format!("To: {to}")) {
+                let text =
+                    std::fs::read_to_string(e.path()).unwrap_or_default().replace("=\r\n", "").replace("=\n", "");
+                if text.contains(&format!("To: {to}")) && text.contains(marker) {
                     mails.push((e.metadata().unwrap().modified().unwrap(), text));
                 }
             }
         }
         mails.sort_by_key(|m| m.0);
-        if let Some((_, text)) = mails.get(nth - 1)
-            && let Some(c) = re.captures(text)
-        {
-            return c[1].to_string();
+        if let Some((_, text)) = mails.get(nth - 1) {
+            return text.clone();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("no mail number {nth} to {to} arrived");
 }
 
-async fn app_with_smtp(b: Backend) -> Option<(TestApp, SmtpServer)> {
+pub async fn app_with_smtp(b: Backend) -> Option<(TestApp, SmtpServer)> {
     let python = python()?;
     let smtp = start_smtp(&python).await;
     let port = smtp.port;

@@ -16,6 +16,7 @@ mod fakes;
 mod groups;
 mod hardening;
 mod http_surface;
+mod invitations;
 mod mail;
 mod messages;
 mod migrations;

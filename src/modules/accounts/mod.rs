@@ -4,15 +4,17 @@
 //! Public facade: [`Accounts`] (the `Tenancy` of ARCHITECTURE.md: `authenticate`, `authorize`,
 //! `access_to`, `operator_scope`), the tenancy types [`AccountScope`], [`Access`] and [`CurrentUser`],
 //! the request extractors [`RequestCtx`] and [`AuthUser`], [`JwtKeys`], [`configure`] and [`ApiDoc`].
-//! Invitations, the audit log and the Cognito provider come in a later issue.
+//! The audit log and the Cognito provider come in a later issue.
 //!
 //! Inside: `service` (the shared state) with one file per concern (`tenancy` types and their
-//! `resolution`, `identity`, `profile`, `account`, `sub_accounts`, `roles`, `members`), `store` (every query), `api/` (one file per resource).
+//! `resolution`, `identity`, `profile`, `account`, `sub_accounts`, `suspension`, `roles`, `members`, `invitations`), `store` (every query), `api/` (one file per resource).
 
 mod account;
 mod api;
 mod entity;
 mod identity;
+mod invitation_store;
+mod invitations;
 mod members;
 mod password;
 mod permissions;
@@ -61,6 +63,11 @@ pub use tokens::JwtKeys;
     api::accounts::add_member,
     api::accounts::update_member,
     api::accounts::remove_member,
+    api::invitations::create_invitation,
+    api::invitations::list_invitations,
+    api::invitations::revoke_invitation,
+    api::invitations::preview_invitation,
+    api::invitations::accept_invitation,
     api::roles::list_roles,
     api::roles::create_role,
     api::roles::get_role,

@@ -20,6 +20,8 @@ pub struct Accounts {
     pub(super) refresh_ttl_days: i64,
     /// Levels of an account tree, the top-level account included.
     pub(super) max_depth: u32,
+    /// The link mailed with an invitation (`{token}` in it).
+    pub(super) invitation_url: Option<String>,
     pub(super) events: Events,
     pub(super) suspensions: Arc<super::suspension::Suspensions>,
 }
@@ -58,10 +60,19 @@ impl Accounts {
         keys: Arc<JwtKeys>,
         mailer: Mailer,
         refresh_ttl_days: i64,
-        max_depth: u32,
+        settings: &crate::config::AccountSettings,
         events: Events,
     ) -> Self {
-        Accounts { db, keys, mailer, refresh_ttl_days, max_depth, events, suspensions: Default::default() }
+        Accounts {
+            db,
+            keys,
+            mailer,
+            refresh_ttl_days,
+            max_depth: settings.max_depth,
+            invitation_url: settings.invitation_url.clone().filter(|u| !u.is_empty()),
+            events,
+            suspensions: Default::default(),
+        }
     }
 
     pub fn jwks(&self) -> Value {

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod auth_code;
+pub mod invitation;
 pub mod login_failure;
 pub mod membership;
 pub mod refresh_token;
