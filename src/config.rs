@@ -73,6 +73,8 @@ pub struct AccountSettings {
     /// The link mailed with an invitation, `{token}` replaced by its token (the web app's page that
     /// previews and accepts it); unset: the mail carries the token and the API call.
     pub invitation_url: Option<String>,
+    /// Days audit log entries are kept (0: forever); the relay role purges older ones.
+    pub audit_retention_days: i64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -230,6 +232,7 @@ impl Settings {
             .and_then(|b| b.set_default("identity.access_token_ttl_secs", 900))
             .and_then(|b| b.set_default("identity.refresh_token_ttl_days", 30))
             .and_then(|b| b.set_default("accounts.max_depth", 3))
+            .and_then(|b| b.set_default("accounts.audit_retention_days", 365))
             .and_then(|b| b.set_default("http.body_limit", 1024 * 1024))
             .and_then(|b| b.set_default("http.import_body_limit", 50 * 1024 * 1024))
             .and_then(|b| b.set_default("http.workers", 0))
@@ -315,6 +318,9 @@ impl Settings {
             && !url.contains("{token}")
         {
             return Err(bad("TURUMBA_ACCOUNTS__INVITATION_URL", "must contain {token}"));
+        }
+        if raw.accounts.audit_retention_days < 0 {
+            return Err(bad("TURUMBA_ACCOUNTS__AUDIT_RETENTION_DAYS", "must not be negative"));
         }
         if !(1..=10).contains(&raw.accounts.max_depth) {
             return Err(bad("TURUMBA_ACCOUNTS__MAX_DEPTH", "must be between 1 and 10"));

@@ -21,6 +21,7 @@ mod m20261128_000015_scheduled_messages;
 mod m20261128_000016_group_messages;
 mod m20261128_000017_held_webhooks;
 mod m20261128_000018_invitations;
+mod m20261128_000019_audit_logs;
 mod util;
 
 pub struct Migrator;
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000016_group_messages::Migration),
             Box::new(m20261128_000017_held_webhooks::Migration),
             Box::new(m20261128_000018_invitations::Migration),
+            Box::new(m20261128_000019_audit_logs::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@ mod helpers;
 
 mod accounts;
 mod attachments;
+mod audit;
 mod auth;
 mod channels;
 mod contacts;

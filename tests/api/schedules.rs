@@ -302,11 +302,18 @@ async fn a_one_time_schedule_paused_past_its_time_needs_a_new_time(b: Backend) {
     let user = app.state.accounts.authenticate(&u.token).await.unwrap();
     let m = &app.state.messaging;
     let resume = NewSchedule { status: Some("pending".into()), ..Default::default() };
-    let err = m.update_schedule(scope, &user, id, resume.clone(), later).await.unwrap_err();
+    let err = m.update_schedule(scope, &user, id, resume.clone(), later, &Default::default()).await.unwrap_err();
     assert!(err.to_string().contains("new scheduled_at"), "{err}");
     let new_time = (later + Duration::days(1)).format("%Y-%m-%dT%H:%M").to_string();
     let s = m
-        .update_schedule(scope, &user, id, NewSchedule { scheduled_at: Some(new_time), ..resume }, later)
+        .update_schedule(
+            scope,
+            &user,
+            id,
+            NewSchedule { scheduled_at: Some(new_time), ..resume },
+            later,
+            &Default::default(),
+        )
         .await
         .unwrap();
     assert_eq!(s.status.as_str(), "pending");

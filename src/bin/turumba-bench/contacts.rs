@@ -82,6 +82,7 @@ pub(crate) async fn bench_contacts(database: String, rows: u64) {
                 "attributes.program:in:cohort-1,cohort-2,cohort-3",
                 "attributes.enrolled:ge:2026-06-01"
             ]),
+            &Default::default(),
         )
         .await
         .expect("segment");
@@ -100,7 +101,7 @@ pub(crate) async fn bench_contacts(database: String, rows: u64) {
     );
     let all = state
         .contacts
-        .create_segment(scope, "everyone", None, &serde_json::json!("phone:is_not_null"))
+        .create_segment(scope, "everyone", None, &serde_json::json!("phone:is_not_null"), &Default::default())
         .await
         .expect("segment");
     let audience = Audience { segment_ids: vec![all.id], ..Default::default() };

@@ -108,7 +108,9 @@ impl Accounts {
         patch: AccountPatch,
         meta: &EventMeta,
     ) -> AppResult<account::Model> {
-        let mut active = self.get_account(scope).await?.into_active_model();
+        let current = self.get_account(scope).await?;
+        let before = account_event(&current);
+        let mut active = current.into_active_model();
         if let Some(name) = required_name("name", patch.name)? {
             active.name = Set(name);
         }
@@ -132,13 +134,8 @@ impl Accounts {
         let txn = crate::db::begin_write(&self.db).await?;
         let acc = active.update(&txn).await?;
         let mut bus = EventBus::new(meta.clone());
-        bus.emit(
-            "account.updated",
-            "account",
-            acc.id,
-            Some(acc.id),
-            json!({ "name": acc.name, "timezone": acc.timezone, "status": acc.status }),
-        );
+        bus.before(before);
+        bus.emit("account.updated", "account", acc.id, Some(acc.id), account_event(&acc));
         self.events.commit(txn, bus).await?;
         Ok(acc)
     }
@@ -169,4 +166,10 @@ pub(super) fn emit_account_created(bus: &mut EventBus, acc: &account::Model, own
         Some(acc.id),
         json!({ "name": acc.name, "parent_id": acc.parent_id, "owner_user_id": owner, "timezone": acc.timezone }),
     );
+}
+
+/// An account's settings as its events and audit entries show them.
+fn account_event(a: &account::Model) -> Value {
+    json!({ "name": a.name, "timezone": a.timezone, "status": a.status,
+            "default_country_code": a.default_country_code, "settings": a.settings })
 }

@@ -345,7 +345,7 @@ impl Accounts {
         let mut active = user.into_active_model();
         active.default_account_id = Set(Some(acc.id));
         let user = active.update(&txn).await?;
-        let mut bus = EventBus::new(EventMeta { user_id: Some(user.id), request_id: None });
+        let mut bus = EventBus::new(EventMeta { user_id: Some(user.id), request_id: None, ip: None });
         emit_account_created(&mut bus, &acc, user.id);
         self.events.commit(txn, bus).await?;
         Ok((user.id, acc.id))

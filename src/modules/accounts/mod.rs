@@ -4,13 +4,14 @@
 //! Public facade: [`Accounts`] (the `Tenancy` of ARCHITECTURE.md: `authenticate`, `authorize`,
 //! `access_to`, `operator_scope`), the tenancy types [`AccountScope`], [`Access`] and [`CurrentUser`],
 //! the request extractors [`RequestCtx`] and [`AuthUser`], [`JwtKeys`], [`configure`] and [`ApiDoc`].
-//! The audit log and the Cognito provider come in a later issue.
+//! The audit log's entries come from the event pipeline (`audit`); the Cognito provider comes later.
 //!
 //! Inside: `service` (the shared state) with one file per concern (`tenancy` types and their
 //! `resolution`, `identity`, `profile`, `account`, `sub_accounts`, `suspension`, `roles`, `members`, `invitations`), `store` (every query), `api/` (one file per resource).
 
 mod account;
 mod api;
+mod audit;
 mod entity;
 mod identity;
 mod invitation_store;
@@ -68,6 +69,7 @@ pub use tokens::JwtKeys;
     api::invitations::revoke_invitation,
     api::invitations::preview_invitation,
     api::invitations::accept_invitation,
+    api::audit::list_audit_logs,
     api::roles::list_roles,
     api::roles::create_role,
     api::roles::get_role,

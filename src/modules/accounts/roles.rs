@@ -75,6 +75,7 @@ impl Accounts {
         if role.is_system {
             return Err(AppError::conflict("system roles cannot be changed; create a custom role instead"));
         }
+        let before = json!({ "name": role.name, "permissions": role.permissions });
         let mut active = role.into_active_model();
         if let Some(name) = required_name("name", patch.name)? {
             active.name = Set(name);
@@ -89,6 +90,7 @@ impl Accounts {
         let txn = crate::db::begin_write(&self.db).await?;
         let role = active.update(&txn).await.map_err(role_conflict)?;
         let mut bus = EventBus::new(meta.clone());
+        bus.before(before);
         emit_role(&mut bus, "role.updated", &role);
         self.events.commit(txn, bus).await?;
         Ok(role)

@@ -63,6 +63,7 @@ impl Accounts {
         settings: &crate::config::AccountSettings,
         events: Events,
     ) -> Self {
+        events.set_audit_log(Arc::new(super::audit::AuditWriter), settings.audit_retention_days);
         Accounts {
             db,
             keys,

@@ -268,7 +268,7 @@ impl Channels {
         self.events.commit(txn, bus).await?;
         // Channel types whose adapter is not in this build yet are stored unverified (`disconnected`);
         // `POST …/verify` answers 501 for them.
-        if c.is_enabled && self.can_verify(&c) { self.verify(scope, c.id, meta).await } else { Ok(c) }
+        if c.is_enabled && self.can_verify(&c) { self.verify(scope, c.id, &meta.for_job()).await } else { Ok(c) }
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
@@ -337,7 +337,10 @@ impl Channels {
         let txn = crate::db::begin_write(&self.db).await?;
         let c = active.update(&txn).await.map_err(name_conflict)?;
         let mut bus = EventBus::new(meta.clone());
-        bus.emit("channel.updated", "channel", c.id, Some(scope.account_id()), json!({ "name": c.name }));
+        bus.before(channel_event(&current));
+        let mut after = channel_event(&c);
+        after["credentials_changed"] = json!(reverify && status_change.is_none());
+        bus.emit("channel.updated", "channel", c.id, Some(scope.account_id()), after);
         if let Some(s) = status_change {
             bus.emit(
                 "channel.status_changed",
@@ -348,7 +351,11 @@ impl Channels {
             );
         }
         self.events.commit(txn, bus).await?;
-        if reverify && c.is_enabled && self.can_verify(&c) { self.verify(scope, id, meta).await } else { Ok(c) }
+        if reverify && c.is_enabled && self.can_verify(&c) {
+            self.verify(scope, id, &meta.for_job()).await
+        } else {
+            Ok(c)
+        }
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
@@ -459,4 +466,13 @@ fn name_conflict(e: sea_orm::DbErr) -> AppError {
     } else {
         e.into()
     }
+}
+
+/// A channel's settings as its events and audit entries show them (never its credentials).
+fn channel_event(c: &channel::Model) -> serde_json::Value {
+    json!({
+        "name": c.name, "sender_name": c.sender_name, "default_country_code": c.default_country_code,
+        "rate_limit": c.rate_limit, "priority": c.priority, "retry_count": c.retry_count,
+        "retry_interval": c.retry_interval, "is_enabled": c.is_enabled,
+    })
 }

@@ -13,6 +13,7 @@ use super::store;
 use crate::db::list::{ListQuery, Page};
 use crate::error::{AppError, AppResult};
 use crate::modules::accounts::AccountScope;
+use crate::modules::events::{EventBus, EventMeta};
 
 impl Contacts {
     /// The account's segments, filtered, sorted and paged.
@@ -39,10 +40,12 @@ impl Contacts {
         name: &str,
         description: Option<String>,
         filter: &Value,
+        meta: &EventMeta,
     ) -> AppResult<segment::Model> {
         let filters = self.check_segment_filter(filter)?;
         let now = Utc::now();
-        segment::ActiveModel {
+        let txn = crate::db::begin_write(&self.db).await?;
+        let s = segment::ActiveModel {
             id: Set(Uuid::now_v7()),
             account_id: Set(scope.account_id()),
             name: Set(name.trim().to_string()),
@@ -51,9 +54,29 @@ impl Contacts {
             created_at: Set(now),
             updated_at: Set(now),
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await
-        .map_err(|e| name_conflict(e, "segment"))
+        .map_err(|e| name_conflict(e, "segment"))?;
+        self.commit_segment(txn, "segment.created", &s, None, meta).await?;
+        Ok(s)
+    }
+
+    /// Commits a segment's change with its event (and the audit entry of the request).
+    async fn commit_segment(
+        &self,
+        txn: sea_orm::DatabaseTransaction,
+        event: &str,
+        s: &segment::Model,
+        before: Option<&segment::Model>,
+        meta: &EventMeta,
+    ) -> AppResult<()> {
+        let shown = |s: &segment::Model| json!({ "name": s.name, "description": s.description, "filter": s.filter });
+        let mut bus = EventBus::new(meta.clone());
+        if let Some(b) = before {
+            bus.before(shown(b));
+        }
+        bus.emit(event, "segment", s.id, Some(s.account_id), shown(s));
+        Ok(self.events.commit(txn, bus).await?)
     }
 
     pub async fn get_segment(&self, scope: AccountScope, id: Uuid) -> AppResult<segment::Model> {
@@ -68,8 +91,10 @@ impl Contacts {
         name: Option<String>,
         description: Option<Option<String>>,
         filter: Option<Value>,
+        meta: &EventMeta,
     ) -> AppResult<segment::Model> {
-        let mut active = self.get_segment(scope, id).await?.into_active_model();
+        let before = self.get_segment(scope, id).await?;
+        let mut active = before.clone().into_active_model();
         if let Some(n) = name {
             active.name = Set(n.trim().to_string());
         }
@@ -80,13 +105,18 @@ impl Contacts {
             active.filter = Set(json!(self.check_segment_filter(&f)?));
         }
         active.updated_at = Set(Utc::now());
-        active.update(&self.db).await.map_err(|e| name_conflict(e, "segment"))
+        let txn = crate::db::begin_write(&self.db).await?;
+        let s = active.update(&txn).await.map_err(|e| name_conflict(e, "segment"))?;
+        self.commit_segment(txn, "segment.updated", &s, Some(&before), meta).await?;
+        Ok(s)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
-    pub async fn delete_segment(&self, scope: AccountScope, id: Uuid) -> AppResult<()> {
-        self.get_segment(scope, id).await?.delete(&self.db).await?;
-        Ok(())
+    pub async fn delete_segment(&self, scope: AccountScope, id: Uuid, meta: &EventMeta) -> AppResult<()> {
+        let s = self.get_segment(scope, id).await?;
+        let txn = crate::db::begin_write(&self.db).await?;
+        s.clone().delete(&txn).await?;
+        self.commit_segment(txn, "segment.deleted", &s, None, meta).await
     }
 
     /// How many contacts the segment has now.

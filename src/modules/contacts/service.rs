@@ -260,6 +260,7 @@ impl Contacts {
             None => None,
         };
         let before = opt_outs(&existing);
+        let before_event = contact_event(&existing);
         let mut active = existing.into_active_model();
         assign(&mut active, &n);
         active.updated_at = Set(Utc::now());
@@ -271,6 +272,7 @@ impl Contacts {
             store::set_contact_tags(&txn, c.id, &tags).await?;
         }
         let mut bus = EventBus::new(meta.clone());
+        bus.before(before_event);
         bus.emit("contact.updated", "contact", c.id, Some(scope.account_id()), contact_event(&c));
         let newly: Vec<&String> = n.opted_out_channels.iter().filter(|ch| !before.contains(ch)).collect();
         if !newly.is_empty() {

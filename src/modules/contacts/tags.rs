@@ -21,9 +21,16 @@ impl Contacts {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
-    pub async fn create_tag(&self, scope: AccountScope, name: &str, color: Option<&str>) -> AppResult<tag::Model> {
+    pub async fn create_tag(
+        &self,
+        scope: AccountScope,
+        name: &str,
+        color: Option<&str>,
+        meta: &EventMeta,
+    ) -> AppResult<tag::Model> {
         let now = Utc::now();
-        tag::ActiveModel {
+        let txn = crate::db::begin_write(&self.db).await?;
+        let t = tag::ActiveModel {
             id: Set(Uuid::now_v7()),
             account_id: Set(scope.account_id()),
             name: Set(name.trim().to_string()),
@@ -31,9 +38,28 @@ impl Contacts {
             created_at: Set(now),
             updated_at: Set(now),
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await
-        .map_err(|e| name_conflict(e, "tag"))
+        .map_err(|e| name_conflict(e, "tag"))?;
+        self.commit_tag(txn, "tag.created", &t, None, meta).await?;
+        Ok(t)
+    }
+
+    /// Commits a tag's change with its event (and the audit entry of the request).
+    async fn commit_tag(
+        &self,
+        txn: sea_orm::DatabaseTransaction,
+        event: &str,
+        t: &tag::Model,
+        before: Option<&tag::Model>,
+        meta: &EventMeta,
+    ) -> AppResult<()> {
+        let mut bus = EventBus::new(meta.clone());
+        if let Some(b) = before {
+            bus.before(json!({ "name": b.name, "color": b.color }));
+        }
+        bus.emit(event, "tag", t.id, Some(t.account_id), json!({ "name": t.name, "color": t.color }));
+        Ok(self.events.commit(txn, bus).await?)
     }
 
     pub async fn get_tag(&self, scope: AccountScope, id: Uuid) -> AppResult<tag::Model> {
@@ -47,8 +73,10 @@ impl Contacts {
         id: Uuid,
         name: Option<String>,
         color: Option<String>,
+        meta: &EventMeta,
     ) -> AppResult<tag::Model> {
-        let mut active = self.get_tag(scope, id).await?.into_active_model();
+        let before = self.get_tag(scope, id).await?;
+        let mut active = before.clone().into_active_model();
         if let Some(n) = name {
             active.name = Set(n.trim().to_string());
         }
@@ -56,14 +84,18 @@ impl Contacts {
             active.color = Set(c.to_lowercase());
         }
         active.updated_at = Set(Utc::now());
-        active.update(&self.db).await.map_err(|e| name_conflict(e, "tag"))
+        let txn = crate::db::begin_write(&self.db).await?;
+        let t = active.update(&txn).await.map_err(|e| name_conflict(e, "tag"))?;
+        self.commit_tag(txn, "tag.updated", &t, Some(&before), meta).await?;
+        Ok(t)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
-    pub async fn delete_tag(&self, scope: AccountScope, id: Uuid) -> AppResult<()> {
+    pub async fn delete_tag(&self, scope: AccountScope, id: Uuid, meta: &EventMeta) -> AppResult<()> {
         let t = self.get_tag(scope, id).await?;
-        t.delete(&self.db).await?;
-        Ok(())
+        let txn = crate::db::begin_write(&self.db).await?;
+        t.clone().delete(&txn).await?;
+        self.commit_tag(txn, "tag.deleted", &t, None, meta).await
     }
 
     /// Tags (`add`) or untags every contact matching `cond` (ids or a filter); returns how many changed.

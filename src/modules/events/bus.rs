@@ -12,11 +12,13 @@ use super::outbox;
 pub struct EventBus {
     meta: EventMeta,
     pending: Vec<EventEnvelope>,
+    /// The state before the change, for the audit entry (set by services that update something).
+    before: Option<Value>,
 }
 
 impl EventBus {
     pub fn new(meta: EventMeta) -> Self {
-        EventBus { meta, pending: Vec::new() }
+        EventBus { meta, pending: Vec::new(), before: None }
     }
 
     pub fn emit(
@@ -28,6 +30,16 @@ impl EventBus {
         data: Value,
     ) {
         self.pending.push(EventEnvelope::new(&self.meta, event_type, aggregate_type, aggregate_id, account_id, data));
+    }
+
+    /// Records the state before this change (the resource as it was), for the audit log.
+    pub fn before(&mut self, state: Value) {
+        self.before = Some(state);
+    }
+
+    /// The audit entry of what this bus holds, if a request made it (see [`super::audit`]).
+    pub fn audit_entry(&self) -> Option<super::audit::AuditEntry> {
+        super::audit::entry_for(&self.meta, &self.pending, self.before.as_ref())
     }
 
     pub fn events(&self) -> &[EventEnvelope] {

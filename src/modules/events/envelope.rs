@@ -10,6 +10,16 @@ use uuid::Uuid;
 pub struct EventMeta {
     pub user_id: Option<Uuid>,
     pub request_id: Option<String>,
+    /// The client address of the HTTP request (only requests set it; their writes are audited).
+    pub ip: Option<String>,
+}
+
+impl EventMeta {
+    /// The same actor and request for work that outlives the request (a background job): its writes
+    /// are not the request's and get no audit entry of their own.
+    pub fn for_job(&self) -> EventMeta {
+        EventMeta { ip: None, ..self.clone() }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -85,7 +95,7 @@ mod tests {
 
     #[test]
     fn envelopes_round_trip_as_json() {
-        let meta = EventMeta { user_id: Some(Uuid::now_v7()), request_id: Some("r1".into()) };
+        let meta = EventMeta { user_id: Some(Uuid::now_v7()), request_id: Some("r1".into()), ip: None };
         let e = EventEnvelope::new(
             &meta,
             "role.created",

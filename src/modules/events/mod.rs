@@ -7,6 +7,7 @@
 //! - [`Events`]: the running pipeline of this process: transport, relay, consumers, readiness.
 //! - [`ops`]: what the operator CLI shows and does (`turumba outbox …`, `turumba dlq …`).
 
+mod audit;
 mod bus;
 mod consumer;
 mod entity;
@@ -24,6 +25,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use audit::{AuditEntry, AuditLog, redact};
 pub use bus::EventBus;
 pub use consumer::{
     Consumer, HandlerError, MAX_BATCH, Outcome, Settlement, SharedConsumer, process, process_batch, was_processed,
@@ -45,6 +47,9 @@ pub struct Events {
     in_process: Option<Arc<InProcess>>,
     settings: EventSettings,
     database_url: String,
+    /// Where the audit entries of requests' writes go, and for how many days they are kept (0:
+    /// forever); set once at start by the module that owns the audit log.
+    audit: Arc<std::sync::OnceLock<(Arc<dyn AuditLog>, i64)>>,
 }
 
 impl Events {
@@ -76,12 +81,35 @@ impl Events {
             in_process,
             settings,
             database_url: database_url.to_string(),
+            audit: Default::default(),
+        }
+    }
+
+    /// Plugs in the audit log (once, at start).
+    pub fn set_audit_log(&self, log: Arc<dyn AuditLog>, retention_days: i64) {
+        let _ = self.audit.set((log, retention_days));
+    }
+
+    /// Writes audit entries inside `txn` (for writes that batch many requests' changes in one
+    /// transaction, such as the message intake; [`Events::commit`] does it for the others).
+    pub async fn audit(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        entries: Vec<AuditEntry>,
+    ) -> Result<(), sea_orm::DbErr> {
+        match (self.audit.get(), entries.is_empty()) {
+            (Some((log, _)), false) => log.record(txn, entries).await,
+            _ => Ok(()),
         }
     }
 
     /// Writes the events collected in `bus` into the outbox inside `txn`, commits, and wakes the relay:
     /// the one way a service finishes a write that emits events.
+    /// A request's write also gets its audit entry here, in the same transaction.
     pub async fn commit(&self, txn: sea_orm::DatabaseTransaction, mut bus: EventBus) -> Result<(), sea_orm::DbErr> {
+        if let Some(entry) = bus.audit_entry() {
+            self.audit(&txn, vec![entry]).await?;
+        }
         bus.flush(&txn).await?;
         txn.commit().await?;
         self.committed();
@@ -122,8 +150,28 @@ impl Events {
         )
     }
 
+    /// Starts the relay and its housekeeping beside it: the purge of audit entries past their
+    /// retention, every few minutes.
     pub fn start_relay(&self, shutdown: &CancellationToken, tracker: &TaskTracker) {
         tracker.spawn(self.relay().run(shutdown.clone()));
+        if let Some((log, days)) = self.audit.get().cloned()
+            && days > 0
+        {
+            let (db, stop) = (self.db.clone(), shutdown.clone());
+            tracker.spawn(async move {
+                loop {
+                    match log.purge(&db, chrono::Utc::now() - chrono::Duration::days(days)).await {
+                        Ok(n) if n > 0 => tracing::info!(rows = n, "purged audit entries past their retention"),
+                        Err(e) => tracing::warn!(error = %e, "audit purge failed"),
+                        _ => {}
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(300)) => {}
+                    }
+                }
+            });
+        }
     }
 
     /// Starts consumers: a RabbitMQ queue each, or an in-process queue and worker each.

@@ -165,7 +165,7 @@ impl Consumer for WebhookItems {
             Err(AppError::NotFound(_)) => return Ok(()),
             Err(err) => return Err(handler_error(err)),
         };
-        let meta = EventMeta { user_id: None, request_id: event.request_id.clone() };
+        let meta = EventMeta { user_id: None, request_id: event.request_id.clone(), ip: None };
         let mut bus = EventBus::new(meta);
         match e.item {
             WebhookItem::Status { provider_message_id, status, error, at, .. } => {

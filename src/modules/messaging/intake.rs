@@ -15,7 +15,7 @@
 //! batch, which then answers with the stored answer.
 
 use sea_orm::{DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, TransactionTrait};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::entity::message;
@@ -23,7 +23,7 @@ use super::messages::emit_dispatch;
 use super::store;
 use crate::error::{AppError, AppResult};
 use crate::modules::accounts::AccountScope;
-use crate::modules::events::{EventBus, EventMeta, Events};
+use crate::modules::events::{AuditEntry, EventBus, EventMeta, Events};
 
 /// Most rows in one batch (28 columns each: well inside either database's bound on parameters).
 const MAX_BATCH: usize = 256;
@@ -146,21 +146,46 @@ async fn write_batch(db: &DatabaseConnection, events: &Events, batch: &[&Accepte
     if !rows.is_empty() {
         message::Entity::insert_many(rows).exec_without_returning(&txn).await?;
     }
+    let created: Vec<&Accepted> =
+        batch.iter().zip(&written).filter(|(_, w)| **w == Written::Created).map(|(a, _)| *a).collect();
+    // Who sent what, when, to whom: one audit entry per send, in this transaction.
+    events.audit(&txn, created.iter().filter_map(|a| audit_entry(a)).collect()).await?;
     let mut bus = EventBus::new(shared_meta(batch));
-    let created = batch.iter().zip(&written).filter(|(_, w)| **w == Written::Created).map(|(a, _)| &a.row);
-    emit_dispatch(&mut bus, created);
+    emit_dispatch(&mut bus, created.iter().map(|a| &a.row));
     events.commit(txn, bus).await?;
     Ok(written)
 }
 
+/// The audit entry of one send made by a request.
+fn audit_entry(a: &Accepted) -> Option<AuditEntry> {
+    let m = &a.row;
+    let body: String = m.message_body.chars().take(1000).collect();
+    Some(AuditEntry {
+        account_id: Some(m.account_id),
+        actor_id: a.meta.user_id,
+        action: "message.sent".into(),
+        resource_type: "message".into(),
+        resource_id: Some(m.id),
+        changes: json!({ "after": {
+            "channel_id": m.channel_id, "channel_type": m.channel_type, "contact_id": m.contact_id,
+            "delivery_address": m.delivery_address, "template_id": m.template_id, "message_body": body,
+            "scheduled_at": m.scheduled_at,
+        }}),
+        request_id: a.meta.request_id.clone(),
+        ip: Some(a.meta.ip.clone()?),
+        created_at: m.created_at,
+    })
+}
+
 /// The events' metadata: the request's own when the batch is one request; the user when all are one
-/// user's; else none (each message keeps its `sent_by_user_id`).
+/// user's; else none (each message keeps its `sent_by_user_id`). Never a client address: the sends'
+/// own audit entries are written beside the rows.
 fn shared_meta(batch: &[&Accepted]) -> EventMeta {
     match batch {
-        [one] => one.meta.clone(),
+        [one] => one.meta.for_job(),
         [first, rest @ ..] if rest.iter().all(|a| a.meta.user_id == first.meta.user_id) => {
-            EventMeta { user_id: first.meta.user_id, request_id: None }
+            EventMeta { user_id: first.meta.user_id, request_id: None, ip: None }
         }
-        _ => EventMeta { user_id: None, request_id: None },
+        _ => EventMeta { user_id: None, request_id: None, ip: None },
     }
 }

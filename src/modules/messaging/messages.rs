@@ -473,7 +473,7 @@ impl Messaging {
 
     /// Deletes a final message (sent, delivered, permanently failed, cancelled, or inbound).
     #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
-    pub async fn delete_message(&self, scope: AccountScope, id: Uuid) -> AppResult<()> {
+    pub async fn delete_message(&self, scope: AccountScope, id: Uuid, meta: &EventMeta) -> AppResult<()> {
         let m = self.get_message(scope, id).await?;
         if m.direction == Direction::Outbound && !m.status.is_final() {
             return Err(AppError::Conflict {
@@ -481,7 +481,17 @@ impl Messaging {
                 details: json!({ "status": m.status }),
             });
         }
-        m.delete(&self.db).await?;
+        let txn = crate::db::begin_write(&self.db).await?;
+        let mut bus = EventBus::new(meta.clone());
+        bus.emit(
+            "message.deleted",
+            "message",
+            m.id,
+            Some(m.account_id),
+            json!({ "channel_id": m.channel_id, "contact_id": m.contact_id, "status": m.status }),
+        );
+        m.delete(&txn).await?;
+        self.events.commit(txn, bus).await?;
         Ok(())
     }
 }

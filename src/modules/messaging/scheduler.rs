@@ -224,7 +224,7 @@ impl Messaging {
         let mut occurrences = Vec::new();
         let mut messages = Vec::new();
         let mut groups = Vec::new();
-        let mut bus = EventBus::new(EventMeta { user_id: None, request_id: None });
+        let mut bus = EventBus::new(EventMeta { user_id: None, request_id: None, ip: None });
         for p in plans.iter().filter(|p| moved.contains(&p.s.id)) {
             let s = &p.s;
             let (outcome, message_id, error) = match &p.fired {

@@ -220,6 +220,7 @@ impl Messaging {
         sender: &CurrentUser,
         new: NewSchedule,
         now: DateTime<Utc>,
+        meta: &EventMeta,
     ) -> AppResult<scheduled_message::Model> {
         if new.status.is_some() {
             return Err(field("status", "a schedule starts pending; pause it with PATCH"));
@@ -267,7 +268,7 @@ impl Messaging {
             updated_at: Set(now),
         };
         let created = row.insert(&txn).await?;
-        self.commit_changed(txn, &created).await?;
+        self.commit_changed(txn, &created, "scheduled_message.created", None, meta).await?;
         Ok(created)
     }
 
@@ -293,6 +294,7 @@ impl Messaging {
         id: Uuid,
         patch: NewSchedule,
         now: DateTime<Utc>,
+        meta: &EventMeta,
     ) -> AppResult<scheduled_message::Model> {
         let current = self.get_schedule(scope, id).await?;
         let mut active = current.clone().into_active_model();
@@ -377,15 +379,30 @@ impl Messaging {
         let Some(updated) = schedule_store::update_schedule_if_unchanged(&txn, active, &current).await? else {
             return Err(AppError::conflict("the schedule fired meanwhile; read it again and retry"));
         };
-        self.commit_changed(txn, &updated).await?;
+        self.commit_changed(txn, &updated, "scheduled_message.updated", Some(&current), meta).await?;
         Ok(updated)
     }
 
     /// Commits a created or edited schedule with `scheduled_message.changed`, which wakes the schedulers
     /// of other processes (this process's at once).
-    async fn commit_changed(&self, txn: sea_orm::DatabaseTransaction, s: &scheduled_message::Model) -> AppResult<()> {
-        let meta = EventMeta { user_id: s.created_by_user_id, request_id: None };
-        let mut bus = EventBus::new(meta);
+    async fn commit_changed(
+        &self,
+        txn: sea_orm::DatabaseTransaction,
+        s: &scheduled_message::Model,
+        action: &str,
+        before: Option<&scheduled_message::Model>,
+        meta: &EventMeta,
+    ) -> AppResult<()> {
+        let shown = |s: &scheduled_message::Model| {
+            json!({ "status": s.status, "send_type": s.send_type, "channel_id": s.channel_id,
+                    "recurrence_rule": s.recurrence_rule, "timezone": s.timezone,
+                    "scheduled_at": s.scheduled_at, "next_trigger_at": s.next_trigger_at })
+        };
+        let mut bus = EventBus::new(meta.clone());
+        if let Some(b) = before {
+            bus.before(shown(b));
+        }
+        bus.emit(action, "scheduled_message", s.id, Some(s.account_id), shown(s));
         let data = json!({ "status": s.status, "next_trigger_at": s.next_trigger_at });
         bus.emit("scheduled_message.changed", "scheduled_message", s.id, Some(s.account_id), data);
         self.events.commit(txn, bus).await?;
@@ -393,10 +410,11 @@ impl Messaging {
         Ok(())
     }
 
-    pub async fn delete_schedule(&self, scope: AccountScope, id: Uuid) -> AppResult<()> {
+    pub async fn delete_schedule(&self, scope: AccountScope, id: Uuid, meta: &EventMeta) -> AppResult<()> {
         let s = self.get_schedule(scope, id).await?;
-        s.delete(&self.db).await?;
-        Ok(())
+        let txn = crate::db::begin_write(&self.db).await?;
+        s.clone().delete(&txn).await?;
+        self.commit_changed(txn, &s, "scheduled_message.deleted", None, meta).await
     }
 
     /// The next `count` occurrences after `now` (none for a paused, cancelled or finished schedule).

@@ -19,6 +19,7 @@ use crate::error::{AppError, AppResult, FieldError};
 use crate::modules::accounts::{AccountScope, CurrentUser};
 use crate::modules::channels::analyse_sms;
 use crate::modules::contacts::DirectoryContact;
+use crate::modules::events::{EventBus, EventMeta};
 
 /// Longest template body, in characters.
 pub const MAX_BODY_CHARS: usize = 10_000;
@@ -327,6 +328,7 @@ impl Messaging {
         scope: AccountScope,
         user_id: Option<Uuid>,
         new: NewTemplate,
+        meta: &EventMeta,
     ) -> AppResult<template::Model> {
         check_body(&new.body)?;
         check_attachments(&new.attachments, "attachments").map_err(AppError::Validation)?;
@@ -356,14 +358,45 @@ impl Messaging {
             updated_at: Set(now),
         };
         check_approval(&active)?;
-        active.insert(&self.db).await.map_err(name_conflict)
+        let txn = crate::db::begin_write(&self.db).await?;
+        let t = active.insert(&txn).await.map_err(name_conflict)?;
+        self.commit_template(txn, "template.created", &t, None, meta).await?;
+        Ok(t)
+    }
+
+    /// Commits a template's change with its event (and the audit entry of the request).
+    async fn commit_template(
+        &self,
+        txn: sea_orm::DatabaseTransaction,
+        event: &str,
+        t: &template::Model,
+        before: Option<&template::Model>,
+        meta: &EventMeta,
+    ) -> AppResult<()> {
+        let shown = |t: &template::Model| {
+            json!({ "name": t.name, "body": t.body, "channel_type": t.channel_type, "is_active": t.is_active,
+                    "approval_status": t.approval_status, "fallback_strategy": t.fallback_strategy })
+        };
+        let mut bus = EventBus::new(meta.clone());
+        if let Some(b) = before {
+            bus.before(shown(b));
+        }
+        bus.emit(event, "template", t.id, Some(t.account_id), shown(t));
+        Ok(self.events.commit(txn, bus).await?)
     }
 
     /// Applies the fields present. A new body re-extracts `variables`; messages already created keep the
     /// text they were rendered with.
     #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
-    pub async fn update_template(&self, scope: AccountScope, id: Uuid, p: TemplatePatch) -> AppResult<template::Model> {
-        let mut active = self.get_template(scope, id).await?.into_active_model();
+    pub async fn update_template(
+        &self,
+        scope: AccountScope,
+        id: Uuid,
+        p: TemplatePatch,
+        meta: &EventMeta,
+    ) -> AppResult<template::Model> {
+        let before = self.get_template(scope, id).await?;
+        let mut active = before.clone().into_active_model();
         if let Some(name) = p.name {
             active.name = Set(name.trim().to_string());
         }
@@ -402,13 +435,18 @@ impl Messaging {
         }
         check_approval(&active)?;
         active.updated_at = Set(Utc::now());
-        active.update(&self.db).await.map_err(name_conflict)
+        let txn = crate::db::begin_write(&self.db).await?;
+        let t = active.update(&txn).await.map_err(name_conflict)?;
+        self.commit_template(txn, "template.updated", &t, Some(&before), meta).await?;
+        Ok(t)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
-    pub async fn delete_template(&self, scope: AccountScope, id: Uuid) -> AppResult<()> {
-        self.get_template(scope, id).await?.delete(&self.db).await?;
-        Ok(())
+    pub async fn delete_template(&self, scope: AccountScope, id: Uuid, meta: &EventMeta) -> AppResult<()> {
+        let t = self.get_template(scope, id).await?;
+        let txn = crate::db::begin_write(&self.db).await?;
+        t.clone().delete(&txn).await?;
+        self.commit_template(txn, "template.deleted", &t, None, meta).await
     }
 
     /// Renders the template for a contact of the account (or sample values) as a send would: the

@@ -21,6 +21,8 @@ use crate::modules::events::EventMeta;
 pub struct AuthUser {
     pub user: CurrentUser,
     pub request_id: String,
+    /// The client's address, for the audit log.
+    pub ip: String,
 }
 
 #[derive(Debug, Clone)]
@@ -28,24 +30,37 @@ pub struct RequestCtx {
     pub user: CurrentUser,
     pub access: Access,
     pub request_id: String,
+    /// The client's address, for the audit log.
+    pub ip: String,
 }
 
 impl AuthUser {
     /// Who and which request, for the events this request emits.
     pub fn meta(&self) -> EventMeta {
-        EventMeta { user_id: Some(self.user.id), request_id: Some(self.request_id.clone()) }
+        EventMeta { user_id: Some(self.user.id), request_id: Some(self.request_id.clone()), ip: Some(self.ip.clone()) }
     }
 }
 
-/// Event metadata of an unauthenticated request (only its id).
+/// Event metadata of an unauthenticated request (its id and the client's address).
 pub fn request_meta(req: &HttpRequest) -> EventMeta {
     let id = request_id(req);
-    EventMeta { user_id: None, request_id: (!id.is_empty()).then_some(id) }
+    EventMeta { user_id: None, request_id: (!id.is_empty()).then_some(id), ip: Some(client_ip(req)) }
+}
+
+/// The client's address for the audit log: the connection's peer, and the address a proxy says it
+/// forwarded for (`X-Forwarded-For`, `Forwarded`) beside it — recorded, never trusted alone.
+pub fn client_ip(req: &HttpRequest) -> String {
+    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
+    let info = req.connection_info();
+    match info.realip_remote_addr() {
+        Some(real) if real != peer && !real.starts_with(&format!("{peer}:")) => format!("{peer} (for {real})"),
+        _ => peer,
+    }
 }
 
 impl RequestCtx {
     pub fn meta(&self) -> EventMeta {
-        EventMeta { user_id: Some(self.user.id), request_id: Some(self.request_id.clone()) }
+        EventMeta { user_id: Some(self.user.id), request_id: Some(self.request_id.clone()), ip: Some(self.ip.clone()) }
     }
     pub fn scope(&self) -> AccountScope {
         self.access.scope
@@ -119,12 +134,13 @@ impl FromRequest for AuthUser {
         let accounts = accounts(req);
         let request_id = request_id(req);
         let named = filtered_accounts(req);
+        let ip = client_ip(req);
         Box::pin(async move {
             let token = token?;
             let accounts = accounts?;
             let user = accounts.authenticate(&token).await?;
             check_filtered_accounts(&accounts, &user, named).await?;
-            Ok(AuthUser { user, request_id })
+            Ok(AuthUser { user, request_id, ip })
         })
     }
 }
@@ -150,12 +166,13 @@ impl FromRequest for RequestCtx {
         let request_id = request_id(req);
         let selected = selected_account(req);
         let named = filtered_accounts(req);
+        let ip = client_ip(req);
         Box::pin(async move {
             let accounts = accounts?;
             let (user, access) = accounts.authorize(&token?, selected?).await?;
             check_filtered_accounts(&accounts, &user, named).await?;
             tracing::Span::current().record("account_id", tracing::field::display(access.scope.account_id()));
-            Ok(RequestCtx { user, access, request_id })
+            Ok(RequestCtx { user, access, request_id, ip })
         })
     }
 }
@@ -190,9 +207,10 @@ impl FromRequest for StreamCtx {
         };
         let accounts = accounts(req);
         let request_id = request_id(req);
+        let ip = client_ip(req);
         Box::pin(async move {
             let (user, access) = accounts?.authorize(&token?, selected?).await?;
-            Ok(StreamCtx(RequestCtx { user, access, request_id }))
+            Ok(StreamCtx(RequestCtx { user, access, request_id, ip }))
         })
     }
 }

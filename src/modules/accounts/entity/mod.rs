@@ -1,6 +1,7 @@
 //! sea-orm entities of the accounts module. Other modules never use these: they go through the facade.
 
 pub mod account;
+pub mod audit_log;
 pub mod auth_code;
 pub mod invitation;
 pub mod login_failure;

@@ -95,7 +95,8 @@ pub async fn create_segment(
 ) -> AppResult<HttpResponse> {
     ctx.require("contacts:write")?;
     body.validate()?;
-    let s = contacts.create_segment(ctx.scope(), &body.name, body.description.clone(), &body.filter).await?;
+    let s =
+        contacts.create_segment(ctx.scope(), &body.name, body.description.clone(), &body.filter, &ctx.meta()).await?;
     Ok(envelope::created(SegmentDto::from(s)))
 }
 
@@ -120,7 +121,7 @@ pub async fn update_segment(
     ctx.require("contacts:write")?;
     body.validate()?;
     let b = body.into_inner();
-    let s = contacts.update_segment(ctx.scope(), id.into_inner(), b.name, b.description, b.filter).await?;
+    let s = contacts.update_segment(ctx.scope(), id.into_inner(), b.name, b.description, b.filter, &ctx.meta()).await?;
     Ok(envelope::ok(SegmentDto::from(s)))
 }
 
@@ -131,7 +132,7 @@ pub async fn delete_segment(
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
     ctx.require("contacts:write")?;
-    contacts.delete_segment(ctx.scope(), id.into_inner()).await?;
+    contacts.delete_segment(ctx.scope(), id.into_inner(), &ctx.meta()).await?;
     Ok(envelope::no_content())
 }
 

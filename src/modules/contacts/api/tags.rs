@@ -86,7 +86,7 @@ pub async fn create_tag(
 ) -> AppResult<HttpResponse> {
     ctx.require("contacts:write")?;
     body.validate()?;
-    let t = contacts.create_tag(ctx.scope(), &body.name, body.color.as_deref()).await?;
+    let t = contacts.create_tag(ctx.scope(), &body.name, body.color.as_deref(), &ctx.meta()).await?;
     Ok(envelope::created(TagDto::from(t)))
 }
 
@@ -107,7 +107,9 @@ pub async fn update_tag(
     ctx.require("contacts:write")?;
     body.validate()?;
     let b = body.into_inner();
-    Ok(envelope::ok(TagDto::from(contacts.update_tag(ctx.scope(), id.into_inner(), b.name, b.color).await?)))
+    Ok(envelope::ok(TagDto::from(
+        contacts.update_tag(ctx.scope(), id.into_inner(), b.name, b.color, &ctx.meta()).await?,
+    )))
 }
 
 #[utoipa::path(delete, path = "/v1/tags/{id}", tag = "tags", responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
@@ -117,7 +119,7 @@ pub async fn delete_tag(
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
     ctx.require("contacts:write")?;
-    contacts.delete_tag(ctx.scope(), id.into_inner()).await?;
+    contacts.delete_tag(ctx.scope(), id.into_inner(), &ctx.meta()).await?;
     Ok(envelope::no_content())
 }
 

@@ -163,7 +163,7 @@ impl Contacts {
         let contacts = self.clone();
         let job_id = job.id;
         self.uploads.tasks.spawn(async move {
-            if let Err(e) = contacts.run_import(scope, job_id, path.clone(), meta, |_| {}).await {
+            if let Err(e) = contacts.run_import(scope, job_id, path.clone(), meta.for_job(), |_| {}).await {
                 tracing::warn!(import_id = %job_id, error = %e, "contact import failed");
             }
             let _ = std::fs::remove_file(&path);

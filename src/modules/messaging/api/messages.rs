@@ -194,7 +194,7 @@ pub async fn delete_message(
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
     ctx.require("messages:send")?;
-    messaging.delete_message(ctx.scope(), id.into_inner()).await?;
+    messaging.delete_message(ctx.scope(), id.into_inner(), &ctx.meta()).await?;
     Ok(envelope::no_content())
 }
 

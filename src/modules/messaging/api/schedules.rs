@@ -126,7 +126,7 @@ pub async fn create_schedule(
     body: web::Json<NewSchedule>,
 ) -> AppResult<HttpResponse> {
     ctx.require("scheduled_messages:manage")?;
-    let s = messaging.create_schedule(ctx.scope(), &ctx.user, body.into_inner(), Utc::now()).await?;
+    let s = messaging.create_schedule(ctx.scope(), &ctx.user, body.into_inner(), Utc::now(), &ctx.meta()).await?;
     Ok(envelope::created(ScheduleDto::from(s)))
 }
 
@@ -151,7 +151,9 @@ pub async fn update_schedule(
     body: web::Json<NewSchedule>,
 ) -> AppResult<HttpResponse> {
     ctx.require("scheduled_messages:manage")?;
-    let s = messaging.update_schedule(ctx.scope(), &ctx.user, id.into_inner(), body.into_inner(), Utc::now()).await?;
+    let s = messaging
+        .update_schedule(ctx.scope(), &ctx.user, id.into_inner(), body.into_inner(), Utc::now(), &ctx.meta())
+        .await?;
     Ok(envelope::ok(ScheduleDto::from(s)))
 }
 
@@ -163,7 +165,7 @@ pub async fn delete_schedule(
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
     ctx.require("scheduled_messages:manage")?;
-    messaging.delete_schedule(ctx.scope(), id.into_inner()).await?;
+    messaging.delete_schedule(ctx.scope(), id.into_inner(), &ctx.meta()).await?;
     Ok(envelope::no_content())
 }
 

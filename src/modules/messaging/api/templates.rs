@@ -96,7 +96,7 @@ pub async fn create_template(
 ) -> AppResult<HttpResponse> {
     ctx.require("templates:manage")?;
     body.validate()?;
-    let t = messaging.create_template(ctx.scope(), Some(ctx.user_id()), body.into_inner()).await?;
+    let t = messaging.create_template(ctx.scope(), Some(ctx.user_id()), body.into_inner(), &ctx.meta()).await?;
     Ok(envelope::created(TemplateDto::from(t)))
 }
 
@@ -122,7 +122,9 @@ pub async fn update_template(
     ctx.require("templates:manage")?;
     body.validate()?;
     let patch = body.into_inner();
-    Ok(envelope::ok(TemplateDto::from(messaging.update_template(ctx.scope(), id.into_inner(), patch).await?)))
+    Ok(envelope::ok(TemplateDto::from(
+        messaging.update_template(ctx.scope(), id.into_inner(), patch, &ctx.meta()).await?,
+    )))
 }
 
 #[utoipa::path(delete, path = "/v1/templates/{id}", tag = "templates",
@@ -133,7 +135,7 @@ pub async fn delete_template(
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
     ctx.require("templates:manage")?;
-    messaging.delete_template(ctx.scope(), id.into_inner()).await?;
+    messaging.delete_template(ctx.scope(), id.into_inner(), &ctx.meta()).await?;
     Ok(envelope::no_content())
 }
 
