@@ -4,7 +4,8 @@
 //! Public facade: [`Accounts`] (the `Tenancy` of ARCHITECTURE.md: `authenticate`, `authorize`,
 //! `access_to`, `operator_scope`), the tenancy types [`AccountScope`], [`Access`] and [`CurrentUser`],
 //! the request extractors [`RequestCtx`] and [`AuthUser`], [`JwtKeys`], [`configure`] and [`ApiDoc`].
-//! The audit log's entries come from the event pipeline (`audit`); the Cognito provider comes later.
+//! The audit log's entries come from the event pipeline (`audit`). Of the Cognito provider only the token
+//! verification against the pool's JWKS exists yet (`cognito_jwks`).
 //!
 //! Inside: `service` (the shared state) with one file per concern (`tenancy` types and their
 //! `resolution`, `identity`, `profile`, `account`, `sub_accounts`, `suspension`, `roles`, `members`, `invitations`), `store` (every query), `api/` (one file per resource).
@@ -12,6 +13,7 @@
 mod account;
 mod api;
 mod audit;
+mod cognito_jwks;
 mod entity;
 mod identity;
 mod invitation_store;
@@ -31,6 +33,7 @@ mod tokens;
 
 pub use api::configure;
 pub use api::context::{AuthUser, RequestCtx, StreamCtx, request_meta, selected_account};
+pub use cognito_jwks::{CognitoClaims, CognitoVerifier, TokenUse};
 pub use service::{Accounts, valid_timezone};
 pub use sub_accounts::Reach;
 pub use tenancy::{Access, AccountScope, CurrentUser};
