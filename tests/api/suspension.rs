@@ -67,9 +67,33 @@ async fn a_suspended_account_answers_403_and_only_its_status_changes(b: Backend)
     // The agency's own account is untouched.
     app.get("/v1/contacts").token(&agency.token).send().await.expect(200, None);
 
-    // Active again: everything answers.
-    let r = set_status(&app, &agency, &client, "active").await;
-    assert_eq!(r.data()["status"], "active");
+    // Active again, renamed in the same body (the activation first); a suspension with a rename in one
+    // body renames first, and a refused status change changes nothing.
+    let r = app
+        .patch(&format!("/v1/accounts/{client}"))
+        .token(&agency.token)
+        .json(json!({"status": "active", "name": "Clinic (paid)"}))
+        .send()
+        .await;
+    r.expect(200, None);
+    assert_eq!((r.data()["status"].clone(), r.data()["name"].clone()), (json!("active"), json!("Clinic (paid)")));
+    let r = app
+        .patch(&format!("/v1/accounts/{client}"))
+        .token(&owner.token)
+        .json(json!({"status": "suspended", "name": "mine"}))
+        .send()
+        .await;
+    r.expect(403, Some("forbidden"));
+    let r = app.get(&format!("/v1/accounts/{client}")).token(&owner.token).send().await;
+    assert_eq!(r.data()["name"], "Clinic (paid)", "a refused body changes nothing");
+    let r = app
+        .patch(&format!("/v1/accounts/{branch}"))
+        .token(&agency.token)
+        .json(json!({"status": "suspended", "name": "Branch (closed)"}))
+        .send()
+        .await;
+    assert_eq!((r.data()["status"].clone(), r.data()["name"].clone()), (json!("suspended"), json!("Branch (closed)")));
+    set_status(&app, &agency, &branch, "active").await.expect(200, None);
     app.get("/v1/contacts").token(&owner.token).account(&client).send().await.expect(200, None);
     app.get("/v1/contacts").token(&agency.token).account(&branch).send().await.expect(200, None);
 }

@@ -97,14 +97,22 @@ impl Accounts {
     /// `PATCH /v1/accounts/{id} {status}`: only a manager of an ancestor account may change it (an
     /// account's own admins cannot lift their own suspension); the operator uses the command line.
     pub async fn set_status_as(&self, access: &Access, status: &str, meta: &EventMeta) -> AppResult<account::Model> {
+        self.check_status_change(access, status).await?;
+        self.set_status(access.scope, status, meta).await
+    }
+
+    /// Whether `access` may set the account's status to `status` (403 / 422), without writing.
+    pub async fn check_status_change(&self, access: &Access, status: &str) -> AppResult<()> {
+        if !matches!(status, ACTIVE | SUSPENDED) {
+            return Err(AppError::field("status", "must be `active` or `suspended`"));
+        }
         if !access.via_parent {
             return Err(AppError::forbidden(
                 "an account's status is changed by an admin of its parent account or by the operator",
             ));
         }
         // A manager whose own account is suspended cannot lift anything below it.
-        self.ensure_active(access.granted_in).await?;
-        self.set_status(access.scope, status, meta).await
+        self.ensure_active(access.granted_in).await
     }
 
     /// Sets the status and emits `account.suspended` or `account.activated` (the channels module

@@ -185,13 +185,23 @@ pub async fn update_account(
         default_country_code: b.default_country_code,
         settings: b.settings,
     };
-    let mut acc = None;
+    // Whether the status may change is known before anything is written; an activation comes first
+    // (the other fields need an active account), a suspension last (they are applied while it is
+    // still active), so one body is applied whole or refused whole.
     if let Some(status) = &b.status {
-        acc = Some(accounts.set_status_as(&access, status, &auth.meta()).await?);
+        accounts.check_status_change(&access, status).await?;
+    }
+    let activating = b.status.as_deref() == Some("active");
+    let mut acc = None;
+    if activating {
+        acc = Some(accounts.set_status_as(&access, "active", &auth.meta()).await?);
     }
     if !patch.is_empty() {
         accounts.ensure_active(id).await?;
         acc = Some(accounts.update_account(access.scope, patch, &auth.meta()).await?);
+    }
+    if let Some(status) = b.status.as_deref().filter(|_| !activating) {
+        acc = Some(accounts.set_status_as(&access, status, &auth.meta()).await?);
     }
     let acc = match acc {
         Some(acc) => acc,
