@@ -64,6 +64,77 @@ pub struct IdentitySettings {
     pub refresh_token_ttl_days: i64,
 }
 
+/// The Cognito identity provider (`TURUMBA_COGNITO__*`), used when `identity.provider = "cognito"`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CognitoSettings {
+    /// The pool's AWS region, e.g. `eu-west-1`.
+    pub region: String,
+    pub user_pool_id: String,
+    /// The app client the API signs users in through (USER_PASSWORD_AUTH enabled).
+    pub client_id: String,
+    /// The app client's secret, if it has one (`SECRET_HASH` is sent then).
+    pub client_secret: Option<Secret>,
+    /// Other app clients whose tokens are accepted (comma-separated), e.g. the web app's own.
+    pub other_client_ids: String,
+    /// The Cognito API endpoint; unset: AWS's for the region (set it for an emulator or a proxy).
+    pub endpoint: Option<String>,
+    /// Where the pool's keys are; unset: `<issuer>/.well-known/jwks.json`.
+    pub jwks_url: Option<String>,
+    /// The `iss` tokens must carry; unset: `https://cognito-idp.<region>.amazonaws.com/<pool>`.
+    pub issuer: Option<String>,
+    /// Longest Cognito call, in seconds (0: 10).
+    pub timeout_secs: u64,
+}
+
+impl CognitoSettings {
+    pub fn issuer(&self) -> String {
+        match self.issuer.as_deref().filter(|i| !i.is_empty()) {
+            Some(i) => i.trim_end_matches('/').to_string(),
+            None => format!("https://cognito-idp.{}.amazonaws.com/{}", self.region, self.user_pool_id),
+        }
+    }
+
+    pub fn jwks_url(&self) -> String {
+        match self.jwks_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(u) => u.to_string(),
+            None => format!("{}/.well-known/jwks.json", self.issuer()),
+        }
+    }
+
+    /// Every app client id whose tokens are accepted.
+    pub fn client_ids(&self) -> Vec<String> {
+        std::iter::once(self.client_id.as_str())
+            .chain(self.other_client_ids.split(','))
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn check(&self) -> Result<(), SettingsError> {
+        for (value, name) in [
+            (&self.region, "TURUMBA_COGNITO__REGION"),
+            (&self.user_pool_id, "TURUMBA_COGNITO__USER_POOL_ID"),
+            (&self.client_id, "TURUMBA_COGNITO__CLIENT_ID"),
+        ] {
+            if value.trim().is_empty() {
+                return Err(bad(name, "is required with TURUMBA_IDENTITY__PROVIDER=cognito"));
+            }
+        }
+        for (value, name) in
+            [(&self.endpoint, "TURUMBA_COGNITO__ENDPOINT"), (&self.jwks_url, "TURUMBA_COGNITO__JWKS_URL")]
+        {
+            if let Some(v) = value.as_deref().filter(|v| !v.is_empty())
+                && !(v.starts_with("http://") || v.starts_with("https://"))
+            {
+                return Err(bad(name, "must be an http:// or https:// URL"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Accounts and their sub-accounts.
 #[derive(Clone, Debug, Deserialize)]
 pub struct AccountSettings {
@@ -162,6 +233,7 @@ pub struct Settings {
     pub smtp: SmtpSettings,
     pub cors: CorsSettings,
     pub identity: IdentitySettings,
+    pub cognito: CognitoSettings,
     pub accounts: AccountSettings,
     pub http: HttpSettings,
     pub database: DatabaseSettings,
@@ -188,6 +260,8 @@ struct RawSettings {
     smtp: SmtpSettings,
     cors: CorsSettings,
     identity: IdentitySettings,
+    #[serde(default)]
+    cognito: CognitoSettings,
     accounts: AccountSettings,
     http: HttpSettings,
     database: DatabaseSettings,
@@ -307,6 +381,9 @@ impl Settings {
         if !matches!(raw.identity.provider.as_str(), "local" | "cognito") {
             return Err(bad("TURUMBA_IDENTITY__PROVIDER", "must be `local` or `cognito`"));
         }
+        if raw.identity.provider == "cognito" {
+            raw.cognito.check()?;
+        }
         if raw.identity.access_token_ttl_secs < 30 {
             return Err(bad("TURUMBA_IDENTITY__ACCESS_TOKEN_TTL_SECS", "must be at least 30"));
         }
@@ -389,6 +466,7 @@ impl Settings {
             smtp: raw.smtp,
             cors: raw.cors,
             identity: raw.identity,
+            cognito: raw.cognito,
             accounts: raw.accounts,
             http: raw.http,
             database: raw.database,

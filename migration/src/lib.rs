@@ -22,6 +22,7 @@ mod m20261128_000016_group_messages;
 mod m20261128_000017_held_webhooks;
 mod m20261128_000018_invitations;
 mod m20261128_000019_audit_logs;
+mod m20261129_000020_identity_subject;
 mod util;
 
 pub struct Migrator;
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000017_held_webhooks::Migration),
             Box::new(m20261128_000018_invitations::Migration),
             Box::new(m20261128_000019_audit_logs::Migration),
+            Box::new(m20261129_000020_identity_subject::Migration),
         ]
     }
 }

@@ -124,12 +124,6 @@ pub async fn build_state_for(settings: Settings, migrate: bool, owner: String) -
     if !mailer.is_configured() {
         tracing::info!("SMTP is not configured: verification and reset codes are written to the log");
     }
-    if settings.identity.provider != "local" {
-        return Err(format!(
-            "identity provider `{}` is not available in this build yet; use TURUMBA_IDENTITY__PROVIDER=local",
-            settings.identity.provider
-        ));
-    }
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let amqp_url = settings.amqp_url.as_ref().map(|s| s.expose().to_string());
@@ -138,7 +132,7 @@ pub async fn build_state_for(settings: Settings, migrate: bool, owner: String) -
         db.clone(),
         keys,
         mailer,
-        settings.identity.refresh_token_ttl_days,
+        (&settings.identity, &settings.cognito),
         &settings.accounts,
         events.clone(),
     );

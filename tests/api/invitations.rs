@@ -36,7 +36,7 @@ async fn invite(app: &TestApp, u: &TestUser, email: &str, role: &str) -> Value {
 }
 
 /// The token in the n-th invitation mail to `to` (from the link it carries).
-async fn token_from_mail(smtp: &SmtpServer, to: &str, nth: usize) -> String {
+pub async fn token_from_mail(smtp: &SmtpServer, to: &str, nth: usize) -> String {
     let text = mail_text(&smtp.maildir, to, nth, "invited you").await;
     let re = regex::Regex::new(r"https://app\.example\.org/invite/([A-Za-z0-9_-]{43})").unwrap();
     re.captures(&text).map(|c| c[1].to_string()).unwrap_or_else(|| panic!("no invitation link in {text}"))

@@ -9,6 +9,7 @@ mod attachments;
 mod audit;
 mod auth;
 mod channels;
+mod cognito;
 mod contacts;
 mod contacts_import;
 mod dispatch;

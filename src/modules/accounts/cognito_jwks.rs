@@ -5,8 +5,7 @@
 //! `client_id` of an access token) against the configured app client ids. The JWKS URL and the
 //! expected issuer are separate settings (a proxy or an emulator serves the keys elsewhere).
 //!
-//! This is the verifying half of the Cognito identity provider; the provider itself (SignUp, InitiateAuth
-//! … through the AWS SDK) is not in this build yet.
+//! The verifying half of the Cognito identity provider (`cognito.rs`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -49,6 +48,9 @@ pub struct CognitoClaims {
     /// Access tokens: the app client id.
     #[serde(default)]
     pub client_id: Option<String>,
+    /// Issued at (seconds since the epoch).
+    #[serde(default)]
+    pub iat: Option<i64>,
 }
 
 #[derive(Deserialize)]

@@ -1,5 +1,6 @@
-//! The local identity provider: registration, e-mail verification codes, login (with the failure
-//! lockout), refresh-token rotation, logout and password reset.
+//! The `/v1/auth/*` operations over whichever [`IdentityProvider`] runs: our users table (registration,
+//! verification, which creates the account), the login lockout, sessions, logout and passwords. The
+//! provider checks and keeps the credentials (`local_identity.rs`, `cognito.rs`).
 
 use chrono::{Duration, Timelike, Utc};
 use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
@@ -7,25 +8,13 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::account::emit_account_created;
-
+use super::identity_provider::Proof;
 use super::service::*;
 use super::tenancy::CurrentUser;
-use super::tokens::{self};
-use super::{password, store};
+use super::{session_store, store};
 use crate::domain::EmailAddress;
 use crate::error::{AppError, AppResult};
 use crate::modules::events::{EventBus, EventMeta};
-use crate::secret::constant_time_eq;
-
-pub const PURPOSE_VERIFY: &str = "verify_email";
-
-pub const PURPOSE_RESET: &str = "reset_password";
-
-const CODE_TTL_HOURS: i64 = 24;
-
-const RESET_TTL_HOURS: i64 = 1;
-
-const CODE_MAX_ATTEMPTS: i32 = 5;
 
 const LOGIN_WINDOW_MINUTES: i64 = 15;
 
@@ -45,25 +34,13 @@ pub struct Registration<'a> {
     pub account_name: &'a str,
 }
 
-/// A fresh 6-digit code for `purpose`, replacing the user's live one (only its hash is stored).
-async fn issue_code<C: sea_orm::ConnectionTrait>(
-    db: &C,
-    user_id: Uuid,
-    purpose: &str,
-    ttl_hours: i64,
-) -> AppResult<String> {
-    let code = tokens::new_code();
-    store::replace_code(db, user_id, purpose, code_hash(user_id, &code), Utc::now() + Duration::hours(ttl_hours))
-        .await?;
-    Ok(code)
+fn invalid_code() -> AppError {
+    super::local_identity::invalid_code()
 }
 
-pub(super) fn code_hash(user_id: Uuid, code: &str) -> String {
-    crate::secret::sha256_hex(format!("{user_id}:{code}"))
-}
-
-pub(super) fn invalid_code() -> AppError {
-    AppError::BadRequest { code: "invalid_code", message: "the code is invalid or has expired".into() }
+/// Whole seconds, as tokens carry them: a token issued later in this second stays valid.
+fn now_in_whole_seconds() -> chrono::DateTime<Utc> {
+    Utc::now().with_nanosecond(0).unwrap_or_else(Utc::now)
 }
 
 impl Accounts {
@@ -73,27 +50,21 @@ impl Accounts {
         if store::find_user_by_email(&self.db, &email).await?.is_some() {
             return Err(AppError::conflict("a user with this e-mail already exists"));
         }
-        let hash = password::hash(reg.password.to_string()).await?;
-        let txn = crate::db::begin_write(&self.db).await?;
+        let credential = self.identity.sign_up(&email, reg.password, reg.full_name.trim()).await?;
         let user = store::insert_user(
-            &txn,
+            &self.db,
             store::NewUser {
                 email: &email,
-                password_hash: hash,
+                password_hash: credential.password_hash,
+                provider_subject: credential.subject,
                 full_name: reg.full_name.trim(),
                 verified: false,
                 pending_account_name: Some(reg.account_name.trim()),
             },
         )
         .await?;
-        let code = issue_code(&txn, user.id, PURPOSE_VERIFY, CODE_TTL_HOURS).await?;
-        txn.commit().await?;
-        self.mail_verification(&email, &user.full_name, &code);
+        self.identity.send_verification_code(&user, true).await?;
         Ok(user.id)
-    }
-
-    pub(super) fn mail_verification(&self, email: &str, name: &str, code: &str) {
-        self.mailer.send(email, "verification", &json!({ "name": name, "code": code, "valid_for": "24 hours" }));
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -102,40 +73,36 @@ impl Accounts {
         if let Some(user) = store::find_user_by_email(&self.db, &email).await?
             && user.email_verified_at.is_none()
         {
-            let code = issue_code(&self.db, user.id, PURPOSE_VERIFY, CODE_TTL_HOURS).await?;
-            self.mail_verification(&email, &user.full_name, &code);
+            self.identity.send_verification_code(&user, false).await?;
         }
         Ok(())
     }
 
-    /// Checks a code (counting the attempt) and consumes it on success.
-    pub(super) async fn check_code(&self, user_id: Uuid, purpose: &str, code: &str) -> AppResult<()> {
-        let record = store::live_code(&self.db, user_id, purpose).await?.ok_or_else(invalid_code)?;
-        if record.expires_at < Utc::now() {
-            return Err(invalid_code());
-        }
-        // Counted before comparing: parallel guesses cannot outrun the limit.
-        if !store::claim_code_attempt(&self.db, record.id, CODE_MAX_ATTEMPTS).await? {
-            return Err(invalid_code());
-        }
-        let expected = code_hash(user_id, code.trim());
-        if !constant_time_eq(expected.as_bytes(), record.code_hash.as_bytes()) {
-            return Err(invalid_code());
-        }
-        if !store::consume_code(&self.db, record.id).await? {
-            return Err(invalid_code());
-        }
-        Ok(())
-    }
-
+    /// Confirms the e-mail with its code, creates the account named at registration and signs the user
+    /// in: by the code alone with the local
+    /// provider; Cognito needs the `password` too.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn verify_email(&self, email: &str, code: &str, meta: &EventMeta) -> AppResult<TokenPair> {
+    pub async fn verify_email(
+        &self,
+        email: &str,
+        code: &str,
+        password_in: Option<&str>,
+        meta: &EventMeta,
+    ) -> AppResult<TokenPair> {
         let email = EmailAddress::canonical(email);
+        let needs_password = self.identity.verification_needs_password();
+        if needs_password && password_in.is_none() {
+            return Err(AppError::field("password", "is required to sign in after verifying the e-mail"));
+        }
         let user = store::find_user_by_email(&self.db, &email).await?.ok_or_else(invalid_code)?;
         if user.email_verified_at.is_some() {
             return Err(invalid_code());
         }
-        self.check_code(user.id, PURPOSE_VERIFY, code).await?;
+        self.identity.confirm_sign_up(&user, code).await?;
+        let proof = match password_in.filter(|_| needs_password) {
+            Some(p) => self.identity.check_password(&email, p, Some(&user)).await?,
+            None => Proof::Pending { family: None },
+        };
         let account_name = user.pending_account_name.clone().unwrap_or_else(|| format!("{}'s account", user.full_name));
         let txn = crate::db::begin_write(&self.db).await?;
         let (acc, _) = store::create_account(
@@ -159,23 +126,15 @@ impl Accounts {
         let mut bus = EventBus::new(EventMeta { user_id: Some(user.id), ..meta.clone() });
         emit_account_created(&mut bus, &acc, user.id);
         self.events.commit(txn, bus).await?;
-        self.issue_tokens(user.into(), Uuid::now_v7()).await
+        self.start_session(user.into(), proof).await
     }
 
-    pub(super) async fn issue_tokens(&self, user: CurrentUser, family: Uuid) -> AppResult<TokenPair> {
-        let refresh = tokens::new_refresh_token();
-        store::insert_refresh_token(
-            &self.db,
-            user.id,
-            family,
-            crate::secret::sha256_hex(&refresh),
-            Utc::now() + Duration::days(self.refresh_ttl_days),
-        )
-        .await?;
+    pub(super) async fn start_session(&self, user: CurrentUser, proof: Proof) -> AppResult<TokenPair> {
+        let session = self.identity.start_session(user.id, proof).await?;
         Ok(TokenPair {
-            access_token: self.keys.issue(user.id),
-            refresh_token: refresh,
-            expires_in: self.keys.access_ttl_secs,
+            access_token: session.access_token,
+            refresh_token: session.refresh_token,
+            expires_in: session.expires_in,
             user,
         })
     }
@@ -199,11 +158,16 @@ impl Accounts {
             }
         };
         let user = store::find_user_by_email(&self.db, &email).await?;
-        let ok = password::verify(password_in.to_string(), user.as_ref().and_then(|u| u.password_hash.clone())).await;
-        let user = match (ok, user) {
-            (true, Some(u)) => u,
-            _ => return Err(AppError::Unauthorized("invalid e-mail or password".into())),
+        let proof = match self.identity.check_password(&email, password_in, user.as_ref()).await {
+            Ok(proof) => proof,
+            Err(e @ AppError::Forbidden { .. }) => {
+                // The right password (the provider refuses an unverified user only after it).
+                store::release_login_claim(&self.db, claim).await?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
         };
+        let Some(user) = user else { return Err(AppError::Unauthorized("invalid e-mail or password".into())) };
         if user.email_verified_at.is_none() || !user.is_active {
             // The right password: not a failure, whatever else stops the login.
             store::release_login_claim(&self.db, claim).await?;
@@ -218,41 +182,37 @@ impl Accounts {
             return Err(AppError::Forbidden { code: "user_inactive", message: "this user is deactivated".into() });
         }
         store::clear_login_failures(&self.db, &email).await?;
-        self.issue_tokens(user.into(), Uuid::now_v7()).await
+        self.start_session(user.into(), proof).await
     }
 
-    /// Rotates a refresh token. Presenting an already-rotated token revokes its whole family.
+    /// A new session from a refresh token (rotated by the local provider: reusing a rotated token
+    /// revokes its whole family).
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn refresh(&self, refresh_token: &str) -> AppResult<TokenPair> {
-        let unauthorized = || AppError::Unauthorized("invalid refresh token".into());
-        let record = store::find_refresh_token(&self.db, &crate::secret::sha256_hex(refresh_token))
-            .await?
-            .ok_or_else(unauthorized)?;
-        if record.revoked_at.is_some() {
-            tracing::warn!(family = %record.family_id, user = %record.user_id, "refresh token reuse: revoking the family");
-            store::revoke_family(&self.db, record.family_id).await?;
-            return Err(unauthorized());
-        }
-        if record.expires_at < Utc::now() {
-            return Err(unauthorized());
-        }
-        if !store::revoke_refresh_token_once(&self.db, record.id).await? {
-            // Lost a race with another rotation of the same token: that is reuse too.
-            store::revoke_family(&self.db, record.family_id).await?;
-            return Err(unauthorized());
-        }
-        let user = store::find_user(&self.db, record.user_id)
+        let (user_id, proof) = self.identity.redeem_refresh_token(refresh_token).await?;
+        let user = store::find_user(&self.db, user_id)
             .await?
             .filter(|u| u.is_active && u.email_verified_at.is_some())
-            .ok_or_else(unauthorized)?;
-        self.issue_tokens(user.into(), record.family_id).await
+            .ok_or_else(|| AppError::Unauthorized("invalid refresh token".into()))?;
+        self.start_session(user.into(), proof).await
     }
 
+    /// Ends the refresh token's session. Where the provider signs out globally (Cognito, given the
+    /// request's access token), every token of the user issued until now is void here too.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn logout(&self, refresh_token: &str) -> AppResult<()> {
-        if let Some(record) = store::find_refresh_token(&self.db, &crate::secret::sha256_hex(refresh_token)).await? {
-            store::revoke_family(&self.db, record.family_id).await?;
+    pub async fn logout(&self, refresh_token: &str, access_token: Option<&str>) -> AppResult<()> {
+        if let Some(user_id) = self.identity.sign_out(refresh_token, access_token).await? {
+            self.end_every_session(user_id).await?;
         }
+        Ok(())
+    }
+
+    /// Access tokens issued so far are void and refresh tokens revoked.
+    async fn end_every_session(&self, user_id: Uuid) -> AppResult<()> {
+        let txn = crate::db::begin_write(&self.db).await?;
+        session_store::void_tokens_before(&txn, user_id, now_in_whole_seconds()).await?;
+        session_store::revoke_all_of_user(&txn, user_id).await?;
+        txn.commit().await?;
         Ok(())
     }
 
@@ -262,9 +222,7 @@ impl Accounts {
         if let Some(user) = store::find_user_by_email(&self.db, &email).await?
             && user.is_active
         {
-            let code = issue_code(&self.db, user.id, PURPOSE_RESET, RESET_TTL_HOURS).await?;
-            let data = json!({ "name": user.full_name, "code": code, "valid_for": "one hour" });
-            self.mailer.send(&email, "password_reset", &data);
+            self.identity.send_reset_code(&user).await?;
         }
         Ok(())
     }
@@ -273,37 +231,41 @@ impl Accounts {
     pub async fn reset_password(&self, email: &str, code: &str, new_password: &str) -> AppResult<()> {
         let email = EmailAddress::canonical(email);
         let user = store::find_user_by_email(&self.db, &email).await?.ok_or_else(invalid_code)?;
-        self.check_code(user.id, PURPOSE_RESET, code).await?;
-        let hash = password::hash(new_password.to_string()).await?;
+        let hash = self.identity.confirm_reset(&user, code, new_password).await?;
         let txn = crate::db::begin_write(&self.db).await?;
         let id = user.id;
         let mut active = user.into_active_model();
-        active.password_hash = Set(Some(hash));
+        if let Some(hash) = hash {
+            active.password_hash = Set(Some(hash));
+        }
         // Receiving the code by mail proves the address.
         if active.email_verified_at.as_ref().is_none() {
             active.email_verified_at = Set(Some(Utc::now()));
         }
         active.updated_at = Set(Utc::now());
         // Every session ends now: refresh tokens are revoked and access tokens issued so far are void.
-        // Whole seconds, as tokens carry them: a token issued later in this second stays valid.
-        active.tokens_valid_after = Set(Some(Utc::now().with_nanosecond(0).unwrap_or_else(Utc::now)));
+        active.tokens_valid_after = Set(Some(now_in_whole_seconds()));
         active.update(&txn).await?;
-        store::revoke_all_of_user(&txn, id).await?;
+        session_store::revoke_all_of_user(&txn, id).await?;
         txn.commit().await?;
         Ok(())
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn change_password(&self, user: &CurrentUser, current: &str, new_password: &str) -> AppResult<()> {
+    pub async fn change_password(
+        &self,
+        user: &CurrentUser,
+        access_token: &str,
+        current: &str,
+        new_password: &str,
+    ) -> AppResult<()> {
         let model = store::find_user(&self.db, user.id).await?.ok_or(AppError::NotFound("user"))?;
-        if !password::verify(current.to_string(), model.password_hash.clone()).await {
-            return Err(AppError::field("current_password", "is incorrect"));
+        if let Some(hash) = self.identity.change_password(&model, access_token, current, new_password).await? {
+            let mut active = model.into_active_model();
+            active.password_hash = Set(Some(hash));
+            active.updated_at = Set(Utc::now());
+            active.update(&self.db).await?;
         }
-        let hash = password::hash(new_password.to_string()).await?;
-        let mut active = model.into_active_model();
-        active.password_hash = Set(Some(hash));
-        active.updated_at = Set(Utc::now());
-        active.update(&self.db).await?;
         Ok(())
     }
 
@@ -317,13 +279,14 @@ impl Accounts {
         account_name: &str,
     ) -> AppResult<(Uuid, Uuid)> {
         let email = EmailAddress::canonical(email);
-        let hash = password::hash(password_in.to_string()).await?;
+        let credential = self.identity.create_verified(&email, password_in, full_name).await?;
         let txn = crate::db::begin_write(&self.db).await?;
         let user = store::insert_user(
             &txn,
             store::NewUser {
                 email: &email,
-                password_hash: hash,
+                password_hash: credential.password_hash,
+                provider_subject: credential.subject,
                 full_name,
                 verified: true,
                 pending_account_name: None,

@@ -15,7 +15,7 @@ use super::identity::TokenPair;
 use super::invitation_store as istore;
 use super::service::*;
 use super::tenancy::{AccountScope, CurrentUser};
-use super::{password, store, tokens};
+use super::{store, tokens};
 use crate::db::list::{ListQuery, Page};
 use crate::domain::EmailAddress;
 use crate::error::{AppError, AppResult};
@@ -201,13 +201,14 @@ impl Accounts {
         if store::find_user_by_email(&self.db, &inv.email).await?.is_some() {
             return Err(AppError::conflict("a user with this e-mail exists: log in and accept the invitation"));
         }
-        let hash = password::hash(password_in.to_string()).await?;
+        let credential = self.identity.create_verified(&inv.email, password_in, full_name.trim()).await?;
         let txn = crate::db::begin_write(&self.db).await?;
         let user = store::insert_user(
             &txn,
             store::NewUser {
                 email: &inv.email,
-                password_hash: hash,
+                password_hash: credential.password_hash,
+                provider_subject: credential.subject,
                 full_name: full_name.trim(),
                 verified: true,
                 pending_account_name: None,
@@ -221,7 +222,7 @@ impl Accounts {
         let mut bus = EventBus::new(EventMeta { user_id: Some(user.id), ..meta.clone() });
         super::members::emit_member(&mut bus, "member.added", &m);
         self.events.commit(txn, bus).await?;
-        self.issue_tokens(user.into(), Uuid::now_v7()).await
+        self.start_session(user.into(), super::identity_provider::Proof::Pending { family: None }).await
     }
 
     /// The membership an invitation grants, and the invitation used — only if it was still pending

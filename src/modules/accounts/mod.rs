@@ -4,8 +4,9 @@
 //! Public facade: [`Accounts`] (the `Tenancy` of ARCHITECTURE.md: `authenticate`, `authorize`,
 //! `access_to`, `operator_scope`), the tenancy types [`AccountScope`], [`Access`] and [`CurrentUser`],
 //! the request extractors [`RequestCtx`] and [`AuthUser`], [`JwtKeys`], [`configure`] and [`ApiDoc`].
-//! The audit log's entries come from the event pipeline (`audit`). Of the Cognito provider only the token
-//! verification against the pool's JWKS exists yet (`cognito_jwks`).
+//! The audit log's entries come from the event pipeline (`audit`). Passwords, codes and tokens belong to
+//! an [`identity_provider::IdentityProvider`]: `local_identity` (the default) or `cognito` (with
+//! `cognito_jwks`, which verifies the pool's tokens).
 //!
 //! Inside: `service` (the shared state) with one file per concern (`tenancy` types and their
 //! `resolution`, `identity`, `profile`, `account`, `sub_accounts`, `suspension`, `roles`, `members`, `invitations`), `store` (every query), `api/` (one file per resource).
@@ -13,11 +14,14 @@
 mod account;
 mod api;
 mod audit;
+mod cognito;
 mod cognito_jwks;
 mod entity;
 mod identity;
+mod identity_provider;
 mod invitation_store;
 mod invitations;
+mod local_identity;
 mod members;
 mod password;
 mod permissions;
@@ -25,6 +29,7 @@ mod profile;
 mod resolution;
 mod roles;
 mod service;
+mod session_store;
 mod store;
 mod sub_accounts;
 mod suspension;

@@ -15,26 +15,22 @@ use crate::error::{AppError, AppResult};
 impl Accounts {
     /// Verifies the access token and loads the user, who must still exist, be active and verified.
     pub async fn authenticate(&self, token: &str) -> AppResult<CurrentUser> {
-        let claims = self.token_claims(token)?;
-        let user = store::find_user(&self.db, claims.sub)
+        let subject = self.identity.token_subject(token).await?;
+        let user = store::find_user(&self.db, subject.user_id)
             .await?
-            .filter(|u| may_sign_in(u) && issued_after_stamp(u, &claims))
+            .filter(|u| may_sign_in(u) && issued_after_stamp(u, &subject))
             .ok_or_else(bad_token)?;
         Ok(user.into())
-    }
-
-    fn token_claims(&self, token: &str) -> AppResult<super::tokens::Claims> {
-        self.keys.verify(token).ok_or_else(bad_token)
     }
 
     /// Authenticates a tenant request and resolves its active account, in one query in the common case
     /// (a direct membership in the selected or default account); other cases take the full path. A
     /// suspended account answers 403 `account_suspended`.
     pub async fn authorize(&self, token: &str, selected: Option<Uuid>) -> AppResult<(CurrentUser, Access)> {
-        let claims = self.token_claims(token)?;
-        let (user, role) = store::user_with_role(&self.db, claims.sub, selected)
+        let subject = self.identity.token_subject(token).await?;
+        let (user, role) = store::user_with_role(&self.db, subject.user_id, selected)
             .await?
-            .filter(|(u, _)| may_sign_in(u) && issued_after_stamp(u, &claims))
+            .filter(|(u, _)| may_sign_in(u) && issued_after_stamp(u, &subject))
             .ok_or_else(bad_token)?;
         let user = CurrentUser::from(user);
         if let (Some(r), Some(account_id)) = (role, selected.or(user.default_account_id)) {
@@ -140,8 +136,8 @@ pub(super) fn may_sign_in(u: &user::Model) -> bool {
 
 /// Whether the token was issued at or after the user's `tokens_valid_after` (read with the user row
 /// every request loads anyway: the check costs nothing). Tokens carry whole seconds.
-fn issued_after_stamp(u: &user::Model, claims: &super::tokens::Claims) -> bool {
-    u.tokens_valid_after.is_none_or(|t| claims.iat >= t.timestamp())
+fn issued_after_stamp(u: &user::Model, subject: &super::identity_provider::TokenSubject) -> bool {
+    u.tokens_valid_after.is_none_or(|t| subject.issued_at >= t.timestamp())
 }
 
 pub(super) fn bad_token() -> AppError {

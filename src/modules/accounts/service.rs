@@ -7,6 +7,7 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 use serde_json::Value;
 
+use super::identity_provider::IdentityProvider;
 use super::tokens::JwtKeys;
 use crate::error::{AppError, AppResult};
 use crate::mail::Mailer;
@@ -15,9 +16,9 @@ use crate::modules::events::Events;
 #[derive(Clone)]
 pub struct Accounts {
     pub(super) db: DatabaseConnection,
-    pub(super) keys: Arc<JwtKeys>,
+    /// Who owns passwords, codes and tokens: the local provider or Cognito.
+    pub(super) identity: Arc<dyn IdentityProvider>,
     pub(super) mailer: Mailer,
-    pub(super) refresh_ttl_days: i64,
     /// Levels of an account tree, the top-level account included.
     pub(super) max_depth: u32,
     /// The link mailed with an invitation (`{token}` in it).
@@ -59,16 +60,21 @@ impl Accounts {
         db: DatabaseConnection,
         keys: Arc<JwtKeys>,
         mailer: Mailer,
-        refresh_ttl_days: i64,
+        identity: (&crate::config::IdentitySettings, &crate::config::CognitoSettings),
         settings: &crate::config::AccountSettings,
         events: Events,
     ) -> Self {
         events.set_audit_log(Arc::new(super::audit::AuditWriter), settings.audit_retention_days);
+        let (identity, cognito) = identity;
+        let ttl = identity.refresh_token_ttl_days;
+        let identity: Arc<dyn IdentityProvider> = match identity.provider.as_str() {
+            "cognito" => Arc::new(super::cognito::CognitoIdentity::new(db.clone(), cognito, ttl)),
+            _ => Arc::new(super::local_identity::LocalIdentity::new(db.clone(), keys, mailer.clone(), ttl)),
+        };
         Accounts {
             db,
-            keys,
+            identity,
             mailer,
-            refresh_ttl_days,
             max_depth: settings.max_depth,
             invitation_url: settings.invitation_url.clone().filter(|u| !u.is_empty()),
             events,
@@ -77,6 +83,11 @@ impl Accounts {
     }
 
     pub fn jwks(&self) -> Value {
-        self.keys.jwks()
+        self.identity.jwks()
+    }
+
+    /// `local` or `cognito`.
+    pub fn identity_provider(&self) -> &'static str {
+        self.identity.name()
     }
 }

@@ -10,7 +10,7 @@ use sea_orm::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::entity::{account, auth_code, login_failure, membership, refresh_token, role, user};
+use super::entity::{account, auth_code, login_failure, membership, role, user};
 use super::permissions::{self, ADMIN_ROLE};
 use super::tenancy::AccountScope;
 use crate::db::list::{Field, Kind, ListQuery, Page};
@@ -100,7 +100,9 @@ pub async fn find_user<C: ConnectionTrait>(db: &C, id: Uuid) -> AppResult<Option
 
 pub struct NewUser<'a> {
     pub email: &'a str,
-    pub password_hash: String,
+    pub password_hash: Option<String>,
+    /// The user's id at an external identity provider (Cognito `sub`).
+    pub provider_subject: Option<String>,
     pub full_name: &'a str,
     pub verified: bool,
     pub pending_account_name: Option<&'a str>,
@@ -111,7 +113,8 @@ pub async fn insert_user<C: ConnectionTrait>(db: &C, new: NewUser<'_>) -> AppRes
     let model = user::ActiveModel {
         id: Set(Uuid::now_v7()),
         email: Set(new.email.to_string()),
-        password_hash: Set(Some(new.password_hash)),
+        password_hash: Set(new.password_hash),
+        provider_subject: Set(new.provider_subject),
         full_name: Set(new.full_name.to_string()),
         phone: Set(None),
         is_active: Set(true),
@@ -389,67 +392,6 @@ pub async fn roles_by_ids<C: ConnectionTrait>(
     ids: Vec<Uuid>,
 ) -> AppResult<Vec<role::Model>> {
     Ok(roles_in(scope).filter(role::Column::Id.is_in(ids)).all(db).await?)
-}
-
-// ---- refresh tokens ----
-
-pub async fn insert_refresh_token<C: ConnectionTrait>(
-    db: &C,
-    user_id: Uuid,
-    family_id: Uuid,
-    token_hash: String,
-    expires_at: DateTime<Utc>,
-) -> AppResult<()> {
-    refresh_token::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        user_id: Set(user_id),
-        family_id: Set(family_id),
-        token_hash: Set(token_hash),
-        expires_at: Set(expires_at),
-        revoked_at: Set(None),
-        created_at: Set(Utc::now()),
-    }
-    .insert(db)
-    .await?;
-    Ok(())
-}
-
-pub async fn find_refresh_token<C: ConnectionTrait>(
-    db: &C,
-    token_hash: &str,
-) -> AppResult<Option<refresh_token::Model>> {
-    Ok(refresh_token::Entity::find().filter(refresh_token::Column::TokenHash.eq(token_hash)).one(db).await?)
-}
-
-/// Marks one token used; false when another request rotated it first.
-pub async fn revoke_refresh_token_once<C: ConnectionTrait>(db: &C, id: Uuid) -> AppResult<bool> {
-    let res = refresh_token::Entity::update_many()
-        .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
-        .filter(refresh_token::Column::Id.eq(id))
-        .filter(refresh_token::Column::RevokedAt.is_null())
-        .exec(db)
-        .await?;
-    Ok(res.rows_affected == 1)
-}
-
-pub async fn revoke_family<C: ConnectionTrait>(db: &C, family_id: Uuid) -> AppResult<()> {
-    refresh_token::Entity::update_many()
-        .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
-        .filter(refresh_token::Column::FamilyId.eq(family_id))
-        .filter(refresh_token::Column::RevokedAt.is_null())
-        .exec(db)
-        .await?;
-    Ok(())
-}
-
-pub async fn revoke_all_of_user<C: ConnectionTrait>(db: &C, user_id: Uuid) -> AppResult<()> {
-    refresh_token::Entity::update_many()
-        .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
-        .filter(refresh_token::Column::UserId.eq(user_id))
-        .filter(refresh_token::Column::RevokedAt.is_null())
-        .exec(db)
-        .await?;
-    Ok(())
 }
 
 // ---- one-time codes ----

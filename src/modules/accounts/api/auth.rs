@@ -1,5 +1,5 @@
-//! `/v1/auth/*` and `/.well-known/jwks.json`: registration, e-mail verification, login, refresh rotation,
-//! logout and password reset of the local identity provider.
+//! `/v1/auth/*` and `/.well-known/jwks.json`: registration, e-mail verification, login, refresh, logout
+//! and passwords, the same API over either identity provider (local or Cognito).
 
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,10 @@ pub struct VerifyEmailRequest {
     pub email: String,
     #[validate(length(min = 6, max = 6, message = "must be the 6-digit code"))]
     pub code: String,
+    /// The password chosen at registration: required with the Cognito identity provider (which signs
+    /// the user in with it), ignored by the local one.
+    #[validate(length(min = 1, max = 256))]
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
@@ -132,7 +136,7 @@ pub async fn verify_email(
     body: web::Json<VerifyEmailRequest>,
 ) -> AppResult<HttpResponse> {
     body.validate()?;
-    let tokens = accounts.verify_email(&body.email, &body.code, &request_meta(&req)).await?;
+    let tokens = accounts.verify_email(&body.email, &body.code, body.password.as_deref(), &request_meta(&req)).await?;
     Ok(envelope::ok(TokenResponse::from(tokens)))
 }
 
@@ -164,11 +168,17 @@ pub async fn refresh(accounts: web::Data<Accounts>, body: web::Json<RefreshReque
     Ok(envelope::ok(TokenResponse::from(tokens)))
 }
 
-/// Revoke the refresh-token family of the given token.
+/// Revoke the refresh-token family of the given token. With the Cognito provider and the request's
+/// bearer token, every session of the user ends (Cognito's GlobalSignOut).
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body = RefreshRequest, responses((status = 204)))]
-pub async fn logout(accounts: web::Data<Accounts>, body: web::Json<RefreshRequest>) -> AppResult<HttpResponse> {
+pub async fn logout(
+    req: actix_web::HttpRequest,
+    accounts: web::Data<Accounts>,
+    body: web::Json<RefreshRequest>,
+) -> AppResult<HttpResponse> {
     body.validate()?;
-    accounts.logout(&body.refresh_token).await?;
+    let access = super::context::bearer(&req).ok();
+    accounts.logout(&body.refresh_token, access.as_deref()).await?;
     Ok(envelope::no_content())
 }
 
@@ -198,7 +208,7 @@ pub async fn change_password(
     body: web::Json<ChangePasswordRequest>,
 ) -> AppResult<HttpResponse> {
     body.validate()?;
-    accounts.change_password(&auth.user, &body.current_password, &body.new_password).await?;
+    accounts.change_password(&auth.user, &auth.token, &body.current_password, &body.new_password).await?;
     Ok(envelope::no_content())
 }
 

@@ -23,6 +23,8 @@ pub struct AuthUser {
     pub request_id: String,
     /// The client's address, for the audit log.
     pub ip: String,
+    /// The bearer token itself (Cognito's ChangePassword and GlobalSignOut take it).
+    pub token: String,
 }
 
 #[derive(Debug, Clone)]
@@ -77,7 +79,7 @@ impl RequestCtx {
     }
 }
 
-fn bearer(req: &HttpRequest) -> Result<String, AppError> {
+pub(in crate::modules::accounts) fn bearer(req: &HttpRequest) -> Result<String, AppError> {
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
@@ -140,7 +142,7 @@ impl FromRequest for AuthUser {
             let accounts = accounts?;
             let user = accounts.authenticate(&token).await?;
             check_filtered_accounts(&accounts, &user, named).await?;
-            Ok(AuthUser { user, request_id, ip })
+            Ok(AuthUser { user, request_id, ip, token })
         })
     }
 }

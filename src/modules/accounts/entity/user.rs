@@ -20,6 +20,8 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// Access tokens issued before this instant are void (a password reset sets it).
     pub tokens_valid_after: Option<DateTimeUtc>,
+    /// The user's id at an external identity provider (the Cognito `sub`); unique.
+    pub provider_subject: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
