@@ -100,6 +100,20 @@ async fn every_mutating_request_writes_one_entry_and_no_secret(b: Backend) {
         ("-", Method::DELETE, "/v1/scheduled-messages/{schedule}".into(), json!(null)),
         ("-", Method::DELETE, "/v1/templates/{template}".into(), json!(null)),
         ("-", Method::POST, "/v1/channels/{channel}/verify".into(), json!(null)),
+        ("tag2", Method::POST, "/v1/tags".into(), json!({"name": "parent"})),
+        ("-", Method::PATCH, "/v1/tags/{tag2}".into(), json!({"name": "Parent"})),
+        ("-", Method::POST, "/v1/contacts/{contact}/tags".into(), json!({"tag_ids": ["{tag2}"]})),
+        ("-", Method::DELETE, "/v1/contacts/{contact}/tags/{tag2}".into(), json!(null)),
+        ("-", Method::POST, "/v1/tags/{tag2}/contacts".into(), json!({"contact_ids": ["{contact}"]})),
+        ("-", Method::DELETE, "/v1/tags/{tag2}/contacts".into(), json!({"contact_ids": ["{contact}"]})),
+        ("-", Method::DELETE, "/v1/groups/{group}/contacts".into(), json!({"contact_ids": ["{contact}"]})),
+        ("-", Method::PATCH, "/v1/messages/{message}".into(), json!({"metadata": {"ref": "A-1"}})),
+        ("-", Method::PATCH, "/v1/group-messages/{group_message}".into(), json!({"name": "term two"})),
+        ("-", Method::PATCH, "/v1/group-messages/{group_message}".into(), json!({"status": "cancelled"})),
+        ("-", Method::DELETE, "/v1/group-messages/{group_message}".into(), json!(null)),
+        ("-", Method::DELETE, "/v1/groups/{group}".into(), json!(null)),
+        ("-", Method::DELETE, "/v1/channels/{channel}".into(), json!(null)),
+        ("-", Method::DELETE, "/v1/contacts/{contact}".into(), json!(null)),
     ];
     ids.insert("account", aid.clone());
     ids.insert("other", other.user_id.clone());
@@ -128,6 +142,28 @@ async fn every_mutating_request_writes_one_entry_and_no_secret(b: Backend) {
         assert!(e["ip"].as_str().is_some_and(|ip| ip.starts_with("127.0.0.1")), "{e}");
         assert!(e["action"].as_str().unwrap().contains('.'), "{e}");
     }
+
+    // A sub-account's creation is the first entry of the new account (its managers above read it there).
+    let sub = app
+        .post(&format!("/v1/accounts/{aid}/sub-accounts"))
+        .token(&u.token)
+        .json(json!({"name": "Branch"}))
+        .send()
+        .await;
+    sub.expect(201, None);
+    let rid = sub.headers.get("x-request-id").unwrap().to_str().unwrap().to_string();
+    let r =
+        app.get(&format!("/v1/audit-logs?filter=request_id:eq:{rid}")).token(&u.token).account(&sub.id()).send().await;
+    r.expect(200, None);
+    assert_eq!(r.body["meta"]["total"], 1, "{}", r.body);
+    assert_eq!(
+        (
+            r.data()[0]["action"].clone(),
+            r.data()[0]["actor_id"].clone(),
+            r.data()[0]["changes"]["after"]["parent_id"].clone()
+        ),
+        (json!("account.created"), json!(u.user_id), json!(aid))
+    );
 
     // Who sent what, when, to whom.
     let sent = app.get("/v1/audit-logs?filter=action:eq:message.sent").token(&u.token).send().await;

@@ -391,8 +391,13 @@ impl Messaging {
     ) -> AppResult<group_message::Model> {
         let g = self.get_group_message(scope, id).await?;
         let edits = NewGroupMessage { status: None, ..patch.clone() };
-        let has_edits =
-            serde_json::to_value(&edits).is_ok_and(|v| v.as_object().is_some_and(|o| o.values().any(|x| !x.is_null())));
+        // The fields the PATCH sets (for the audit log), and whether there are any.
+        let mut changed = match serde_json::to_value(&edits) {
+            Ok(Value::Object(o)) => o,
+            _ => Map::new(),
+        };
+        changed.retain(|_, v| !v.is_null());
+        let has_edits = !changed.is_empty();
         match patch.status.as_deref() {
             Some("cancelled") if !has_edits => return self.cancel_group_message(scope, g, meta).await,
             Some("cancelled") => return Err(field("status", "cancel without other changes")),
@@ -445,6 +450,10 @@ impl Messaging {
             return Err(AppError::conflict("the group message left draft in the meantime"));
         }
         let mut bus = EventBus::new(meta.clone());
+        if has_edits {
+            bus.before(serde_json::to_value(as_input(&g)).unwrap_or_default());
+            bus.emit("group_message.updated", "group_message", g.id, Some(scope.account_id()), Value::Object(changed));
+        }
         if submit {
             bus.emit("group_message.queued", "group_message", g.id, Some(scope.account_id()), json!({}));
         }
@@ -503,7 +512,7 @@ impl Messaging {
 
     /// Deletes a draft or a finished send (its messages stay in the history).
     #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]
-    pub async fn delete_group_message(&self, scope: AccountScope, id: Uuid) -> AppResult<()> {
+    pub async fn delete_group_message(&self, scope: AccountScope, id: Uuid, meta: &EventMeta) -> AppResult<()> {
         let g = self.get_group_message(scope, id).await?;
         if !(g.status == GroupStatus::Draft || g.status.is_final()) {
             return Err(AppError::Conflict {
@@ -522,7 +531,16 @@ impl Messaging {
             .filter(group_message::Column::AccountId.eq(scope.account_id()))
             .exec(&txn)
             .await?;
-        txn.commit().await?;
+        let mut bus = EventBus::new(meta.clone());
+        bus.before(serde_json::to_value(as_input(&g)).unwrap_or_default());
+        bus.emit(
+            "group_message.deleted",
+            "group_message",
+            g.id,
+            Some(scope.account_id()),
+            json!({ "status": g.status }),
+        );
+        self.events.commit(txn, bus).await?;
         Ok(())
     }
 

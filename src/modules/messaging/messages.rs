@@ -450,6 +450,9 @@ impl Messaging {
                     caller.insert(key.into(), v.clone());
                 }
             }
+            // Who changed what is in the audit log: the edit is an event of its own.
+            bus.before(json!({ "metadata": m.metadata }));
+            bus.emit("message.updated", "message", m.id, Some(scope.account_id()), json!({ "metadata": caller }));
             active.metadata = Set(Value::Object(caller));
         }
         active.updated_at = Set(Utc::now());

@@ -214,7 +214,7 @@ pub async fn delete_group_message(
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
     ctx.require("group_messages:send")?;
-    messaging.delete_group_message(ctx.scope(), id.into_inner()).await?;
+    messaging.delete_group_message(ctx.scope(), id.into_inner(), &ctx.meta()).await?;
     Ok(envelope::no_content())
 }
 
