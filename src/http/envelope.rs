@@ -37,6 +37,11 @@ pub fn created<T: Serialize + ToSchema>(data: T) -> HttpResponse {
     HttpResponse::Created().json(Envelope { success: true, data, message: None })
 }
 
+/// 202 with data: taken, and the caller has a step left (named in the data).
+pub fn accepted_with<T: Serialize + ToSchema>(data: T) -> HttpResponse {
+    HttpResponse::Accepted().json(Envelope { success: true, data, message: None })
+}
+
 pub fn accepted(message: &str) -> HttpResponse {
     HttpResponse::Accepted().json(serde_json::json!({ "success": true, "data": null, "message": message }))
 }

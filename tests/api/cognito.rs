@@ -268,9 +268,10 @@ async fn cognito_tokens_are_checked_like_ours(b: Backend) {
     app.get("/v1/users/me").token(theirs["access_token"].as_str().unwrap()).send().await.expect(401, None);
 }
 
-/// Invitations with Cognito users: accepting signed in works; registering through the link cannot (the
-/// API holds no admin rights in the pool to confirm the address), and says so.
-async fn cognito_users_accept_invitations_signed_in(b: Backend) {
+/// Invitations with Cognito users: registering through the link signs the invitee up with Cognito, and
+/// verifying the e-mail with Cognito's code accepts the invitation (no account of their own is
+/// created); an existing Cognito user accepts signed in.
+async fn cognito_users_join_through_invitations(b: Backend) {
     let Some(moto) = start_moto().await else { return };
     let Some(py) = python() else { return };
     let smtp = start_smtp_server(&py, None).await;
@@ -292,21 +293,51 @@ async fn cognito_users_accept_invitations_signed_in(b: Backend) {
             .token(owner_token)
             .json(json!({"email": email, "role_id": viewer}))
     };
+
+    // A new user: signed up through the link, a member once the e-mail is verified.
     invite("newcomer@example.com").send().await.expect(201, None);
     let link = token_from_mail(&smtp, "newcomer@example.com", 1).await;
-    app.post(&format!("/v1/invitations/{link}/accept"))
-        .json(json!({"full_name": "New", "password": PASSWORD}))
+    let r = app
+        .post(&format!("/v1/invitations/{link}/accept"))
+        .json(json!({"full_name": "New Comer", "password": PASSWORD}))
+        .send()
+        .await;
+    r.expect(202, None);
+    assert_eq!(r.data()["verification_required"], true);
+    app.post("/v1/auth/login")
+        .json(json!({"email": "newcomer@example.com", "password": PASSWORD}))
         .send()
         .await
-        .expect(501, Some("not_implemented"));
-    // The invitee signs up with Cognito, then accepts signed in.
-    let guest = register_and_verify(&app, "newcomer@example.com").await;
+        .expect(403, Some("email_not_verified"));
+    let v = app
+        .post("/v1/auth/verify-email")
+        .json(json!({"email": "newcomer@example.com", "code": "123456", "password": PASSWORD}))
+        .send()
+        .await;
+    v.expect(200, None);
+    assert_eq!(v.data()["user"]["default_account_id"], account);
+    let ctx = app.get("/v1/context").token(v.data()["access_token"].as_str().unwrap()).send().await;
+    ctx.expect(200, None);
+    let accounts = ctx.data()["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 1, "only the account they were invited to: {}", ctx.body);
+    assert_eq!((accounts[0]["id"].as_str(), accounts[0]["role"]["name"].as_str()), (Some(account), Some("viewer")));
+    let list = app.get(&format!("/v1/accounts/{account}/invitations")).token(owner_token).send().await;
+    assert_eq!(list.data()[0]["status"], "accepted", "{}", list.body);
+    // The link is used up.
+    app.post(&format!("/v1/invitations/{link}/accept"))
+        .json(json!({"full_name": "Again", "password": PASSWORD}))
+        .send()
+        .await
+        .expect(410, Some("invitation_used"));
+
+    // An existing Cognito user accepts signed in.
+    let guest = register_and_verify(&app, "guest@example.com").await;
+    invite("guest@example.com").send().await.expect(201, None);
+    let link = token_from_mail(&smtp, "guest@example.com", 1).await;
     let r =
         app.post(&format!("/v1/invitations/{link}/accept")).token(guest["access_token"].as_str().unwrap()).send().await;
     r.expect(200, None);
     assert_eq!(r.data()["account_id"], account);
-    let ctx = app.get("/v1/context").token(guest["access_token"].as_str().unwrap()).account(account).send().await;
-    ctx.expect(200, None);
 }
 
 async fn an_unreachable_pool_is_503(b: Backend) {
@@ -327,6 +358,6 @@ async fn an_unreachable_pool_is_503(b: Backend) {
 both_backends!(
     the_auth_api_runs_on_cognito,
     cognito_tokens_are_checked_like_ours,
-    cognito_users_accept_invitations_signed_in,
+    cognito_users_join_through_invitations,
     an_unreachable_pool_is_503,
 );

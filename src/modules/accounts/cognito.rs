@@ -252,8 +252,8 @@ impl IdentityProvider for CognitoIdentity {
 
     async fn create_verified(&self, _email: &str, _password: &str, _full_name: &str) -> AppResult<Credential> {
         Err(AppError::NotImplemented(
-            "with the Cognito identity provider a user signs up (POST /v1/auth/register) and verifies the e-mail \
-             first; then accepts the invitation signed in"
+            "with the Cognito identity provider users sign up themselves (POST /v1/auth/register, or through an \
+             invitation); create them in the user pool otherwise"
                 .into(),
         ))
     }
@@ -296,6 +296,10 @@ impl IdentityProvider for CognitoIdentity {
                 }
             }
         }
+    }
+
+    fn confirms_email_itself(&self) -> bool {
+        true
     }
 
     fn verification_needs_password(&self) -> bool {

@@ -60,6 +60,7 @@ impl Accounts {
                 full_name: reg.full_name.trim(),
                 verified: false,
                 pending_account_name: Some(reg.account_name.trim()),
+                pending_invitation_id: None,
             },
         )
         .await?;
@@ -103,28 +104,45 @@ impl Accounts {
             Some(p) => self.identity.check_password(&email, p, Some(&user)).await?,
             None => Proof::Pending { family: None },
         };
-        let account_name = user.pending_account_name.clone().unwrap_or_else(|| format!("{}'s account", user.full_name));
+        let invitation = self.invitation_to_join(user.pending_invitation_id).await?;
         let txn = crate::db::begin_write(&self.db).await?;
-        let (acc, _) = store::create_account(
-            &txn,
-            store::NewAccount {
-                name: &account_name,
-                parent_id: None,
-                timezone: "UTC",
-                default_country_code: None,
-                settings: json!({}),
+        let mut bus = EventBus::new(EventMeta { user_id: Some(user.id), ..meta.clone() });
+        // Registered through an invitation (Cognito): the verified address accepts it now. Otherwise,
+        // or if it was withdrawn or used meanwhile, the account named at registration is created.
+        let joined = match &invitation {
+            Some(inv) => match self.join_through(&txn, inv, user.id).await {
+                Ok(m) => {
+                    super::members::emit_member(&mut bus, "member.added", &m);
+                    Some(inv.account_id)
+                }
+                Err(AppError::Gone { .. }) => None,
+                Err(e) => return Err(e),
             },
-            Some(user.id),
-        )
-        .await?;
+            None => None,
+        };
+        let default_account = match joined {
+            Some(account_id) => account_id,
+            None => {
+                let name = user.pending_account_name.clone().unwrap_or_else(|| format!("{}'s account", user.full_name));
+                let new = store::NewAccount {
+                    name: &name,
+                    parent_id: None,
+                    timezone: "UTC",
+                    default_country_code: None,
+                    settings: json!({}),
+                };
+                let (acc, _) = store::create_account(&txn, new, Some(user.id)).await?;
+                emit_account_created(&mut bus, &acc, user.id);
+                acc.id
+            }
+        };
         let mut active = user.into_active_model();
         active.email_verified_at = Set(Some(Utc::now()));
         active.pending_account_name = Set(None);
-        active.default_account_id = Set(Some(acc.id));
+        active.pending_invitation_id = Set(None);
+        active.default_account_id = Set(Some(default_account));
         active.updated_at = Set(Utc::now());
         let user = active.update(&txn).await?;
-        let mut bus = EventBus::new(EventMeta { user_id: Some(user.id), ..meta.clone() });
-        emit_account_created(&mut bus, &acc, user.id);
         self.events.commit(txn, bus).await?;
         self.start_session(user.into(), proof).await
     }
@@ -290,6 +308,7 @@ impl Accounts {
                 full_name,
                 verified: true,
                 pending_account_name: None,
+                pending_invitation_id: None,
             },
         )
         .await?;

@@ -74,6 +74,10 @@ pub trait IdentityProvider: Send + Sync {
     /// Checks `user`'s verification code; the provider's side of the user is confirmed after it.
     async fn confirm_sign_up(&self, user: &user::Model, code: &str) -> AppResult<()>;
 
+    /// Whether a user can sign in only once the provider's own code confirmed their address (Cognito):
+    /// an address proven otherwise (an invitation's link) still needs that code.
+    fn confirms_email_itself(&self) -> bool;
+
     /// Whether verifying an e-mail needs the password to sign the user in (Cognito cannot issue tokens
     /// on a confirmation code alone).
     fn verification_needs_password(&self) -> bool;

@@ -42,6 +42,10 @@ pub async fn find<C: ConnectionTrait>(db: &C, scope: AccountScope, id: Uuid) -> 
     Ok(invitations_in(scope).filter(invitation::Column::Id.eq(id)).one(db).await?)
 }
 
+pub async fn by_id<C: ConnectionTrait>(db: &C, id: Uuid) -> AppResult<Option<invitation::Model>> {
+    Ok(invitation::Entity::find_by_id(id).one(db).await?)
+}
+
 pub async fn by_token_hash<C: ConnectionTrait>(db: &C, hash: &str) -> AppResult<Option<invitation::Model>> {
     Ok(invitation::Entity::find().filter(invitation::Column::TokenHash.eq(hash)).one(db).await?)
 }

@@ -27,6 +27,14 @@ pub const PENDING: &str = "pending";
 pub const ACCEPTED: &str = "accepted";
 pub const REVOKED: &str = "revoked";
 
+/// How registering through an invitation ended.
+pub enum NewUserAcceptance {
+    /// A member now, signed in.
+    SignedIn(Box<TokenPair>),
+    /// Signed up; the invitation is accepted when the e-mail is verified with the provider's code.
+    VerificationRequired { user_id: Uuid },
+}
+
 /// What an invitation link shows before it is accepted.
 pub struct InvitationView {
     pub invitation: invitation::Model,
@@ -188,7 +196,9 @@ impl Accounts {
 
     /// Accepts by registering: a new user with the invited e-mail, verified by the link (it reached
     /// that inbox), member of the account, which becomes their default; signed in at once. 409 when a
-    /// user with that e-mail exists (they log in and accept).
+    /// user with that e-mail exists (they log in and accept). With a provider that confirms addresses
+    /// itself (Cognito) the user is signed up and the invitation is accepted when they verify the
+    /// e-mail with its code (`verify-email`).
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn accept_invitation_as_new_user(
         &self,
@@ -196,10 +206,28 @@ impl Accounts {
         full_name: &str,
         password_in: &str,
         meta: &EventMeta,
-    ) -> AppResult<TokenPair> {
+    ) -> AppResult<NewUserAcceptance> {
         let inv = self.live_invitation(token).await?;
         if store::find_user_by_email(&self.db, &inv.email).await?.is_some() {
             return Err(AppError::conflict("a user with this e-mail exists: log in and accept the invitation"));
+        }
+        if self.identity.confirms_email_itself() {
+            let credential = self.identity.sign_up(&inv.email, password_in, full_name.trim()).await?;
+            let user = store::insert_user(
+                &self.db,
+                store::NewUser {
+                    email: &inv.email,
+                    password_hash: credential.password_hash,
+                    provider_subject: credential.subject,
+                    full_name: full_name.trim(),
+                    verified: false,
+                    pending_account_name: None,
+                    pending_invitation_id: Some(inv.id),
+                },
+            )
+            .await?;
+            self.identity.send_verification_code(&user, true).await?;
+            return Ok(NewUserAcceptance::VerificationRequired { user_id: user.id });
         }
         let credential = self.identity.create_verified(&inv.email, password_in, full_name.trim()).await?;
         let txn = crate::db::begin_write(&self.db).await?;
@@ -212,6 +240,7 @@ impl Accounts {
                 full_name: full_name.trim(),
                 verified: true,
                 pending_account_name: None,
+                pending_invitation_id: None,
             },
         )
         .await?;
@@ -222,12 +251,19 @@ impl Accounts {
         let mut bus = EventBus::new(EventMeta { user_id: Some(user.id), ..meta.clone() });
         super::members::emit_member(&mut bus, "member.added", &m);
         self.events.commit(txn, bus).await?;
-        self.start_session(user.into(), super::identity_provider::Proof::Pending { family: None }).await
+        let tokens = self.start_session(user.into(), super::identity_provider::Proof::Pending { family: None }).await?;
+        Ok(NewUserAcceptance::SignedIn(Box::new(tokens)))
+    }
+
+    /// The invitation a user registered through, if it can still be accepted (pending, not expired).
+    pub(super) async fn invitation_to_join(&self, id: Option<Uuid>) -> AppResult<Option<invitation::Model>> {
+        let Some(id) = id else { return Ok(None) };
+        Ok(istore::by_id(&self.db, id).await?.filter(|i| i.status == PENDING && i.expires_at > Utc::now()))
     }
 
     /// The membership an invitation grants, and the invitation used — only if it was still pending
     /// (two accepts at once: one wins, the other is 410).
-    async fn join_through(
+    pub(super) async fn join_through(
         &self,
         txn: &sea_orm::DatabaseTransaction,
         inv: &invitation::Model,

@@ -106,6 +106,10 @@ impl IdentityProvider for LocalIdentity {
         self.check_code(user.id, PURPOSE_VERIFY, code).await
     }
 
+    fn confirms_email_itself(&self) -> bool {
+        false
+    }
+
     fn verification_needs_password(&self) -> bool {
         false
     }

@@ -106,6 +106,8 @@ pub struct NewUser<'a> {
     pub full_name: &'a str,
     pub verified: bool,
     pub pending_account_name: Option<&'a str>,
+    /// The invitation to accept when the e-mail is verified.
+    pub pending_invitation_id: Option<Uuid>,
 }
 
 pub async fn insert_user<C: ConnectionTrait>(db: &C, new: NewUser<'_>) -> AppResult<user::Model> {
@@ -126,6 +128,7 @@ pub async fn insert_user<C: ConnectionTrait>(db: &C, new: NewUser<'_>) -> AppRes
         created_at: Set(now),
         updated_at: Set(now),
         tokens_valid_after: Set(None),
+        pending_invitation_id: Set(new.pending_invitation_id),
     };
     model.insert(db).await.map_err(|e| {
         if crate::db::is_unique_violation(&e) {

@@ -8,13 +8,13 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
-use super::auth::TokenResponse;
+use super::auth::{RegisterResponse, TokenResponse};
 use super::context::{AuthUser, request_meta};
 use crate::db::list::ListQuery;
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::envelope::{self, Envelope, ListEnvelope};
 use crate::modules::accounts::entity::invitation;
-use crate::modules::accounts::invitations::{InvitationView, shown_status};
+use crate::modules::accounts::invitations::{InvitationView, NewUserAcceptance, shown_status};
 use crate::modules::accounts::password::MIN_PASSWORD_LEN;
 use crate::modules::accounts::service::Accounts;
 
@@ -159,9 +159,11 @@ pub async fn preview_invitation(accounts: web::Data<Accounts>, token: web::Path<
 /// Accept an invitation. With a bearer token: as that user, who must have the invited e-mail (403
 /// `invitation_email_mismatch`) → `{account_id}`. Without one: `{full_name, password}` registers the
 /// invited address (verified by the link; 409 if it already has a user, who logs in instead) → tokens,
-/// as from login. 404 unknown; 410 expired, used or revoked.
+/// as from login; with the Cognito provider → 202 `{user_id, verification_required}`: the invitation is
+/// accepted when the e-mail is verified with Cognito's code (`verify-email`). 404 unknown; 410 expired,
+/// used or revoked.
 #[utoipa::path(post, path = "/v1/invitations/{token}/accept", tag = "accounts", request_body(content = Option<AcceptAsNewUserRequest>),
-    responses((status = 200, body = Envelope<AcceptedDto>, description = "accepted by the logged-in user"), (status = 201, body = Envelope<TokenResponse>, description = "registered through the invitation"),
+    responses((status = 200, body = Envelope<AcceptedDto>, description = "accepted by the logged-in user"), (status = 201, body = Envelope<TokenResponse>, description = "registered through the invitation"), (status = 202, body = Envelope<RegisterResponse>, description = "signed up with Cognito: verify the e-mail to accept"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn accept_invitation(
     req: HttpRequest,
@@ -179,9 +181,14 @@ pub async fn accept_invitation(
         false => AppError::bad_request(format!("expected {{full_name, password}} (or a bearer token): {e}")),
     })?;
     body.validate()?;
-    let tokens =
+    let accepted =
         accounts.accept_invitation_as_new_user(&token, &body.full_name, &body.password, &request_meta(&req)).await?;
-    Ok(envelope::created(TokenResponse::from(tokens)))
+    Ok(match accepted {
+        NewUserAcceptance::SignedIn(tokens) => envelope::created(TokenResponse::from(*tokens)),
+        NewUserAcceptance::VerificationRequired { user_id } => {
+            envelope::accepted_with(RegisterResponse { user_id, verification_required: true })
+        }
+    })
 }
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {

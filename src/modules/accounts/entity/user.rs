@@ -22,6 +22,8 @@ pub struct Model {
     pub tokens_valid_after: Option<DateTimeUtc>,
     /// The user's id at an external identity provider (the Cognito `sub`); unique.
     pub provider_subject: Option<String>,
+    /// The invitation this user registered through, accepted when the e-mail is verified (Cognito).
+    pub pending_invitation_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
