@@ -56,6 +56,37 @@ pub struct Pool {
     pub id: String,
     pub client_id: String,
     pub client_secret: String,
+    pub admin: cip::Client,
+}
+
+impl Pool {
+    /// Tokens straight from Cognito for another app client of the pool (or this one), bypassing the API.
+    async fn sign_in(&self, client_id: &str, email: &str, password: &str) -> cip::types::AuthenticationResultType {
+        let out = self
+            .admin
+            .initiate_auth()
+            .client_id(client_id)
+            .auth_flow(cip::types::AuthFlowType::UserPasswordAuth)
+            .auth_parameters("USERNAME", email)
+            .auth_parameters("PASSWORD", password)
+            .send()
+            .await
+            .expect("InitiateAuth");
+        out.authentication_result().unwrap().clone()
+    }
+
+    async fn new_client(&self) -> String {
+        let c = self
+            .admin
+            .create_user_pool_client()
+            .user_pool_id(&self.id)
+            .client_name("other")
+            .explicit_auth_flows(cip::types::ExplicitAuthFlowsType::AllowUserPasswordAuth)
+            .send()
+            .await
+            .expect("CreateUserPoolClient");
+        c.user_pool_client().unwrap().client_id().unwrap().to_string()
+    }
 }
 
 /// A user pool that signs users in by e-mail, and an app client with a secret and the two flows the
@@ -92,6 +123,7 @@ pub async fn create_pool(moto: &Moto) -> Pool {
         id: pool_id,
         client_id: c.client_id().unwrap().to_string(),
         client_secret: c.client_secret().unwrap().to_string(),
+        admin,
     }
 }
 
@@ -261,6 +293,21 @@ async fn cognito_tokens_are_checked_like_ours(b: Backend) {
     app.get("/v1/users/me").token(&format!("{h}.{forged}.{s}")).send().await.expect(401, None);
     app.get("/v1/users/me").token(&format!("{h}.{p}.")).send().await.expect(401, None);
     app.get("/v1/users/me").token("garbage").send().await.expect(401, None);
+    // Cognito's own tokens for our client: the access token works, the ID token is not an access token.
+    let direct = pool.sign_in(&pool.client_id, "tigist@example.com", PASSWORD).await;
+    app.get("/v1/users/me").token(direct.access_token().unwrap()).send().await.expect(200, None);
+    app.get("/v1/users/me").token(direct.id_token().unwrap()).send().await.expect(401, None);
+    // A valid token of another app client of the same pool is refused.
+    let other_client = pool.new_client().await;
+    let theirs = pool.sign_in(&other_client, "tigist@example.com", PASSWORD).await;
+    app.get("/v1/users/me").token(theirs.access_token().unwrap()).send().await.expect(401, None);
+    // A disabled user: 403 user_inactive, as the local provider answers.
+    pool.admin.admin_disable_user().user_pool_id(&pool.id).username("tigist@example.com").send().await.unwrap();
+    app.post("/v1/auth/login")
+        .json(json!({"email": "tigist@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .expect(403, Some("user_inactive"));
     // A valid token of another pool (another issuer) is refused.
     let other = create_pool(&moto).await;
     let other_app = app_on(b, &moto.endpoint, &other).await;
@@ -342,10 +389,19 @@ async fn cognito_users_join_through_invitations(b: Backend) {
 
 async fn an_unreachable_pool_is_503(b: Backend) {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let pool = Pool { id: "us-east-1_nothere".into(), client_id: "client".into(), client_secret: "secret".into() };
+    let admin = cip::Client::from_conf(
+        cip::Config::builder()
+            .behavior_version(cip::config::BehaviorVersion::latest())
+            .region(cip::config::Region::new("us-east-1"))
+            .build(),
+    );
+    let pool =
+        Pool { id: "us-east-1_nothere".into(), client_id: "client".into(), client_secret: "secret".into(), admin };
     let app = app_on(b, &format!("http://127.0.0.1:{closed}"), &pool).await;
     let body = json!({"email": "x@example.com", "password": PASSWORD, "full_name": "X", "account_name": "Y"});
     app.post("/v1/auth/register").json(body).send().await.expect(503, Some("service_unavailable"));
+    // Nothing half-created on our side.
+    assert_eq!(crate::receipts::count(&app, "SELECT COUNT(*) FROM users").await, 0);
     app.post("/v1/auth/login")
         .json(json!({"email": "x@example.com", "password": PASSWORD}))
         .send()

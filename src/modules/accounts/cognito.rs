@@ -325,6 +325,10 @@ impl IdentityProvider for CognitoIdentity {
             .map_err(|e| {
                 let f = failure("InitiateAuth", e);
                 match f.code.as_deref() {
+                    // A user disabled in the pool, as our own deactivated users are answered.
+                    Some("NotAuthorizedException") if f.message.contains("disabled") => {
+                        AppError::Forbidden { code: "user_inactive", message: "this user is deactivated".into() }
+                    }
                     Some("NotAuthorizedException" | "UserNotFoundException") => wrong_password(),
                     _ => f.into_error(),
                 }
