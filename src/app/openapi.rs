@@ -28,6 +28,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(contacts::ApiDoc::openapi());
     doc.merge(channels::ApiDoc::openapi());
     doc.merge(messaging::ApiDoc::openapi());
+    crate::http::openapi::declare_common_responses(&mut doc);
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     doc
 }
@@ -51,5 +52,6 @@ pub async fn docs() -> HttpResponse {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/openapi.json", web::get().to(openapi_json)).route("/docs", web::get().to(docs));
+    cfg.service(web::resource("/v1/openapi.json").route(web::get().to(openapi_json)))
+        .service(web::resource("/docs").route(web::get().to(docs)));
 }

@@ -6,10 +6,13 @@
 
 pub mod envelope;
 pub mod error;
+mod json;
 pub mod limits;
 pub mod list;
 pub mod openapi;
 pub mod wire;
+
+pub use json::{Json, from_object_slice};
 
 use std::sync::OnceLock;
 use std::time::Instant;

@@ -1,9 +1,10 @@
 //! OpenAPI helpers shared by every document: the bearer-token security scheme that the handlers'
-//! `security(("bearer" = []))` annotations refer to. The document itself is assembled by the
-//! composition root (`app/`).
+//! `security(("bearer" = []))` annotations refer to, and the error answers every operation of a kind
+//! can give. The document itself is assembled by the composition root (`app/`).
 
 use utoipa::Modify;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
 /// Adds the `bearer` (JWT) security scheme.
 pub struct BearerAuth;
@@ -15,5 +16,64 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
+    }
+}
+
+/// The error answers shared by many operations, as `components.responses` (name, status, meaning).
+const COMMON: &[(&str, &str, &str)] = &[
+    ("BadRequest", "400", "malformed JSON, a wrong content type, a bad list query, or no active account"),
+    ("Unauthorized", "401", "no bearer token, or an invalid or expired one"),
+    (
+        "Forbidden",
+        "403",
+        "the role lacks the permission, `X-Account-Id` names another account, or the account is suspended",
+    ),
+    ("NotFound", "404", "no such resource in the active account (another tenant's id included)"),
+    ("RequestTimeout", "408", "the request body arrived too slowly"),
+    ("PayloadTooLarge", "413", "the request body is larger than the limit"),
+    ("ValidationFailed", "422", "invalid fields, each named in `details.errors`"),
+    ("ServiceUnavailable", "503", "the database or another backing service is unavailable; try again shortly"),
+];
+
+fn common_response(name: &str) -> RefOr<utoipa::openapi::Response> {
+    RefOr::Ref(Ref::from_response_name(name))
+}
+
+/// Declares on every operation the error answers its kind can give, so that the document lists every
+/// status an operation answers (a handler's own `responses(...)` stay as written): every `/v1` call
+/// 400 and 503; with a bearer token 401 and 403; with a path parameter 404; with a request body 408 and
+/// 413; with a body or parameters 422.
+pub fn declare_common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    let components = doc.components.get_or_insert_with(Default::default);
+    for (name, _, description) in COMMON {
+        let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+        let response = ResponseBuilder::new().description(*description).content("application/json", body).build();
+        components.responses.insert(name.to_string(), RefOr::T(response));
+    }
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let api = path.starts_with("/v1/");
+        for op in
+            [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
+        {
+            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let has_body = op.request_body.is_some();
+            let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty()) || path.contains('{');
+            let wanted = [
+                ("BadRequest", api),
+                ("Unauthorized", secured),
+                ("Forbidden", secured),
+                ("NotFound", path.contains('{')),
+                ("RequestTimeout", has_body),
+                ("PayloadTooLarge", has_body),
+                ("ValidationFailed", api && (has_body || has_params)),
+                ("ServiceUnavailable", api),
+            ];
+            for (name, when) in wanted {
+                let status = COMMON.iter().find(|c| c.0 == name).map(|c| c.1).unwrap_or_default();
+                if when && !op.responses.responses.contains_key(status) {
+                    op.responses.responses.insert(status.to_string(), common_response(name));
+                }
+            }
+        }
     }
 }

@@ -9,6 +9,14 @@ async fn unknown_route_and_wrong_method_use_the_envelope(b: Backend) {
     let app = TestApp::spawn(b).await;
     app.get("/v1/nothing-here").send().await.expect(404, Some("not_found"));
     app.req(reqwest::Method::PUT, "/v1/roles").send().await.expect(405, Some("method_not_allowed"));
+    // Every path answers 405 with the methods it has, single-method ones included.
+    for (method, path, allow) in
+        [("TRACE", "/healthz", "GET"), ("POST", "/v1/context", "GET"), ("GET", "/v1/auth/login", "POST")]
+    {
+        let r = app.req(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), path).send().await;
+        r.expect(405, Some("method_not_allowed"));
+        assert_eq!(r.headers["allow"], allow, "{method} {path}");
+    }
     // A malformed id in a path is "no such resource", never a 500.
     let u = app.user("ann").await;
     app.get("/v1/roles/not-a-uuid").token(&u.token).send().await.expect(404, Some("not_found"));
@@ -23,6 +31,16 @@ async fn malformed_json_is_400_and_wrong_shape_is_422(b: Backend) {
     let r = app.post("/v1/auth/register").json(json!({"email": "a@b.co"})).send().await;
     r.expect(422, Some("validation_error"));
     assert_eq!(r.error_fields(), vec!["password"], "{}", r.body);
+    // A body is a JSON object: an array is not read as the fields in order (a no-op or a rename).
+    let u = app.user("ann").await;
+    let role = app.create_role(&u.token, "clerk").await.id();
+    for body in [json!([]), json!(["renamed"])] {
+        let r = app.patch(&format!("/v1/roles/{role}")).token(&u.token).json(body).send().await;
+        r.expect(422, Some("validation_error"));
+        assert_eq!(r.error_fields(), vec!["body"], "{}", r.body);
+    }
+    let r = app.get(&format!("/v1/roles/{role}")).token(&u.token).send().await;
+    assert_eq!(r.data()["name"], "clerk");
 }
 
 async fn oversized_bodies_are_413(b: Backend) {
@@ -92,6 +110,29 @@ async fn health_readiness_metrics_and_docs_are_served(b: Backend) {
         }
     }
     assert!(paths.contains_key("/v1/contacts/import") && paths.contains_key("/v1/segments/{id}/count"));
+    // Every operation documents the errors its kind answers (a client can rely on the list).
+    for (path, ops) in &paths {
+        for (method, op) in ops.as_object().unwrap() {
+            let has = |status: &str| op["responses"].get(status).is_some();
+            let secured = op.get("security").is_some_and(|s| !s.as_array().unwrap().is_empty());
+            let mut wanted = vec![];
+            if path.starts_with("/v1/") {
+                wanted.extend(["400", "503"]);
+            }
+            if secured {
+                wanted.extend(["401", "403"]);
+            }
+            if path.contains('{') {
+                wanted.extend(["404", "422"]);
+            }
+            if op.get("requestBody").is_some() {
+                wanted.extend(["413", "422"]);
+            }
+            for status in wanted {
+                assert!(has(status), "{method} {path} does not document {status}");
+            }
+        }
+    }
     assert!(checked > 60, "only {checked} operations documented");
     let docs = app.get("/docs").send().await;
     assert_eq!(docs.status, 200);

@@ -12,6 +12,7 @@ use super::context::AuthUser;
 use super::users::RoleRef;
 use crate::db::list::ListQuery;
 use crate::error::{AppError, AppResult, ErrorBody};
+use crate::http::Json;
 use crate::http::envelope::{self, Envelope, ListEnvelope};
 use crate::modules::accounts::account::{AccountInput, AccountPatch};
 use crate::modules::accounts::entity::{account, membership, role, user};
@@ -148,7 +149,7 @@ pub async fn list_accounts(accounts: web::Data<Accounts>, auth: AuthUser, q: Lis
 pub async fn create_account(
     accounts: web::Data<Accounts>,
     auth: AuthUser,
-    body: web::Json<CreateAccountRequest>,
+    body: Json<CreateAccountRequest>,
 ) -> AppResult<HttpResponse> {
     body.validate()?;
     let acc = accounts.create_account(&auth.user, account_input(&body)?, &auth.meta()).await?;
@@ -171,7 +172,7 @@ pub async fn update_account(
     accounts: web::Data<Accounts>,
     auth: AuthUser,
     id: web::Path<Uuid>,
-    body: web::Json<UpdateAccountRequest>,
+    body: Json<UpdateAccountRequest>,
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let access = accounts.path_access(&auth.user, id, "accounts:manage").await?;
@@ -244,7 +245,7 @@ pub async fn create_sub_account(
     accounts: web::Data<Accounts>,
     auth: AuthUser,
     id: web::Path<Uuid>,
-    body: web::Json<CreateAccountRequest>,
+    body: Json<CreateAccountRequest>,
 ) -> AppResult<HttpResponse> {
     body.validate()?;
     let access = accounts.path_access_to_change(&auth.user, id.into_inner(), "accounts:manage").await?;
@@ -286,7 +287,7 @@ pub async fn add_member(
     accounts: web::Data<Accounts>,
     auth: AuthUser,
     id: web::Path<Uuid>,
-    body: web::Json<AddMemberRequest>,
+    body: Json<AddMemberRequest>,
 ) -> AppResult<HttpResponse> {
     body.validate()?;
     let access = accounts.path_access_to_change(&auth.user, id.into_inner(), "members:manage").await?;
@@ -302,7 +303,7 @@ pub async fn update_member(
     accounts: web::Data<Accounts>,
     auth: AuthUser,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<UpdateMemberRequest>,
+    body: Json<UpdateMemberRequest>,
 ) -> AppResult<HttpResponse> {
     let (account_id, user_id) = path.into_inner();
     let access = accounts.path_access_to_change(&auth.user, account_id, "members:manage").await?;

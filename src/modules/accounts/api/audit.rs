@@ -63,5 +63,5 @@ pub async fn list_audit_logs(accounts: web::Data<Accounts>, ctx: RequestCtx, q: 
 }
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/audit-logs", web::get().to(list_audit_logs));
+    cfg.service(web::resource("/v1/audit-logs").route(web::get().to(list_audit_logs)));
 }

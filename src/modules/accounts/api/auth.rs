@@ -10,6 +10,7 @@ use validator::Validate;
 use super::context::{AuthUser, request_meta};
 use super::users::UserDto;
 use crate::error::{AppResult, ErrorBody};
+use crate::http::Json;
 use crate::http::envelope::{self, Envelope};
 use crate::modules::accounts::identity::{Registration, TokenPair};
 use crate::modules::accounts::password::MIN_PASSWORD_LEN;
@@ -114,7 +115,7 @@ impl From<TokenPair> for TokenResponse {
 /// Register a user. The account named here is created when the e-mail is verified.
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = Envelope<RegisterResponse>), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn register(accounts: web::Data<Accounts>, body: web::Json<RegisterRequest>) -> AppResult<HttpResponse> {
+pub async fn register(accounts: web::Data<Accounts>, body: Json<RegisterRequest>) -> AppResult<HttpResponse> {
     body.validate()?;
     let user_id = accounts
         .register(Registration {
@@ -133,7 +134,7 @@ pub async fn register(accounts: web::Data<Accounts>, body: web::Json<RegisterReq
 pub async fn verify_email(
     req: actix_web::HttpRequest,
     accounts: web::Data<Accounts>,
-    body: web::Json<VerifyEmailRequest>,
+    body: Json<VerifyEmailRequest>,
 ) -> AppResult<HttpResponse> {
     body.validate()?;
     let tokens = accounts.verify_email(&body.email, &body.code, body.password.as_deref(), &request_meta(&req)).await?;
@@ -142,10 +143,7 @@ pub async fn verify_email(
 
 /// Send a new verification code (same answer whether or not the e-mail exists).
 #[utoipa::path(post, path = "/v1/auth/resend-verification", tag = "auth", request_body = EmailRequest, responses((status = 202)))]
-pub async fn resend_verification(
-    accounts: web::Data<Accounts>,
-    body: web::Json<EmailRequest>,
-) -> AppResult<HttpResponse> {
+pub async fn resend_verification(accounts: web::Data<Accounts>, body: Json<EmailRequest>) -> AppResult<HttpResponse> {
     body.validate()?;
     accounts.resend_verification(&body.email).await?;
     Ok(envelope::accepted("if the address needs verification, a new code has been sent"))
@@ -153,7 +151,7 @@ pub async fn resend_verification(
 
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = Envelope<TokenResponse>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "email_not_verified or user_inactive"), (status = 429, body = ErrorBody)))]
-pub async fn login(accounts: web::Data<Accounts>, body: web::Json<LoginRequest>) -> AppResult<HttpResponse> {
+pub async fn login(accounts: web::Data<Accounts>, body: Json<LoginRequest>) -> AppResult<HttpResponse> {
     body.validate()?;
     let tokens = accounts.login(&body.email, &body.password).await?;
     Ok(envelope::ok(TokenResponse::from(tokens)))
@@ -162,7 +160,7 @@ pub async fn login(accounts: web::Data<Accounts>, body: web::Json<LoginRequest>)
 /// Rotate a refresh token. Reusing a rotated token revokes its whole family.
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = Envelope<TokenResponse>), (status = 401, body = ErrorBody)))]
-pub async fn refresh(accounts: web::Data<Accounts>, body: web::Json<RefreshRequest>) -> AppResult<HttpResponse> {
+pub async fn refresh(accounts: web::Data<Accounts>, body: Json<RefreshRequest>) -> AppResult<HttpResponse> {
     body.validate()?;
     let tokens = accounts.refresh(&body.refresh_token).await?;
     Ok(envelope::ok(TokenResponse::from(tokens)))
@@ -174,7 +172,7 @@ pub async fn refresh(accounts: web::Data<Accounts>, body: web::Json<RefreshReque
 pub async fn logout(
     req: actix_web::HttpRequest,
     accounts: web::Data<Accounts>,
-    body: web::Json<RefreshRequest>,
+    body: Json<RefreshRequest>,
 ) -> AppResult<HttpResponse> {
     body.validate()?;
     let access = super::context::bearer(&req).ok();
@@ -183,7 +181,7 @@ pub async fn logout(
 }
 
 #[utoipa::path(post, path = "/v1/auth/forgot-password", tag = "auth", request_body = EmailRequest, responses((status = 202)))]
-pub async fn forgot_password(accounts: web::Data<Accounts>, body: web::Json<EmailRequest>) -> AppResult<HttpResponse> {
+pub async fn forgot_password(accounts: web::Data<Accounts>, body: Json<EmailRequest>) -> AppResult<HttpResponse> {
     body.validate()?;
     accounts.forgot_password(&body.email).await?;
     Ok(envelope::accepted("if the address belongs to a user, a reset code has been sent"))
@@ -193,7 +191,7 @@ pub async fn forgot_password(accounts: web::Data<Accounts>, body: web::Json<Emai
     responses((status = 204), (status = 400, body = ErrorBody, description = "invalid_code")))]
 pub async fn reset_password(
     accounts: web::Data<Accounts>,
-    body: web::Json<ResetPasswordRequest>,
+    body: Json<ResetPasswordRequest>,
 ) -> AppResult<HttpResponse> {
     body.validate()?;
     accounts.reset_password(&body.email, &body.code, &body.new_password).await?;
@@ -205,7 +203,7 @@ pub async fn reset_password(
 pub async fn change_password(
     accounts: web::Data<Accounts>,
     auth: AuthUser,
-    body: web::Json<ChangePasswordRequest>,
+    body: Json<ChangePasswordRequest>,
 ) -> AppResult<HttpResponse> {
     body.validate()?;
     accounts.change_password(&auth.user, &auth.token, &body.current_password, &body.new_password).await?;
@@ -219,14 +217,14 @@ pub async fn jwks(accounts: web::Data<Accounts>) -> HttpResponse {
 }
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/.well-known/jwks.json", web::get().to(jwks))
-        .route("/v1/auth/register", web::post().to(register))
-        .route("/v1/auth/verify-email", web::post().to(verify_email))
-        .route("/v1/auth/resend-verification", web::post().to(resend_verification))
-        .route("/v1/auth/login", web::post().to(login))
-        .route("/v1/auth/refresh", web::post().to(refresh))
-        .route("/v1/auth/logout", web::post().to(logout))
-        .route("/v1/auth/forgot-password", web::post().to(forgot_password))
-        .route("/v1/auth/reset-password", web::post().to(reset_password))
-        .route("/v1/auth/change-password", web::post().to(change_password));
+    cfg.service(web::resource("/.well-known/jwks.json").route(web::get().to(jwks)))
+        .service(web::resource("/v1/auth/register").route(web::post().to(register)))
+        .service(web::resource("/v1/auth/verify-email").route(web::post().to(verify_email)))
+        .service(web::resource("/v1/auth/resend-verification").route(web::post().to(resend_verification)))
+        .service(web::resource("/v1/auth/login").route(web::post().to(login)))
+        .service(web::resource("/v1/auth/refresh").route(web::post().to(refresh)))
+        .service(web::resource("/v1/auth/logout").route(web::post().to(logout)))
+        .service(web::resource("/v1/auth/forgot-password").route(web::post().to(forgot_password)))
+        .service(web::resource("/v1/auth/reset-password").route(web::post().to(reset_password)))
+        .service(web::resource("/v1/auth/change-password").route(web::post().to(change_password)));
 }

@@ -12,6 +12,7 @@ use super::auth::{RegisterResponse, TokenResponse};
 use super::context::{AuthUser, request_meta};
 use crate::db::list::ListQuery;
 use crate::error::{AppError, AppResult, ErrorBody};
+use crate::http::Json;
 use crate::http::envelope::{self, Envelope, ListEnvelope};
 use crate::modules::accounts::entity::invitation;
 use crate::modules::accounts::invitations::{InvitationView, NewUserAcceptance, shown_status};
@@ -111,7 +112,7 @@ pub async fn create_invitation(
     accounts: web::Data<Accounts>,
     auth: AuthUser,
     id: web::Path<Uuid>,
-    body: web::Json<CreateInvitationRequest>,
+    body: Json<CreateInvitationRequest>,
 ) -> AppResult<HttpResponse> {
     body.validate()?;
     let access = accounts.path_access_to_change(&auth.user, id.into_inner(), "members:manage").await?;
@@ -176,7 +177,7 @@ pub async fn accept_invitation(
         let account_id = accounts.accept_invitation(&token, &auth.user, &auth.meta()).await?;
         return Ok(envelope::ok(AcceptedDto { account_id }));
     }
-    let body: AcceptAsNewUserRequest = serde_json::from_slice(&body).map_err(|e| match e.is_data() {
+    let body: AcceptAsNewUserRequest = crate::http::from_object_slice(&body).map_err(|e| match e.is_data() {
         true => AppError::field(crate::http::data_error_field(&e.to_string()), e.to_string()),
         false => AppError::bad_request(format!("expected {{full_name, password}} (or a bearer token): {e}")),
     })?;

@@ -11,6 +11,7 @@ use validator::Validate;
 use super::context::RequestCtx;
 use crate::db::list::ListQuery;
 use crate::error::{AppError, AppResult, ErrorBody};
+use crate::http::Json;
 use crate::http::envelope::{self, Envelope, ListEnvelope};
 use crate::modules::accounts::entity::role;
 use crate::modules::accounts::roles::RolePatch;
@@ -85,7 +86,7 @@ pub async fn list_roles(accounts: web::Data<Accounts>, ctx: RequestCtx, q: ListQ
 pub async fn create_role(
     accounts: web::Data<Accounts>,
     ctx: RequestCtx,
-    body: web::Json<CreateRoleRequest>,
+    body: Json<CreateRoleRequest>,
 ) -> AppResult<HttpResponse> {
     ctx.require("roles:manage")?;
     body.validate()?;
@@ -106,7 +107,7 @@ pub async fn update_role(
     accounts: web::Data<Accounts>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
-    body: web::Json<UpdateRoleRequest>,
+    body: Json<UpdateRoleRequest>,
 ) -> AppResult<HttpResponse> {
     ctx.require("roles:manage")?;
     let b = body.into_inner();

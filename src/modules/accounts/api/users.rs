@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::context::{AuthUser, RequestCtx};
 use crate::db::list::ListQuery;
 use crate::error::{AppError, AppResult, ErrorBody};
+use crate::http::Json;
 use crate::http::envelope::{self, Envelope, ListEnvelope};
 use crate::modules::accounts::entity::{membership, role, user};
 use crate::modules::accounts::profile::ProfilePatch;
@@ -150,7 +151,7 @@ pub async fn get_me(auth: AuthUser) -> HttpResponse {
 pub async fn update_me(
     accounts: web::Data<Accounts>,
     auth: AuthUser,
-    body: web::Json<UpdateMeRequest>,
+    body: Json<UpdateMeRequest>,
 ) -> AppResult<HttpResponse> {
     body.check()?;
     let b = body.into_inner();
@@ -206,7 +207,7 @@ pub async fn get_context(
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     // `/v1/users/me` before `/v1/users/{id}`.
     cfg.service(web::resource("/v1/users/me").route(web::get().to(get_me)).route(web::patch().to(update_me)))
-        .route("/v1/users", web::get().to(list_users))
-        .route("/v1/users/{id}", web::get().to(get_user))
-        .route("/v1/context", web::get().to(get_context));
+        .service(web::resource("/v1/users").route(web::get().to(list_users)))
+        .service(web::resource("/v1/users/{id}").route(web::get().to(get_user)))
+        .service(web::resource("/v1/context").route(web::get().to(get_context)));
 }

@@ -11,6 +11,7 @@ use validator::Validate;
 use crate::db::list::ListQuery;
 use crate::domain::channel_type::CHANNEL_TYPES;
 use crate::error::{AppError, AppResult, ErrorBody};
+use crate::http::Json;
 use crate::http::envelope::{self, Envelope, ListEnvelope};
 use crate::modules::accounts::RequestCtx;
 use crate::modules::channels::entity::channel::ChannelStatus;
@@ -220,7 +221,7 @@ pub async fn list_channels(channels: web::Data<Channels>, ctx: RequestCtx, q: Li
 pub async fn create_channel(
     channels: web::Data<Channels>,
     ctx: RequestCtx,
-    body: web::Json<CreateChannelRequest>,
+    body: Json<CreateChannelRequest>,
 ) -> AppResult<HttpResponse> {
     ctx.require("channels:manage")?;
     body.validate()?;
@@ -259,7 +260,7 @@ pub async fn update_channel(
     channels: web::Data<Channels>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
-    body: web::Json<UpdateChannelRequest>,
+    body: Json<UpdateChannelRequest>,
 ) -> AppResult<HttpResponse> {
     ctx.require("channels:manage")?;
     body.validate()?;
@@ -377,7 +378,7 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(update_channel))
             .route(web::delete().to(delete_channel)),
     )
-    .route("/v1/channels/{id}/verify", web::post().to(verify_channel))
-    .route("/v1/channels/{id}/health", web::get().to(channel_health))
-    .route("/v1/channels/{id}/sandbox/messages", web::get().to(list_sandbox_messages));
+    .service(web::resource("/v1/channels/{id}/verify").route(web::post().to(verify_channel)))
+    .service(web::resource("/v1/channels/{id}/health").route(web::get().to(channel_health)))
+    .service(web::resource("/v1/channels/{id}/sandbox/messages").route(web::get().to(list_sandbox_messages)));
 }

@@ -11,6 +11,7 @@ use validator::Validate;
 use super::Patch;
 use crate::db::list::ListQuery;
 use crate::error::{AppError, AppResult, ErrorBody};
+use crate::http::Json;
 use crate::http::envelope::{self, Envelope, ListEnvelope};
 use crate::modules::accounts::RequestCtx;
 use crate::modules::contacts::service::{ContactInput, ContactList, ContactPatch, ContactView, Contacts, opt_outs};
@@ -163,7 +164,7 @@ pub async fn list_contacts(contacts: web::Data<Contacts>, ctx: RequestCtx, q: Li
 pub async fn create_contact(
     contacts: web::Data<Contacts>,
     ctx: RequestCtx,
-    body: web::Json<CreateContactRequest>,
+    body: Json<CreateContactRequest>,
 ) -> AppResult<HttpResponse> {
     ctx.require("contacts:write")?;
     body.validate()?;
@@ -202,7 +203,7 @@ pub async fn update_contact(
     contacts: web::Data<Contacts>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
-    body: web::Json<UpdateContactRequest>,
+    body: Json<UpdateContactRequest>,
 ) -> AppResult<HttpResponse> {
     ctx.require("contacts:write")?;
     let b = body.into_inner();
@@ -247,7 +248,7 @@ pub async fn add_contact_tags(
     contacts: web::Data<Contacts>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
-    body: web::Json<TagIdsRequest>,
+    body: Json<TagIdsRequest>,
 ) -> AppResult<HttpResponse> {
     ctx.require("contacts:write")?;
     body.validate()?;
@@ -274,6 +275,6 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(update_contact))
             .route(web::delete().to(delete_contact)),
     )
-    .route("/v1/contacts/{id}/tags", web::post().to(add_contact_tags))
-    .route("/v1/contacts/{id}/tags/{tag_id}", web::delete().to(remove_contact_tag));
+    .service(web::resource("/v1/contacts/{id}/tags").route(web::post().to(add_contact_tags)))
+    .service(web::resource("/v1/contacts/{id}/tags/{tag_id}").route(web::delete().to(remove_contact_tag)));
 }

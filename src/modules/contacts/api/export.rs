@@ -61,5 +61,5 @@ fn csv_response() -> actix_web::HttpResponseBuilder {
 }
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/contacts/export", web::get().to(export_contacts));
+    cfg.service(web::resource("/v1/contacts/export").route(web::get().to(export_contacts)));
 }

@@ -11,6 +11,7 @@ use super::contacts::ContactDto;
 use super::{ContactTargetRequest, Patch};
 use crate::db::list::ListQuery;
 use crate::error::{AppError, AppResult, ErrorBody};
+use crate::http::Json;
 use crate::http::envelope::{self, Envelope, ListEnvelope};
 use crate::modules::accounts::RequestCtx;
 use crate::modules::contacts::entity::group;
@@ -81,7 +82,7 @@ pub async fn list_groups(contacts: web::Data<Contacts>, ctx: RequestCtx, q: List
 pub async fn create_group(
     contacts: web::Data<Contacts>,
     ctx: RequestCtx,
-    body: web::Json<CreateGroupRequest>,
+    body: Json<CreateGroupRequest>,
 ) -> AppResult<HttpResponse> {
     ctx.require("contacts:write")?;
     body.validate()?;
@@ -101,7 +102,7 @@ pub async fn update_group(
     contacts: web::Data<Contacts>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
-    body: web::Json<UpdateGroupRequest>,
+    body: Json<UpdateGroupRequest>,
 ) -> AppResult<HttpResponse> {
     ctx.require("contacts:write")?;
     body.validate()?;
@@ -148,7 +149,7 @@ pub async fn add_group_contacts(
     contacts: web::Data<Contacts>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
-    body: web::Json<ContactTargetRequest>,
+    body: Json<ContactTargetRequest>,
 ) -> AppResult<HttpResponse> {
     change_members(contacts, ctx, id.into_inner(), body.into_inner(), true).await
 }
@@ -160,7 +161,7 @@ pub async fn remove_group_contacts(
     contacts: web::Data<Contacts>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
-    body: web::Json<ContactTargetRequest>,
+    body: Json<ContactTargetRequest>,
 ) -> AppResult<HttpResponse> {
     change_members(contacts, ctx, id.into_inner(), body.into_inner(), false).await
 }

@@ -246,9 +246,9 @@ pub async fn get_import(
 }
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/contacts/import", web::post().to(start_import))
-        .route("/v1/contacts/imports", web::get().to(list_imports))
-        .route("/v1/contacts/imports/{id}", web::get().to(get_import));
+    cfg.service(web::resource("/v1/contacts/import").route(web::post().to(start_import)))
+        .service(web::resource("/v1/contacts/imports").route(web::get().to(list_imports)))
+        .service(web::resource("/v1/contacts/imports/{id}").route(web::get().to(get_import)));
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use super::Patch;
 use super::contacts::ContactDto;
 use crate::db::list::ListQuery;
 use crate::error::{AppResult, ErrorBody};
+use crate::http::Json;
 use crate::http::envelope::{self, Envelope, ListEnvelope};
 use crate::modules::accounts::RequestCtx;
 use crate::modules::contacts::entity::segment;
@@ -91,7 +92,7 @@ pub async fn list_segments(contacts: web::Data<Contacts>, ctx: RequestCtx, q: Li
 pub async fn create_segment(
     contacts: web::Data<Contacts>,
     ctx: RequestCtx,
-    body: web::Json<CreateSegmentRequest>,
+    body: Json<CreateSegmentRequest>,
 ) -> AppResult<HttpResponse> {
     ctx.require("contacts:write")?;
     body.validate()?;
@@ -116,7 +117,7 @@ pub async fn update_segment(
     contacts: web::Data<Contacts>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
-    body: web::Json<UpdateSegmentRequest>,
+    body: Json<UpdateSegmentRequest>,
 ) -> AppResult<HttpResponse> {
     ctx.require("contacts:write")?;
     body.validate()?;
@@ -172,6 +173,6 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(update_segment))
             .route(web::delete().to(delete_segment)),
     )
-    .route("/v1/segments/{id}/contacts", web::get().to(list_segment_contacts))
-    .route("/v1/segments/{id}/count", web::get().to(count_segment));
+    .service(web::resource("/v1/segments/{id}/contacts").route(web::get().to(list_segment_contacts)))
+    .service(web::resource("/v1/segments/{id}/count").route(web::get().to(count_segment)));
 }

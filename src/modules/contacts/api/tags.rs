@@ -10,6 +10,7 @@ use validator::Validate;
 use super::ContactTargetRequest;
 use crate::db::list::ListQuery;
 use crate::error::{AppResult, ErrorBody};
+use crate::http::Json;
 use crate::http::envelope::{self, Envelope, ListEnvelope};
 use crate::modules::accounts::RequestCtx;
 use crate::modules::contacts::entity::tag;
@@ -82,7 +83,7 @@ pub async fn list_tags(contacts: web::Data<Contacts>, ctx: RequestCtx, q: ListQu
 pub async fn create_tag(
     contacts: web::Data<Contacts>,
     ctx: RequestCtx,
-    body: web::Json<CreateTagRequest>,
+    body: Json<CreateTagRequest>,
 ) -> AppResult<HttpResponse> {
     ctx.require("contacts:write")?;
     body.validate()?;
@@ -102,7 +103,7 @@ pub async fn update_tag(
     contacts: web::Data<Contacts>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
-    body: web::Json<UpdateTagRequest>,
+    body: Json<UpdateTagRequest>,
 ) -> AppResult<HttpResponse> {
     ctx.require("contacts:write")?;
     body.validate()?;
@@ -130,7 +131,7 @@ pub async fn tag_contacts(
     contacts: web::Data<Contacts>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
-    body: web::Json<ContactTargetRequest>,
+    body: Json<ContactTargetRequest>,
 ) -> AppResult<HttpResponse> {
     bulk_tag(contacts, ctx, id.into_inner(), body.into_inner(), true).await
 }
@@ -142,7 +143,7 @@ pub async fn untag_contacts(
     contacts: web::Data<Contacts>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
-    body: web::Json<ContactTargetRequest>,
+    body: Json<ContactTargetRequest>,
 ) -> AppResult<HttpResponse> {
     bulk_tag(contacts, ctx, id.into_inner(), body.into_inner(), false).await
 }

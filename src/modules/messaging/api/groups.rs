@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::db::list::ListQuery;
 use crate::error::{AppError, AppResult, ErrorBody};
+use crate::http::Json;
 use crate::http::envelope::{self, Envelope, ListEnvelope};
 use crate::modules::accounts::{AccountScope, RequestCtx, StreamCtx};
 use crate::modules::messaging::entity::group_message::{self, GroupStatus};
@@ -157,7 +158,7 @@ pub async fn list_group_messages(
 pub async fn create_group_message(
     messaging: web::Data<Messaging>,
     ctx: RequestCtx,
-    body: web::Json<NewGroupMessage>,
+    body: Json<NewGroupMessage>,
 ) -> AppResult<HttpResponse> {
     ctx.require("group_messages:send")?;
     let g = messaging.create_group_message(ctx.scope(), &ctx.user, body.into_inner(), &ctx.meta()).await?;
@@ -171,7 +172,7 @@ pub async fn create_group_message(
 pub async fn preview_group_message(
     messaging: web::Data<Messaging>,
     ctx: RequestCtx,
-    body: web::Json<NewGroupMessage>,
+    body: Json<NewGroupMessage>,
 ) -> AppResult<HttpResponse> {
     ctx.require("group_messages:send")?;
     Ok(envelope::ok(messaging.preview_group_message(ctx.scope(), &ctx.user, body.into_inner()).await?))
@@ -197,7 +198,7 @@ pub async fn update_group_message(
     messaging: web::Data<Messaging>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
-    body: web::Json<NewGroupMessage>,
+    body: Json<NewGroupMessage>,
 ) -> AppResult<HttpResponse> {
     ctx.require("group_messages:send")?;
     let g =

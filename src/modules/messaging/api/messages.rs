@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::db::list::ListQuery;
 use crate::error::{AppResult, ErrorBody};
+use crate::http::Json;
 use crate::http::envelope::{self, CursorEnvelope, Envelope};
 use crate::modules::accounts::RequestCtx;
 use crate::modules::messaging::entity::message;
@@ -105,7 +106,7 @@ pub async fn send_message(
     messaging: web::Data<Messaging>,
     ctx: RequestCtx,
     req: HttpRequest,
-    body: web::Json<NewMessage>,
+    body: Json<NewMessage>,
 ) -> AppResult<HttpResponse> {
     ctx.require("messages:send")?;
     let key = match req.headers().get(IDEMPOTENCY_KEY) {
@@ -176,7 +177,7 @@ pub async fn update_message(
     messaging: web::Data<Messaging>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
-    body: web::Json<UpdateMessageRequest>,
+    body: Json<UpdateMessageRequest>,
 ) -> AppResult<HttpResponse> {
     ctx.require("messages:send")?;
     let b = body.into_inner();

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::db::list::ListQuery;
 use crate::error::{AppResult, ErrorBody};
+use crate::http::Json;
 use crate::http::envelope::{self, Envelope, ListEnvelope};
 use crate::modules::accounts::RequestCtx;
 use crate::modules::messaging::entity::scheduled_message;
@@ -123,7 +124,7 @@ pub async fn list_schedules(messaging: web::Data<Messaging>, ctx: RequestCtx, q:
 pub async fn create_schedule(
     messaging: web::Data<Messaging>,
     ctx: RequestCtx,
-    body: web::Json<NewSchedule>,
+    body: Json<NewSchedule>,
 ) -> AppResult<HttpResponse> {
     ctx.require("scheduled_messages:manage")?;
     let s = messaging.create_schedule(ctx.scope(), &ctx.user, body.into_inner(), Utc::now(), &ctx.meta()).await?;
@@ -148,7 +149,7 @@ pub async fn update_schedule(
     messaging: web::Data<Messaging>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
-    body: web::Json<NewSchedule>,
+    body: Json<NewSchedule>,
 ) -> AppResult<HttpResponse> {
     ctx.require("scheduled_messages:manage")?;
     let s = messaging

@@ -10,6 +10,7 @@ use validator::Validate;
 
 use crate::db::list::ListQuery;
 use crate::error::{AppResult, ErrorBody};
+use crate::http::Json;
 use crate::http::envelope::{self, Envelope, ListEnvelope};
 use crate::modules::accounts::RequestCtx;
 use crate::modules::messaging::entity::template;
@@ -92,7 +93,7 @@ pub async fn list_templates(messaging: web::Data<Messaging>, ctx: RequestCtx, q:
 pub async fn create_template(
     messaging: web::Data<Messaging>,
     ctx: RequestCtx,
-    body: web::Json<NewTemplate>,
+    body: Json<NewTemplate>,
 ) -> AppResult<HttpResponse> {
     ctx.require("templates:manage")?;
     body.validate()?;
@@ -117,7 +118,7 @@ pub async fn update_template(
     messaging: web::Data<Messaging>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
-    body: web::Json<TemplatePatch>,
+    body: Json<TemplatePatch>,
 ) -> AppResult<HttpResponse> {
     ctx.require("templates:manage")?;
     body.validate()?;
@@ -147,7 +148,7 @@ pub async fn preview_template(
     messaging: web::Data<Messaging>,
     ctx: RequestCtx,
     id: web::Path<Uuid>,
-    body: web::Json<PreviewRequest>,
+    body: Json<PreviewRequest>,
 ) -> AppResult<HttpResponse> {
     ctx.require("templates:read")?;
     let b = body.into_inner();
