@@ -32,3 +32,4 @@ mod sub_accounts;
 mod suspension;
 mod templates;
 mod tenancy;
+mod tenant_matrix;
