@@ -35,7 +35,11 @@ pub fn document() -> utoipa::openapi::OpenApi {
 
 fn json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
-    JSON.get_or_init(|| document().to_json().expect("the OpenAPI document serialises"))
+    JSON.get_or_init(|| {
+        let mut doc = serde_json::to_value(document()).expect("the OpenAPI document serialises");
+        crate::http::openapi::refine(&mut doc);
+        doc.to_string()
+    })
 }
 
 pub async fn openapi_json() -> HttpResponse {

@@ -77,3 +77,55 @@ pub fn declare_common_responses(doc: &mut utoipa::openapi::OpenApi) {
         }
     }
 }
+
+/// What no request string may hold: U+0000 (PostgreSQL cannot store it, so every body is refused
+/// with one, 422 on `body`).
+const NO_NUL: &str = r"^[^\u0000]*$";
+/// `filter=field:op:value` (`value` absent for `is_null`/`is_not_null`).
+const FILTER: &str = r"^[A-Za-z_][A-Za-z0-9_.]*:[a-z_]+(:[\s\S]*)?$";
+/// `sort=field:asc|desc`.
+const SORT: &str = r"^[A-Za-z_][A-Za-z0-9_.]*(:(asc|desc))?$";
+
+/// Says in the served document what the handlers' annotations cannot: no string of a request may hold
+/// U+0000 (a `pattern` on every schema string that has no pattern, format or enum of its own), and the
+/// shape of the list parameters `filter` and `sort`.
+pub fn refine(doc: &mut serde_json::Value) {
+    fn forbid_nul(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                let is_string = match map.get("type") {
+                    Some(serde_json::Value::String(t)) => t == "string",
+                    Some(serde_json::Value::Array(types)) => types.iter().any(|t| t == "string"),
+                    _ => false,
+                };
+                if is_string && !["pattern", "format", "enum", "const"].iter().any(|k| map.contains_key(*k)) {
+                    map.insert("pattern".into(), NO_NUL.into());
+                }
+                map.values_mut().for_each(forbid_nul);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(forbid_nul),
+            _ => {}
+        }
+    }
+    if let Some(schemas) = doc.pointer_mut("/components/schemas") {
+        forbid_nul(schemas);
+    }
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else { return };
+    for op in paths.values_mut().filter_map(|item| item.as_object_mut()).flat_map(|item| item.values_mut()) {
+        let Some(params) = op.get_mut("parameters").and_then(|p| p.as_array_mut()) else { continue };
+        for param in params.iter_mut().filter(|p| p["in"] == "query") {
+            let (pattern, description) = match param["name"].as_str() {
+                Some("filter") => (
+                    FILTER,
+                    "`field:op:value`, repeatable (SPEC §2); an unknown field or a value of the wrong type is 400",
+                ),
+                Some("sort") => (SORT, "`field:asc|desc`, repeatable"),
+                _ => continue,
+            };
+            param["description"] = description.into();
+            if let Some(items) = param.pointer_mut("/schema/items") {
+                items["pattern"] = pattern.into();
+            }
+        }
+    }
+}

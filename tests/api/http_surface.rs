@@ -41,6 +41,10 @@ async fn malformed_json_is_400_and_wrong_shape_is_422(b: Backend) {
     }
     let r = app.get(&format!("/v1/roles/{role}")).token(&u.token).send().await;
     assert_eq!(r.data()["name"], "clerk");
+    // Nesting deeper than the parser's limit (128) is refused, not a stack overflow.
+    let deep = format!(r#"{{"first_name": "x", "attributes": {{"a": {}1{}}}}}"#, "[".repeat(5000), "]".repeat(5000));
+    let r = app.post("/v1/contacts").token(&u.token).raw("application/json", deep).send().await;
+    assert!(matches!(r.status.as_u16(), 400 | 422), "{} {}", r.status, r.body);
 }
 
 async fn oversized_bodies_are_413(b: Backend) {

@@ -37,6 +37,12 @@ const DUMMY_HASH: &str =
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_documented_minimum_is_the_enforced_one() {
+        // The request schemas say `minLength: 10` (utoipa takes a literal there, not the constant).
+        assert_eq!(MIN_PASSWORD_LEN, 10);
+    }
+
     #[tokio::test]
     async fn hashes_verify_and_wrong_passwords_fail() {
         let h = hash("correct horse battery".into()).await.unwrap();

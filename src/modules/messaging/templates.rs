@@ -103,6 +103,7 @@ type Patch<T> = Option<Option<T>>;
 #[serde(deny_unknown_fields)]
 pub struct NewTemplate {
     #[validate(length(min = 1, max = 200), custom(function = "crate::domain::text::name"))]
+    #[schema(min_length = 1, max_length = 200, pattern = r"^(?!\s+$)[^\u0000-\u001F\u007F-\u009F]*$")]
     pub name: String,
     /// `{NAME}` placeholders; `{{` and `}}` are literal braces.
     pub body: String,
@@ -126,6 +127,7 @@ pub struct NewTemplate {
 #[serde(deny_unknown_fields)]
 pub struct TemplatePatch {
     #[validate(length(min = 1, max = 200), custom(function = "crate::domain::text::name"))]
+    #[schema(min_length = 1, max_length = 200, pattern = r"^(?!\s+$)[^\u0000-\u001F\u007F-\u009F]*$")]
     pub name: Option<String>,
     pub body: Option<String>,
     #[serde(default, deserialize_with = "crate::http::patch")]

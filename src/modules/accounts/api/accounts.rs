@@ -64,9 +64,11 @@ fn valid_country_code(cc: &str) -> Result<(), validator::ValidationError> {
 #[serde(deny_unknown_fields)]
 pub struct CreateAccountRequest {
     #[validate(length(min = 1, max = 200), custom(function = "crate::domain::text::name"))]
+    #[schema(min_length = 1, max_length = 200, pattern = r"^(?!\s+$)[^\u0000-\u001F\u007F-\u009F]*$")]
     pub name: String,
     /// IANA time zone; default `UTC`.
     #[validate(length(max = 64))]
+    #[schema(max_length = 64)]
     pub timezone: Option<String>,
     #[validate(custom(function = "valid_country_code"))]
     pub default_country_code: Option<String>,
@@ -78,10 +80,10 @@ pub struct CreateAccountRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateAccountRequest {
     #[serde(default, deserialize_with = "crate::http::patch")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, required = false)]
     pub name: Patch<String>,
     #[serde(default, deserialize_with = "crate::http::patch")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, required = false)]
     pub timezone: Patch<String>,
     #[serde(default, deserialize_with = "crate::http::patch")]
     #[schema(value_type = Option<String>)]
@@ -123,6 +125,7 @@ fn member_dto((m, u, r): (membership::Model, user::Model, role::Model)) -> Membe
 #[serde(deny_unknown_fields)]
 pub struct AddMemberRequest {
     #[validate(email(message = "must be a valid e-mail address"))]
+    #[schema(format = Email)]
     pub email: String,
     pub role_id: Uuid,
 }

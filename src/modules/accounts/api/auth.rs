@@ -22,12 +22,16 @@ use crate::modules::accounts::service::Accounts;
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     #[validate(email(message = "must be a valid e-mail address"), length(max = 254))]
+    #[schema(max_length = 254, format = Email)]
     pub email: String,
     #[validate(length(min = MIN_PASSWORD_LEN, max = 256, message = "must be at least 10 characters"))]
+    #[schema(min_length = 10, max_length = 256)]
     pub password: String,
     #[validate(length(min = 1, max = 200), custom(function = "crate::domain::text::name"))]
+    #[schema(min_length = 1, max_length = 200, pattern = r"^(?!\s+$)[^\u0000-\u001F\u007F-\u009F]*$")]
     pub full_name: String,
     #[validate(length(min = 1, max = 200), custom(function = "crate::domain::text::name"))]
+    #[schema(min_length = 1, max_length = 200, pattern = r"^(?!\s+$)[^\u0000-\u001F\u007F-\u009F]*$")]
     pub account_name: String,
 }
 
@@ -40,50 +44,62 @@ pub struct RegisterResponse {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 pub struct VerifyEmailRequest {
     #[validate(email(message = "must be a valid e-mail address"))]
+    #[schema(format = Email)]
     pub email: String,
     #[validate(length(min = 6, max = 6, message = "must be the 6-digit code"))]
+    #[schema(min_length = 6, max_length = 6)]
     pub code: String,
     /// The password chosen at registration: required with the Cognito identity provider (which signs
     /// the user in with it), ignored by the local one.
     #[validate(length(min = 1, max = 256))]
+    #[schema(min_length = 1, max_length = 256)]
     pub password: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 pub struct EmailRequest {
     #[validate(email(message = "must be a valid e-mail address"))]
+    #[schema(format = Email)]
     pub email: String,
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 pub struct LoginRequest {
     #[validate(length(min = 1, max = 254))]
+    #[schema(min_length = 1, max_length = 254)]
     pub email: String,
     #[validate(length(min = 1, max = 256))]
+    #[schema(min_length = 1, max_length = 256)]
     pub password: String,
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 pub struct RefreshRequest {
     #[validate(length(min = 1, max = 512))]
+    #[schema(min_length = 1, max_length = 512)]
     pub refresh_token: String,
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 pub struct ResetPasswordRequest {
     #[validate(email(message = "must be a valid e-mail address"))]
+    #[schema(format = Email)]
     pub email: String,
     #[validate(length(min = 6, max = 6, message = "must be the 6-digit code"))]
+    #[schema(min_length = 6, max_length = 6)]
     pub code: String,
     #[validate(length(min = MIN_PASSWORD_LEN, max = 256, message = "must be at least 10 characters"))]
+    #[schema(min_length = 10, max_length = 256)]
     pub new_password: String,
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 pub struct ChangePasswordRequest {
     #[validate(length(min = 1, max = 256))]
+    #[schema(min_length = 1, max_length = 256)]
     pub current_password: String,
     #[validate(length(min = MIN_PASSWORD_LEN, max = 256, message = "must be at least 10 characters"))]
+    #[schema(min_length = 10, max_length = 256)]
     pub new_password: String,
 }
 

@@ -23,6 +23,7 @@ use crate::modules::accounts::service::Accounts;
 #[serde(deny_unknown_fields)]
 pub struct CreateInvitationRequest {
     #[validate(email(message = "must be a valid e-mail address"), length(max = 254))]
+    #[schema(max_length = 254, format = Email)]
     pub email: String,
     pub role_id: Uuid,
 }
@@ -93,8 +94,10 @@ impl From<InvitationView> for InvitationPreviewDto {
 #[serde(deny_unknown_fields)]
 pub struct AcceptAsNewUserRequest {
     #[validate(length(min = 1, max = 200), custom(function = "crate::domain::text::name"))]
+    #[schema(min_length = 1, max_length = 200, pattern = r"^(?!\s+$)[^\u0000-\u001F\u007F-\u009F]*$")]
     pub full_name: String,
     #[validate(length(min = MIN_PASSWORD_LEN, max = 256, message = "must be at least 10 characters"))]
+    #[schema(min_length = 10, max_length = 256)]
     pub password: String,
 }
 

@@ -49,8 +49,10 @@ impl From<role::Model> for RoleDto {
 #[serde(deny_unknown_fields)]
 pub struct CreateRoleRequest {
     #[validate(length(min = 1, max = 100), custom(function = "crate::domain::text::name"))]
+    #[schema(min_length = 1, max_length = 100, pattern = r"^(?!\s+$)[^\u0000-\u001F\u007F-\u009F]*$")]
     pub name: String,
     #[validate(length(max = 500))]
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     /// Permission → bool, e.g. `{"contacts:read": true}`; `{"*": true}` grants everything.
     #[schema(value_type = Object)]
@@ -61,13 +63,13 @@ pub struct CreateRoleRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateRoleRequest {
     #[serde(default, deserialize_with = "crate::http::patch")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, required = false)]
     pub name: Patch<String>,
     #[serde(default, deserialize_with = "crate::http::patch")]
     #[schema(value_type = Option<String>)]
     pub description: Patch<String>,
     #[serde(default, deserialize_with = "crate::http::patch")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Object, required = false)]
     pub permissions: Patch<Value>,
 }
 

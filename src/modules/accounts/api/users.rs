@@ -61,7 +61,7 @@ impl From<user::Model> for UserDto {
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeRequest {
     #[serde(default, deserialize_with = "crate::http::patch")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, required = false)]
     pub full_name: Patch<String>,
     #[serde(default, deserialize_with = "crate::http::patch")]
     #[schema(value_type = Option<String>)]

@@ -104,6 +104,7 @@ fn country_code(s: &str) -> Result<(), validator::ValidationError> {
 #[serde(deny_unknown_fields)]
 pub struct CreateChannelRequest {
     #[validate(length(min = 1, max = 100), custom(function = "crate::domain::text::name"))]
+    #[schema(min_length = 1, max_length = 100, pattern = r"^(?!\s+$)[^\u0000-\u001F\u007F-\u009F]*$")]
     pub name: String,
     #[validate(custom(function = "channel_type"))]
     pub channel_type: String,
@@ -111,16 +112,21 @@ pub struct CreateChannelRequest {
     #[schema(value_type = Object)]
     pub credentials: Value,
     #[validate(length(min = 1, max = 100))]
+    #[schema(min_length = 1, max_length = 100)]
     pub sender_name: Option<String>,
     #[validate(custom(function = "country_code"))]
     pub default_country_code: Option<String>,
     #[validate(range(min = 1, max = 1_000_000))]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub rate_limit: Option<i32>,
     #[validate(range(min = -1000, max = 1000))]
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
     #[validate(range(min = 0, max = 10))]
+    #[schema(minimum = 0, maximum = 10)]
     pub retry_count: Option<i32>,
     #[validate(range(min = 1, max = 86_400))]
+    #[schema(minimum = 1, maximum = 86_400)]
     pub retry_interval: Option<i32>,
     pub is_enabled: Option<bool>,
 }
@@ -131,6 +137,7 @@ pub struct CreateChannelRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateChannelRequest {
     #[validate(length(min = 1, max = 100), custom(function = "crate::domain::text::name"))]
+    #[schema(min_length = 1, max_length = 100, pattern = r"^(?!\s+$)[^\u0000-\u001F\u007F-\u009F]*$")]
     pub name: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub credentials: Option<Value>,
@@ -144,10 +151,13 @@ pub struct UpdateChannelRequest {
     #[schema(value_type = Option<i32>)]
     pub rate_limit: Patch<i32>,
     #[validate(range(min = -1000, max = 1000))]
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
     #[validate(range(min = 0, max = 10))]
+    #[schema(minimum = 0, maximum = 10)]
     pub retry_count: Option<i32>,
     #[validate(range(min = 1, max = 86_400))]
+    #[schema(minimum = 1, maximum = 86_400)]
     pub retry_interval: Option<i32>,
     pub is_enabled: Option<bool>,
 }

@@ -94,6 +94,7 @@ pub struct CreateContactRequest {
     pub attributes: Option<Value>,
     pub opted_out_channels: Option<Vec<String>>,
     #[validate(length(max = 100))]
+    #[schema(max_items = 100)]
     pub tag_ids: Option<Vec<Uuid>>,
 }
 
@@ -144,6 +145,7 @@ pub struct UpdateContactRequest {
 #[serde(deny_unknown_fields)]
 pub struct TagIdsRequest {
     #[validate(length(min = 1, max = 100))]
+    #[schema(min_items = 1, max_items = 100)]
     pub tag_ids: Vec<Uuid>,
 }
 

@@ -57,8 +57,10 @@ impl From<segment::Model> for SegmentDto {
 #[serde(deny_unknown_fields)]
 pub struct CreateSegmentRequest {
     #[validate(length(min = 1, max = 200), custom(function = "crate::domain::text::name"))]
+    #[schema(min_length = 1, max_length = 200, pattern = r"^(?!\s+$)[^\u0000-\u001F\u007F-\u009F]*$")]
     pub name: String,
     #[validate(length(max = 2000))]
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
     /// `"attributes.program:eq:cohort-2"` or `["tags:in:<id>", "created_at:ge:2026-01-01"]`
     #[schema(value_type = Object)]
@@ -69,6 +71,7 @@ pub struct CreateSegmentRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateSegmentRequest {
     #[validate(length(min = 1, max = 200), custom(function = "crate::domain::text::name"))]
+    #[schema(min_length = 1, max_length = 200, pattern = r"^(?!\s+$)[^\u0000-\u001F\u007F-\u009F]*$")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "crate::http::patch")]
     #[schema(value_type = Option<String>)]

@@ -48,9 +48,11 @@ fn valid_color(c: &str) -> Result<(), validator::ValidationError> {
 #[serde(deny_unknown_fields)]
 pub struct CreateTagRequest {
     #[validate(length(min = 1, max = 100), custom(function = "crate::domain::text::name"))]
+    #[schema(min_length = 1, max_length = 100, pattern = r"^(?!\s+$)[^\u0000-\u001F\u007F-\u009F]*$")]
     pub name: String,
     /// `#rrggbb` (default `#6b7280`)
     #[validate(custom(function = "valid_color"))]
+    #[schema(pattern = r"^#[0-9a-fA-F]{6}$")]
     pub color: Option<String>,
 }
 
@@ -58,8 +60,10 @@ pub struct CreateTagRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateTagRequest {
     #[validate(length(min = 1, max = 100), custom(function = "crate::domain::text::name"))]
+    #[schema(min_length = 1, max_length = 100, pattern = r"^(?!\s+$)[^\u0000-\u001F\u007F-\u009F]*$")]
     pub name: Option<String>,
     #[validate(custom(function = "valid_color"))]
+    #[schema(pattern = r"^#[0-9a-fA-F]{6}$")]
     pub color: Option<String>,
 }
 
