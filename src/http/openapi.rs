@@ -87,8 +87,8 @@ const FILTER: &str = r"^[A-Za-z_][A-Za-z0-9_.]*:[a-z_]+(:[\s\S]*)?$";
 const SORT: &str = r"^[A-Za-z_][A-Za-z0-9_.]*(:(asc|desc))?$";
 
 /// Says in the served document what the handlers' annotations cannot: no string of a request may hold
-/// U+0000 (a `pattern` on every schema string that has no pattern, format or enum of its own), and the
-/// shape of the list parameters `filter` and `sort`.
+/// U+0000 (a `pattern` on every string of a request body's schemas that has no pattern, format or enum
+/// of its own), and the shape of the list parameters `filter` and `sort`.
 pub fn refine(doc: &mut serde_json::Value) {
     fn forbid_nul(v: &mut serde_json::Value) {
         match v {
@@ -107,8 +107,39 @@ pub fn refine(doc: &mut serde_json::Value) {
             _ => {}
         }
     }
-    if let Some(schemas) = doc.pointer_mut("/components/schemas") {
-        forbid_nul(schemas);
+    // Request schemas only: an error message may quote a query parameter, NUL and all.
+    fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(r) = map.get("$ref").and_then(|r| r.as_str()) {
+                    out.extend(r.strip_prefix("#/components/schemas/").map(str::to_string));
+                }
+                map.values().for_each(|c| refs(c, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|c| refs(c, out)),
+            _ => {}
+        }
+    }
+    let mut pending = Vec::new();
+    if let Some(paths) = doc.get("paths").and_then(|p| p.as_object()) {
+        for op in paths.values().filter_map(|i| i.as_object()).flat_map(|i| i.values()) {
+            if let Some(body) = op.get("requestBody") {
+                refs(body, &mut pending);
+            }
+        }
+    }
+    let mut request_schemas = std::collections::BTreeSet::new();
+    while let Some(name) = pending.pop() {
+        if request_schemas.insert(name.clone())
+            && let Some(schema) = doc.pointer(&format!("/components/schemas/{name}"))
+        {
+            refs(schema, &mut pending);
+        }
+    }
+    for name in request_schemas {
+        if let Some(schema) = doc.pointer_mut(&format!("/components/schemas/{name}")) {
+            forbid_nul(schema);
+        }
     }
     let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else { return };
     for op in paths.values_mut().filter_map(|item| item.as_object_mut()).flat_map(|item| item.values_mut()) {
