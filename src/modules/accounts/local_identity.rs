@@ -24,11 +24,19 @@ const CODE_TTL_HOURS: i64 = 24;
 const RESET_TTL_HOURS: i64 = 1;
 const CODE_MAX_ATTEMPTS: i32 = 5;
 
+/// Verified access tokens remembered per process.
+const VERIFIED_TOKENS: u64 = 100_000;
+
 pub struct LocalIdentity {
     db: DatabaseConnection,
     keys: Arc<JwtKeys>,
     mailer: Mailer,
     refresh_ttl_days: i64,
+    /// Access tokens whose signature was checked, with their user, `iat` and `exp`: a client sends the
+    /// same token for its whole lifetime, and the EdDSA check was the largest cost of an authenticated
+    /// read. Only valid tokens enter; each is used only until its `exp`. Revocation does not depend on
+    /// it (`tokens_valid_after` is read with the user row every request loads).
+    verified: moka::sync::Cache<String, (Uuid, i64, i64)>,
 }
 
 pub(super) fn invalid_code() -> AppError {
@@ -45,7 +53,9 @@ fn unauthorized_refresh() -> AppError {
 
 impl LocalIdentity {
     pub fn new(db: DatabaseConnection, keys: Arc<JwtKeys>, mailer: Mailer, refresh_ttl_days: i64) -> Self {
-        LocalIdentity { db, keys, mailer, refresh_ttl_days }
+        let ttl = std::time::Duration::from_secs(keys.access_ttl_secs.max(1) as u64);
+        let verified = moka::sync::Cache::builder().max_capacity(VERIFIED_TOKENS).time_to_live(ttl).build();
+        LocalIdentity { db, keys, mailer, refresh_ttl_days, verified }
     }
 
     /// A fresh 6-digit code for `purpose`, replacing the user's live one (only its hash is stored).
@@ -195,11 +205,47 @@ impl IdentityProvider for LocalIdentity {
     }
 
     async fn token_subject(&self, access_token: &str) -> AppResult<TokenSubject> {
+        if let Some((user_id, issued_at, exp)) = self.verified.get(access_token)
+            && exp > Utc::now().timestamp()
+        {
+            return Ok(TokenSubject { user_id, issued_at });
+        }
         let claims = self.keys.verify(access_token).ok_or_else(super::resolution::bad_token)?;
+        self.verified.insert(access_token.to_string(), (claims.sub, claims.iat, claims.exp));
         Ok(TokenSubject { user_id: claims.sub, issued_at: claims.iat })
     }
 
     fn jwks(&self) -> Value {
         self.keys.jwks()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn provider() -> LocalIdentity {
+        let db = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+        let keys = Arc::new(JwtKeys::new(&crate::secret::SecretKey::generate(), 900));
+        let mailer =
+            Mailer::new(&crate::config::Settings::for_test(std::path::Path::new("/tmp"), "sqlite::memory:").smtp, None)
+                .unwrap();
+        LocalIdentity::new(db, keys, mailer, 30)
+    }
+
+    #[tokio::test]
+    async fn verified_tokens_are_remembered_only_until_they_expire() {
+        let p = provider().await;
+        let user = Uuid::now_v7();
+        let token = p.keys.issue(user);
+        assert_eq!(p.token_subject(&token).await.unwrap().user_id, user);
+        assert!(p.verified.get(&token).is_some(), "a verified token is remembered");
+        // An entry past its `exp` is not used: the token is checked again (here: garbage, so refused).
+        let past = Utc::now().timestamp() - 1;
+        p.verified.insert("not-a-token".into(), (user, past - 900, past));
+        assert!(matches!(p.token_subject("not-a-token").await, Err(AppError::Unauthorized(_))));
+        // A token that fails the check never enters.
+        assert!(p.token_subject("garbage").await.is_err());
+        assert!(p.verified.get("garbage").is_none());
     }
 }
