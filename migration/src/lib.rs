@@ -23,6 +23,7 @@ mod m20261128_000017_held_webhooks;
 mod m20261128_000018_invitations;
 mod m20261128_000019_audit_logs;
 mod m20261129_000020_identity_subject;
+mod m20261129_000021_account_has_sub_accounts;
 mod util;
 
 pub struct Migrator;
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000018_invitations::Migration),
             Box::new(m20261128_000019_audit_logs::Migration),
             Box::new(m20261129_000020_identity_subject::Migration),
+            Box::new(m20261129_000021_account_has_sub_accounts::Migration),
         ]
     }
 }

@@ -237,7 +237,25 @@ async fn the_depth_limit_is_a_setting(b: Backend) {
         .expect(409, Some("conflict"));
 }
 
+/// Accounts that had sub-accounts before `accounts.has_sub_accounts` existed are marked by its migration
+/// (their managers still reach the sub-accounts); new ones are marked when created.
+async fn accounts_with_sub_accounts_are_marked(b: Backend) {
+    use migration::MigratorTrait;
+    let app = TestApp::spawn(b).await;
+    let u = app.user("agency").await;
+    let child = sub_account(&app, &u, &u.account_id, "Client").await;
+    let marked = "SELECT COUNT(*) FROM accounts WHERE has_sub_accounts";
+    assert_eq!(crate::receipts::count(&app, marked).await, 1);
+    // Undo the column and apply it again: the data migration marks the parent.
+    migration::Migrator::down(&app.state.db, Some(1)).await.unwrap();
+    migration::Migrator::up(&app.state.db, None).await.unwrap();
+    assert_eq!(crate::receipts::count(&app, marked).await, 1);
+    let r = app.get(&format!("/v1/accounts/{child}")).token(&u.token).send().await;
+    r.expect(200, None);
+}
+
 both_backends!(
+    accounts_with_sub_accounts_are_marked,
     an_agency_acts_in_its_clients_accounts_down_to_the_depth_limit,
     a_clients_own_members_never_reach_the_agency,
     only_accounts_manage_reaches_sub_accounts,

@@ -165,9 +165,17 @@ pub async fn create_account<C: ConnectionTrait>(
         settings: Set(new.settings),
         created_at: Set(now),
         updated_at: Set(now),
+        has_sub_accounts: Set(false),
     }
     .insert(db)
     .await?;
+    if let Some(parent) = new.parent_id {
+        account::Entity::update_many()
+            .col_expr(account::Column::HasSubAccounts, Expr::value(true))
+            .filter(account::Column::Id.eq(parent))
+            .exec(db)
+            .await?;
+    }
     let mut admin = None;
     for (name, description, perms) in permissions::system_roles() {
         let r = role::ActiveModel {

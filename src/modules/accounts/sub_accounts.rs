@@ -59,8 +59,12 @@ impl Accounts {
             .map(|(_, role, account)| Reach { account, role, via_parent: false })
             .collect();
         let manages = |r: &role::Model| Permissions::from_json(&r.permissions).has("accounts:manage");
-        let mut frontier: Vec<(Uuid, role::Model)> =
-            out.iter().filter(|r| manages(&r.role)).map(|r| (r.account.id, r.role.clone())).collect();
+        // Only accounts that have sub-accounts are looked below (one query fewer for most managers).
+        let mut frontier: Vec<(Uuid, role::Model)> = out
+            .iter()
+            .filter(|r| r.account.has_sub_accounts && manages(&r.role))
+            .map(|r| (r.account.id, r.role.clone()))
+            .collect();
         for _ in 1..self.max_depth {
             if frontier.is_empty() {
                 break;
@@ -72,7 +76,9 @@ impl Accounts {
                     continue;
                 }
                 let Some((_, role)) = frontier.iter().find(|(id, _)| Some(*id) == child.parent_id) else { continue };
-                next.push((child.id, role.clone()));
+                if child.has_sub_accounts {
+                    next.push((child.id, role.clone()));
+                }
                 out.push(Reach { account: child, role: role.clone(), via_parent: true });
             }
             frontier = next;

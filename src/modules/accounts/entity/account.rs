@@ -13,6 +13,8 @@ pub struct Model {
     pub settings: Json,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Set when a sub-account is created under it (never cleared: "may have sub-accounts").
+    pub has_sub_accounts: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
