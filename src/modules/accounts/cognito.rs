@@ -24,7 +24,9 @@ use uuid::Uuid;
 
 use super::cognito_jwks::{CognitoVerifier, TokenUse};
 use super::entity::user;
-use super::identity_provider::{Credential, IdentityProvider, IssuedTokens, Proof, Session, TokenSubject};
+use super::identity_provider::{
+    Credential, IdentityProvider, IssuedTokens, Proof, Session, TokenSubject, VerifiedTokens,
+};
 use super::local_identity::invalid_code;
 use super::{session_store, store};
 use crate::config::CognitoSettings;
@@ -41,6 +43,8 @@ pub struct CognitoIdentity {
     verifier: CognitoVerifier,
     refresh_ttl_days: i64,
     subjects: RwLock<HashMap<String, Uuid>>,
+    /// Access tokens whose RS256 signature was checked (Cognito's live at most a day).
+    verified: VerifiedTokens,
 }
 
 /// `SECRET_HASH`: Base64(HMAC-SHA256(client secret, username + client id)).
@@ -174,6 +178,7 @@ impl CognitoIdentity {
             verifier: CognitoVerifier::new(&settings.jwks_url(), &settings.issuer(), settings.client_ids()),
             refresh_ttl_days,
             subjects: RwLock::new(HashMap::new()),
+            verified: VerifiedTokens::new(Duration::from_secs(24 * 3600)),
         }
     }
 
@@ -481,9 +486,14 @@ impl IdentityProvider for CognitoIdentity {
     }
 
     async fn token_subject(&self, access_token: &str) -> AppResult<TokenSubject> {
+        if let Some(subject) = self.verified.get(access_token) {
+            return Ok(subject);
+        }
         let claims = self.verifier.verify(access_token, TokenUse::Access).await?;
         let user_id = self.user_of_subject(&claims.sub).await?.ok_or_else(super::resolution::bad_token)?;
-        Ok(TokenSubject { user_id, issued_at: claims.iat.unwrap_or(0) })
+        let subject = TokenSubject { user_id, issued_at: claims.iat.unwrap_or(0) };
+        self.verified.remember(access_token, &subject, claims.exp);
+        Ok(subject)
     }
 
     fn jwks(&self) -> Value {

@@ -119,3 +119,30 @@ pub trait IdentityProvider: Send + Sync {
     /// the pool's: none of ours).
     fn jwks(&self) -> Value;
 }
+
+/// Access tokens whose signature a provider checked, with their user, `iat` and `exp`: a client sends the
+/// same token for its whole lifetime, and the signature check was the largest cost of an authenticated
+/// read. Only valid tokens enter; each is used only until its `exp`. Revocation does not depend on it
+/// (`tokens_valid_after` is read with the user row every request loads).
+pub struct VerifiedTokens(moka::sync::Cache<String, (Uuid, i64, i64)>);
+
+impl VerifiedTokens {
+    /// Tokens remembered per process.
+    const CAPACITY: u64 = 100_000;
+
+    /// `longest`: the longest lifetime a token can have (entries go at the latest then).
+    pub fn new(longest: std::time::Duration) -> Self {
+        VerifiedTokens(moka::sync::Cache::builder().max_capacity(Self::CAPACITY).time_to_live(longest).build())
+    }
+
+    /// The subject of a token checked before, unless it has expired since.
+    pub fn get(&self, token: &str) -> Option<TokenSubject> {
+        let (user_id, issued_at, exp) = self.0.get(token)?;
+        (exp > chrono::Utc::now().timestamp()).then_some(TokenSubject { user_id, issued_at })
+    }
+
+    /// Remembers a token just checked (valid until `exp`).
+    pub fn remember(&self, token: &str, subject: &TokenSubject, exp: i64) {
+        self.0.insert(token.to_string(), (subject.user_id, subject.issued_at, exp));
+    }
+}

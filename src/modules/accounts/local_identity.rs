@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::entity::user;
-use super::identity_provider::{Credential, IdentityProvider, Proof, Session, TokenSubject};
+use super::identity_provider::{Credential, IdentityProvider, Proof, Session, TokenSubject, VerifiedTokens};
 use super::tokens::{self, JwtKeys};
 use super::{password, session_store, store};
 use crate::error::{AppError, AppResult};
@@ -24,19 +24,13 @@ const CODE_TTL_HOURS: i64 = 24;
 const RESET_TTL_HOURS: i64 = 1;
 const CODE_MAX_ATTEMPTS: i32 = 5;
 
-/// Verified access tokens remembered per process.
-const VERIFIED_TOKENS: u64 = 100_000;
-
 pub struct LocalIdentity {
     db: DatabaseConnection,
     keys: Arc<JwtKeys>,
     mailer: Mailer,
     refresh_ttl_days: i64,
-    /// Access tokens whose signature was checked, with their user, `iat` and `exp`: a client sends the
-    /// same token for its whole lifetime, and the EdDSA check was the largest cost of an authenticated
-    /// read. Only valid tokens enter; each is used only until its `exp`. Revocation does not depend on
-    /// it (`tokens_valid_after` is read with the user row every request loads).
-    verified: moka::sync::Cache<String, (Uuid, i64, i64)>,
+    /// Access tokens whose EdDSA signature was checked.
+    verified: VerifiedTokens,
 }
 
 pub(super) fn invalid_code() -> AppError {
@@ -53,8 +47,7 @@ fn unauthorized_refresh() -> AppError {
 
 impl LocalIdentity {
     pub fn new(db: DatabaseConnection, keys: Arc<JwtKeys>, mailer: Mailer, refresh_ttl_days: i64) -> Self {
-        let ttl = std::time::Duration::from_secs(keys.access_ttl_secs.max(1) as u64);
-        let verified = moka::sync::Cache::builder().max_capacity(VERIFIED_TOKENS).time_to_live(ttl).build();
+        let verified = VerifiedTokens::new(std::time::Duration::from_secs(keys.access_ttl_secs.max(1) as u64));
         LocalIdentity { db, keys, mailer, refresh_ttl_days, verified }
     }
 
@@ -205,14 +198,13 @@ impl IdentityProvider for LocalIdentity {
     }
 
     async fn token_subject(&self, access_token: &str) -> AppResult<TokenSubject> {
-        if let Some((user_id, issued_at, exp)) = self.verified.get(access_token)
-            && exp > Utc::now().timestamp()
-        {
-            return Ok(TokenSubject { user_id, issued_at });
+        if let Some(subject) = self.verified.get(access_token) {
+            return Ok(subject);
         }
         let claims = self.keys.verify(access_token).ok_or_else(super::resolution::bad_token)?;
-        self.verified.insert(access_token.to_string(), (claims.sub, claims.iat, claims.exp));
-        Ok(TokenSubject { user_id: claims.sub, issued_at: claims.iat })
+        let subject = TokenSubject { user_id: claims.sub, issued_at: claims.iat };
+        self.verified.remember(access_token, &subject, claims.exp);
+        Ok(subject)
     }
 
     fn jwks(&self) -> Value {
@@ -242,10 +234,11 @@ mod tests {
         assert!(p.verified.get(&token).is_some(), "a verified token is remembered");
         // An entry past its `exp` is not used: the token is checked again (here: garbage, so refused).
         let past = Utc::now().timestamp() - 1;
-        p.verified.insert("not-a-token".into(), (user, past - 900, past));
+        p.verified.remember("not-a-token", &TokenSubject { user_id: user, issued_at: past - 900 }, past);
         assert!(matches!(p.token_subject("not-a-token").await, Err(AppError::Unauthorized(_))));
         // A token that fails the check never enters.
         assert!(p.token_subject("garbage").await.is_err());
         assert!(p.verified.get("garbage").is_none());
+        assert!(p.verified.get("not-a-token").is_none(), "an expired entry is not handed out");
     }
 }
