@@ -11,6 +11,10 @@
 # Not checked: `positive_data_acceptance` (that every request the schema allows is accepted). The schema
 # cannot say which `filter`/`sort` field names and value types a list takes (an unknown field is 400 by
 # the SPEC), nor that an id must name an existing resource of the account (422 naming the field).
+# Nor `ensure_resource_availability`: its stateful links fill `DELETE /v1/contacts/{id}/tags/{tag_id}`
+# with the new contact's id for both ids and read the (correct) 404 for that "tag" as the contact
+# being gone; a per-operation setting does not reach the stateful phase. `use_after_free` still checks
+# that deleted resources are gone.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -45,7 +49,8 @@ TOKEN="$(curl -fs -X POST "$BASE/v1/auth/login" -H 'content-type: application/js
 
 status=0
 "$VENV/bin/schemathesis" --config-file tests/fuzz/schemathesis.toml run "$BASE/v1/openapi.json" \
-  -H "Authorization: Bearer $TOKEN" --checks all --exclude-checks positive_data_acceptance \
+  -H "Authorization: Bearer $TOKEN" --checks all \
+  --exclude-checks positive_data_acceptance,ensure_resource_availability \
   --max-time "${FUZZ_SECONDS:-180}" --seed "${FUZZ_SEED:-1}" -w 2 --no-color || status=$?
 
 if ! kill -0 "$PID" 2>/dev/null; then
