@@ -10,7 +10,6 @@
 //! from then on. Cognito unreachable → 503; its throttling → 429.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,9 +31,6 @@ use super::{session_store, store};
 use crate::config::CognitoSettings;
 use crate::error::{AppError, AppResult};
 
-/// Subjects remembered per process (a `sub` never changes its user).
-const SUBJECT_CACHE: usize = 100_000;
-
 pub struct CognitoIdentity {
     db: DatabaseConnection,
     client: cip::Client,
@@ -42,7 +38,6 @@ pub struct CognitoIdentity {
     client_secret: Option<String>,
     verifier: CognitoVerifier,
     refresh_ttl_days: i64,
-    subjects: RwLock<HashMap<String, Uuid>>,
     /// Access tokens whose RS256 signature was checked (Cognito's live at most a day).
     verified: VerifiedTokens,
 }
@@ -177,7 +172,6 @@ impl CognitoIdentity {
             client_secret: settings.client_secret.as_ref().map(|s| s.expose().to_string()).filter(|s| !s.is_empty()),
             verifier: CognitoVerifier::new(&settings.jwks_url(), &settings.issuer(), settings.client_ids()),
             refresh_ttl_days,
-            subjects: RwLock::new(HashMap::new()),
             verified: VerifiedTokens::new(Duration::from_secs(24 * 3600)),
         }
     }
@@ -207,19 +201,6 @@ impl CognitoIdentity {
             expires_in: i64::from(result.expires_in()),
             subject: claims.sub,
         })
-    }
-
-    async fn user_of_subject(&self, sub: &str) -> AppResult<Option<Uuid>> {
-        if let Some(id) = self.subjects.read().expect("subject cache").get(sub) {
-            return Ok(Some(*id));
-        }
-        let Some(user) = session_store::find_user_by_subject(&self.db, sub).await? else { return Ok(None) };
-        let mut cache = self.subjects.write().expect("subject cache");
-        if cache.len() >= SUBJECT_CACHE {
-            cache.clear();
-        }
-        cache.insert(sub.to_string(), user.id);
-        Ok(Some(user.id))
     }
 }
 
@@ -490,7 +471,11 @@ impl IdentityProvider for CognitoIdentity {
             return Ok(subject);
         }
         let claims = self.verifier.verify(access_token, TokenUse::Access).await?;
-        let user_id = self.user_of_subject(&claims.sub).await?.ok_or_else(super::resolution::bad_token)?;
+        // Once per token: later requests with it are answered by `verified`.
+        let user_id = session_store::find_user_by_subject(&self.db, &claims.sub)
+            .await?
+            .ok_or_else(super::resolution::bad_token)?
+            .id;
         let subject = TokenSubject { user_id, issued_at: claims.iat.unwrap_or(0) };
         self.verified.remember(access_token, &subject, claims.exp);
         Ok(subject)

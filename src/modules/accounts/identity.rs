@@ -43,6 +43,12 @@ fn now_in_whole_seconds() -> chrono::DateTime<Utc> {
     Utc::now().with_nanosecond(0).unwrap_or_else(Utc::now)
 }
 
+/// Access tokens of the user issued so far are void and their refresh tokens revoked (in `txn`).
+async fn end_every_session(txn: &sea_orm::DatabaseTransaction, user_id: Uuid) -> AppResult<()> {
+    session_store::void_tokens_before(txn, user_id, now_in_whole_seconds()).await?;
+    session_store::revoke_all_of_user(txn, user_id).await
+}
+
 impl Accounts {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn register(&self, reg: Registration<'_>) -> AppResult<Uuid> {
@@ -220,17 +226,10 @@ impl Accounts {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn logout(&self, refresh_token: &str, access_token: Option<&str>) -> AppResult<()> {
         if let Some(user_id) = self.identity.sign_out(refresh_token, access_token).await? {
-            self.end_every_session(user_id).await?;
+            let txn = crate::db::begin_write(&self.db).await?;
+            end_every_session(&txn, user_id).await?;
+            txn.commit().await?;
         }
-        Ok(())
-    }
-
-    /// Access tokens issued so far are void and refresh tokens revoked.
-    async fn end_every_session(&self, user_id: Uuid) -> AppResult<()> {
-        let txn = crate::db::begin_write(&self.db).await?;
-        session_store::void_tokens_before(&txn, user_id, now_in_whole_seconds()).await?;
-        session_store::revoke_all_of_user(&txn, user_id).await?;
-        txn.commit().await?;
         Ok(())
     }
 
@@ -261,10 +260,9 @@ impl Accounts {
             active.email_verified_at = Set(Some(Utc::now()));
         }
         active.updated_at = Set(Utc::now());
-        // Every session ends now: refresh tokens are revoked and access tokens issued so far are void.
-        active.tokens_valid_after = Set(Some(now_in_whole_seconds()));
         active.update(&txn).await?;
-        session_store::revoke_all_of_user(&txn, id).await?;
+        // Every session ends now: refresh tokens are revoked and access tokens issued so far are void.
+        end_every_session(&txn, id).await?;
         txn.commit().await?;
         Ok(())
     }
