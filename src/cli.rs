@@ -164,6 +164,10 @@ pub enum AdminAction {
         #[arg(long)]
         generate: bool,
     },
+    /// Check the database's storage (SQLite: `PRAGMA integrity_check` and `foreign_key_check`, as after a
+    /// full disk or a crash; PostgreSQL: that it answers). Prints `ok`, or each problem and exits 1.
+    /// Does not migrate.
+    CheckDatabase,
     /// Suspend an account (and so every account below it): its tenant requests answer 403
     /// `account_suspended`, its queued and scheduled work waits and its webhooks are held.
     SuspendAccount {
@@ -330,6 +334,18 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
             println!("user_id={user_id}");
             println!("account_id={account_id}");
             Ok(())
+        }
+        Command::Admin { action: AdminAction::CheckDatabase } => {
+            let db = crate::db::connect(&settings.database_url, 1).await.map_err(|e| e.to_string())?;
+            let problems = crate::db::check_integrity(&db).await.map_err(|e| e.to_string())?;
+            if problems.is_empty() {
+                println!("ok");
+                return Ok(());
+            }
+            for p in &problems {
+                println!("{p}");
+            }
+            Err(format!("the database has {} problem(s)", problems.len()))
         }
         Command::Admin { action: AdminAction::SuspendAccount { account_id } } => {
             set_account_status(settings, account_id, "suspended").await

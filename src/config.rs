@@ -174,6 +174,11 @@ pub struct DispatchSettings {
     /// Dispatcher passes run at once in one process (one claims and records while another waits for
     /// its providers); the two bounds above hold across them.
     pub loops: usize,
+    /// Longest a provider call may take, in seconds: then it counts as a transient failure.
+    pub send_timeout_secs: u64,
+    /// How long a dispatcher's claim holds a message, in seconds (above `send_timeout_secs`): a
+    /// message whose dispatcher died mid-send is claimed again this long after it was claimed.
+    pub lease_secs: u64,
 }
 
 /// Files sent with messages by URL: the e-mail adapter downloads them (other providers fetch them
@@ -329,6 +334,8 @@ impl Settings {
             .and_then(|b| b.set_default("dispatch.concurrency", 16))
             .and_then(|b| b.set_default("dispatch.per_channel", 8))
             .and_then(|b| b.set_default("dispatch.loops", 2))
+            .and_then(|b| b.set_default("dispatch.send_timeout_secs", 90))
+            .and_then(|b| b.set_default("dispatch.lease_secs", 120))
             .map_err(|e| bad("defaults", e.to_string()))?;
 
         for name in ["default".to_string(), run_env.clone()] {
@@ -445,6 +452,12 @@ impl Settings {
         }
         if !(1..=16).contains(&raw.dispatch.loops) {
             return Err(bad("TURUMBA_DISPATCH__LOOPS", "must be between 1 and 16"));
+        }
+        if raw.dispatch.send_timeout_secs == 0 || raw.dispatch.lease_secs <= raw.dispatch.send_timeout_secs {
+            return Err(bad(
+                "TURUMBA_DISPATCH__LEASE_SECS",
+                "must be above TURUMBA_DISPATCH__SEND_TIMEOUT_SECS, which must be at least 1",
+            ));
         }
         if let Some(url) = &raw.public_base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))

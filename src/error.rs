@@ -63,6 +63,10 @@ pub enum AppError {
     NotImplemented(String),
     #[error("{0}")]
     ServiceUnavailable(String),
+    /// 503 `storage_full`: the database's disk (or PostgreSQL's) is full; nothing of the request was
+    /// written.
+    #[error("{0}")]
+    StorageFull(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -101,6 +105,7 @@ impl AppError {
             AppError::RateLimited { .. } => "rate_limited",
             AppError::NotImplemented(_) => "not_implemented",
             AppError::ServiceUnavailable(_) => "service_unavailable",
+            AppError::StorageFull(_) => "storage_full",
             AppError::Internal(_) => "internal_error",
         }
     }
@@ -109,6 +114,9 @@ impl AppError {
         match self {
             AppError::Internal(_) => "an internal error occurred; it has been logged".to_string(),
             AppError::ServiceUnavailable(_) => "a backing service is unavailable; try again shortly".to_string(),
+            AppError::StorageFull(_) => {
+                "the server's storage is full; nothing was written — try again once space is freed".to_string()
+            }
             AppError::Validation(_) => "the request has invalid fields".to_string(),
             AppError::RateLimited { message, .. } => message.clone(),
             other => other.to_string(),
@@ -137,10 +145,60 @@ impl AppError {
 
 impl From<DbErr> for AppError {
     fn from(err: DbErr) -> Self {
+        use sea_orm::RuntimeErr;
         match &err {
             DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => AppError::ServiceUnavailable(err.to_string()),
+            DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match fault_of(e) {
+                Some(StorageFault::Unavailable) => AppError::ServiceUnavailable(err.to_string()),
+                Some(StorageFault::Full) => AppError::StorageFull(err.to_string()),
+                None => AppError::Internal(err.to_string()),
+            },
             _ => AppError::Internal(err.to_string()),
         }
+    }
+}
+
+/// A database failure that is the database's state, not the query's: the answer is a 503 to retry,
+/// never a 500.
+#[derive(Debug, PartialEq, Eq)]
+enum StorageFault {
+    /// The connection broke, the pool is exhausted or closed, the server is shutting down or
+    /// restarting, or SQLite's file is locked or unreadable.
+    Unavailable,
+    /// No space left: PostgreSQL's `disk_full` (53100), SQLite's `SQLITE_FULL` (13).
+    Full,
+}
+
+fn fault_of(err: &sqlx::Error) -> Option<StorageFault> {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => Some(StorageFault::Unavailable),
+        sqlx::Error::Database(db) => fault_of_code(db.code().as_deref()?),
+        _ => None,
+    }
+}
+
+/// By SQLSTATE (PostgreSQL) or SQLite's extended result code (a number).
+fn fault_of_code(code: &str) -> Option<StorageFault> {
+    if let Ok(sqlite) = code.parse::<i32>() {
+        // The primary code is the low byte: SQLITE_BUSY 5, SQLITE_LOCKED 6, SQLITE_IOERR 10,
+        // SQLITE_FULL 13, SQLITE_CANTOPEN 14.
+        return match sqlite & 0xff {
+            13 => Some(StorageFault::Full),
+            5 | 6 | 10 | 14 => Some(StorageFault::Unavailable),
+            _ => None,
+        };
+    }
+    match code {
+        "53100" => Some(StorageFault::Full),
+        // Class 08 connection exceptions, 57P01–57P03 shutdown / crash / cannot connect now,
+        // 53300 too many connections, 40001/40P01 are left to their callers (retryable conflicts).
+        c if c.starts_with("08") || c.starts_with("57P") || c == "53300" => Some(StorageFault::Unavailable),
+        _ => None,
     }
 }
 
@@ -196,5 +254,29 @@ fn describe(e: &validator::ValidationError) -> String {
         "range" => "is out of range".into(),
         "required" => "is required".into(),
         other => format!("is invalid ({other})"),
+    }
+}
+
+#[cfg(test)]
+mod storage_fault_tests {
+    use super::*;
+
+    #[test]
+    fn database_states_are_told_from_query_failures() {
+        assert_eq!(fault_of_code("13"), Some(StorageFault::Full), "SQLITE_FULL");
+        assert_eq!(fault_of_code("53100"), Some(StorageFault::Full), "PostgreSQL disk_full");
+        assert_eq!(fault_of_code("5"), Some(StorageFault::Unavailable), "SQLITE_BUSY");
+        assert_eq!(fault_of_code("778"), Some(StorageFault::Unavailable), "SQLITE_IOERR_WRITE");
+        assert_eq!(fault_of_code("57P01"), Some(StorageFault::Unavailable), "admin_shutdown");
+        assert_eq!(fault_of_code("08006"), Some(StorageFault::Unavailable), "connection_failure");
+        assert_eq!(fault_of_code("2067"), None, "SQLITE_CONSTRAINT_UNIQUE is the query's");
+        assert_eq!(fault_of_code("23505"), None, "unique_violation is the query's");
+        assert_eq!(fault_of_code("42601"), None, "a syntax error is ours");
+        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let err: AppError = DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(io))).into();
+        assert!(matches!(err, AppError::ServiceUnavailable(_)), "{err:?}");
+        let other = sqlx::Error::RowNotFound;
+        let err: AppError = DbErr::Exec(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(other))).into();
+        assert!(matches!(err, AppError::Internal(_)), "{err:?}");
     }
 }

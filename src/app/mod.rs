@@ -269,6 +269,8 @@ impl Application {
                             concurrency: state.settings.dispatch.concurrency,
                             per_channel: state.settings.dispatch.per_channel,
                             loops: state.settings.dispatch.loops,
+                            send_timeout: std::time::Duration::from_secs(state.settings.dispatch.send_timeout_secs),
+                            lease: std::time::Duration::from_secs(state.settings.dispatch.lease_secs),
                             ..Default::default()
                         },
                     )

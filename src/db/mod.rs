@@ -96,6 +96,32 @@ pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
     db.execute_unprepared("SELECT 1").await.map(|_| ())
 }
 
+/// What is wrong with the database's storage, empty when nothing is. SQLite: every problem
+/// `PRAGMA integrity_check` and `PRAGMA foreign_key_check` find (after a full disk, a crash or a copy
+/// taken mid-write). PostgreSQL checksums and repairs its own pages: there it only asks the server to
+/// answer.
+pub async fn check_integrity(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    let backend = db.get_database_backend();
+    if backend != sea_orm::DbBackend::Sqlite {
+        ping(db).await?;
+        return Ok(Vec::new());
+    }
+    let mut problems = Vec::new();
+    for row in db.query_all_raw(sea_orm::Statement::from_string(backend, "PRAGMA integrity_check")).await? {
+        let line: String = row.try_get_by_index(0)?;
+        if line != "ok" {
+            problems.push(line);
+        }
+    }
+    for row in db.query_all_raw(sea_orm::Statement::from_string(backend, "PRAGMA foreign_key_check")).await? {
+        let table: String = row.try_get_by_index(0)?;
+        let rowid: Option<i64> = row.try_get_by_index(1)?;
+        let parent: String = row.try_get_by_index(2)?;
+        problems.push(format!("{table} row {} names a missing {parent} row", rowid.unwrap_or_default()));
+    }
+    Ok(problems)
+}
+
 /// Begins a transaction that will write. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`):
 /// a deferred transaction that reads first and writes later fails with `SQLITE_BUSY_SNAPSHOT` ("database
 /// is locked", which no busy timeout retries) when another connection committed in between. PostgreSQL

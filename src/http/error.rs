@@ -22,7 +22,7 @@ impl ResponseError for AppError {
             AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            AppError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::ServiceUnavailable(_) | AppError::StorageFull(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -33,6 +33,7 @@ impl ResponseError for AppError {
             AppError::ServiceUnavailable(cause) => {
                 tracing::warn!(error = %cause, "service unavailable")
             }
+            AppError::StorageFull(cause) => tracing::error!(error = %cause, "storage full"),
             _ => {}
         }
         let mut res = HttpResponse::build(self.status_code());
@@ -74,6 +75,7 @@ mod tests {
             (AppError::internal("db exploded"), 500, "internal_error"),
             (AppError::NotImplemented("later".into()), 501, "not_implemented"),
             (AppError::ServiceUnavailable("db down".into()), 503, "service_unavailable"),
+            (AppError::StorageFull("disk full".into()), 503, "storage_full"),
         ];
         for (err, status, code) in cases {
             let (s, body, _) = render(err).await;
