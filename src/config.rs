@@ -179,6 +179,10 @@ pub struct DispatchSettings {
     /// How long a dispatcher's claim holds a message, in seconds (above `send_timeout_secs`): a
     /// message whose dispatcher died mid-send is claimed again this long after it was claimed.
     pub lease_secs: u64,
+    /// Messages one pass claims (and records together). A dispatcher that dies mid-pass leaves at
+    /// most `batch` × `loops` claimed messages whose provider calls may have been made: those are the
+    /// ones a crash can send twice. Smaller is fewer possible duplicates, larger is fewer transactions.
+    pub batch: u64,
 }
 
 /// Files sent with messages by URL: the e-mail adapter downloads them (other providers fetch them
@@ -336,6 +340,7 @@ impl Settings {
             .and_then(|b| b.set_default("dispatch.loops", 2))
             .and_then(|b| b.set_default("dispatch.send_timeout_secs", 90))
             .and_then(|b| b.set_default("dispatch.lease_secs", 120))
+            .and_then(|b| b.set_default("dispatch.batch", 200))
             .map_err(|e| bad("defaults", e.to_string()))?;
 
         for name in ["default".to_string(), run_env.clone()] {
@@ -452,6 +457,9 @@ impl Settings {
         }
         if !(1..=16).contains(&raw.dispatch.loops) {
             return Err(bad("TURUMBA_DISPATCH__LOOPS", "must be between 1 and 16"));
+        }
+        if !(1..=1000).contains(&raw.dispatch.batch) {
+            return Err(bad("TURUMBA_DISPATCH__BATCH", "must be between 1 and 1000"));
         }
         if raw.dispatch.send_timeout_secs == 0 || raw.dispatch.lease_secs <= raw.dispatch.send_timeout_secs {
             return Err(bad(

@@ -182,9 +182,12 @@ fn fault_of(err: &sqlx::Error) -> Option<StorageFault> {
     }
 }
 
-/// By SQLSTATE (PostgreSQL) or SQLite's extended result code (a number).
+/// By SQLSTATE (PostgreSQL: always five characters) or SQLite's extended result code (a number below
+/// 10,000).
 fn fault_of_code(code: &str) -> Option<StorageFault> {
-    if let Ok(sqlite) = code.parse::<i32>() {
+    if code.len() < 5
+        && let Ok(sqlite) = code.parse::<i32>()
+    {
         // The primary code is the low byte: SQLITE_BUSY 5, SQLITE_LOCKED 6, SQLITE_IOERR 10,
         // SQLITE_FULL 13, SQLITE_CANTOPEN 14.
         return match sqlite & 0xff {

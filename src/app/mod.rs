@@ -271,6 +271,7 @@ impl Application {
                             loops: state.settings.dispatch.loops,
                             send_timeout: std::time::Duration::from_secs(state.settings.dispatch.send_timeout_secs),
                             lease: std::time::Duration::from_secs(state.settings.dispatch.lease_secs),
+                            batch: state.settings.dispatch.batch,
                             ..Default::default()
                         },
                     )

@@ -18,13 +18,13 @@ use serde_json::{Value, json};
 
 use crate::fakes::{FakeServer, TELEGRAM_GOOD_TOKEN};
 use crate::helpers::{Backend, Proxy, amqp_url, eventually};
-use crate::processes::{Client, Stack, count};
+use crate::processes::{Client, DISPATCH_BATCH, DISPATCH_LOOPS, Stack, count};
 
 mod provider_storm;
 mod sqlite_disk_full;
 
-/// Messages one dispatcher process holds claimed at most: `DispatchOptions::batch` × `loops`.
-const CLAIMED_AT_MOST: i64 = 200 * 2;
+/// Messages one dispatcher process holds claimed at most: `TURUMBA_DISPATCH__BATCH` × `__LOOPS`.
+const CLAIMED_AT_MOST: i64 = DISPATCH_BATCH * DISPATCH_LOOPS;
 
 fn recipients() -> usize {
     std::env::var("TURUMBA_TEST_FAULT_RECIPIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)

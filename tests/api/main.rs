@@ -12,6 +12,7 @@ mod channels;
 mod cognito;
 mod contacts;
 mod contacts_import;
+mod credential_scan;
 mod dispatch;
 mod events;
 mod fakes;

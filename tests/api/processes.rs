@@ -14,6 +14,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_turumba");
 /// The servers' claim lease (`TURUMBA_DISPATCH__LEASE_SECS`): a message whose dispatcher died is
 /// claimed again this long after it was claimed (120 s by default; short here so a test need not wait).
 pub const LEASE_SECS: u64 = 8;
+/// Messages a dispatcher pass claims (`TURUMBA_DISPATCH__BATCH`, 200 by default).
+pub const DISPATCH_BATCH: i64 = 100;
+/// Dispatcher passes at once (`TURUMBA_DISPATCH__LOOPS`, the default).
+pub const DISPATCH_LOOPS: i64 = 2;
 
 /// A port nobody listens on right now.
 fn free_port() -> u16 {
@@ -89,6 +93,8 @@ impl Stack {
             ("TURUMBA_HTTP__WORKERS".to_string(), "2".to_string()),
             ("TURUMBA_DISPATCH__SEND_TIMEOUT_SECS".to_string(), "4".to_string()),
             ("TURUMBA_DISPATCH__LEASE_SECS".to_string(), LEASE_SECS.to_string()),
+            ("TURUMBA_DISPATCH__BATCH".to_string(), DISPATCH_BATCH.to_string()),
+            ("TURUMBA_DISPATCH__LOOPS".to_string(), DISPATCH_LOOPS.to_string()),
         ];
         let amqp = amqp.map(|url| (url, format!("fault_{}_", &uuid::Uuid::new_v4().simple().to_string()[..8])));
         if let Some((url, prefix)) = &amqp {
@@ -180,20 +186,20 @@ impl Stack {
 
     /// A verified user made by `turumba admin create-user`, signed in through the API.
     pub async fn sign_in(&self) -> Client {
-        let (ok, out) = self.admin(&[
-            "create-user",
-            "--email",
-            "faults@example.com",
-            "--password",
-            "fault password",
-            "--account-name",
-            "Faults",
-        ]);
+        self.sign_in_as("faults@example.com", "fault password").await
+    }
+
+    pub async fn sign_in_as(&self, email: &str, password: &str) -> Client {
+        let args = ["create-user", "--email", email, "--password", password, "--account-name", "Faults"];
+        let (ok, out) = self.admin(&args);
         assert!(ok, "admin create-user: {out}");
+        self.log_in(email, password).await
+    }
+
+    /// A client signed in through `POST /v1/auth/login`.
+    pub async fn log_in(&self, email: &str, password: &str) -> Client {
         let mut c = Client { http: self.http.clone(), base: self.api(), token: String::new() };
-        let (s, d) = c
-            .call("POST", "/v1/auth/login", Some(json!({"email": "faults@example.com", "password": "fault password"})))
-            .await;
+        let (s, d) = c.call("POST", "/v1/auth/login", Some(json!({"email": email, "password": password}))).await;
         assert_eq!(s, 200, "{d}");
         c.token = d["data"]["access_token"].as_str().unwrap().to_string();
         c
