@@ -6,7 +6,7 @@
 //! the dead process had claimed, and printed.
 //!
 //! `cargo test` runs the bounded version (10,000 recipients, 10 s outages); the long one:
-//! `TURUMBA_TEST_FAULT_RECIPIENTS=100000 TURUMBA_TEST_FAULT_OUTAGE_SECS=30 cargo test --release --test api faults::`.
+//! `TURUMBA_TEST_FAULT_RECIPIENTS=100000 TURUMBA_TEST_FAULT_OUTAGE_SECS=30 cargo test --test api faults::`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
