@@ -183,6 +183,9 @@ pub struct DispatchSettings {
     /// most `batch` × `loops` claimed messages whose provider calls may have been made: those are the
     /// ones a crash can send twice. Smaller is fewer possible duplicates, larger is fewer transactions.
     pub batch: u64,
+    /// How long a fan-out claim holds a group message between two batches, in seconds: a group send
+    /// whose worker died mid-fan-out is taken over this long after its last batch.
+    pub fanout_lease_secs: i64,
 }
 
 /// Files sent with messages by URL: the e-mail adapter downloads them (other providers fetch them
@@ -341,6 +344,7 @@ impl Settings {
             .and_then(|b| b.set_default("dispatch.send_timeout_secs", 90))
             .and_then(|b| b.set_default("dispatch.lease_secs", 120))
             .and_then(|b| b.set_default("dispatch.batch", 200))
+            .and_then(|b| b.set_default("dispatch.fanout_lease_secs", 60))
             .map_err(|e| bad("defaults", e.to_string()))?;
 
         for name in ["default".to_string(), run_env.clone()] {
@@ -457,6 +461,9 @@ impl Settings {
         }
         if !(1..=16).contains(&raw.dispatch.loops) {
             return Err(bad("TURUMBA_DISPATCH__LOOPS", "must be between 1 and 16"));
+        }
+        if !(5..=3600).contains(&raw.dispatch.fanout_lease_secs) {
+            return Err(bad("TURUMBA_DISPATCH__FANOUT_LEASE_SECS", "must be between 5 and 3600"));
         }
         if !(1..=1000).contains(&raw.dispatch.batch) {
             return Err(bad("TURUMBA_DISPATCH__BATCH", "must be between 1 and 1000"));

@@ -170,6 +170,7 @@ pub async fn build_state_for(settings: Settings, migrate: bool, owner: String) -
         channels: channels.clone(),
         events: events.clone(),
         cursor_key: secret.derive("message-cursor"),
+        fanout_lease_secs: settings.dispatch.fanout_lease_secs,
     });
     Ok(AppState {
         db,

@@ -95,6 +95,7 @@ impl Stack {
             ("TURUMBA_DISPATCH__LEASE_SECS".to_string(), LEASE_SECS.to_string()),
             ("TURUMBA_DISPATCH__BATCH".to_string(), DISPATCH_BATCH.to_string()),
             ("TURUMBA_DISPATCH__LOOPS".to_string(), DISPATCH_LOOPS.to_string()),
+            ("TURUMBA_DISPATCH__FANOUT_LEASE_SECS".to_string(), LEASE_SECS.to_string()),
         ];
         let amqp = amqp.map(|url| (url, format!("fault_{}_", &uuid::Uuid::new_v4().simple().to_string()[..8])));
         if let Some((url, prefix)) = &amqp {

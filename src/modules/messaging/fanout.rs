@@ -45,7 +45,8 @@ use crate::modules::events::{EventBus, EventMeta};
 
 /// Contacts read, composed and written per transaction.
 pub const FANOUT_BATCH: u64 = 1_000;
-/// How long a claim holds a group message between two batches.
+/// How long a claim holds a group message between two batches, unless configured
+/// (`TURUMBA_DISPATCH__FANOUT_LEASE_SECS`).
 pub const FANOUT_LEASE_SECS: i64 = 60;
 /// How often an idle fan-out worker looks for work nobody rang for.
 pub const FANOUT_POLL: Duration = Duration::from_secs(1);
@@ -331,7 +332,7 @@ impl Messaging {
         for id in candidates {
             let res = group_message::Entity::update_many()
                 .col_expr(G::Status, Expr::val(GroupStatus::Processing.as_str()))
-                .col_expr(G::FanoutLeaseUntil, Expr::val(now + chrono::Duration::seconds(FANOUT_LEASE_SECS)))
+                .col_expr(G::FanoutLeaseUntil, Expr::val(now + self.fanout_lease))
                 .col_expr(G::StartedAt, Func::coalesce([Expr::col(G::StartedAt), Expr::val(now)]).into())
                 .col_expr(G::UpdatedAt, Expr::val(Utc::now()))
                 .filter(G::Id.eq(id))
@@ -406,7 +407,7 @@ impl Messaging {
         let (inserted, skipped) = (inserted as i32, skipped as i32);
         let moved = group_message::Entity::update_many()
             .col_expr(G::FanoutAfter, Expr::val(last))
-            .col_expr(G::FanoutLeaseUntil, Expr::val(now + chrono::Duration::seconds(FANOUT_LEASE_SECS)))
+            .col_expr(G::FanoutLeaseUntil, Expr::val(now + self.fanout_lease))
             .col_expr(G::TotalRecipients, Expr::col(G::TotalRecipients).add(inserted))
             .col_expr(G::PendingCount, Expr::col(G::PendingCount).add(inserted))
             .col_expr(G::SkippedCount, Expr::col(G::SkippedCount).add(skipped))

@@ -27,6 +27,8 @@ pub struct Messaging {
     pub(super) fanout_wake: std::sync::Arc<tokio::sync::Notify>,
     /// Writes accepted sends, many per transaction.
     pub(super) intake: Intake,
+    /// How long a fan-out claim holds a group message between two batches.
+    pub(super) fanout_lease: chrono::Duration,
 }
 
 /// What [`Messaging`] is built from.
@@ -38,6 +40,9 @@ pub struct MessagingParts {
     pub events: Events,
     /// Signs history cursors (derived from the secret key).
     pub cursor_key: [u8; 32],
+    /// How long a fan-out claim holds a group message between two batches (seconds): after a worker
+    /// dies mid-fan-out, another one takes the send over this long after its last batch.
+    pub fanout_lease_secs: i64,
 }
 
 impl Messaging {
@@ -55,6 +60,7 @@ impl Messaging {
             dispatch_wake,
             schedule_wake: std::sync::Arc::new(tokio::sync::Notify::new()),
             fanout_wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+            fanout_lease: chrono::Duration::seconds(p.fanout_lease_secs),
         }
     }
 }
