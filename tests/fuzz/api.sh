@@ -47,11 +47,24 @@ TOKEN="$(curl -fs -X POST "$BASE/v1/auth/login" -H 'content-type: application/js
   -d '{"email": "fuzz@example.com", "password": "fuzz password 1"}' \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["access_token"])')"
 
+fuzz() {
+  "$VENV/bin/schemathesis" --config-file tests/fuzz/schemathesis.toml run "$BASE/v1/openapi.json" \
+    -H "Authorization: Bearer $TOKEN" --checks all \
+    --exclude-checks positive_data_acceptance,ensure_resource_availability \
+    --max-time "${FUZZ_SECONDS:-180}" --seed "${FUZZ_SEED:-1}" -w 2 --no-color 2>&1 | tee "$DIR/fuzz.out"
+  return "${PIPESTATUS[0]}"
+}
 status=0
-"$VENV/bin/schemathesis" --config-file tests/fuzz/schemathesis.toml run "$BASE/v1/openapi.json" \
-  -H "Authorization: Bearer $TOKEN" --checks all \
-  --exclude-checks positive_data_acceptance,ensure_resource_availability \
-  --max-time "${FUZZ_SECONDS:-180}" --seed "${FUZZ_SEED:-1}" -w 2 --no-color || status=$?
+fuzz || status=$?
+# CPython 3.11 now and then crashes inside hypothesis while it reads a lambda's source ("SystemError:
+# AST constructor recursion depth mismatch", reported as a schemathesis "Runtime Error"): a crash of the
+# tool, not a finding about the API. Only then, and only when nothing failed, run it once more.
+if [ "$status" -ne 0 ] && grep -q "AST constructor recursion depth mismatch" "$DIR/fuzz.out" \
+  && ! grep -q "= FAILURES =" "$DIR/fuzz.out"; then
+  echo "schemathesis crashed inside hypothesis (no API failure found): running it once more"
+  status=0
+  fuzz || status=$?
+fi
 
 if ! kill -0 "$PID" 2>/dev/null; then
   echo "the server died during the fuzzing:"; tail -n 50 "$DIR/server.log"; exit 1
