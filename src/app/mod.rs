@@ -255,6 +255,8 @@ impl Application {
         if role.serves_api() {
             start_import_sweeper(&state).await;
         }
+        // Only a process that can send keeps the SMPP binds it makes (see `channels::leases`).
+        state.channels.set_dispatching(matches!(role, Role::All | Role::Worker | Role::Dispatcher));
         if role.runs_consumers() {
             if matches!(role, Role::All | Role::Worker | Role::Scheduler) && opts.dispatch {
                 state.messaging.start_scheduler(&state.shutdown, &state.tasks);

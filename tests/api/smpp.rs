@@ -446,3 +446,65 @@ async fn enquire_link_keeps_the_bind_and_detects_a_hung_smsc() {
     }
     assert!(rebound, "a new bind after the hung link (binds: {})", smsc.binds.load(Ordering::SeqCst));
 }
+
+/// A deployment split by role (an `api` and a `worker` process on PostgreSQL and RabbitMQ): the api
+/// process binds to verify an SMPP channel when it is created and lets the bind and its lease go at
+/// once, since it sends nothing; the worker binds and sends, and a later verify through the api is
+/// answered from the worker's live bind instead of being refused. (Before, the api process kept the
+/// verify's bind, renewed its lease for as long as it lived, and every message stayed `queued`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_process_leaves_the_smpp_bind_to_the_worker() {
+    use crate::processes::{Stack, count};
+    let (Some(b), Some(amqp)) = (Backend::postgres(), crate::helpers::amqp_url()) else { return };
+    let smsc = Smsc::start(true).await;
+    let mut stack = Stack::new(&b, Some(amqp), None).await;
+    stack.start("api").await;
+    let c = stack.sign_in().await;
+    let ch = c
+        .ok(
+            "POST",
+            "/v1/channels",
+            Some(
+                json!({"name": "smsc", "channel_type": "smpp", "credentials": {"host": "127.0.0.1", "port": smsc.port,
+                "system_id": smsc::SYSTEM_ID, "password": smsc::PASSWORD, "source_addr": "Turumba"}}),
+            ),
+        )
+        .await;
+    assert_eq!(ch["status"], "connected", "{ch}");
+    let id = ch["id"].as_str().unwrap().to_string();
+    let db = stack.db().await;
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM channel_bind_leases").await, 0, "the api process holds no lease");
+    assert_eq!(smsc.binds.load(std::sync::atomic::Ordering::SeqCst), 1, "the verify bound once");
+
+    stack.start("worker").await;
+    let mut ids = Vec::new();
+    for i in 1..=3 {
+        let m = c
+            .ok(
+                "POST",
+                "/v1/messages",
+                Some(
+                    json!({"channel_id": id, "delivery_address": format!("+25191100000{i}"), "message_body": "Selam"}),
+                ),
+            )
+            .await;
+        ids.push(m["id"].as_str().unwrap().to_string());
+    }
+    eventually(30, "the worker binds and the SMSC receives the three", || async {
+        smsc.submits.lock().unwrap().len() == 3
+    })
+    .await;
+    for m in &ids {
+        eventually(15, "the SMSC's receipt marks the message delivered", || async {
+            c.ok("GET", &format!("/v1/messages/{m}"), None).await["status"] == "delivered"
+        })
+        .await;
+    }
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM channel_bind_leases").await, 1, "the worker holds the lease");
+
+    // Verifying again through the api while the worker is bound: the worker's bind answers for it.
+    let again = c.ok("POST", &format!("/v1/channels/{id}/verify"), None).await;
+    assert_eq!(again["status"], "connected", "{again}");
+    assert_eq!(smsc.binds.load(std::sync::atomic::Ordering::SeqCst), 2, "the verify, then the worker; no third bind");
+    stack.finish().await;
+}

@@ -2,7 +2,14 @@
 //! (SMPP allows a limited number of binds per account, and receipts must reach one place). A lease is
 //! taken or renewed with one upsert that succeeds only when the row is free, expired or already ours;
 //! the holder renews it while its bind lives and releases it when the bind closes.
+//!
+//! A process that sends nothing (the `api` role) must not keep a lease: a bind made there to verify a
+//! channel would otherwise hold the channel, renewed as long as the bind lives, and no dispatcher in
+//! any other process could ever send on it. Such a process says so with
+//! [`BindLeases::set_dispatching`]; its SMPP adapter then closes a verify's bind at once.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -17,6 +24,8 @@ pub struct BindLeases {
     db: DatabaseConnection,
     /// This process (a fresh id per start).
     owner: String,
+    /// Whether this process dispatches messages (and so may keep the binds it makes).
+    dispatching: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for BindLeases {
@@ -27,12 +36,25 @@ impl std::fmt::Debug for BindLeases {
 
 impl BindLeases {
     pub fn new(db: DatabaseConnection) -> Self {
-        BindLeases { db, owner: format!("{}@{}", Uuid::now_v7(), std::process::id()) }
+        BindLeases {
+            db,
+            owner: format!("{}@{}", Uuid::now_v7(), std::process::id()),
+            dispatching: Arc::new(AtomicBool::new(true)),
+        }
     }
 
     /// For tests: a second "process" on the same database.
     pub fn with_owner(db: DatabaseConnection, owner: &str) -> Self {
-        BindLeases { db, owner: owner.to_string() }
+        BindLeases { db, owner: owner.to_string(), dispatching: Arc::new(AtomicBool::new(true)) }
+    }
+
+    /// Whether this process dispatches messages (true unless told otherwise); every clone sees it.
+    pub fn set_dispatching(&self, on: bool) {
+        self.dispatching.store(on, Ordering::Relaxed);
+    }
+
+    pub fn dispatching(&self) -> bool {
+        self.dispatching.load(Ordering::Relaxed)
     }
 
     pub fn owner(&self) -> &str {

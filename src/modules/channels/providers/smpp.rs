@@ -462,7 +462,18 @@ impl ProviderAdapter for Smpp {
     async fn verify(&self, channel: &ChannelContext) -> Result<String, ProviderError> {
         let c = creds(channel)?;
         self.reset(channel.id).await;
-        self.session(channel.id, c).await?;
+        match self.session(channel.id, c).await {
+            Ok(_) => {}
+            // Another process's bind is live (its lease is renewed only while the bind lives).
+            Err(e) if e.code.as_deref() == Some(crate::modules::channels::adapter::BIND_OWNED_ELSEWHERE) => {
+                return Ok(format!("bound by another Turumba process to {}:{}", c.host, c.port));
+            }
+            Err(e) => return Err(e),
+        }
+        if self.leases.as_ref().is_some_and(|l| !l.dispatching()) {
+            // This process sends nothing: kept, the bind would keep the lease from every dispatcher.
+            self.reset(channel.id).await;
+        }
         Ok(format!("bound as {} to {}:{}", c.bind_type, c.host, c.port))
     }
 
