@@ -3,6 +3,7 @@
 #
 #   bench/peers/jasmin_vs_turumba.sh [messages] [clients]        # defaults: 5000 messages, 32 clients
 #   BENCH_BIN=/path/turumba BENCH_TOOL=/path/turumba-bench bench/peers/jasmin_vs_turumba.sh
+#   BENCH_ONLY=jasmin …   # Jasmin alone (`turumba-bench scenario --jasmin` runs Turumba's side itself)
 #
 # Both gateways send to the same minimal SMSC (`turumba-bench smsc`: any bind accepted, every submit_sm
 # answered at once and counted). Each run posts `messages` send requests from `clients` concurrent
@@ -174,6 +175,7 @@ report "Jasmin" "$WORK/jasmin.load" "$(wait_submits $((N + 100)))"
 stop_smsc
 
 # ---------------------------------------------------------------- Turumba
+if [ "${BENCH_ONLY:-}" = jasmin ]; then exit 0; fi
 start_smsc
 if [ -n "${TURUMBA_BENCH_PG:-}" ]; then
   DB="turumba_bench_smpp_$$"

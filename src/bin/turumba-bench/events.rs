@@ -310,43 +310,10 @@ pub async fn run(args: EventsArgs) {
         let ch = conn.create_channel().await.expect("channel");
         ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
         let q = format!("{prefix}raw");
-        // The same kind of queue as the product's (classic, version 2).
-        let mut args = FieldTable::default();
-        args.insert("x-queue-version".into(), lapin::types::AMQPValue::LongLongInt(2));
-        ch.queue_declare(q.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args)
-            .await
-            .expect("queue");
-        let payload = serde_json::to_vec(&EventEnvelope::new(
-            &EventMeta::default(),
-            "bench.raw",
-            "bench",
-            Uuid::now_v7(),
-            None,
-            serde_json::json!({"n": 3}),
-        ))
-        .expect("json");
+        declare_raw_queue(&ch, &q).await;
+        let payload = raw_payload();
         let n = backlog;
-        let started = Instant::now();
-        for chunk in (0..n).collect::<Vec<_>>().chunks(batch as usize) {
-            let mut confirms = Vec::with_capacity(chunk.len());
-            for _ in chunk {
-                confirms.push(
-                    ch.basic_publish(
-                        "".into(),
-                        q.as_str().into(),
-                        BasicPublishOptions::default(),
-                        &payload,
-                        BasicProperties::default().with_delivery_mode(2),
-                    )
-                    .await
-                    .expect("publish"),
-                );
-            }
-            for c in confirms {
-                c.await.expect("confirm");
-            }
-        }
-        let secs = started.elapsed().as_secs_f64();
+        let secs = publish_confirmed(&ch, &q, &payload, n as u64, batch).await;
         println!(
             "raw RabbitMQ publish+confirm (persistent, batch {batch}): {n} in {secs:.2} s = {:.0} msg/s",
             n as f64 / secs
@@ -401,4 +368,63 @@ pub async fn run(args: EventsArgs) {
     }
     db.close().await.ok();
     drop_db(pg_cleanup).await;
+}
+
+/// A queue of the same kind as the product's (durable, classic version 2), for the raw broker ceiling.
+async fn declare_raw_queue(ch: &lapin::Channel, q: &str) {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-version".into(), lapin::types::AMQPValue::LongLongInt(2));
+    ch.queue_declare(q.into(), QueueDeclareOptions { durable: true, ..Default::default() }, args).await.expect("queue");
+}
+
+/// An event envelope as the relay publishes it.
+fn raw_payload() -> Vec<u8> {
+    serde_json::to_vec(&EventEnvelope::new(
+        &EventMeta::default(),
+        "bench.raw",
+        "bench",
+        Uuid::now_v7(),
+        None,
+        serde_json::json!({"n": 3}),
+    ))
+    .expect("json")
+}
+
+/// `n` persistent publishes to `q`, `batch` at a time, each batch waiting for its confirms: seconds taken.
+async fn publish_confirmed(ch: &lapin::Channel, q: &str, payload: &[u8], n: u64, batch: u64) -> f64 {
+    let started = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(batch.max(1) as usize) {
+        let mut confirms = Vec::with_capacity(chunk.len());
+        for _ in chunk {
+            confirms.push(
+                ch.basic_publish(
+                    "".into(),
+                    q.into(),
+                    BasicPublishOptions::default(),
+                    payload,
+                    BasicProperties::default().with_delivery_mode(2),
+                )
+                .await
+                .expect("publish"),
+            );
+        }
+        for c in confirms {
+            c.await.expect("confirm");
+        }
+    }
+    started.elapsed().as_secs_f64()
+}
+
+/// The raw RabbitMQ ceiling on its own connection: `n` persistent publishes with confirms, `batch` at
+/// a time, to a queue of its own (deleted after); messages per second.
+pub(crate) async fn raw_rabbitmq_rate(url: &str, n: u64, batch: u64) -> f64 {
+    let conn = Connection::connect(url, ConnectionProperties::default()).await.expect("connect to RabbitMQ");
+    let ch = conn.create_channel().await.expect("channel");
+    ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
+    let q = format!("turumba_bench_raw_{}", &Uuid::new_v4().simple().to_string()[..8]);
+    declare_raw_queue(&ch, &q).await;
+    let secs = publish_confirmed(&ch, &q, &raw_payload(), n, batch).await;
+    let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+    let _ = conn.close(200, "bye".into()).await;
+    n as f64 / secs
 }

@@ -14,6 +14,10 @@
 //! ```
 //!
 //! ```text
+//! cargo build --release --bins && target/release/turumba-bench scenario --topology sqlite   # or postgres
+//! ```
+//!
+//! ```text
 //! cargo run --release --bin turumba-bench -- events --database sqlite
 //! cargo run --release --bin turumba-bench -- events --database postgres://postgres@127.0.0.1:5432/test \
 //!     --amqp amqp://guest:guest@127.0.0.1:5672/%2f
@@ -31,6 +35,7 @@ mod dispatch;
 mod events;
 mod groups;
 mod load;
+mod scenario;
 mod schedules;
 mod smpp;
 
@@ -86,6 +91,9 @@ enum Cli {
         #[arg(long, default_value_t = 2775)]
         port: u16,
     },
+    /// Every headline claim in one run against the real binary: one table of throughput, p50/p99, CPU
+    /// seconds and peak RSS per process, then the ceilings of the parts and (`--jasmin`) the peer.
+    Scenario(scenario::ScenarioArgs),
     /// HTTP requests with a number in flight, for gateways' send APIs.
     HttpLoad(load::LoadArgs),
     /// Writes the generated contacts CSV the contacts benchmark imports (phone, email, names, attributes, tags).
@@ -111,6 +119,7 @@ async fn main() {
         Cli::TelegramServer { port } => groups::serve_telegram(port).await,
         Cli::Smsc { port } => smpp::serve_smsc(port).await,
         Cli::HttpLoad(args) => load::run(args).await,
+        Cli::Scenario(args) => scenario::run(args).await,
     }
 }
 

@@ -52,10 +52,22 @@ async fn bench_smsc(port: u16, submits: Arc<std::sync::atomic::AtomicU64>) -> u1
 }
 
 pub(crate) async fn bench_smpp(sends: u64, concurrency: u64) {
+    use turumba::modules::channels::SMPP_WINDOW as WINDOW;
+    let port = bench_smsc(0, Arc::default()).await;
+    let (ok, elapsed) = submit_many(port, sends, concurrency).await;
+    println!(
+        "smpp submit_sm on one bind: {ok}/{sends} in {:.2} s = {:.0} submit_sm/s (window {WINDOW}, {concurrency} sends queued)",
+        elapsed.as_secs_f64(),
+        ok as f64 / elapsed.as_secs_f64()
+    );
+}
+
+/// `sends` submit_sm through the SMPP adapter on one bind to the SMSC on `port` (after 1,000 to warm
+/// up): (how many were answered, how long).
+pub(crate) async fn submit_many(port: u16, sends: u64, concurrency: u64) -> (usize, std::time::Duration) {
+    use turumba::modules::channels::Smpp;
     use turumba::modules::channels::{ChannelContext, ProviderAdapter};
     use turumba::modules::channels::{Credentials, SmppCredentials};
-    use turumba::modules::channels::{SMPP_WINDOW as WINDOW, Smpp};
-    let port = bench_smsc(0, Arc::default()).await;
     let adapter = Arc::new(Smpp::new(None, None));
     let ctx = Arc::new(ChannelContext::standalone(Credentials::Smpp(SmppCredentials {
         host: "127.0.0.1".into(),
@@ -71,12 +83,7 @@ pub(crate) async fn bench_smpp(sends: u64, concurrency: u64) {
     adapter.verify(&ctx).await.expect("bind");
     let run = |n: u64| send_many(adapter.clone(), ctx.clone(), n, concurrency, |i| format!("+2519{i:08}"));
     run(1000).await;
-    let (ok, elapsed) = run(sends).await;
-    println!(
-        "smpp submit_sm on one bind: {ok}/{sends} in {:.2} s = {:.0} submit_sm/s (window {WINDOW}, {concurrency} sends queued)",
-        elapsed.as_secs_f64(),
-        ok as f64 / elapsed.as_secs_f64()
-    );
+    run(sends).await
 }
 
 /// `turumba-bench smsc`: the benchmark SMSC as a process of its own, for gateways under test (see
