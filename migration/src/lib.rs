@@ -24,6 +24,7 @@ mod m20261128_000018_invitations;
 mod m20261128_000019_audit_logs;
 mod m20261129_000020_identity_subject;
 mod m20261129_000021_account_has_sub_accounts;
+mod m20261129_000022_contacts_list_order;
 mod util;
 
 pub struct Migrator;
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000019_audit_logs::Migration),
             Box::new(m20261129_000020_identity_subject::Migration),
             Box::new(m20261129_000021_account_has_sub_accounts::Migration),
+            Box::new(m20261129_000022_contacts_list_order::Migration),
         ]
     }
 }
