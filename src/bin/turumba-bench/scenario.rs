@@ -591,28 +591,10 @@ async fn group_send(s: &mut Stack) -> Vec<Row> {
     let segment = s.call("POST", "/v1/segments", json!({"name": "bench", "filter": "attributes.batch:eq:bench"})).await;
     let m = s.meter.begin();
     let started = Instant::now();
-    let g = s
-        .call(
-            "POST",
-            "/v1/group-messages",
-            json!({"name": "bench", "channel_id": s.telegram, "segment_ids": [segment["id"]], "status": "queued",
-                "message_body": "Hi {FIRST_NAME}, your results are ready. Reply STOP to opt out."}),
-        )
-        .await;
+    let body = "Hi {FIRST_NAME}, your results are ready. Reply STOP to opt out.";
+    let id = s.queue_group(&s.telegram, &segment["id"], body).await;
     let accepted = started.elapsed();
-    let id = g["id"].as_str().expect("group id").to_string();
-    let (mut fanned_out, mut last) = (None, Value::Null);
-    let deadline = Instant::now() + Duration::from_secs(900);
-    while Instant::now() < deadline {
-        last = s.call("GET", &format!("/v1/group-messages/{id}"), Value::Null).await;
-        if fanned_out.is_none() && last["fanout_done"] == true {
-            fanned_out = Some(started.elapsed());
-        }
-        if last["fanout_done"] == true && last["counters"]["pending_count"] == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (last, fanned_out) = s.until_group_done(&id, started).await;
     let secs = started.elapsed().as_secs_f64();
     let c = &last["counters"];
     let (total, sent) = (c["total_recipients"].as_u64().unwrap_or(0), c["sent_count"].as_u64().unwrap_or(0));
@@ -734,24 +716,8 @@ async fn smpp_group(s: &mut Stack) -> Vec<Row> {
     let (before, _) = s.smsc_submits();
     let m = s.meter.begin();
     let start_ms = Utc::now().timestamp_millis();
-    let g = s
-        .call(
-            "POST",
-            "/v1/group-messages",
-            json!({"name": "smpp bench", "channel_id": s.smpp, "segment_ids": [segment["id"]], "status": "queued",
-                "message_body": "Selam {FIRST_NAME}! Your appointment is tomorrow at 10:00."}),
-        )
-        .await;
-    let id = g["id"].as_str().expect("group id").to_string();
-    let mut last = Value::Null;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while Instant::now() < deadline {
-        last = s.call("GET", &format!("/v1/group-messages/{id}"), Value::Null).await;
-        if last["fanout_done"] == true && last["counters"]["pending_count"] == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let id = s.queue_group(&s.smpp, &segment["id"], "Selam {FIRST_NAME}! Your appointment is tomorrow at 10:00.").await;
+    let (last, _) = s.until_group_done(&id, Instant::now()).await;
     let total = last["counters"]["total_recipients"].as_u64().unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(60);
     while s.smsc_submits().0 < before + total && Instant::now() < deadline {
@@ -790,19 +756,7 @@ async fn schedules(s: &mut Stack) -> Vec<Row> {
     let m = s.meter.begin();
     let fired_sql = "SELECT COUNT(*) FROM messages WHERE scheduled_message_id IS NOT NULL";
     s.until_count(fired_sql, created.ok as u64, Duration::from_secs(300)).await;
-    let rows =
-        s.db.query_all_raw(Statement::from_string(
-            s.db.get_database_backend(),
-            "SELECT created_at FROM messages WHERE scheduled_message_id IS NOT NULL",
-        ))
-        .await
-        .expect("fire times");
-    let mut lateness: Vec<Duration> = rows
-        .iter()
-        .filter_map(|r| r.try_get::<chrono::DateTime<Utc>>("", "created_at").ok())
-        .map(|at| (at - due).to_std().unwrap_or_default())
-        .collect();
-    lateness.sort();
+    let lateness = crate::schedules::lateness_after(&s.db, due).await;
     let last = lateness.last().copied().unwrap_or_default();
     if created.failed > 0 || lateness.len() < created.ok || left.is_zero() {
         s.problems.push(format!(
@@ -946,6 +900,37 @@ async fn history(s: &mut Stack) -> Vec<Row> {
 }
 
 impl Stack {
+    /// Sends a group message (queued at once) on `channel` to a segment; its id.
+    async fn queue_group(&self, channel: &str, segment: &Value, body: &str) -> String {
+        let g = self
+            .call(
+                "POST",
+                "/v1/group-messages",
+                json!({"name": "bench", "channel_id": channel, "segment_ids": [segment], "status": "queued",
+                    "message_body": body}),
+            )
+            .await;
+        g["id"].as_str().expect("group id").to_string()
+    }
+
+    /// Polls a group message until it is fanned out and nothing is pending (15 minutes at most): its
+    /// last state, and when (after `started`) its fan-out was first seen done.
+    async fn until_group_done(&self, id: &str, started: Instant) -> (Value, Option<Duration>) {
+        let (mut fanned_out, mut last) = (None, Value::Null);
+        let deadline = Instant::now() + Duration::from_secs(900);
+        while Instant::now() < deadline {
+            last = self.call("GET", &format!("/v1/group-messages/{id}"), Value::Null).await;
+            if fanned_out.is_none() && last["fanout_done"] == true {
+                fanned_out = Some(started.elapsed());
+            }
+            if last["fanout_done"] == true && last["counters"]["pending_count"] == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (last, fanned_out)
+    }
+
     /// A GET that must succeed; the whole envelope (for `meta`).
     async fn call_full(&self, path: &str) -> Value {
         let r = self.request("GET", path).send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"));

@@ -87,19 +87,7 @@ pub(crate) async fn run(args: SchedulesArgs) {
     while fired().await < created && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            backend,
-            "SELECT created_at FROM messages WHERE scheduled_message_id IS NOT NULL",
-        ))
-        .await
-        .expect("fire times");
-    let mut lateness: Vec<Duration> = rows
-        .iter()
-        .filter_map(|r| r.try_get::<chrono::DateTime<Utc>>("", "created_at").ok())
-        .map(|at| (at - due).to_std().unwrap_or_default())
-        .collect();
-    lateness.sort();
+    let lateness = lateness_after(db, due).await;
     let all_fired = lateness.last().copied().unwrap_or_default();
     println!(
         "  fired {} of {created}; the last {:.2} s after T; lateness p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms",
@@ -111,4 +99,18 @@ pub(crate) async fn run(args: SchedulesArgs) {
     );
     println!("  peak RSS (API, scheduler, dispatcher and client in one process): {:.0} MiB", peak_rss_mib());
     bench.stop().await;
+}
+
+/// How late each scheduled message fired after `due` (its message's `created_at`, written when the
+/// scheduler fired it), sorted.
+pub(crate) async fn lateness_after(db: &sea_orm::DatabaseConnection, due: chrono::DateTime<Utc>) -> Vec<Duration> {
+    let sql = "SELECT created_at FROM messages WHERE scheduled_message_id IS NOT NULL";
+    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.expect("fire times");
+    let mut lateness: Vec<Duration> = rows
+        .iter()
+        .filter_map(|r| r.try_get::<chrono::DateTime<Utc>>("", "created_at").ok())
+        .map(|at| (at - due).to_std().unwrap_or_default())
+        .collect();
+    lateness.sort();
+    lateness
 }
