@@ -114,8 +114,13 @@ pub(super) async fn ceilings(s: &mut Stack) -> Vec<(String, f64, String)> {
 pub(super) fn jasmin(s: &Stack) -> Option<f64> {
     let me = std::env::current_exe().ok()?;
     let bin = s.args.bin.clone().unwrap_or_else(|| me.with_file_name("turumba"));
+    let script = "bench/peers/jasmin_vs_turumba.sh";
+    if !std::path::Path::new(script).exists() {
+        eprintln!("--jasmin: {script} is not here; run the scenario from the repository's root");
+        return None;
+    }
     let out = Command::new("bash")
-        .arg("bench/peers/jasmin_vs_turumba.sh")
+        .arg(script)
         .args([s.n(5_000).to_string(), SMPP_CLIENTS.to_string()])
         .env("BENCH_ONLY", "jasmin")
         .env("BENCH_BIN", bin)

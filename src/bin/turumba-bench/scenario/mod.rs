@@ -69,8 +69,9 @@ pub(crate) struct ScenarioArgs {
     /// The `turumba` binary (default: the one beside this program).
     #[arg(long)]
     bin: Option<PathBuf>,
-    /// Also run Jasmin 0.11 on the SMPP workload (installs it into a venv on first use; needs the
-    /// machine's RabbitMQ and Redis, python3).
+    /// Also run Jasmin 0.11 on the SMPP workload through `bench/peers/jasmin_vs_turumba.sh` (run from
+    /// the repository's root; installs Jasmin into a venv on first use; needs the machine's RabbitMQ
+    /// and Redis, python3).
     #[arg(long)]
     jasmin: bool,
     /// Skip the ceilings.
@@ -180,8 +181,8 @@ pub(crate) async fn run(args: ScenarioArgs) {
         println!("\n| HTTP → SMPP, same SMSC program, same run | msg/s | × Jasmin |");
         println!("|---|---:|---:|");
         println!(
-            "| Jasmin 0.11.1 (`/send`, {SMPP_CLIENTS} clients) | {} | 1.0 |",
-            j.map_or("failed".into(), |j| format!("{j:.0}"))
+            "| Jasmin 0.11.1 (`/send`, {SMPP_CLIENTS} clients) | {} |",
+            j.map_or("did not run | –".into(), |j| format!("{j:.0} | 1.0"))
         );
         for (label, name) in [
             ("Turumba, `POST /v1/messages` (32 clients)", "smpp msg/s"),
