@@ -78,7 +78,7 @@ impl Default for BuildOptions {
 /// `worker` and `all`, the scheduler's (its doorbell) in `scheduler`, `worker` and `all`.
 fn built_in_consumers(role: Role, state: &AppState) -> Vec<SharedConsumer> {
     let mut consumers = Vec::new();
-    if matches!(role, Role::All | Role::Worker | Role::Dispatcher) {
+    if role.dispatches() {
         consumers.extend(state.messaging.consumers());
         consumers.extend(state.channels.consumers());
     }
@@ -256,12 +256,12 @@ impl Application {
             start_import_sweeper(&state).await;
         }
         // Only a process that can send keeps the SMPP binds it makes (see `channels::leases`).
-        state.channels.set_dispatching(matches!(role, Role::All | Role::Worker | Role::Dispatcher));
+        state.channels.set_dispatching(role.dispatches());
         if role.runs_consumers() {
             if matches!(role, Role::All | Role::Worker | Role::Scheduler) && opts.dispatch {
                 state.messaging.start_scheduler(&state.shutdown, &state.tasks);
             }
-            if matches!(role, Role::All | Role::Worker | Role::Dispatcher) {
+            if role.dispatches() {
                 state.channels.start_mailbox_poller(std::time::Duration::from_secs(60), &state.shutdown, &state.tasks);
                 if opts.dispatch {
                     let registry = state.channels.registry();

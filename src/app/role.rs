@@ -52,6 +52,11 @@ impl Role {
         matches!(self, Role::All | Role::Worker | Role::OutboxRelay)
     }
 
+    /// Sends messages: runs the dispatcher (and so may keep the SMPP binds it makes).
+    pub fn dispatches(self) -> bool {
+        matches!(self, Role::All | Role::Worker | Role::Dispatcher)
+    }
+
     pub fn runs_consumers(self) -> bool {
         matches!(self, Role::All | Role::Worker | Role::Dispatcher | Role::Scheduler)
     }

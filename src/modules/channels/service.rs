@@ -86,8 +86,6 @@ impl Channels {
         Channels { db, accounts, events, vault, adapters, public_base_url, leases: None }
     }
 
-    /// The bind leases this process's SMPP adapter takes (the same owner): the registry then knows
-    /// which channels another process sends for.
     /// Tells the SMPP adapter whether this process dispatches messages: one that does not (the `api`
     /// role) closes the bind it makes to verify a channel, so that a dispatcher elsewhere can take it.
     pub fn set_dispatching(&self, on: bool) {
@@ -96,6 +94,8 @@ impl Channels {
         }
     }
 
+    /// The bind leases this process's SMPP adapter takes (the same owner): the registry then knows
+    /// which channels another process sends for.
     pub fn with_bind_leases(mut self, leases: BindLeases) -> Self {
         self.leases = Some(leases);
         self
