@@ -63,7 +63,12 @@ run() {
     --recipients "$N" --pids "$list"
   for p in "${pids[@]}"; do kill "$p"; wait "$p" 2>/dev/null || true; done
   kill $provider; wait $provider 2>/dev/null || true
-  if [ -n "$db" ]; then psql "$PG_BASE" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; fi
+  if [ -n "$db" ]; then
+    psql "$PG_BASE" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
+    # The worker's consumer queues under this run's prefix (needs rabbitmqctl's rights; else left).
+    { rabbitmqctl list_queues -q name 2>/dev/null | grep "^bench_groups_$$_" \
+      | while read -r q; do rabbitmqctl delete_queue "$q" >/dev/null; done; } || true
+  fi
   rm -rf "$dir"
 }
 

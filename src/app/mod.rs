@@ -88,6 +88,12 @@ fn built_in_consumers(role: Role, state: &AppState) -> Vec<SharedConsumer> {
     consumers
 }
 
+/// The durable queues the built-in consumers read, whichever process runs them (for tearing a broker's
+/// topology down: `Amqp::delete_topology`).
+pub fn consumer_queues() -> Vec<&'static str> {
+    [&messaging::CONSUMER_QUEUES[..], &channels::CONSUMER_QUEUES[..]].concat()
+}
+
 /// Who this process is as the owner of the contact imports it runs: `host:port` for a server (a restart
 /// on the same address is the same owner), `host:cli:pid` for a command.
 pub fn process_owner(port: Option<u16>) -> String {

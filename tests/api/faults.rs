@@ -286,6 +286,7 @@ async fn a_broker_outage_mid_send_loses_nothing_and_the_api_keeps_accepting(b: B
     assert_eq!(chats, n);
     assert_eq!(total as usize, n + accepted.len(), "no process died: nothing reached the provider twice");
     assert!(stack.all_alive(), "nothing was restarted");
+    stack.broker_holds_nothing().await;
     stack.finish().await;
 }
 

@@ -210,6 +210,31 @@ impl Stack {
         Database::connect(self.db_url.clone()).await.expect("the test reads the database")
     }
 
+    /// Once the work is done, nothing waits on the broker: every built-in consumer's queue has its
+    /// reader and is empty, the dead-letter queue is empty, and the queues earlier builds declared
+    /// without a reader (each kept every event routed to it for ever) are not declared.
+    pub async fn broker_holds_nothing(&self) {
+        let (url, prefix) = self.amqp.as_ref().expect("a stack with a broker");
+        let a = turumba::modules::events::Amqp::new(url, prefix, 10, 5, true);
+        for q in turumba::app::consumer_queues() {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let stats = a.queue_stats(q).await;
+                if matches!(stats, Ok((0, readers)) if readers >= 1) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "queue {q}: (messages, consumers) = {stats:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        assert_eq!(a.queue_stats("messaging.dlq").await, Ok((0, 0)), "nothing dead-lettered");
+        let mut unread = vec!["group_message_processing", "scheduled_message_processing", "message.status.update"];
+        unread.extend(["webhook.inbound", "message.dispatch.telegram", "message.dispatch.sms"]);
+        for q in unread {
+            assert!(a.queue_stats(q).await.is_err(), "a queue nobody reads was declared: {q}");
+        }
+    }
+
     /// Stops every server and removes the broker topology of this run.
     pub async fn finish(mut self) {
         for s in &mut self.servers {
@@ -217,7 +242,7 @@ impl Stack {
         }
         if let Some((url, prefix)) = &self.amqp {
             let a = turumba::modules::events::Amqp::new(url, prefix, 10, 5, true);
-            let _ = a.delete_topology(&[]).await;
+            let _ = a.delete_topology(&turumba::app::consumer_queues()).await;
         }
     }
 }

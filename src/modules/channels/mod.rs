@@ -42,6 +42,7 @@ pub use registry::{ChannelRegistry, LoadedChannel};
 pub use service::{ChannelPatch, Channels, NewChannel};
 pub use sms::{Encoding, SmsInfo, analyse as analyse_sms, decode_ucs2, encode_gsm7, encode_ucs2};
 pub use vault::Vault;
+pub use webhooks::QUEUES as CONSUMER_QUEUES;
 
 /// The channel row as other modules see it (status, retry settings, rate limit).
 pub type Channel = entity::channel::Model;

@@ -325,6 +325,11 @@ fn emit_items(bus: &mut EventBus, inbox: &webhook_inbox::Model, items: &[serde_j
 /// Releases held webhooks when an account becomes active again (`account.activated`; the release
 /// itself reads which accounts are still suspended, so an account below a still-suspended one keeps its
 /// webhooks held).
+/// The durable queue of [`HeldWebhooks`].
+pub const HELD_WEBHOOKS_QUEUE: &str = "channels.held_webhooks";
+/// The durable queues of the channels module's consumers, for tearing a broker's topology down.
+pub const QUEUES: [&str; 1] = [HELD_WEBHOOKS_QUEUE];
+
 pub struct HeldWebhooks {
     channels: Channels,
 }
@@ -339,7 +344,7 @@ impl Channels {
 #[async_trait::async_trait]
 impl crate::modules::events::Consumer for HeldWebhooks {
     fn name(&self) -> &str {
-        "channels.held_webhooks"
+        HELD_WEBHOOKS_QUEUE
     }
 
     fn bindings(&self) -> Vec<String> {

@@ -1,7 +1,9 @@
-//! The RabbitMQ topology (SPEC §7, ARCHITECTURE.md), declared idempotently at start. Every name carries
-//! the configured prefix (empty in production; tests use a unique one so they can run in parallel).
-
-use crate::domain::channel_type::ChannelType;
+//! The RabbitMQ topology (SPEC §7, ARCHITECTURE.md), declared idempotently at start: the topic exchange
+//! `messaging`, the dead-letter exchange and queue, the bounded audit tap, and one durable queue per
+//! consumer, named after it and declared by the process that runs it (`Amqp::start_consumer`). There is
+//! no durable queue without a reader: such a queue keeps every event routed to it for ever. Every name
+//! carries the configured prefix (empty in production; tests use a unique one so they can run in
+//! parallel).
 
 pub const EXCHANGE: &str = "messaging";
 pub const DLX: &str = "messaging.dlx";
@@ -10,21 +12,6 @@ pub const AUDIT_QUEUE: &str = "messaging_audit";
 /// The audit queue keeps at most this many events, each for at most 7 days.
 pub const AUDIT_MAX_LENGTH: i64 = 100_000;
 pub const AUDIT_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
-
-/// The standard work queues and their bindings (consumers arrive with the messaging issues).
-pub fn standard_queues() -> Vec<(String, Vec<String>)> {
-    let mut q = vec![
-        ("group_message_processing".to_string(), vec!["group_message.*".to_string()]),
-        ("scheduled_message_processing".to_string(), vec!["scheduled_message.*".to_string()]),
-        ("message.status.update".to_string(), vec!["message.status.*".to_string()]),
-        ("webhook.inbound".to_string(), vec!["webhook.inbound.*".to_string()]),
-    ];
-    // One dispatch queue per channel type.
-    for t in ChannelType::ALL {
-        q.push((format!("message.dispatch.{t}"), vec![format!("message.dispatch.{t}")]));
-    }
-    q
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct Names {

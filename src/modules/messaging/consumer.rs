@@ -30,6 +30,21 @@ struct ItemEvent {
     item: WebhookItem,
 }
 
+/// The durable queues of messaging's consumers (each named after its consumer).
+pub const WEBHOOK_ITEMS_QUEUE: &str = "messaging.webhook_items";
+pub const ACCOUNT_ACTIVATED_QUEUE: &str = "messaging.account_activated";
+pub const DISPATCH_DOORBELL_QUEUE: &str = "messaging.dispatch_doorbell";
+pub const FANOUT_DOORBELL_QUEUE: &str = "messaging.fanout_doorbell";
+pub const SCHEDULE_DOORBELL_QUEUE: &str = "messaging.schedule_doorbell";
+/// All of them, for tearing a broker's topology down (`Amqp::delete_topology`).
+pub const QUEUES: [&str; 5] = [
+    WEBHOOK_ITEMS_QUEUE,
+    ACCOUNT_ACTIVATED_QUEUE,
+    DISPATCH_DOORBELL_QUEUE,
+    FANOUT_DOORBELL_QUEUE,
+    SCHEDULE_DOORBELL_QUEUE,
+];
+
 pub struct WebhookItems {
     messaging: Messaging,
 }
@@ -47,12 +62,12 @@ impl Messaging {
         ];
         if self.events.amqp().is_some() {
             consumers.push(std::sync::Arc::new(Doorbell {
-                name: "messaging.dispatch_doorbell",
+                name: DISPATCH_DOORBELL_QUEUE,
                 binding: "message.dispatch.*",
                 wake: self.dispatch_wake.clone(),
             }));
             consumers.push(std::sync::Arc::new(Doorbell {
-                name: "messaging.fanout_doorbell",
+                name: FANOUT_DOORBELL_QUEUE,
                 binding: "group_message.queued",
                 wake: self.fanout_wake.clone(),
             }));
@@ -65,7 +80,7 @@ impl Messaging {
     pub fn scheduler_consumers(&self) -> Vec<SharedConsumer> {
         match self.events.amqp() {
             Some(_) => vec![std::sync::Arc::new(Doorbell {
-                name: "messaging.schedule_doorbell",
+                name: SCHEDULE_DOORBELL_QUEUE,
                 binding: "scheduled_message.changed",
                 wake: self.schedule_wake.clone(),
             })],
@@ -115,7 +130,7 @@ pub struct Activated {
 #[async_trait]
 impl Consumer for Activated {
     fn name(&self) -> &str {
-        "messaging.account_activated"
+        ACCOUNT_ACTIVATED_QUEUE
     }
 
     fn bindings(&self) -> Vec<String> {
@@ -142,7 +157,7 @@ fn handler_error(e: AppError) -> HandlerError {
 #[async_trait]
 impl Consumer for WebhookItems {
     fn name(&self) -> &str {
-        "messaging.webhook_items"
+        WEBHOOK_ITEMS_QUEUE
     }
 
     fn bindings(&self) -> Vec<String> {

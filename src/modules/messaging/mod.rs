@@ -33,6 +33,7 @@ mod store;
 mod templates;
 
 pub use api::configure;
+pub use consumer::QUEUES as CONSUMER_QUEUES;
 pub use dispatch::{DispatchOptions, Dispatcher};
 pub use fanout::{FANOUT_BATCH, FANOUT_LEASE_SECS};
 pub use groups::NewGroupMessage;

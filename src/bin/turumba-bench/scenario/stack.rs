@@ -337,7 +337,7 @@ impl Stack {
         self.servers.clear();
         if let Some(prefix) = self.amqp_prefix.take() {
             let amqp = turumba::modules::events::Amqp::new(&self.args.amqp, &prefix, 10, 5, true);
-            let _ = amqp.delete_topology(&[]).await;
+            let _ = amqp.delete_topology(&turumba::app::consumer_queues()).await;
         }
     }
 

@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 use super::{Confirms, Transport, Unavailable};
 use crate::modules::events::consumer::{self, Outcome, Settlement, SharedConsumer};
 use crate::modules::events::envelope::EventEnvelope;
-use crate::modules::events::topology::{self, AUDIT_MAX_LENGTH, AUDIT_QUEUE, AUDIT_TTL_MS, Names};
+use crate::modules::events::topology::{AUDIT_MAX_LENGTH, AUDIT_QUEUE, AUDIT_TTL_MS, Names};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
@@ -137,7 +137,9 @@ impl Amqp {
             .map_err(|e| format!("cannot connect to the broker: {e}"))
     }
 
-    /// Declares the whole topology (idempotent): exchanges, the DLQ, the standard queues, the audit queue.
+    /// Declares the whole topology (idempotent): the exchanges, the DLQ, the audit queue and the queues of
+    /// this process's consumers. A durable queue exists only where a consumer reads it: a queue nobody
+    /// reads keeps every event routed to it for ever (earlier builds declared such queues).
     pub async fn declare_topology(&self, ch: &Channel) -> Result<(), lapin::Error> {
         let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
         ch.exchange_declare(self.names.exchange().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
@@ -152,9 +154,6 @@ impl Amqp {
             FieldTable::default(),
         )
         .await?;
-        for (name, bindings) in topology::standard_queues() {
-            self.declare_queue(ch, &name, &bindings).await?;
-        }
         if self.audit_queue {
             let mut audit_args = queue_args();
             audit_args.insert("x-max-length".into(), AMQPValue::LongLongInt(AUDIT_MAX_LENGTH));
@@ -199,12 +198,15 @@ impl Amqp {
         Ok(())
     }
 
-    /// Removes everything [`Amqp::declare_topology`] (and consumers) declared under this prefix.
+    /// Removes everything [`Amqp::declare_topology`] declared under this prefix: the exchanges, the DLQ,
+    /// the audit queue, the queues of the consumers this process started, and `extra_queues` (those of
+    /// consumers in other processes: `crate::app::consumer_queues()` names the built-in ones).
     /// For tests and for tearing down a staging broker; never called by the server.
     pub async fn delete_topology(&self, extra_queues: &[&str]) -> Result<(), String> {
         let conn = self.connect().await?;
         let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
-        let mut queues: Vec<String> = topology::standard_queues().into_iter().map(|(n, _)| n).collect();
+        let mut queues: Vec<String> =
+            self.consumer_queues.lock().expect("not poisoned").iter().map(|(n, _)| n.clone()).collect();
         queues.push(AUDIT_QUEUE.into());
         queues.extend(extra_queues.iter().map(|s| s.to_string()));
         for q in queues {
