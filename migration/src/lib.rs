@@ -25,6 +25,7 @@ mod m20261128_000019_audit_logs;
 mod m20261129_000020_identity_subject;
 mod m20261129_000021_account_has_sub_accounts;
 mod m20261129_000022_contacts_list_order;
+mod m20261129_000023_contact_totals;
 mod util;
 
 pub struct Migrator;
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000020_identity_subject::Migration),
             Box::new(m20261129_000021_account_has_sub_accounts::Migration),
             Box::new(m20261129_000022_contacts_list_order::Migration),
+            Box::new(m20261129_000023_contact_totals::Migration),
         ]
     }
 }

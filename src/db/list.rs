@@ -373,6 +373,16 @@ impl ListQuery {
         C: ConnectionTrait,
     {
         let total = Self::count(db, select.clone()).await?;
+        self.fetch_counted(db, select, total).await
+    }
+
+    /// Loads the requested page of `select` whose matches the caller counted otherwise (`total`).
+    pub async fn fetch_counted<E, C>(&self, db: &C, select: Select<E>, total: u64) -> AppResult<Page<E::Model>>
+    where
+        E: EntityTrait,
+        E::Model: Sync,
+        C: ConnectionTrait,
+    {
         let items = select.offset(self.skip).limit(self.limit).all(db).await?;
         Ok(Page { items, total, skip: self.skip, limit: self.limit })
     }

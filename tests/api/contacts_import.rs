@@ -497,10 +497,61 @@ async fn interrupted_imports_are_marked_failed(b: Backend) {
     assert_eq!(r.data()["status"], "queued", "a job that is still being written is not touched");
 }
 
+/// `meta.total` of the unfiltered contact list, and of a filtered one that matches every contact.
+async fn list_totals(app: &TestApp, u: &TestUser) -> (u64, u64) {
+    let mut totals = [0; 2];
+    for (i, query) in ["", "&filter=id:is_not_null"].iter().enumerate() {
+        let r = app.get(&format!("/v1/contacts?limit=1{query}")).token(&u.token).send().await;
+        r.expect(200, None);
+        totals[i] = r.body["meta"]["total"].as_u64().unwrap();
+    }
+    (totals[0], totals[1])
+}
+
+/// The unfiltered list's `meta.total` is the account's kept total, not a count: exact through single
+/// creates (several at once), an import, a contact made for an inbound sender and deletes, and only
+/// the account's own contacts. Checked against the counted total of a filtered list matching all.
+async fn the_contact_list_total_is_kept_exact(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let u = et_user(&app, "totals").await;
+    let other = et_user(&app, "totals-other").await;
+    contact(&app, &other, json!({"phone": "0911000099"})).await;
+    assert_eq!(list_totals(&app, &u).await, (0, 0));
+
+    let creates = (0..8).map(|i| contact(&app, &u, json!({"phone": format!("09110001{i:02}")})));
+    let ids = futures_util::future::join_all(creates).await;
+    assert_eq!(list_totals(&app, &u).await, (8, 8), "created at once");
+
+    // 5 new rows, 1 already there (skipped), 1 bad.
+    let file = "phone\n0911000200\n0911000201\n0911000202\n0911000203\n0911000204\n0911000100\nnot a phone\n";
+    let r = import_csv(&app, &u, "on_duplicate=skip", file.as_bytes().to_vec()).await;
+    r.expect(202, None);
+    let job = finished(&app, &u, &r.id()).await;
+    assert_eq!((job["created"].as_u64(), job["skipped"].as_u64()), (Some(5), Some(1)), "{job}");
+    assert_eq!(list_totals(&app, &u).await, (13, 13), "imported");
+
+    let account_id = uuid::Uuid::parse_str(&u.account_id).unwrap();
+    let scope = app.state.accounts.operator_scope(account_id).await.unwrap();
+    let txn = turumba::db::begin_write(&app.state.db).await.unwrap();
+    let mut bus = EventBus::new(EventMeta::default());
+    let sender =
+        InboundSender { channel_type: "telegram", address: "4242", display_name: None, at: chrono::Utc::now() };
+    assert!(app.state.directory.upsert_inbound(&txn, &mut bus, scope, sender).await.unwrap().created);
+    app.state.events.commit(txn, bus).await.unwrap();
+    assert_eq!(list_totals(&app, &u).await, (14, 14), "an inbound sender's contact");
+
+    for id in &ids[..3] {
+        app.delete(&format!("/v1/contacts/{id}")).token(&u.token).send().await.expect(204, None);
+    }
+    assert_eq!(list_totals(&app, &u).await, (11, 11), "deleted");
+    assert_eq!(list_totals(&app, &other).await, (1, 1), "the other account's own");
+}
+
 both_backends!(
     interrupted_imports_are_marked_failed,
     a_mixed_file_imports_the_good_rows_and_reports_every_bad_one,
     import_input_errors_are_clear,
     export_streams_csv_that_imports_back,
     directory_streams_each_recipient_once,
+    the_contact_list_total_is_kept_exact,
 );

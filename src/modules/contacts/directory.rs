@@ -389,6 +389,7 @@ impl Directory {
             }
             Err(e) => return Err(e.into()),
         };
+        store::bump_contact_total(txn, scope, 1).await?;
         // A concurrent writer that took the identity first is a conflict too.
         store::set_identities(txn, scope, c.id, &n.identities()).await?;
         bus.emit(

@@ -117,13 +117,15 @@ impl Contacts {
                 store::contacts_in(scope).filter(self.segment_condition(&s)?)
             }
         };
+        let search = q.extra.iter().find(|(k, _)| k == "q").and_then(|(_, text)| filter::search(text));
+        // The whole list, unfiltered: its total is the account's, kept without counting.
+        let whole = matches!(list, ContactList::All) && q.filters.is_empty() && search.is_none();
         let mut cond = Condition::all().add(self.compile(&q.filters)?);
-        if let Some((_, text)) = q.extra.iter().find(|(k, _)| k == "q")
-            && let Some(search) = filter::search(text)
-        {
+        if let Some(search) = search {
             cond = cond.add(search);
         }
-        let page = store::list_contacts(&self.db, select.filter(cond), q).await?;
+        let known_total = if whole { Some(store::contact_total(&self.db, scope).await?) } else { None };
+        let page = store::list_contacts(&self.db, select.filter(cond), q, known_total).await?;
         let items = self.views(scope, page.items).await?;
         Ok(Page { items, total: page.total, skip: page.skip, limit: page.limit })
     }
@@ -166,6 +168,7 @@ impl Contacts {
         let txn = crate::db::begin_write(&self.db).await?;
         self.check_unique(&txn, scope, &n, None).await?;
         let c = new_contact(scope, &n).insert(&txn).await.map_err(|e| unique_race(e, &n))?;
+        store::bump_contact_total(&txn, scope, 1).await?;
         store::set_identities(&txn, scope, c.id, &n.identities()).await?;
         store::set_contact_tags(&txn, c.id, &tags).await?;
         let mut bus = EventBus::new(meta.clone());
@@ -288,6 +291,7 @@ impl Contacts {
         let txn = crate::db::begin_write(&self.db).await?;
         let groups = store::leave_all_groups(&txn, scope, id).await?;
         c.delete(&txn).await?;
+        store::bump_contact_total(&txn, scope, -1).await?;
         let mut bus = EventBus::new(meta.clone());
         bus.emit("contact.deleted", "contact", id, Some(scope.account_id()), json!({ "groups": groups }));
         Ok(self.events.commit(txn, bus).await?)

@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entity::{contact, contact_identity, contact_tag, group, group_member, segment, tag};
+use super::entity::{contact, contact_identity, contact_tag, contact_total, group, group_member, segment, tag};
 use super::filter::CONTACT_FIELDS;
 use crate::db::list::{Field, Kind, ListQuery, Page};
 use crate::error::{AppError, AppResult};
@@ -44,14 +44,44 @@ pub const SEGMENT_FIELDS: &[Field<segment::Column>] = &[
     Field::sortable("updated_at", segment::Column::UpdatedAt, Kind::Timestamp),
 ];
 
-/// A page of `select` (already scoped and filtered) with the caller's sorting and paging.
+/// A page of `select` (already scoped and filtered) with the caller's sorting and paging. `known_total`:
+/// how many `select` matches when that is known without counting (the whole list: [`contact_total`]).
 pub async fn list_contacts<C: ConnectionTrait>(
     db: &C,
     select: Select<contact::Entity>,
     q: &ListQuery,
+    known_total: Option<u64>,
 ) -> AppResult<Page<contact::Model>> {
     let select = q.sort(select, CONTACT_FIELDS, contact::Column::Id, contact::Column::CreatedAt)?;
-    q.fetch(db, select).await
+    match known_total {
+        Some(total) => q.fetch_counted(db, select, total).await,
+        None => q.fetch(db, select).await,
+    }
+}
+
+/// How many contacts the account has (`contact_totals`).
+pub async fn contact_total<C: ConnectionTrait>(db: &C, scope: AccountScope) -> AppResult<u64> {
+    let row = contact_total::Entity::find_by_id(scope.account_id()).one(db).await?;
+    Ok(row.map_or(0, |r| u64::try_from(r.total).unwrap_or(0)))
+}
+
+/// Adds `by` contacts (fewer when negative) to the account's total: in the transaction that inserts or
+/// deletes them, so the total is exact whatever runs beside it.
+pub async fn bump_contact_total<C: ConnectionTrait>(db: &C, scope: AccountScope, by: i64) -> AppResult<()> {
+    if by == 0 {
+        return Ok(());
+    }
+    let row = contact_total::ActiveModel { account_id: sea_orm::Set(scope.account_id()), total: sea_orm::Set(by) };
+    let total = (contact_total::Entity, contact_total::Column::Total);
+    contact_total::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(contact_total::Column::AccountId)
+                .value(contact_total::Column::Total, Expr::col(total).add(Expr::cust("excluded.total")))
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
 }
 
 pub async fn list_tags<C: ConnectionTrait>(db: &C, scope: AccountScope, q: &ListQuery) -> AppResult<Page<tag::Model>> {

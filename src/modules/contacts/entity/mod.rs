@@ -5,6 +5,7 @@ pub mod contact;
 pub mod contact_identity;
 pub mod contact_import;
 pub mod contact_tag;
+pub mod contact_total;
 pub mod group;
 pub mod group_member;
 pub mod segment;

@@ -236,7 +236,7 @@ impl Contacts {
         let changes = Changes::sort(&txn, job, batch.good, &known, batch.bad).await?;
         let touched = changes.touched();
         let next = progress.advanced(batch.rows, &changes);
-        store::insert_contacts(&txn, changes.inserts).await?;
+        store::insert_contacts(&txn, job.scope, changes.inserts).await?;
         store::insert_identities(&txn, job.scope, changes.identities).await?;
         // Tags: the job's tag ids for every row, plus the row's tag names (created when missing).
         let mut pairs = Vec::new();

@@ -191,8 +191,13 @@ pub async fn identities_among<C: ConnectionTrait>(
         .await?)
 }
 
-/// Inserts new contacts (already scoped to the account) in chunks.
-pub async fn insert_contacts<C: ConnectionTrait>(db: &C, rows: Vec<contact::ActiveModel>) -> AppResult<()> {
+/// Inserts new contacts of the account in chunks, and counts them into its total.
+pub async fn insert_contacts<C: ConnectionTrait>(
+    db: &C,
+    scope: AccountScope,
+    rows: Vec<contact::ActiveModel>,
+) -> AppResult<()> {
+    crate::modules::contacts::store::bump_contact_total(db, scope, rows.len() as i64).await?;
     for chunk in rows.chunks(BATCH_ROWS) {
         contact::Entity::insert_many(chunk.to_vec()).exec_without_returning(db).await?;
     }
