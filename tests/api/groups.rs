@@ -497,6 +497,24 @@ async fn five_thousand_recipients_each_get_one_message_and_the_progress_stream_f
     let one = requests.iter().find(|r| r["chat_id"] == "7000042").unwrap();
     assert_eq!(one["text"], "Hi P42");
     assert_eq!(messages_of(&app, &u, &id).await.len(), 5_000);
+
+    // The dispatcher's status events name their messages in batches: each message in exactly one.
+    let mut named: HashMap<String, Vec<String>> = HashMap::new();
+    let mut events = 0;
+    for line in crate::channels::outbox_text(&app).await.lines() {
+        let (event_type, payload) = line.split_once(' ').unwrap();
+        if let Some(status) = event_type.strip_prefix("message.status.") {
+            events += 1;
+            let payload: Value = serde_json::from_str(payload).unwrap();
+            let ids = payload["data"]["message_ids"].as_array().unwrap();
+            named.entry(status.to_string()).or_default().extend(ids.iter().map(|i| i.as_str().unwrap().to_string()));
+        }
+    }
+    for (status, n) in [("sent", 4_950), ("permanently_failed", 50)] {
+        let ids = &named[status];
+        assert_eq!((ids.len(), ids.iter().collect::<HashSet<_>>().len()), (n, n), "{status}: each message once");
+    }
+    assert!(events <= 5_000 / 50, "{events} status events for 5,000 messages: one per pass, not per message");
 }
 
 async fn a_fanout_cut_at_any_point_resumes_and_writes_nobody_twice(b: Backend) {

@@ -496,6 +496,9 @@ impl Dispatcher {
         }
         let pairs: Vec<(&message::Model, &store::Change)> = decided.iter().map(|d| (&d.m, &d.change)).collect();
         let applied = store::apply_changes(&txn, &pairs).await?;
+        // One `message.status.<status>` event per account, channel and status of the pass, naming its
+        // messages: not one outbox row and one broker message per message.
+        let mut moved: std::collections::BTreeMap<(Uuid, Uuid, &'static str), Vec<Uuid>> = Default::default();
         for Decided { m, change, deferred, provider_id, part_ids } in decided {
             if !applied.contains(&m.id) {
                 continue;
@@ -503,19 +506,16 @@ impl Dispatcher {
             let status = change.status;
             tallies.moved(m.group_message_id, MessageStatus::Sending, status, 1);
             if !deferred {
-                bus.emit(
-                    &format!("message.status.{}", status.as_str()),
-                    "message",
-                    m.id,
-                    Some(m.account_id),
-                    json!({ "channel_id": m.channel_id, "attempts": m.attempts }),
-                );
+                moved.entry((m.account_id, m.channel_id, status.as_str())).or_default().push(m.id);
                 let sent = message::Model { status, ..m };
                 super::receipts::record_parts(&txn, &sent, &part_ids).await?;
                 for id in provider_id.into_iter().chain(part_ids) {
                     identified.push((sent.clone(), id));
                 }
             }
+        }
+        for ((account_id, channel_id, status), ids) in moved {
+            super::messages::emit_status(&mut bus, status, account_id, &ids, json!({ "channel_id": channel_id }));
         }
         super::receipts::match_parked(&txn, &mut bus, &identified, &mut tallies).await?;
         // The group sends' rows last, so each is held only for the end of this transaction (every

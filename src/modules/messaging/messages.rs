@@ -437,7 +437,7 @@ impl Messaging {
                     });
                 }
                 active.status = Set(MessageStatus::Cancelled);
-                bus.emit("message.status.cancelled", "message", m.id, Some(scope.account_id()), json!({}));
+                emit_status(&mut bus, "cancelled", scope.account_id(), &[m.id], json!({ "channel_id": m.channel_id }));
             }
             Some(_) => return Err(AppError::field("status", "only `cancelled` can be set")),
         }
@@ -497,6 +497,16 @@ impl Messaging {
         self.events.commit(txn, bus).await?;
         Ok(())
     }
+}
+
+/// `message.status.<status>` for messages of one account that moved to `status`: ONE event naming them
+/// all in `data.message_ids` (a dispatcher pass moves hundreds at once), the first as its aggregate,
+/// with `data`'s other fields.
+pub(super) fn emit_status(bus: &mut EventBus, status: &str, account_id: Uuid, ids: &[Uuid], data: serde_json::Value) {
+    let Some(first) = ids.first() else { return };
+    let mut data = data;
+    data["message_ids"] = json!(ids);
+    bus.emit(&format!("message.status.{status}"), "message", *first, Some(account_id), data);
 }
 
 /// `message.dispatch.<type>` for messages just queued, one doorbell per channel naming every id: the

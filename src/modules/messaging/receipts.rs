@@ -250,13 +250,8 @@ async fn move_forward(
         return Ok(Applied::Ignored);
     }
     metrics::counter!("message_status_updates_total", "outcome" => status).increment(1);
-    bus.emit(
-        &format!("message.status.{status}"),
-        "message",
-        m.id,
-        Some(m.account_id),
-        json!({ "channel_id": m.channel_id, "provider_message_id": r.provider_message_id, "at": at }),
-    );
+    let data = json!({ "channel_id": m.channel_id, "provider_message_id": r.provider_message_id, "at": at });
+    super::messages::emit_status(bus, status, m.account_id, &[m.id], data);
     Ok(Applied::Moved(status))
 }
 
