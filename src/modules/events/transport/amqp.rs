@@ -200,7 +200,7 @@ impl Amqp {
 
     /// Removes everything [`Amqp::declare_topology`] declared under this prefix: the exchanges, the DLQ,
     /// the audit queue, the queues of the consumers this process started, and `extra_queues` (those of
-    /// consumers in other processes: `crate::app::consumer_queues()` names the built-in ones).
+    /// consumers in other processes: the composition root's `consumer_queues()` names the built-in ones).
     /// For tests and for tearing down a staging broker; never called by the server.
     pub async fn delete_topology(&self, extra_queues: &[&str]) -> Result<(), String> {
         let conn = self.connect().await?;
