@@ -146,6 +146,10 @@ pub struct AccountSettings {
     pub invitation_url: Option<String>,
     /// Days audit log entries are kept (0: forever); the relay role purges older ones.
     pub audit_retention_days: i64,
+    /// Longest time, in seconds, a process remembers a caller's user row, roles and accounts (every
+    /// change is announced to every process and forgets them at once; this bounds the rest). 0: read
+    /// them from the database on every request.
+    pub access_cache_seconds: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -319,6 +323,7 @@ impl Settings {
             .and_then(|b| b.set_default("identity.refresh_token_ttl_days", 30))
             .and_then(|b| b.set_default("accounts.max_depth", 3))
             .and_then(|b| b.set_default("accounts.audit_retention_days", 365))
+            .and_then(|b| b.set_default("accounts.access_cache_seconds", 30))
             .and_then(|b| b.set_default("http.body_limit", 1024 * 1024))
             .and_then(|b| b.set_default("http.import_body_limit", 50 * 1024 * 1024))
             .and_then(|b| b.set_default("http.workers", 0))

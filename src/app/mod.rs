@@ -260,6 +260,7 @@ impl Application {
         }
         if role.serves_api() {
             start_import_sweeper(&state).await;
+            state.accounts.watch_access_changes(&state.settings.database_url, &state.shutdown, &state.tasks);
         }
         // Only a process that can send keeps the SMPP binds it makes (see `channels::leases`).
         state.channels.set_dispatching(role.dispatches());

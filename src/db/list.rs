@@ -365,15 +365,30 @@ impl ListQuery {
         Ok(u64::try_from(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0)).unwrap_or(0))
     }
 
-    /// Counts the matches and loads the requested page.
+    /// Loads the requested page and the number of matches. The page is read one row longer than
+    /// asked: when that row is not there (and the page is not past the end) the page tells the number
+    /// itself — `skip` plus its rows — so only a list longer than the page, or an empty page after a
+    /// skip, costs a count.
     pub async fn fetch<E, C>(&self, db: &C, select: Select<E>) -> AppResult<Page<E::Model>>
     where
         E: EntityTrait,
         E::Model: Sync,
         C: ConnectionTrait,
     {
-        let total = Self::count(db, select.clone()).await?;
-        self.fetch_counted(db, select, total).await
+        let mut items = select.clone().offset(self.skip).limit(self.limit + 1).all(db).await?;
+        let total = match self.total_from_page(items.len()) {
+            Some(total) => total,
+            None => Self::count(db, select).await?,
+        };
+        items.truncate(self.limit as usize);
+        Ok(Page { items, total, skip: self.skip, limit: self.limit })
+    }
+
+    /// The number of matches told by `rows`, the rows read for the page with one more than `limit`
+    /// asked for (see [`Self::fetch`]).
+    pub fn total_from_page(&self, rows: usize) -> Option<u64> {
+        let rows = rows as u64;
+        (rows <= self.limit && (self.skip == 0 || rows > 0)).then_some(self.skip + rows)
     }
 
     /// Loads the requested page of `select` whose matches the caller counted otherwise (`total`).
@@ -460,6 +475,19 @@ pub(crate) mod tests {
             Err(AppError::BadRequest { message, .. }) => message,
             other => panic!("expected 400, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_page_that_ends_early_tells_the_total() {
+        let q = |qs: &str| ListQuery::parse(qs).unwrap();
+        assert_eq!(q("limit=50").total_from_page(30), Some(30));
+        assert_eq!(q("limit=50").total_from_page(50), Some(50));
+        assert_eq!(q("limit=50").total_from_page(0), Some(0));
+        assert_eq!(q("limit=50&skip=100").total_from_page(10), Some(110));
+        // The row past the page is there: more may follow. An empty page after a skip may be past
+        // the end.
+        assert_eq!(q("limit=50").total_from_page(51), None);
+        assert_eq!(q("limit=50&skip=100").total_from_page(0), None);
     }
 
     #[test]

@@ -196,6 +196,20 @@ impl TestApp {
         TestApp { address, client: reqwest::Client::new(), state, settings, handle, _dir: dir }
     }
 
+    /// A second server of the same deployment (another process): this app's database and secret key,
+    /// serving the API only (its relay, dispatcher and scheduler off).
+    pub async fn spawn_beside(&self, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = self.settings.clone();
+        tweak(&mut settings);
+        let opts = BuildOptions { migrate: false, relay: false, dispatch: false, ..Default::default() };
+        let app = Application::build(settings.clone(), opts).await.expect("second app builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let (state, handle) = (app.state(), app.handle());
+        tokio::spawn(app.run_until_stopped());
+        TestApp { address, client: reqwest::Client::new(), state, settings, handle, _dir: dir }
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.settings.data_dir.clone()
     }

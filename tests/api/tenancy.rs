@@ -119,3 +119,67 @@ both_backends!(
     another_tenants_account_is_404_for_every_verb,
     another_tenants_users_are_404,
 );
+
+/// Two API servers of one deployment on PostgreSQL: each remembers what authenticating a request read
+/// (user, role, accounts), and a change made through one reaches the other at once through the
+/// database's notification — not through the expiry, which is an hour here. Shown in three steps: the
+/// second server answers from memory (a change written behind every server's back is not seen), a
+/// role change through the first server is refused by the second on its next request, and so is a
+/// removed member's context.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_changes_reach_every_server_at_once() {
+    let Some(backend) = Backend::postgres() else { return };
+    let first = TestApp::spawn_with(backend, |s| s.accounts.access_cache_seconds = 3600).await;
+    let second = first.spawn_beside(|_| {}).await;
+    let owner = first.user("olga").await;
+    let member = first.user("mats").await;
+    let role = first
+        .post("/v1/roles")
+        .token(&owner.token)
+        .json(json!({"name": "reader", "permissions": {"contacts:read": true}}))
+        .send()
+        .await;
+    role.expect(201, None);
+    first.add_member(&owner, &member, "reader").await;
+    crate::helpers::eventually(10, "the second server listens for access changes", || async {
+        second.state.accounts.remembers_access()
+    })
+    .await;
+    let contacts = || second.get("/v1/contacts").token(&member.token).account(&owner.account_id);
+    contacts().send().await.expect(200, None);
+
+    // Behind every server's back (no announcement): the second server still answers from memory.
+    let db = sea_orm::Database::connect(first.settings.database_url.clone()).await.unwrap();
+    let sql = format!("UPDATE roles SET permissions = '{{}}' WHERE id = '{}'", role.id());
+    sea_orm::ConnectionTrait::execute_unprepared(&db, &sql).await.unwrap();
+    contacts().send().await.expect(200, None);
+
+    // Through the first server: the second refuses at once.
+    first
+        .patch(&format!("/v1/roles/{}", role.id()))
+        .token(&owner.token)
+        .json(json!({"permissions": {"contacts:write": true}}))
+        .send()
+        .await
+        .expect(200, None);
+    crate::helpers::eventually(1, "the second server refuses a permission the first server took away", || async {
+        contacts().send().await.status == 403
+    })
+    .await;
+
+    // A removed member: the second server's context no longer lists the account.
+    let ctx = second.get("/v1/context").token(&member.token).send().await;
+    assert_eq!(ctx.data()["accounts"].as_array().unwrap().len(), 2);
+    first
+        .delete(&format!("/v1/accounts/{}/members/{}", owner.account_id, member.user_id))
+        .token(&owner.token)
+        .send()
+        .await
+        .expect(204, None);
+    crate::helpers::eventually(1, "the removed membership leaves the second server's context", || async {
+        let ctx = second.get("/v1/context").token(&member.token).send().await;
+        ctx.data()["accounts"].as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    db.close().await.ok();
+}

@@ -74,7 +74,7 @@ impl Accounts {
         .await?;
         let mut bus = EventBus::new(meta.clone());
         emit_account_created(&mut bus, &acc, user.id);
-        self.events.commit(txn, bus).await?;
+        self.commit_access_change(txn, bus).await?;
         Ok(acc)
     }
 
@@ -136,7 +136,7 @@ impl Accounts {
         let mut bus = EventBus::new(meta.clone());
         bus.before(before);
         bus.emit("account.updated", "account", acc.id, Some(acc.id), account_event(&acc));
-        self.events.commit(txn, bus).await?;
+        self.commit_access_change(txn, bus).await?;
         Ok(acc)
     }
 
@@ -153,7 +153,7 @@ impl Accounts {
         acc.delete(&txn).await?;
         let mut bus = EventBus::new(meta.clone());
         bus.emit("account.deleted", "account", id, Some(id), json!({ "name": name }));
-        self.events.commit(txn, bus).await?;
+        self.commit_access_change(txn, bus).await?;
         Ok(())
     }
 }

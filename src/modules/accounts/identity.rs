@@ -149,7 +149,7 @@ impl Accounts {
         active.default_account_id = Set(Some(default_account));
         active.updated_at = Set(Utc::now());
         let user = active.update(&txn).await?;
-        self.events.commit(txn, bus).await?;
+        self.commit_access_change(txn, bus).await?;
         self.start_session(user.into(), proof).await
     }
 
@@ -228,7 +228,7 @@ impl Accounts {
         if let Some(user_id) = self.identity.sign_out(refresh_token, access_token).await? {
             let txn = crate::db::begin_write(&self.db).await?;
             end_every_session(&txn, user_id).await?;
-            txn.commit().await?;
+            self.commit_plain_access_change(txn).await?;
         }
         Ok(())
     }
@@ -263,7 +263,7 @@ impl Accounts {
         active.update(&txn).await?;
         // Every session ends now: refresh tokens are revoked and access tokens issued so far are void.
         end_every_session(&txn, id).await?;
-        txn.commit().await?;
+        self.commit_plain_access_change(txn).await?;
         Ok(())
     }
 
@@ -277,10 +277,12 @@ impl Accounts {
     ) -> AppResult<()> {
         let model = store::find_user(&self.db, user.id).await?.ok_or(AppError::NotFound("user"))?;
         if let Some(hash) = self.identity.change_password(&model, access_token, current, new_password).await? {
+            let txn = crate::db::begin_write(&self.db).await?;
             let mut active = model.into_active_model();
             active.password_hash = Set(Some(hash));
             active.updated_at = Set(Utc::now());
-            active.update(&self.db).await?;
+            active.update(&txn).await?;
+            self.commit_plain_access_change(txn).await?;
         }
         Ok(())
     }
@@ -327,7 +329,7 @@ impl Accounts {
         let user = active.update(&txn).await?;
         let mut bus = EventBus::new(EventMeta { user_id: Some(user.id), request_id: None, ip: None });
         emit_account_created(&mut bus, &acc, user.id);
-        self.events.commit(txn, bus).await?;
+        self.commit_access_change(txn, bus).await?;
         Ok((user.id, acc.id))
     }
 }

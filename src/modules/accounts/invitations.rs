@@ -190,7 +190,7 @@ impl Accounts {
         let m = self.join_through(&txn, &inv, user.id).await?;
         let mut bus = EventBus::new(meta.clone());
         super::members::emit_member(&mut bus, "member.added", &m);
-        self.events.commit(txn, bus).await?;
+        self.commit_access_change(txn, bus).await?;
         Ok(inv.account_id)
     }
 
@@ -250,7 +250,7 @@ impl Accounts {
         let user = active.update(&txn).await?;
         let mut bus = EventBus::new(EventMeta { user_id: Some(user.id), ..meta.clone() });
         super::members::emit_member(&mut bus, "member.added", &m);
-        self.events.commit(txn, bus).await?;
+        self.commit_access_change(txn, bus).await?;
         let tokens = self.start_session(user.into(), super::identity_provider::Proof::Pending { family: None }).await?;
         Ok(NewUserAcceptance::SignedIn(Box::new(tokens)))
     }

@@ -46,7 +46,7 @@ impl Accounts {
         let m = store::insert_membership(&txn, scope.account_id(), user.id, role.id).await?;
         let mut bus = EventBus::new(meta.clone());
         emit_member(&mut bus, "member.added", &m);
-        self.events.commit(txn, bus).await?;
+        self.commit_access_change(txn, bus).await?;
         Ok(m)
     }
 
@@ -73,7 +73,7 @@ impl Accounts {
         let m = active.update(&txn).await?;
         let mut bus = EventBus::new(meta.clone());
         emit_member(&mut bus, "member.updated", &m);
-        self.events.commit(txn, bus).await?;
+        self.commit_access_change(txn, bus).await?;
         Ok(m)
     }
 
@@ -96,7 +96,7 @@ impl Accounts {
             active.default_account_id = Set(None);
             active.update(&txn).await?;
         }
-        Ok(self.events.commit(txn, bus).await?)
+        self.commit_access_change(txn, bus).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(account_id = %scope.account_id()))]

@@ -11,6 +11,7 @@
 //! Inside: `service` (the shared state) with one file per concern (`tenancy` types and their
 //! `resolution`, `identity`, `profile`, `account`, `sub_accounts`, `suspension`, `roles`, `members`, `invitations`), `store` (every query), `api/` (one file per resource).
 
+mod access_cache;
 mod account;
 mod api;
 mod audit;

@@ -49,6 +49,9 @@ impl Accounts {
             active.default_account_id = Set(default);
         }
         active.updated_at = Set(Utc::now());
-        Ok(active.update(&self.db).await?.into())
+        let txn = crate::db::begin_write(&self.db).await?;
+        let user = active.update(&txn).await?;
+        self.commit_plain_access_change(txn).await?;
+        Ok(user.into())
     }
 }

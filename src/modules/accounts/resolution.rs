@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use super::entity::user;
+use super::access_cache::Caller;
 use super::permissions::Permissions;
 use super::service::*;
 use super::store;
@@ -16,11 +16,10 @@ impl Accounts {
     /// Verifies the access token and loads the user, who must still exist, be active and verified.
     pub async fn authenticate(&self, token: &str) -> AppResult<CurrentUser> {
         let subject = self.identity.token_subject(token).await?;
-        let user = store::find_user(&self.db, subject.user_id)
-            .await?
-            .filter(|u| may_sign_in(u) && issued_after_stamp(u, &subject))
-            .ok_or_else(bad_token)?;
-        Ok(user.into())
+        let cache = &self.access_cache;
+        let load = async { Ok(store::find_user(&self.db, subject.user_id).await?.map(Caller::from)) };
+        let caller = cache.remembered(&cache.callers, subject.user_id, load).await?;
+        Ok(caller.filter(|c| may_sign_in(&c.user) && issued_after_stamp(c, &subject)).ok_or_else(bad_token)?.user)
     }
 
     /// Authenticates a tenant request and resolves its active account, in one query in the common case
@@ -28,11 +27,17 @@ impl Accounts {
     /// suspended account answers 403 `account_suspended`.
     pub async fn authorize(&self, token: &str, selected: Option<Uuid>) -> AppResult<(CurrentUser, Access)> {
         let subject = self.identity.token_subject(token).await?;
-        let (user, role) = store::user_with_role(&self.db, subject.user_id, selected)
+        let cache = &self.access_cache;
+        let load = async {
+            let found = store::user_with_role(&self.db, subject.user_id, selected).await?;
+            Ok(found.map(|(u, r)| (Caller::from(u), r)))
+        };
+        let (caller, role) = cache
+            .remembered(&cache.roles, (subject.user_id, selected), load)
             .await?
-            .filter(|(u, _)| may_sign_in(u) && issued_after_stamp(u, &subject))
+            .filter(|(c, _)| may_sign_in(&c.user) && issued_after_stamp(c, &subject))
             .ok_or_else(bad_token)?;
-        let user = CurrentUser::from(user);
+        let user = caller.user;
         if let (Some(r), Some(account_id)) = (role, selected.or(user.default_account_id)) {
             let access = Access {
                 scope: AccountScope::checked(account_id),
@@ -52,6 +57,11 @@ impl Accounts {
 
     /// The caller's access to one account: a direct membership, or `accounts:manage` on an ancestor.
     pub async fn access_to(&self, user: &CurrentUser, account_id: Uuid) -> AppResult<Option<Access>> {
+        let cache = &self.access_cache;
+        cache.remembered(&cache.access, (user.id, account_id), self.load_access(user, account_id)).await
+    }
+
+    async fn load_access(&self, user: &CurrentUser, account_id: Uuid) -> AppResult<Option<Access>> {
         if let Some((_, r)) = store::membership_with_role(&self.db, user.id, account_id).await? {
             return Ok(Some(Access {
                 scope: AccountScope::checked(account_id),
@@ -130,13 +140,13 @@ impl Accounts {
 }
 
 /// A token only works while its user exists, is active and has a verified e-mail.
-pub(super) fn may_sign_in(u: &user::Model) -> bool {
+pub(super) fn may_sign_in(u: &CurrentUser) -> bool {
     u.is_active && u.email_verified_at.is_some()
 }
 
 /// Whether the token was issued at or after the user's `tokens_valid_after` (read with the user row
 /// every request loads anyway: the check costs nothing). Tokens carry whole seconds.
-fn issued_after_stamp(u: &user::Model, subject: &super::identity_provider::TokenSubject) -> bool {
+fn issued_after_stamp(u: &Caller, subject: &super::identity_provider::TokenSubject) -> bool {
     u.tokens_valid_after.is_none_or(|t| subject.issued_at >= t.timestamp())
 }
 

@@ -55,7 +55,7 @@ impl Accounts {
         .map_err(role_conflict)?;
         let mut bus = EventBus::new(meta.clone());
         emit_role(&mut bus, "role.created", &role);
-        self.events.commit(txn, bus).await?;
+        self.commit_access_change(txn, bus).await?;
         Ok(role)
     }
 
@@ -92,7 +92,7 @@ impl Accounts {
         let mut bus = EventBus::new(meta.clone());
         bus.before(before);
         emit_role(&mut bus, "role.updated", &role);
-        self.events.commit(txn, bus).await?;
+        self.commit_access_change(txn, bus).await?;
         Ok(role)
     }
 
@@ -109,7 +109,7 @@ impl Accounts {
         let mut bus = EventBus::new(meta.clone());
         emit_role(&mut bus, "role.deleted", &role);
         role.delete(&txn).await?;
-        Ok(self.events.commit(txn, bus).await?)
+        self.commit_access_change(txn, bus).await
     }
 }
 

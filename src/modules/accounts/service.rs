@@ -25,6 +25,8 @@ pub struct Accounts {
     pub(super) invitation_url: Option<String>,
     pub(super) events: Events,
     pub(super) suspensions: Arc<super::suspension::Suspensions>,
+    /// What authentication reads, remembered until the next change (`access_cache`).
+    pub(super) access_cache: Arc<super::access_cache::AccessCache>,
 }
 
 /// `Option<Option<T>>`: absent = leave alone, `Some(None)` = clear, `Some(Some(v))` = set.
@@ -67,6 +69,11 @@ impl Accounts {
         events.set_audit_log(Arc::new(super::audit::AuditWriter), settings.audit_retention_days);
         let (identity, cognito) = identity;
         let ttl = identity.refresh_token_ttl_days;
+        let listens = db.get_database_backend() == sea_orm::DbBackend::Postgres;
+        let access_cache = super::access_cache::AccessCache::new(
+            std::time::Duration::from_secs(settings.access_cache_seconds),
+            listens,
+        );
         let identity: Arc<dyn IdentityProvider> = match identity.provider.as_str() {
             "cognito" => Arc::new(super::cognito::CognitoIdentity::new(db.clone(), cognito, ttl)),
             _ => Arc::new(super::local_identity::LocalIdentity::new(db.clone(), keys, mailer.clone(), ttl)),
@@ -79,6 +86,7 @@ impl Accounts {
             invitation_url: settings.invitation_url.clone().filter(|u| !u.is_empty()),
             events,
             suspensions: Default::default(),
+            access_cache: Arc::new(access_cache),
         }
     }
 

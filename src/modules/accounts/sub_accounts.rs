@@ -53,6 +53,12 @@ impl Accounts {
     /// below those where their role grants `accounts:manage`. A direct membership wins over a role
     /// reached through a parent.
     pub async fn reachable(&self, user: &CurrentUser) -> AppResult<Vec<Reach>> {
+        let cache = &self.access_cache;
+        let load = async { Ok(std::sync::Arc::new(self.load_reach(user).await?)) };
+        Ok(cache.remembered(&cache.reach, user.id, load).await?.as_ref().clone())
+    }
+
+    async fn load_reach(&self, user: &CurrentUser) -> AppResult<Vec<Reach>> {
         let mut out: Vec<Reach> = store::memberships_of_user(&self.db, user.id)
             .await?
             .into_iter()

@@ -43,7 +43,7 @@ impl Suspensions {
         guard.as_ref().filter(|(at, _)| at.elapsed() < REFRESH).map(|(_, set)| set.clone())
     }
 
-    fn forget(&self) {
+    pub(super) fn forget(&self) {
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
@@ -133,7 +133,7 @@ impl Accounts {
         let mut bus = EventBus::new(meta.clone());
         let name = if status == SUSPENDED { "account.suspended" } else { "account.activated" };
         bus.emit(name, "account", acc.id, Some(acc.id), json!({ "name": acc.name, "status": acc.status }));
-        self.events.commit(txn, bus).await?;
+        self.commit_access_change(txn, bus).await?;
         self.suspensions.forget();
         Ok(acc)
     }

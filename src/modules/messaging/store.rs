@@ -107,15 +107,24 @@ pub async fn list_messages<C: ConnectionTrait>(
         select = select.filter(message::Column::ContactId.eq(c));
     }
     let select = q.apply(select, MESSAGE_FIELDS, message::Column::Id, message::Column::CreatedAt)?;
-    let total = if exact {
-        ListQuery::count(db, select.clone()).await?
-    } else {
-        ListQuery::count_up_to(db, select.clone(), MAX_COUNTED).await?
+    let count = |select: Select<message::Entity>| async move {
+        match exact {
+            true => ListQuery::count(db, select).await,
+            false => ListQuery::count_up_to(db, select, MAX_COUNTED).await,
+        }
     };
     let Some(p) = position else {
-        let items = select.offset(q.skip).limit(q.limit).all(db).await?;
+        // One row past the page: when it is not there, the page tells the total (see `ListQuery::fetch`).
+        let mut items = select.clone().offset(q.skip).limit(q.limit + 1).all(db).await?;
+        let total = match q.total_from_page(items.len()) {
+            Some(total) if exact => total,
+            Some(total) => std::cmp::Ord::min(total, MAX_COUNTED + 1),
+            None => count(select).await?,
+        };
+        items.truncate(q.limit as usize);
         return Ok(Page { items, total, skip: q.skip, limit: q.limit });
     };
+    let total = count(select.clone()).await?;
     // One row-value comparison, `(created_at, id) < (t, i)`: both databases read it as a range of the
     // `(account_id, created_at, id)` index (the equivalent OR of two conditions made SQLite scan).
     let (at, id) = (message::Column::CreatedAt, message::Column::Id);
