@@ -107,6 +107,9 @@ fn persistent_json(message_id: &str) -> BasicProperties {
         .with_message_id(ShortString::from(message_id))
 }
 
+/// The frame size asked of the broker unless `AMQP_URL` names one (`?frame_max=`): 16 KiB.
+const FRAME_MAX: u32 = 16 * 1024;
+
 impl Amqp {
     /// `audit_queue`: whether the topology includes the bounded `messaging_audit` queue (a copy of every
     /// event). Leaving it out does not delete one declared earlier: delete it on the broker.
@@ -131,7 +134,12 @@ impl Amqp {
     }
 
     async fn connect(&self) -> Result<Connection, String> {
-        tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.url, ConnectionProperties::default()))
+        let mut uri: lapin::uri::AMQPUri = self.url.parse().map_err(|e| format!("AMQP_URL is not an AMQP URL: {e}"))?;
+        // lapin keeps two buffers of 32 frames per connection, filled with zeros when the frame size is
+        // agreed: at RabbitMQ's 128 KiB that is 8 MiB resident per connection, over half of an idle
+        // worker's memory. Events are a few KiB; a larger one is sent as several frames.
+        uri.query.frame_max.get_or_insert(FRAME_MAX);
+        tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, ConnectionProperties::default()))
             .await
             .map_err(|_| "timed out connecting to the broker".to_string())?
             .map_err(|e| format!("cannot connect to the broker: {e}"))
