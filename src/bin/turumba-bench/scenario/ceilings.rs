@@ -83,6 +83,57 @@ pub(super) async fn raw_insert_rate(db: &DatabaseConnection, sqlite: bool, n: u6
     n as f64 / secs
 }
 
+/// The 50-row list's own query as the server runs it for `GET /v1/roles?limit=50`: one account's roles,
+/// newest first, one row past the page, on a pool made like the server's (`turumba::db::connect`), each
+/// row decoded into its typed columns; 64 tasks for `secs`: pages per second.
+pub(super) async fn page_query_rate(url: &str, secs: u64) -> f64 {
+    let db = turumba::db::connect(url, 16).await.expect("a pool like the server's");
+    let backend = db.get_database_backend();
+    let busiest = "SELECT account_id FROM roles GROUP BY account_id ORDER BY COUNT(*) DESC LIMIT 1";
+    let row = db.query_one_raw(Statement::from_string(backend, busiest)).await.expect("roles").expect("a role");
+    let account: uuid::Uuid = row.try_get("", "account_id").expect("account id");
+    let sql = format!(
+        "SELECT id, account_id, name, description, permissions, is_system, created_at, updated_at FROM roles \
+         WHERE account_id = {} ORDER BY created_at DESC, id DESC LIMIT 51 OFFSET 0",
+        if backend == sea_orm::DbBackend::Sqlite { "?" } else { "$1" }
+    );
+    let deadline = Instant::now() + std::time::Duration::from_secs(secs);
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (db, sql) = (db.clone(), sql.clone());
+            tokio::spawn(async move {
+                let mut pages = 0u64;
+                while Instant::now() < deadline {
+                    let stmt = Statement::from_sql_and_values(backend, &sql, [account.into()]);
+                    for r in db.query_all_raw(stmt).await.expect("page") {
+                        let decoded = (
+                            r.try_get::<uuid::Uuid>("", "id"),
+                            r.try_get::<uuid::Uuid>("", "account_id"),
+                            r.try_get::<String>("", "name"),
+                            r.try_get::<Option<String>>("", "description"),
+                            r.try_get::<serde_json::Value>("", "permissions"),
+                            r.try_get::<bool>("", "is_system"),
+                            r.try_get::<chrono::DateTime<Utc>>("", "created_at"),
+                            r.try_get::<chrono::DateTime<Utc>>("", "updated_at"),
+                        );
+                        assert!(decoded.0.is_ok() && decoded.4.is_ok() && decoded.7.is_ok(), "a role row decodes");
+                    }
+                    pages += 1;
+                }
+                pages
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let mut pages = 0;
+    for t in tasks {
+        pages += t.await.expect("reader");
+    }
+    let rate = pages as f64 / started.elapsed().as_secs_f64();
+    db.close().await.ok();
+    rate
+}
+
 pub(super) async fn ceilings(s: &mut Stack) -> Vec<(String, f64, String)> {
     let mut out = Vec::new();
     let n = s.n(20_000);
@@ -99,6 +150,14 @@ pub(super) async fn ceilings(s: &mut Stack) -> Vec<(String, f64, String)> {
     let rate = raw_insert_rate(&s.db, sqlite, rows).await;
     out.push((format!("{db_name}: raw message-shaped inserts/s (1,000 per statement)"), rate, "fan-out rows/s".into()));
     out.push((format!("{db_name}: the same, compared with the CSV import"), rate, "import rows/s".into()));
+    if s.figures.iter().any(|(n, _)| *n == "list req/s") {
+        let rate = page_query_rate(&s.url, s.args.read_seconds).await;
+        out.push((
+            format!("{db_name}: the 50-row list's query alone, decoded (64 tasks, a pool like the server's)"),
+            rate,
+            "list req/s".into(),
+        ));
+    }
     if !sqlite {
         let rate = crate::events::raw_rabbitmq_rate(&s.args.amqp, rows, 500).await;
         out.push((

@@ -271,6 +271,9 @@ pub(super) async fn reads(s: &mut Stack) -> Vec<Row> {
         if path == "/v1/context" {
             s.figures.push(("context req/s", rps));
         }
+        if path == "/v1/roles?limit=50" {
+            s.figures.push(("list req/s", rps));
+        }
         if rps == 0.0 || note.contains("non-2xx") || note.contains("failed") {
             s.problems.push(format!("{label}: {rps} req/s, {note}"));
         }

@@ -143,6 +143,8 @@ pub(super) struct Stack {
     pub(super) meter: Meter,
     pub(super) http: reqwest::Client,
     pub(super) db: DatabaseConnection,
+    /// The database URL the servers were given.
+    pub(super) url: String,
     pub(super) api: String,
     pub(super) provider: String,
     pub(super) smsc_port: u16,
@@ -230,6 +232,7 @@ impl Stack {
         assert!(created.status.success(), "create-user: {}", String::from_utf8_lossy(&created.stderr));
         let db = turumba::db::connect(&url, 2).await.expect("the runner reads the database");
         let mut stack = Stack {
+            url: url.clone(),
             args,
             _dir: dir,
             logs,
