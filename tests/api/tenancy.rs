@@ -162,7 +162,7 @@ async fn access_changes_reach_every_server_at_once() {
         .send()
         .await
         .expect(200, None);
-    crate::helpers::eventually(1, "the second server refuses a permission the first server took away", || async {
+    crate::helpers::eventually(5, "the second server refuses a permission the first server took away", || async {
         contacts().send().await.status == 403
     })
     .await;
@@ -176,7 +176,7 @@ async fn access_changes_reach_every_server_at_once() {
         .send()
         .await
         .expect(204, None);
-    crate::helpers::eventually(1, "the removed membership leaves the second server's context", || async {
+    crate::helpers::eventually(5, "the removed membership leaves the second server's context", || async {
         let ctx = second.get("/v1/context").token(&member.token).send().await;
         ctx.data()["accounts"].as_array().is_some_and(|a| a.len() == 1)
     })
