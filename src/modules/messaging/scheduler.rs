@@ -1,6 +1,6 @@
 //! The scheduler (roles `scheduler`, `worker`, `all`): fires scheduled messages when they are due.
 //!
-//! A look takes the due schedules (up to 500, soonest first) and builds each one's send exactly as
+//! A look takes the due schedules (up to 1,000, soonest first) and builds each one's send exactly as
 //! `POST /v1/messages` would, outside any transaction and a few at a time (the account and creator read
 //! once per look). Then ONE transaction records the whole look: each schedule moves on only if it is
 //! still at the occurrence the look read (`next_trigger_at` and `updated_at` unchanged, so of two
@@ -50,7 +50,7 @@ pub const MISFIRE_GRACE_SECS: i64 = 60;
 /// Longest the scheduler sleeps without looking.
 pub const IDLE_POLL: Duration = Duration::from_secs(30);
 /// Schedules handled per look.
-const DUE_BATCH: u64 = 500;
+const DUE_BATCH: u64 = 1000;
 /// Messages per insert statement (28 columns each: inside either database's bound on parameters).
 const MESSAGE_CHUNK: usize = 256;
 
@@ -84,7 +84,7 @@ struct LookContext {
 const BUILD_CONCURRENCY: usize = 4;
 
 impl Messaging {
-    /// Fires every schedule due at `now` (a look takes up to 500, soonest first); returns how many due
+    /// Fires every schedule due at `now` (a look takes up to 1,000, soonest first); returns how many due
     /// schedules it handled. The sends are built outside any transaction, a few at a time, then the
     /// whole look is recorded in one transaction (written one schedule at a time if that fails).
     pub async fn fire_due_schedules(&self, now: DateTime<Utc>) -> AppResult<usize> {
