@@ -51,7 +51,8 @@ pub const MISFIRE_GRACE_SECS: i64 = 60;
 pub const IDLE_POLL: Duration = Duration::from_secs(30);
 /// Schedules handled per look.
 const DUE_BATCH: u64 = 1000;
-/// Messages per insert statement (28 columns each: inside either database's bound on parameters).
+/// Messages (28 columns each) or group messages (33) per insert statement: inside either database's
+/// bound on parameters (SQLite's 32,766; PostgreSQL's 65,535).
 const MESSAGE_CHUNK: usize = 256;
 
 /// What one due schedule comes to.
@@ -282,8 +283,11 @@ impl Messaging {
             message::Entity::insert_many(rows).exec_without_returning(&txn).await?;
         }
         let fans_out = !groups.is_empty();
-        if fans_out {
-            group_message::Entity::insert_many(groups).exec_without_returning(&txn).await?;
+        // In chunks too: a look of 1,000 group sends (33 columns each) would pass SQLite's bound.
+        let mut groups = groups.into_iter().peekable();
+        while groups.peek().is_some() {
+            let chunk: Vec<_> = groups.by_ref().take(MESSAGE_CHUNK).collect();
+            group_message::Entity::insert_many(chunk).exec_without_returning(&txn).await?;
         }
         emit_dispatch(&mut bus, messages);
         self.events.commit(txn, bus).await?;
