@@ -92,6 +92,15 @@ pub async fn migrate_up(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
 }
 
+/// PostgreSQL: `NOTIFY channel` through `conn` (in a transaction, delivered when it commits); nothing
+/// on SQLite, whose one process hears its own writes directly.
+pub async fn notify<C: sea_orm::ConnectionTrait>(conn: &C, channel: &str) -> Result<(), DbErr> {
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        conn.execute_unprepared(&format!("SELECT pg_notify('{channel}', '')")).await?;
+    }
+    Ok(())
+}
+
 pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
     db.execute_unprepared("SELECT 1").await.map(|_| ())
 }

@@ -188,10 +188,14 @@ impl TestApp {
         settings.http.workers = 1;
         settings.events.relay_poll_interval_ms = 100;
         tweak(&mut settings);
+        Self::serve(settings, opts, dir).await
+    }
+
+    /// Builds the application with `settings` and serves it in the background.
+    async fn serve(settings: Settings, opts: BuildOptions, dir: tempfile::TempDir) -> TestApp {
         let app = Application::build(settings.clone(), opts).await.expect("app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
-        let state = app.state();
-        let handle = app.handle();
+        let (state, handle) = (app.state(), app.handle());
         tokio::spawn(app.run_until_stopped());
         TestApp { address, client: reqwest::Client::new(), state, settings, handle, _dir: dir }
     }
@@ -203,11 +207,7 @@ impl TestApp {
         let mut settings = self.settings.clone();
         tweak(&mut settings);
         let opts = BuildOptions { migrate: false, relay: false, dispatch: false, ..Default::default() };
-        let app = Application::build(settings.clone(), opts).await.expect("second app builds");
-        let address = format!("http://127.0.0.1:{}", app.port());
-        let (state, handle) = (app.state(), app.handle());
-        tokio::spawn(app.run_until_stopped());
-        TestApp { address, client: reqwest::Client::new(), state, settings, handle, _dir: dir }
+        Self::serve(settings, opts, dir).await
     }
 
     pub fn data_dir(&self) -> PathBuf {

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use moka::sync::Cache;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
+use sea_orm::{DatabaseTransaction, DbBackend};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -105,9 +105,16 @@ impl AccessCache {
         self.reach.invalidate_all();
     }
 
+    /// Going live forgets first (what was loaded while deaf may be stale); going deaf stops serving
+    /// first, then forgets.
     fn set_live(&self, live: bool) {
-        self.forget();
-        self.live.store(live && !self.ttl.is_zero(), Ordering::Release);
+        if live {
+            self.forget();
+            self.live.store(!self.ttl.is_zero(), Ordering::Release);
+        } else {
+            self.live.store(false, Ordering::Release);
+            self.forget();
+        }
     }
 
     /// The remembered value for `key`, else `load`'s (remembered when it succeeds).
@@ -136,14 +143,6 @@ impl AccessCache {
     }
 }
 
-/// Tells the other processes, at the transaction's commit, that access changed (PostgreSQL).
-async fn announce<C: ConnectionTrait>(conn: &C) -> AppResult<()> {
-    if conn.get_database_backend() == DbBackend::Postgres {
-        conn.execute_unprepared(&format!("SELECT pg_notify('{NOTIFY_CHANNEL}', '')")).await?;
-    }
-    Ok(())
-}
-
 impl Accounts {
     /// Whether this process answers authentication from what it remembers (false while it cannot
     /// hear other processes' changes, or with remembering turned off).
@@ -154,7 +153,7 @@ impl Accounts {
     /// Commits a change to users, memberships, roles or accounts together with its events; every
     /// process forgets what it remembered of anyone's access.
     pub(super) async fn commit_access_change(&self, txn: DatabaseTransaction, bus: EventBus) -> AppResult<()> {
-        announce(&txn).await?;
+        crate::db::notify(&txn, NOTIFY_CHANNEL).await?;
         self.events.commit(txn, bus).await?;
         self.access_cache.forget();
         Ok(())
@@ -162,7 +161,7 @@ impl Accounts {
 
     /// [`Self::commit_access_change`] for a change without events.
     pub(super) async fn commit_plain_access_change(&self, txn: DatabaseTransaction) -> AppResult<()> {
-        announce(&txn).await?;
+        crate::db::notify(&txn, NOTIFY_CHANNEL).await?;
         txn.commit().await?;
         self.access_cache.forget();
         Ok(())

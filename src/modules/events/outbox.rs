@@ -41,10 +41,7 @@ pub async fn insert_events<C: ConnectionTrait>(db: &C, events: &[EventEnvelope])
         created_at: Set(now),
     });
     outbox_event::Entity::insert_many(rows).exec_without_returning(db).await?;
-    if db.get_database_backend() == DbBackend::Postgres {
-        db.execute_unprepared(&format!("SELECT pg_notify('{NOTIFY_CHANNEL}', '')")).await?;
-    }
-    Ok(())
+    crate::db::notify(db, NOTIFY_CHANNEL).await
 }
 
 /// Due pending rows, oldest first. On PostgreSQL the rows are locked (`FOR UPDATE SKIP LOCKED`) for the
