@@ -3,7 +3,7 @@
 //! clock (never by sleeping): each occurrence fires once even with two schedulers racing, misfires
 //! follow the policy, and an occurrence whose send cannot be made is recorded as failed.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
@@ -275,6 +275,42 @@ async fn a_running_server_fires_what_is_due(b: Backend) {
     assert_eq!((r.data()["status"].as_str(), r.data()["trigger_count"].as_i64()), (Some("completed"), Some(1)));
 }
 
+/// The scheduler builds the sends of an instant up to two seconds before it (`scheduler::LEAD`) and
+/// writes them when it comes: a schedule edited in between sends what it says after the edit, once,
+/// and its message is created no sooner than it was due.
+async fn a_schedule_edited_while_its_send_is_prepared_sends_the_edit(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let u = et_user(&app, "ahead").await;
+    let ch = sandbox(&app, &u, "s").await;
+    // Schedules keep whole seconds.
+    let due = (Utc::now() + Duration::seconds(4)).trunc_subsecs(0);
+    let r = app
+        .post("/v1/scheduled-messages")
+        .token(&u.token)
+        .json(json!({"name": "ahead", "channel_id": ch, "delivery_address": "+251911000601", "message_body": "before",
+            "scheduled_at": due.to_rfc3339(), "timezone": "UTC"}))
+        .send()
+        .await;
+    r.expect(201, None);
+    let id = r.id();
+    // Inside the lead (the send of "before" is built by now), before the instant.
+    let edit_at = due - Duration::milliseconds(1300);
+    tokio::time::sleep((edit_at - Utc::now()).to_std().unwrap_or_default()).await;
+    assert!(Utc::now() < due, "the edit must come before the schedule is due");
+    app.patch(&format!("/v1/scheduled-messages/{id}"))
+        .token(&u.token)
+        .json(json!({"message_body": "after"}))
+        .send()
+        .await
+        .expect(200, None);
+    eventually(30, "the schedule fired", || async { !sent_by(&app, &u, &id).await.is_empty() }).await;
+    let sent = sent_by(&app, &u, &id).await;
+    assert_eq!(sent.len(), 1, "one message: {sent:?}");
+    assert_eq!(sent[0]["message_body"], "after");
+    assert_eq!(at(&sent[0]["scheduled_at"]), due);
+    assert!(at(&sent[0]["created_at"]) >= due, "created before it was due: {}", sent[0]);
+}
+
 /// A one-time schedule whose time passed while it was paused is not resumed into `completed` with
 /// nothing sent: resuming it asks for a new time, and resuming with one works. (The service is called
 /// with a clock an hour past the schedule's time.)
@@ -521,4 +557,5 @@ both_backends!(
     the_scheduler_fires_each_occurrence_once,
     schedules_due_together_fire_together,
     a_running_server_fires_what_is_due,
+    a_schedule_edited_while_its_send_is_prepared_sends_the_edit,
 );

@@ -96,6 +96,32 @@ pub async fn due_schedules<C: ConnectionTrait>(
         .await
 }
 
+/// [`due_schedules`] continued after `after` (the last `(next_trigger_at, id)` of the previous page),
+/// in `(next_trigger_at, id)` order: the scheduler reads a whole instant's schedules a page at a time
+/// while it prepares them, before any of them moves on.
+pub async fn due_schedules_after<C: ConnectionTrait>(
+    db: &C,
+    at: DateTime<Utc>,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: u64,
+    held: &[Uuid],
+) -> Result<Vec<scheduled_message::Model>, DbErr> {
+    use scheduled_message::Column;
+    use sea_orm::sea_query::ExprTrait;
+    let mut q = scheduled_message::Entity::find()
+        .filter(not_held(held))
+        .filter(scheduled_message::Column::NextTriggerAt.lte(at))
+        .filter(scheduled_message::Column::Status.is_in([ScheduleStatus::Pending, ScheduleStatus::Triggered]));
+    if let Some((t, id)) = after {
+        q = q.filter(Column::NextTriggerAt.gt(t).or(Column::NextTriggerAt.eq(t).and(Column::Id.gt(id))));
+    }
+    q.order_by_asc(scheduled_message::Column::NextTriggerAt)
+        .order_by_asc(scheduled_message::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
 /// The soonest `next_trigger_at` of any active schedule of an account not `held`: when the scheduler
 /// must look next.
 pub async fn next_due<C: ConnectionTrait>(db: &C, held: &[Uuid]) -> Result<Option<DateTime<Utc>>, DbErr> {

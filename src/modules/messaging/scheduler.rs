@@ -24,7 +24,7 @@ use std::time::Duration;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use futures_util::StreamExt;
 use sea_orm::{EntityTrait, IntoActiveModel, Set, TryIntoModel};
 use serde_json::json;
@@ -51,6 +51,10 @@ pub const MISFIRE_GRACE_SECS: i64 = 60;
 pub const IDLE_POLL: Duration = Duration::from_secs(30);
 /// Schedules handled per look.
 const DUE_BATCH: u64 = 1000;
+/// How long before an instant the scheduler builds the sends due then.
+pub const LEAD: Duration = Duration::from_secs(2);
+/// Most schedules built ahead for one instant (ten looks); more are fired as they come due.
+const PREPARED_MAX: usize = 10 * DUE_BATCH as usize;
 /// Messages (28 columns each) or group messages (33) per insert statement: inside either database's
 /// bound on parameters (SQLite's 32,766; PostgreSQL's 65,535).
 const MESSAGE_CHUNK: usize = 256;
@@ -95,6 +99,14 @@ impl Messaging {
         if n == 0 {
             return Ok(0);
         }
+        let plans = self.plan_look(due, now).await;
+        self.record_look(&plans, now).await;
+        Ok(n)
+    }
+
+    /// Builds the sends of a look (outside any transaction, a few at a time).
+    async fn plan_look(&self, due: Vec<scheduled_message::Model>, now: DateTime<Utc>) -> Vec<Plan> {
+        let started = std::time::Instant::now();
         let cx = self.look_context(&due).await;
         let plans: Vec<Plan> = futures_util::stream::iter(due)
             .map(|s| self.plan(s, now, &cx))
@@ -102,15 +114,61 @@ impl Messaging {
             .filter_map(|p| async move { p.map_err(|e| tracing::warn!(error = %e, "could not plan a schedule")).ok() })
             .collect()
             .await;
-        if let Err(e) = self.record(&plans, now).await {
+        metrics::histogram!("scheduler_look_plan_seconds").record(started.elapsed().as_secs_f64());
+        plans
+    }
+
+    /// Records a look in one transaction, or one schedule at a time if that fails.
+    async fn record_look(&self, plans: &[Plan], now: DateTime<Utc>) {
+        let started = std::time::Instant::now();
+        let recorded = self.record(plans, now).await;
+        metrics::histogram!("scheduler_look_record_seconds").record(started.elapsed().as_secs_f64());
+        tracing::debug!(schedules = plans.len(), record_ms = started.elapsed().as_millis() as u64, "a look fired");
+        if let Err(e) = recorded {
             tracing::warn!(error = %e, schedules = plans.len(), "could not record a look; recording one schedule at a time");
-            for plan in &plans {
+            for plan in plans {
                 if let Err(e) = self.record(std::slice::from_ref(plan), now).await {
                     tracing::warn!(schedule_id = %plan.s.id, error = %e, "could not fire a scheduled message");
                 }
             }
         }
-        Ok(n)
+    }
+
+    /// Builds, ahead of time, the sends of the schedules due at the instant `at` (up to
+    /// [`PREPARED_MAX`], a look at a time): nothing is written, so what changes before `at` is
+    /// caught when the looks are recorded (a schedule edited, paused or cancelled meanwhile no longer
+    /// matches what its look read and is left out; the next look reads it again).
+    async fn prepare_instant(&self, at: DateTime<Utc>, held: &[Uuid]) -> AppResult<Vec<Vec<Plan>>> {
+        let mut looks = Vec::new();
+        let (mut after, mut prepared) = (None, 0);
+        while prepared < PREPARED_MAX {
+            let page = schedule_store::due_schedules_after(&self.db, at, after, DUE_BATCH, held).await?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.next_trigger_at.unwrap_or(at), last.id));
+            let full = page.len() as u64 == DUE_BATCH;
+            prepared += page.len();
+            looks.push(self.plan_look(page, at).await);
+            if !full {
+                break;
+            }
+        }
+        Ok(looks)
+    }
+
+    /// Waits for the instant `at`; returns early when a schedule due sooner was created meanwhile.
+    async fn await_instant(&self, at: DateTime<Utc>, held: &[Uuid], shutdown: &CancellationToken) -> Waited {
+        loop {
+            let left = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            tokio::select! {
+                _ = shutdown.cancelled() => return Waited::Shutdown,
+                _ = tokio::time::sleep(left) => return Waited::Reached,
+                _ = self.schedule_wake.notified() => {
+                    if let Ok(Some(next)) = schedule_store::next_due(&self.db, held).await && next < at {
+                        return Waited::Sooner;
+                    }
+                }
+            }
+        }
     }
 
     /// What a look reads once: the scope and creator of every account and creator among `due`, and
@@ -219,6 +277,8 @@ impl Messaging {
                 },
             });
         }
+        // The sends were built before (a prepared look: before they were due); they are created now.
+        let written_at = Utc::now().trunc_subsecs(6);
         let txn = crate::db::begin_write(&self.db).await?;
         // Moves on only the schedules still at the occurrence this look read.
         let moved = schedule_store::move_schedules_on(&txn, &moves).await?;
@@ -252,7 +312,9 @@ impl Messaging {
                 });
             }
             match &p.fired {
-                Fired::Sent(m) => messages.push(&**m),
+                Fired::Sent(m) => {
+                    messages.push(message::Model { created_at: written_at, updated_at: written_at, ..(**m).clone() })
+                }
                 Fired::Group(g) => {
                     for topic in ["group_message.created", "group_message.queued"] {
                         bus.emit(
@@ -263,7 +325,8 @@ impl Messaging {
                             json!({ "scheduled_message_id": s.id }),
                         );
                     }
-                    groups.push((**g).clone().into_active_model());
+                    let g = group_message::Model { created_at: written_at, updated_at: written_at, ..(**g).clone() };
+                    groups.push(g.into_active_model());
                 }
                 _ => {}
             }
@@ -279,7 +342,7 @@ impl Messaging {
             schedule_occurrence::Entity::insert_many(occurrences).exec_without_returning(&txn).await?;
         }
         for chunk in messages.chunks(MESSAGE_CHUNK) {
-            let rows = chunk.iter().map(|m| (*m).clone().into_active_model());
+            let rows = chunk.iter().map(|m| m.clone().into_active_model());
             message::Entity::insert_many(rows).exec_without_returning(&txn).await?;
         }
         let fans_out = !groups.is_empty();
@@ -289,7 +352,7 @@ impl Messaging {
             let chunk: Vec<_> = groups.by_ref().take(MESSAGE_CHUNK).collect();
             group_message::Entity::insert_many(chunk).exec_without_returning(&txn).await?;
         }
-        emit_dispatch(&mut bus, messages);
+        emit_dispatch(&mut bus, messages.iter());
         self.events.commit(txn, bus).await?;
         self.dispatch_wake.notify_one();
         if fans_out {
@@ -355,7 +418,8 @@ impl Messaging {
         super::groups::occurrence_group(*scope, sender, s, at, local).map_err(|e| reason(&e))
     }
 
-    /// Runs the scheduler until `shutdown`.
+    /// Runs the scheduler until `shutdown`. When the next instant is less than [`LEAD`] away, the
+    /// sends due then are built before it comes, so that only writing them waits for it.
     pub fn start_scheduler(&self, shutdown: &CancellationToken, tasks: &TaskTracker) {
         let me = self.clone();
         let shutdown = shutdown.clone();
@@ -375,10 +439,44 @@ impl Messaging {
                     Ok(set) => set.iter().copied().collect(),
                     Err(_) => Vec::new(),
                 };
-                let wait = match schedule_store::next_due(&me.db, &held).await {
-                    Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(IDLE_POLL),
-                    Ok(None) => IDLE_POLL,
-                    Err(_) => IDLE_POLL,
+                let next = schedule_store::next_due(&me.db, &held).await.ok().flatten();
+                let now = Utc::now();
+                if let Some(at) = next
+                    && at > now
+                    && at - now <= chrono::Duration::from_std(LEAD).unwrap_or_default()
+                {
+                    match me.prepare_instant(at, &held).await {
+                        Ok(looks) if !looks.is_empty() => {
+                            match me.await_instant(at, &held, &shutdown).await {
+                                Waited::Shutdown => break,
+                                // What was built is dropped; the next turn starts from the sooner one.
+                                Waited::Sooner => {}
+                                Waited::Reached => {
+                                    // An account suspended meanwhile keeps its schedules (read again next turn).
+                                    let held_now = me.accounts.suspended_accounts().await.ok();
+                                    for mut look in looks {
+                                        if let Some(held_now) = &held_now {
+                                            look.retain(|p| !held_now.contains(&p.s.account_id));
+                                        }
+                                        if !look.is_empty() {
+                                            me.record_look(&look, Utc::now()).await;
+                                        }
+                                    }
+                                }
+                            }
+                            continue;
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "the scheduler could not prepare the next instant"),
+                    }
+                }
+                // Sleep until the next instant is LEAD away (then until it comes, if it is nearer).
+                let wait = match next {
+                    Some(at) if at - now > chrono::Duration::from_std(LEAD).unwrap_or_default() => {
+                        (at - now).to_std().unwrap_or(Duration::ZERO).saturating_sub(LEAD).min(IDLE_POLL)
+                    }
+                    Some(at) => (at - now).to_std().unwrap_or(Duration::ZERO).min(IDLE_POLL),
+                    None => IDLE_POLL,
                 };
                 // Never a busy loop, even if a due schedule cannot be moved on.
                 let wait = wait.max(Duration::from_millis(50));
@@ -390,6 +488,14 @@ impl Messaging {
             }
         });
     }
+}
+
+/// How waiting for a prepared instant ended.
+enum Waited {
+    Reached,
+    /// A schedule due sooner was created meanwhile.
+    Sooner,
+    Shutdown,
 }
 
 /// The reason an occurrence failed, in the words of the error a send would have answered.

@@ -199,8 +199,14 @@ pub(crate) async fn run(args: ScenarioArgs) {
     let problems = std::mem::take(&mut s.problems);
     let logs = s.logs.clone();
     s.finish().await;
+    let keep_logs = std::env::var_os("BENCH_SERVER_LOG").is_some();
     if problems.is_empty() {
-        let _ = std::fs::remove_dir_all(&logs);
+        match keep_logs {
+            true => eprintln!("\nlogs kept in {}", logs.display()),
+            false => {
+                let _ = std::fs::remove_dir_all(&logs);
+            }
+        }
     } else {
         eprintln!("\nlogs kept in {}", logs.display());
         eprintln!("\nthe work went wrong ({}):", problems.len());

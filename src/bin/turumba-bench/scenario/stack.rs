@@ -193,7 +193,9 @@ impl Stack {
                 ("DATABASE_URL", url.clone()),
                 ("TURUMBA_DATA_DIR", data_dir.clone()),
                 ("TURUMBA_PORT", port.to_string()),
-                ("TURUMBA_LOG", "warn".to_string()),
+                // BENCH_SERVER_LOG: the servers' TURUMBA_LOG (e.g. `warn,turumba::modules::messaging=debug`);
+                // with it the logs are kept.
+                ("TURUMBA_LOG", std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".to_string())),
             ];
             if let Some(prefix) = &amqp_prefix {
                 env.push(("AMQP_URL", args.amqp.clone()));
