@@ -53,6 +53,8 @@ pub const IDLE_POLL: Duration = Duration::from_secs(30);
 const DUE_BATCH: u64 = 1000;
 /// How long before an instant the scheduler builds the sends due then.
 pub const LEAD: Duration = Duration::from_secs(2);
+/// How long a wake-up waits for the wake-ups right behind it (schedules created in a burst).
+const WAKE_COALESCE: Duration = Duration::from_millis(25);
 /// Most schedules built ahead for one instant (ten looks); more are fired as they come due.
 const PREPARED_MAX: usize = 10 * DUE_BATCH as usize;
 /// Messages (28 columns each) or group messages (33) per insert statement: inside either database's
@@ -482,7 +484,11 @@ impl Messaging {
                 let wait = wait.max(Duration::from_millis(50));
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = me.schedule_wake.notified() => {}
+                    _ = me.schedule_wake.notified() => {
+                        // Schedules created in a burst wake it once per WAKE_COALESCE, not once each
+                        // (every turn reads the schedules table twice).
+                        tokio::time::sleep(WAKE_COALESCE).await;
+                    }
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
