@@ -86,14 +86,7 @@ pub async fn due_schedules<C: ConnectionTrait>(
     limit: u64,
     held: &[Uuid],
 ) -> Result<Vec<scheduled_message::Model>, DbErr> {
-    scheduled_message::Entity::find()
-        .filter(not_held(held))
-        .filter(scheduled_message::Column::NextTriggerAt.lte(now))
-        .filter(scheduled_message::Column::Status.is_in([ScheduleStatus::Pending, ScheduleStatus::Triggered]))
-        .order_by_asc(scheduled_message::Column::NextTriggerAt)
-        .limit(limit)
-        .all(db)
-        .await
+    due_schedules_after(db, now, None, limit, held).await
 }
 
 /// [`due_schedules`] continued after `after` (the last `(next_trigger_at, id)` of the previous page),

@@ -17,6 +17,8 @@
 //!
 //! Waking: it sleeps until the soonest `next_trigger_at` (at most [`IDLE_POLL`]), woken early when a
 //! schedule is created or edited in this process or, with a broker, in another (`scheduled_message.*`).
+//! [`LEAD`] before an instant it builds the sends due then and waits; at the instant it only records
+//! them (see `prepare_instant`).
 //! Time is a parameter ([`Messaging::fire_due_schedules`] takes `now`), so tests drive it.
 
 use std::time::Duration;
@@ -155,6 +157,20 @@ impl Messaging {
             }
         }
         Ok(looks)
+    }
+
+    /// Records the looks built for an instant that has come. An account suspended meanwhile keeps its
+    /// schedules (read again next turn).
+    async fn record_prepared(&self, looks: Vec<Vec<Plan>>) {
+        let held = self.accounts.suspended_accounts().await.ok();
+        for mut look in looks {
+            if let Some(held) = &held {
+                look.retain(|p| !held.contains(&p.s.account_id));
+            }
+            if !look.is_empty() {
+                self.record_look(&look, Utc::now()).await;
+            }
+        }
     }
 
     /// Waits for the instant `at`; returns early when a schedule due sooner was created meanwhile.
@@ -453,18 +469,7 @@ impl Messaging {
                                 Waited::Shutdown => break,
                                 // What was built is dropped; the next turn starts from the sooner one.
                                 Waited::Sooner => {}
-                                Waited::Reached => {
-                                    // An account suspended meanwhile keeps its schedules (read again next turn).
-                                    let held_now = me.accounts.suspended_accounts().await.ok();
-                                    for mut look in looks {
-                                        if let Some(held_now) = &held_now {
-                                            look.retain(|p| !held_now.contains(&p.s.account_id));
-                                        }
-                                        if !look.is_empty() {
-                                            me.record_look(&look, Utc::now()).await;
-                                        }
-                                    }
-                                }
+                                Waited::Reached => me.record_prepared(looks).await,
                             }
                             continue;
                         }
