@@ -159,6 +159,25 @@ impl Messaging {
         Ok(looks)
     }
 
+    /// Builds the sends due at the instant `at`, waits for it and records them; `None` when nothing
+    /// was built (nothing due then, or the database could not be read).
+    async fn fire_prepared(&self, at: DateTime<Utc>, held: &[Uuid], shutdown: &CancellationToken) -> Option<Waited> {
+        let looks = match self.prepare_instant(at, held).await {
+            Ok(looks) if !looks.is_empty() => looks,
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "the scheduler could not prepare the next instant");
+                return None;
+            }
+        };
+        let waited = self.await_instant(at, held, shutdown).await;
+        // `Sooner`: what was built is dropped; the next turn starts from the sooner one.
+        if matches!(waited, Waited::Reached) {
+            self.record_prepared(looks).await;
+        }
+        Some(waited)
+    }
+
     /// Records the looks built for an instant that has come. An account suspended meanwhile keeps its
     /// schedules (read again next turn).
     async fn record_prepared(&self, looks: Vec<Vec<Plan>>) {
@@ -458,33 +477,25 @@ impl Messaging {
                     Err(_) => Vec::new(),
                 };
                 let next = schedule_store::next_due(&me.db, &held).await.ok().flatten();
-                let now = Utc::now();
-                if let Some(at) = next
-                    && at > now
-                    && at - now <= chrono::Duration::from_std(LEAD).unwrap_or_default()
+                // How long until the next instant (zero when it has passed).
+                let until = next.map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+                if let (Some(at), Some(u)) = (next, until)
+                    && !u.is_zero()
+                    && u <= LEAD
                 {
-                    match me.prepare_instant(at, &held).await {
-                        Ok(looks) if !looks.is_empty() => {
-                            match me.await_instant(at, &held, &shutdown).await {
-                                Waited::Shutdown => break,
-                                // What was built is dropped; the next turn starts from the sooner one.
-                                Waited::Sooner => {}
-                                Waited::Reached => me.record_prepared(looks).await,
-                            }
-                            continue;
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "the scheduler could not prepare the next instant"),
+                    match me.fire_prepared(at, &held, &shutdown).await {
+                        Some(Waited::Shutdown) => break,
+                        Some(_) => continue,
+                        None => {}
                     }
                 }
                 // Sleep until the next instant is LEAD away (then until it comes, if it is nearer).
-                let wait = match next {
-                    Some(at) if at - now > chrono::Duration::from_std(LEAD).unwrap_or_default() => {
-                        (at - now).to_std().unwrap_or(Duration::ZERO).saturating_sub(LEAD).min(IDLE_POLL)
-                    }
-                    Some(at) => (at - now).to_std().unwrap_or(Duration::ZERO).min(IDLE_POLL),
+                let wait = match until {
+                    Some(u) if u > LEAD => u - LEAD,
+                    Some(u) => u,
                     None => IDLE_POLL,
                 };
+                let wait = wait.min(IDLE_POLL);
                 // Never a busy loop, even if a due schedule cannot be moved on.
                 let wait = wait.max(Duration::from_millis(50));
                 tokio::select! {
