@@ -146,9 +146,9 @@ pub struct AccountSettings {
     pub invitation_url: Option<String>,
     /// Days audit log entries are kept (0: forever); the relay role purges older ones.
     pub audit_retention_days: i64,
-    /// Longest time, in seconds, a process remembers a caller's user row, roles and accounts (every
-    /// change is announced to every process and forgets them at once; this bounds the rest). 0: read
-    /// them from the database on every request.
+    /// Longest time, in seconds, a process remembers a caller's user row, roles and accounts, and the
+    /// channels sends name (every change is announced to every process and forgets them at once; this
+    /// bounds the rest; see `db::memo`). 0: read them from the database on every request.
     pub access_cache_seconds: u64,
 }
 

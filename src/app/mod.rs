@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
 use crate::db;
+use crate::db::memo::Memo;
 use crate::http;
 use crate::mail::Mailer;
 use crate::modules::accounts::{self, Accounts, JwtKeys};
@@ -42,6 +43,8 @@ pub struct AppState {
     pub messaging: Messaging,
     pub events: Events,
     pub metrics: PrometheusHandle,
+    /// What this process remembers of rarely changed rows (access, channels), until the next change.
+    pub memo: Arc<Memo>,
     /// Cancelled at shutdown; every background loop watches it.
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
@@ -134,6 +137,10 @@ pub async fn build_state_for(settings: Settings, migrate: bool, owner: String) -
     let tasks = TaskTracker::new();
     let amqp_url = settings.amqp_url.as_ref().map(|s| s.expose().to_string());
     let events = Events::new(db.clone(), &settings.database_url, amqp_url.as_deref(), settings.events.clone());
+    let memo = Memo::new(
+        std::time::Duration::from_secs(settings.accounts.access_cache_seconds),
+        db.get_database_backend() == sea_orm::DbBackend::Postgres,
+    );
     let accounts = Accounts::new(
         db.clone(),
         keys,
@@ -141,6 +148,7 @@ pub async fn build_state_for(settings: Settings, migrate: bool, owner: String) -
         (&settings.identity, &settings.cognito),
         &settings.accounts,
         events.clone(),
+        memo.clone(),
     );
     let uploads = ImportUploads::new(&settings.data_dir, settings.http.import_body_limit, tasks.clone(), owner);
     let contacts = Contacts::new(db.clone(), accounts.clone(), events.clone(), uploads);
@@ -153,6 +161,7 @@ pub async fn build_state_for(settings: Settings, migrate: bool, owner: String) -
         db.clone(),
         accounts.clone(),
         events.clone(),
+        memo.clone(),
         Vault::new(&secret, &previous),
         channels::all_adapters(
             channels::http_client(),
@@ -188,6 +197,7 @@ pub async fn build_state_for(settings: Settings, migrate: bool, owner: String) -
         messaging,
         events,
         metrics: http::metrics_handle(),
+        memo,
         shutdown,
         tasks,
     })
@@ -260,7 +270,7 @@ impl Application {
         }
         if role.serves_api() {
             start_import_sweeper(&state).await;
-            state.accounts.watch_access_changes(&state.settings.database_url, &state.shutdown, &state.tasks);
+            state.memo.watch(&state.settings.database_url, &state.shutdown, &state.tasks);
         }
         // Only a process that can send keeps the SMPP binds it makes (see `channels::leases`).
         state.channels.set_dispatching(role.dispatches());

@@ -13,6 +13,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbE
 
 pub mod limits;
 pub mod list;
+pub mod memo;
 mod text_enum;
 
 pub(crate) use text_enum::text_enum;

@@ -353,6 +353,7 @@ async fn credentials_are_resealed_under_a_rotated_key(b: Backend) {
             state.db.clone(),
             state.accounts.clone(),
             state.events.clone(),
+            state.memo.clone(),
             vault,
             all_adapters(http_client(), None, None, None, Default::default()),
             None,

@@ -488,7 +488,82 @@ async fn a_send_that_cannot_be_written_fails_alone(b: Backend) {
     assert_eq!(r.body["meta"]["total"], 6);
 }
 
+/// Sends read their channel from memory between changes (`Channels::for_send`), and a change made
+/// through the API is seen by the very next send: shown in steps — a change written behind the
+/// server's back (raw SQL, no announcement) is not seen, which proves the send answered from memory;
+/// a PATCH then is; so are re-enabling and deleting the channel.
+async fn a_channel_changed_after_sends_read_it_is_read_again_at_once(b: Backend) {
+    let app = queued_only(b).await;
+    let u = et_user(&app, "changer").await;
+    let ch = sandbox(&app, &u, "sandbox").await;
+    let send = || {
+        app.post("/v1/messages")
+            .token(&u.token)
+            .json(json!({"channel_id": ch, "delivery_address": "+251911000001", "message_body": "x"}))
+            .send()
+    };
+    crate::helpers::eventually(10, "the server remembers", || async { app.state.memo.is_live() }).await;
+    send().await.expect(201, None);
+
+    let db = sea_orm::Database::connect(app.settings.database_url.clone()).await.unwrap();
+    let sql = format!("UPDATE channels SET is_enabled = false WHERE id = '{ch}'");
+    sea_orm::ConnectionTrait::execute_unprepared(&db, &sql).await.unwrap();
+    send().await.expect(201, None);
+
+    let patch = |enabled: bool| {
+        app.patch(&format!("/v1/channels/{ch}")).token(&u.token).json(json!({"is_enabled": enabled})).send()
+    };
+    patch(false).await.expect(200, None);
+    let r = send().await;
+    r.expect(422, Some("validation_error"));
+    assert!(r.body.to_string().contains("disabled"), "{}", r.body);
+    patch(true).await.expect(200, None);
+    send().await.expect(201, None);
+    app.delete(&format!("/v1/channels/{ch}")).token(&u.token).send().await.expect(204, None);
+    let r = send().await;
+    r.expect(422, Some("validation_error"));
+    assert!(r.body.to_string().contains("no such channel"), "{}", r.body);
+    db.close().await.ok();
+}
+
+/// Two API servers on one PostgreSQL database: a channel disabled through the first is refused by the
+/// second on its next send — through the database's notification, not the expiry (an hour here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_changes_reach_every_server_at_once() {
+    let Some(backend) = Backend::postgres() else { return };
+    let first = TestApp::spawn_full(
+        backend,
+        |s| s.accounts.access_cache_seconds = 3600,
+        turumba::app::BuildOptions { dispatch: false, ..Default::default() },
+    )
+    .await;
+    let second = first.spawn_beside(|_| {}).await;
+    let u = et_user(&first, "two-servers").await;
+    let ch = sandbox(&first, &u, "sandbox").await;
+    crate::helpers::eventually(10, "the second server remembers", || async { second.state.memo.is_live() }).await;
+    let send = || {
+        second
+            .post("/v1/messages")
+            .token(&u.token)
+            .json(json!({"channel_id": ch, "delivery_address": "+251911000001", "message_body": "x"}))
+            .send()
+    };
+    send().await.expect(201, None);
+    first
+        .patch(&format!("/v1/channels/{ch}"))
+        .token(&u.token)
+        .json(json!({"is_enabled": false}))
+        .send()
+        .await
+        .expect(200, None);
+    crate::helpers::eventually(5, "the second server refuses a channel the first disabled", || async {
+        send().await.status == 422
+    })
+    .await;
+}
+
 both_backends!(
+    a_channel_changed_after_sends_read_it_is_read_again_at_once,
     a_long_history_is_counted_up_to_a_bound,
     a_send_that_cannot_be_written_fails_alone,
     sends_waiting_together_are_committed_together,

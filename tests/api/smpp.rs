@@ -291,6 +291,7 @@ async fn only_one_process_binds_an_smpp_channel(b: Backend) {
         state.db.clone(),
         state.accounts.clone(),
         state.events.clone(),
+        state.memo.clone(),
         Vault::new(&secret, &[]),
         all_adapters(
             http_client(),
@@ -357,6 +358,7 @@ async fn only_the_bind_holder_dispatches_an_smpp_channel(b: Backend) {
         state.db.clone(),
         state.accounts.clone(),
         state.events.clone(),
+        state.memo.clone(),
         Vault::new(&secret, &[]),
         all_adapters(http_client(), Some(state.db.clone()), None, Some(b_leases.clone()), Default::default()),
         None,

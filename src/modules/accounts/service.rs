@@ -25,7 +25,8 @@ pub struct Accounts {
     pub(super) invitation_url: Option<String>,
     pub(super) events: Events,
     pub(super) suspensions: Arc<super::suspension::Suspensions>,
-    /// What authentication reads, remembered until the next change (`access_cache`).
+    /// What authentication reads, remembered until the next change (`access_cache`, on the process's
+    /// `db::memo::Memo`).
     pub(super) access_cache: Arc<super::access_cache::AccessCache>,
 }
 
@@ -65,15 +66,15 @@ impl Accounts {
         identity: (&crate::config::IdentitySettings, &crate::config::CognitoSettings),
         settings: &crate::config::AccountSettings,
         events: Events,
+        memo: Arc<crate::db::memo::Memo>,
     ) -> Self {
         events.set_audit_log(Arc::new(super::audit::AuditWriter), settings.audit_retention_days);
         let (identity, cognito) = identity;
         let ttl = identity.refresh_token_ttl_days;
-        let listens = db.get_database_backend() == sea_orm::DbBackend::Postgres;
-        let access_cache = super::access_cache::AccessCache::new(
-            std::time::Duration::from_secs(settings.access_cache_seconds),
-            listens,
-        );
+        let suspensions: Arc<super::suspension::Suspensions> = Default::default();
+        // A suspension is an account change too: read the set again whenever the process forgets.
+        let also = suspensions.clone();
+        let access_cache = super::access_cache::AccessCache::new(memo, move || also.forget());
         let identity: Arc<dyn IdentityProvider> = match identity.provider.as_str() {
             "cognito" => Arc::new(super::cognito::CognitoIdentity::new(db.clone(), cognito, ttl)),
             _ => Arc::new(super::local_identity::LocalIdentity::new(db.clone(), keys, mailer.clone(), ttl)),
@@ -85,8 +86,8 @@ impl Accounts {
             max_depth: settings.max_depth,
             invitation_url: settings.invitation_url.clone().filter(|u| !u.is_empty()),
             events,
-            suspensions: Default::default(),
-            access_cache: Arc::new(access_cache),
+            suspensions,
+            access_cache,
         }
     }
 

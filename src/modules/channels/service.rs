@@ -19,6 +19,7 @@ use super::leases::BindLeases;
 use super::store;
 use super::vault::Vault;
 use crate::db::list::{ListQuery, Page};
+use crate::db::memo::{Memo, Remembered};
 use crate::error::{AppError, AppResult};
 use crate::modules::accounts::AccountScope;
 use crate::modules::accounts::Accounts;
@@ -72,6 +73,9 @@ pub struct Channels {
     pub(super) public_base_url: Option<String>,
     /// This process's SMPP bind leases (see [`Channels::with_bind_leases`]).
     pub(super) leases: Option<BindLeases>,
+    /// What sends read of a channel, remembered until the next change ([`Channels::for_send`]).
+    pub(super) memo: Arc<Memo>,
+    pub(super) sending: Remembered<(Uuid, Uuid), channel::Model>,
 }
 
 impl Channels {
@@ -79,12 +83,19 @@ impl Channels {
         db: DatabaseConnection,
         accounts: Accounts,
         events: Events,
+        memo: Arc<Memo>,
         vault: Vault,
         adapters: AdapterSet,
         public_base_url: Option<String>,
     ) -> Self {
-        Channels { db, accounts, events, vault, adapters, public_base_url, leases: None }
+        let sending = memo.cache(Self::REMEMBERED);
+        let forgets = sending.clone();
+        memo.on_forget(move || forgets.invalidate_all());
+        Channels { db, accounts, events, vault, adapters, public_base_url, leases: None, memo, sending }
     }
+
+    /// Channels whose settings a process remembers for sends.
+    const REMEMBERED: u64 = 10_000;
 
     /// Tells the SMPP adapter whether this process dispatches messages: one that does not (the `api`
     /// role) closes the bind it makes to verify a channel, so that a dispatcher elsewhere can take it.
@@ -196,6 +207,24 @@ impl Channels {
 
     pub async fn get(&self, scope: AccountScope, id: Uuid) -> AppResult<channel::Model> {
         store::find_channel(&self.db, scope, id).await?.ok_or(AppError::NotFound("channel"))
+    }
+
+    /// The channel as a send reads it — its type, provider, `is_enabled`, country and sender name —
+    /// remembered until the next change to a channel in any process (`db::memo`: [`Self::update`]
+    /// and [`Self::delete`] announce theirs), so that accepting a message costs no read of its
+    /// channel. What the dispatcher and the webhooks change without announcing (status, verification,
+    /// usage) and the sealed secrets may be older here: read those with [`Self::get`].
+    pub async fn for_send(&self, scope: AccountScope, id: Uuid) -> AppResult<channel::Model> {
+        self.memo.remembered(&self.sending, (scope.account_id(), id), self.get(scope, id)).await
+    }
+
+    /// Commits a change to a channel's settings with its events; every process forgets the channels
+    /// it remembered for sends.
+    async fn commit_settings_change(&self, txn: sea_orm::DatabaseTransaction, bus: EventBus) -> AppResult<()> {
+        Memo::announce(&txn).await?;
+        self.events.commit(txn, bus).await?;
+        self.memo.forget();
+        Ok(())
     }
 
     pub(super) fn context(&self, c: &channel::Model) -> AppResult<ChannelContext> {
@@ -358,7 +387,7 @@ impl Channels {
                 json!({ "from": current.status, "to": s }),
             );
         }
-        self.events.commit(txn, bus).await?;
+        self.commit_settings_change(txn, bus).await?;
         if reverify && c.is_enabled && self.can_verify(&c) {
             self.verify(scope, id, &meta.for_job()).await
         } else {
@@ -373,7 +402,7 @@ impl Channels {
         store::delete_channel(&txn, scope, c.id).await?;
         let mut bus = EventBus::new(meta.clone());
         bus.emit("channel.deleted", "channel", c.id, Some(scope.account_id()), json!({ "name": c.name }));
-        Ok(self.events.commit(txn, bus).await?)
+        self.commit_settings_change(txn, bus).await
     }
 
     /// Checks the credentials with the provider: `connected`, or `error` with the provider's message.

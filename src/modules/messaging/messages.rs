@@ -148,7 +148,8 @@ impl Messaging {
         meta: &EventMeta,
         render_answer: impl Fn(&message::Model) -> Value,
     ) -> AppResult<Sent> {
-        let hash = request_hash(&new);
+        // Only a keyed send needs the request's hash.
+        let hash = idempotency_key.map(|_| request_hash(&new)).unwrap_or_default();
         if let Some(key) = idempotency_key {
             if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
                 return Err(AppError::bad_request(format!(
@@ -203,9 +204,10 @@ impl Messaging {
         self.prepare_message_on(scope, sender, new, channel).await
     }
 
-    /// The channel a send names (422 `channel_id` when the account has none by that id).
+    /// The channel a send names (422 `channel_id` when the account has none by that id), as sends
+    /// read it (remembered between changes: `Channels::for_send`).
     pub(super) async fn channel_for_send(&self, scope: AccountScope, id: Uuid) -> AppResult<Channel> {
-        match self.channels.get(scope, id).await {
+        match self.channels.for_send(scope, id).await {
             Ok(c) => Ok(c),
             Err(AppError::NotFound(_)) => Err(AppError::field("channel_id", "no such channel in this account")),
             Err(e) => Err(e),
