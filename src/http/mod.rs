@@ -77,8 +77,10 @@ pub async fn observe(
     let method = req.method().to_string();
     let path = req.path().to_string();
     let span = tracing::info_span!("http", request_id = %id, method = %method, path = %path, account_id = tracing::field::Empty);
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
     let mut res = next.call(req).instrument(span.clone()).await?;
+    // After routing the request knows the resource it matched: its pattern is a lookup, not a second
+    // walk of the routes.
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
     if let Ok(v) = HeaderValue::from_str(&id) {

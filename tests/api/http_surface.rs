@@ -83,10 +83,18 @@ async fn health_readiness_metrics_and_docs_are_served(b: Backend) {
     let r = app.get("/readyz").send().await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["checks"]["database"], "ok");
+    // Requests are counted by the route they matched, never by their path.
+    let u = app.user("metrics-reader").await;
+    let id = uuid::Uuid::now_v7();
+    app.get(&format!("/v1/roles/{id}")).token(&u.token).send().await.expect(404, None);
+    app.get(&format!("/v1/no-such-route-{id}")).send().await.expect(404, None);
     let r = app.get("/metrics").send().await;
     assert_eq!(r.status, 200);
     let text = r.body.as_str().unwrap();
     assert!(text.contains("http_requests_total"), "{text}");
+    assert!(text.contains(r#"route="/v1/roles/{id}""#), "{text}");
+    assert!(text.contains(r#"route="unmatched""#), "{text}");
+    assert!(!text.contains(&id.to_string()), "{text}");
     assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
     let r = app.get("/v1/openapi.json").send().await;
     assert_eq!(r.status, 200);
