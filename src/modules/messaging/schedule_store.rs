@@ -103,16 +103,12 @@ pub async fn due_schedules_after<C: ConnectionTrait>(
     use sea_orm::sea_query::ExprTrait;
     let mut q = scheduled_message::Entity::find()
         .filter(not_held(held))
-        .filter(scheduled_message::Column::NextTriggerAt.lte(at))
-        .filter(scheduled_message::Column::Status.is_in([ScheduleStatus::Pending, ScheduleStatus::Triggered]));
+        .filter(Column::NextTriggerAt.lte(at))
+        .filter(Column::Status.is_in([ScheduleStatus::Pending, ScheduleStatus::Triggered]));
     if let Some((t, id)) = after {
         q = q.filter(Column::NextTriggerAt.gt(t).or(Column::NextTriggerAt.eq(t).and(Column::Id.gt(id))));
     }
-    q.order_by_asc(scheduled_message::Column::NextTriggerAt)
-        .order_by_asc(scheduled_message::Column::Id)
-        .limit(limit)
-        .all(db)
-        .await
+    q.order_by_asc(Column::NextTriggerAt).order_by_asc(Column::Id).limit(limit).all(db).await
 }
 
 /// The soonest `next_trigger_at` of any active schedule of an account not `held`: when the scheduler
