@@ -31,6 +31,8 @@ use sea_orm::{ConnectionTrait, DbErr};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::error::AppResult;
+
 /// PostgreSQL channel that carries "something remembered changed" between processes.
 pub const NOTIFY_CHANNEL: &str = "turumba_access";
 
@@ -112,12 +114,12 @@ impl Memo {
     }
 
     /// The remembered value for `key`, else `load`'s (remembered when it succeeds).
-    pub async fn remembered<K, V, E>(
+    pub async fn remembered<K, V>(
         &self,
         cache: &Remembered<K, V>,
         key: K,
-        load: impl Future<Output = Result<V, E>>,
-    ) -> Result<V, E>
+        load: impl Future<Output = AppResult<V>>,
+    ) -> AppResult<V>
     where
         K: Hash + Eq + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,

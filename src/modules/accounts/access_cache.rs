@@ -6,8 +6,6 @@
 //! through [`Accounts::commit_access_change`] (or [`Accounts::commit_plain_access_change`]), which
 //! announces it to every process and forgets it in this one.
 
-use std::future::Future;
-use std::hash::Hash;
 use std::sync::Arc;
 
 use sea_orm::DatabaseTransaction;
@@ -53,38 +51,23 @@ impl AccessCache {
 
     /// The caches, emptied whenever `memo` forgets; `also` runs then too.
     pub fn new(memo: Arc<Memo>, also: impl Fn() + Send + Sync + 'static) -> Arc<Self> {
-        let cache = Arc::new(AccessCache {
+        let cache = AccessCache {
             callers: memo.cache(Self::CAPACITY),
             roles: memo.cache(Self::CAPACITY),
             access: memo.cache(Self::CAPACITY),
             reach: memo.cache(Self::CAPACITY),
             memo: memo.clone(),
-        });
-        let weak = Arc::downgrade(&cache);
+        };
+        let (callers, roles, access, reach) =
+            (cache.callers.clone(), cache.roles.clone(), cache.access.clone(), cache.reach.clone());
         memo.on_forget(move || {
-            if let Some(c) = weak.upgrade() {
-                c.callers.invalidate_all();
-                c.roles.invalidate_all();
-                c.access.invalidate_all();
-                c.reach.invalidate_all();
-            }
+            callers.invalidate_all();
+            roles.invalidate_all();
+            access.invalidate_all();
+            reach.invalidate_all();
             also();
         });
-        cache
-    }
-
-    /// The remembered value for `key`, else `load`'s (remembered when it succeeds).
-    pub(super) async fn remembered<K, V>(
-        &self,
-        cache: &Remembered<K, V>,
-        key: K,
-        load: impl Future<Output = AppResult<V>>,
-    ) -> AppResult<V>
-    where
-        K: Hash + Eq + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-    {
-        self.memo.remembered(cache, key, load).await
+        Arc::new(cache)
     }
 }
 

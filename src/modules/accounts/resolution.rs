@@ -18,7 +18,7 @@ impl Accounts {
         let subject = self.identity.token_subject(token).await?;
         let cache = &self.access_cache;
         let load = async { Ok(store::find_user(&self.db, subject.user_id).await?.map(Caller::from)) };
-        let caller = cache.remembered(&cache.callers, subject.user_id, load).await?;
+        let caller = cache.memo.remembered(&cache.callers, subject.user_id, load).await?;
         Ok(caller.filter(|c| may_sign_in(&c.user) && issued_after_stamp(c, &subject)).ok_or_else(bad_token)?.user)
     }
 
@@ -33,6 +33,7 @@ impl Accounts {
             Ok(found.map(|(u, r)| (Caller::from(u), r)))
         };
         let (caller, role) = cache
+            .memo
             .remembered(&cache.roles, (subject.user_id, selected), load)
             .await?
             .filter(|(c, _)| may_sign_in(&c.user) && issued_after_stamp(c, &subject))
@@ -58,7 +59,7 @@ impl Accounts {
     /// The caller's access to one account: a direct membership, or `accounts:manage` on an ancestor.
     pub async fn access_to(&self, user: &CurrentUser, account_id: Uuid) -> AppResult<Option<Access>> {
         let cache = &self.access_cache;
-        cache.remembered(&cache.access, (user.id, account_id), self.load_access(user, account_id)).await
+        cache.memo.remembered(&cache.access, (user.id, account_id), self.load_access(user, account_id)).await
     }
 
     async fn load_access(&self, user: &CurrentUser, account_id: Uuid) -> AppResult<Option<Access>> {

@@ -55,7 +55,7 @@ impl Accounts {
     pub async fn reachable(&self, user: &CurrentUser) -> AppResult<Vec<Reach>> {
         let cache = &self.access_cache;
         let load = async { Ok(std::sync::Arc::new(self.load_reach(user).await?)) };
-        Ok(cache.remembered(&cache.reach, user.id, load).await?.as_ref().clone())
+        Ok(cache.memo.remembered(&cache.reach, user.id, load).await?.as_ref().clone())
     }
 
     async fn load_reach(&self, user: &CurrentUser) -> AppResult<Vec<Reach>> {

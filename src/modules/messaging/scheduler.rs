@@ -378,18 +378,11 @@ impl Messaging {
         if !occurrences.is_empty() {
             schedule_occurrence::Entity::insert_many(occurrences).exec_without_returning(&txn).await?;
         }
-        for chunk in messages.chunks(MESSAGE_CHUNK) {
-            let rows = chunk.iter().map(|m| m.clone().into_active_model());
-            message::Entity::insert_many(rows).exec_without_returning(&txn).await?;
-        }
-        let fans_out = !groups.is_empty();
-        // In chunks too: a look of 1,000 group sends (33 columns each) would pass SQLite's bound.
-        let mut groups = groups.into_iter().peekable();
-        while groups.peek().is_some() {
-            let chunk: Vec<_> = groups.by_ref().take(MESSAGE_CHUNK).collect();
-            group_message::Entity::insert_many(chunk).exec_without_returning(&txn).await?;
-        }
+        // The doorbells first (nothing leaves before the commit), so the rows need no copy to insert.
         emit_dispatch(&mut bus, messages.iter());
+        insert_in_chunks(&txn, messages.into_iter().map(IntoActiveModel::into_active_model)).await?;
+        let fans_out = !groups.is_empty();
+        insert_in_chunks(&txn, groups).await?;
         self.events.commit(txn, bus).await?;
         self.dispatch_wake.notify_one();
         if fans_out {
@@ -510,6 +503,23 @@ impl Messaging {
             }
         });
     }
+}
+
+/// Inserts `rows` [`MESSAGE_CHUNK`] at a time: a look of 1,000 sends in one statement would pass
+/// SQLite's bound on parameters.
+async fn insert_in_chunks<A>(
+    txn: &sea_orm::DatabaseTransaction,
+    rows: impl IntoIterator<Item = A>,
+) -> Result<(), sea_orm::DbErr>
+where
+    A: sea_orm::ActiveModelTrait + Send,
+{
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<A> = rows.by_ref().take(MESSAGE_CHUNK).collect();
+        A::Entity::insert_many(chunk).exec_without_returning(txn).await?;
+    }
+    Ok(())
 }
 
 /// How waiting for a prepared instant ended.

@@ -199,16 +199,13 @@ pub(crate) async fn run(args: ScenarioArgs) {
     let problems = std::mem::take(&mut s.problems);
     let logs = s.logs.clone();
     s.finish().await;
-    let keep_logs = std::env::var_os("BENCH_SERVER_LOG").is_some();
-    if problems.is_empty() {
-        match keep_logs {
-            true => eprintln!("\nlogs kept in {}", logs.display()),
-            false => {
-                let _ = std::fs::remove_dir_all(&logs);
-            }
-        }
+    // Kept when the work went wrong, or when asked for (BENCH_SERVER_LOG).
+    if problems.is_empty() && std::env::var_os("BENCH_SERVER_LOG").is_none() {
+        let _ = std::fs::remove_dir_all(&logs);
     } else {
         eprintln!("\nlogs kept in {}", logs.display());
+    }
+    if !problems.is_empty() {
         eprintln!("\nthe work went wrong ({}):", problems.len());
         for p in &problems {
             eprintln!("  - {p}");
