@@ -10,6 +10,7 @@
 //! cargo run --release --bin turumba-bench -- smpp --sends 20000 --concurrency 64
 //! cargo run --release --bin turumba-bench -- dispatch --database sqlite --rate 1000 --seconds 10
 //! cargo run --release --bin turumba-bench -- schedules --database sqlite --count 10000
+//! cargo run --release --bin turumba-bench -- accepts --database sqlite --seconds 10
 //! benches/groups.sh both 100000   # group-send and telegram-server against real server processes
 //! ```
 //!
@@ -29,6 +30,7 @@
 //! 3. With `--amqp`: the raw RabbitMQ publish-with-confirms rate on the same machine, same batch size
 //!    (the ceiling the relay works under).
 
+mod accepts;
 mod adapters;
 mod contacts;
 mod dispatch;
@@ -50,6 +52,9 @@ use uuid::Uuid;
 enum Cli {
     /// Outbox → relay → transport latency and throughput.
     Events(events::EventsArgs),
+    /// What one accepted send costs: in-process (no HTTP) and over HTTP, with the CPU of this process
+    /// and of the database per accept.
+    Accepts(accepts::AcceptsArgs),
     /// Contacts: import of a generated CSV, a segment count with attribute filters, Directory streaming.
     Contacts {
         /// `sqlite` (a temp file) or a postgres:// URL (a fresh database is created and dropped).
@@ -109,6 +114,7 @@ enum Cli {
 async fn main() {
     match Cli::parse() {
         Cli::Events(args) => events::run(args).await,
+        Cli::Accepts(args) => accepts::run(args).await,
         Cli::Contacts { database, rows } => contacts::bench_contacts(database, rows).await,
         Cli::GenContacts { rows, out } => contacts::generate_contacts_csv(rows, &out),
         Cli::Adapters { sends, concurrency } => adapters::bench_adapters(sends, concurrency).await,
@@ -135,13 +141,22 @@ pub(crate) struct BenchApp {
 
 impl BenchApp {
     pub(crate) async fn start(database: &str) -> BenchApp {
+        Self::start_as(database, turumba::app::Role::All, None).await
+    }
+
+    /// The application in one role (its API is always served on the returned address); roles other
+    /// than `all` need PostgreSQL and a broker (`amqp`).
+    pub(crate) async fn start_as(database: &str, role: turumba::app::Role, amqp: Option<&str>) -> BenchApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let (url, cleanup) = fresh_db(database, dir.path()).await;
         let mut settings = turumba::config::Settings::for_test(dir.path(), &url);
         settings.database.max_connections = 16;
-        let app = turumba::app::Application::build(settings, turumba::app::BuildOptions::default())
-            .await
-            .expect("the app builds");
+        if let Some(url) = amqp {
+            settings.amqp_url = Some(turumba::config::Secret::new(url.to_string()));
+            settings.events.amqp_prefix = format!("bench_{}_", &Uuid::new_v4().simple().to_string()[..8]);
+        }
+        let options = turumba::app::BuildOptions { role, ..turumba::app::BuildOptions::default() };
+        let app = turumba::app::Application::build(settings, options).await.expect("the app builds");
         let api = format!("http://127.0.0.1:{}", app.port());
         let (state, handle) = (app.state(), app.handle());
         tokio::spawn(app.run_until_stopped());

@@ -37,6 +37,7 @@ pub use consumer::QUEUES as CONSUMER_QUEUES;
 pub use dispatch::{DispatchOptions, Dispatcher};
 pub use fanout::{FANOUT_BATCH, FANOUT_LEASE_SECS};
 pub use groups::NewGroupMessage;
+pub use messages::NewMessage;
 pub use recurrence::{Recurrence, Timing, time_zone};
 pub use render::{Fallback, Parsed, Rendered, Variables, escape};
 pub use scheduler::{IDLE_POLL, MISFIRE_GRACE_SECS};

@@ -28,7 +28,7 @@
 mod ceilings;
 mod loads;
 mod scenarios;
-mod stack;
+pub(crate) mod stack;
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -37,16 +37,21 @@ pub(super) fn clock_ticks() -> f64 {
 }
 
 /// CPU seconds a process spent, with those of its children it has waited for (this program's: wrk).
-pub(super) fn cpu_secs_of(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command name in parentheses: state, ppid, …; utime, stime, cutime and cstime are the
-    // 12th to the 15th.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("").split_whitespace().collect();
-    let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (tick(11) + tick(12) + tick(13) + tick(14)) as f64 / clock_ticks()
+pub(crate) fn cpu_secs_of(pid: u32) -> f64 {
+    stat_secs(&pid.to_string(), &[11, 12, 13, 14])
 }
 
-pub(super) fn pids_named(comm: &str) -> Vec<u32> {
+/// The sum of some CPU time fields of `/proc/<pid>/stat` (`pid` may be `self`), in seconds. After the
+/// command name in parentheses come state, ppid, …; utime, stime, cutime and cstime are fields 11 to
+/// 14 of what follows it.
+pub(crate) fn stat_secs(pid: &str, fields: &[usize]) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let values: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("").split_whitespace().collect();
+    let tick = |i: &usize| values.get(*i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    fields.iter().map(tick).sum::<u64>() as f64 / clock_ticks()
+}
+
+pub(crate) fn pids_named(comm: &str) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm))
