@@ -230,7 +230,7 @@ pub(crate) async fn run(args: AcceptsArgs) {
                 .expect("a row");
             row.try_get::<i64>("", "n").expect("n") as u64
         };
-        wrk_run(2); // warm-up
+        tokio::task::block_in_place(|| wrk_run(2)); // warm-up
         let (first, before, client_before) = (count().await, cpu_now(postgres), children_cpu());
         let start = Instant::now();
         let out = tokio::task::block_in_place(|| wrk_run(args.seconds));
