@@ -31,22 +31,20 @@ pub struct AuditWriter;
 #[async_trait]
 impl AuditLog for AuditWriter {
     async fn record(&self, txn: &DatabaseTransaction, entries: Vec<AuditEntry>) -> Result<(), DbErr> {
-        // Inside both databases' bound on parameters (10 columns a row).
-        for chunk in entries.chunks(500) {
-            let rows = chunk.iter().map(|e| audit_log::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                account_id: Set(e.account_id),
-                actor_id: Set(e.actor_id),
-                action: Set(e.action.clone()),
-                resource_type: Set(e.resource_type.clone()),
-                resource_id: Set(e.resource_id),
-                changes: Set(e.changes.clone()),
-                request_id: Set(e.request_id.clone()),
-                ip: Set(e.ip.clone()),
-                created_at: Set(e.created_at),
-            });
-            audit_log::Entity::insert_many(rows).exec_without_returning(txn).await?;
-        }
+        // Chunks inside both databases' bound on parameters (10 columns a row), in few shapes.
+        let rows = entries.into_iter().map(|e| audit_log::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            account_id: Set(e.account_id),
+            actor_id: Set(e.actor_id),
+            action: Set(e.action),
+            resource_type: Set(e.resource_type),
+            resource_id: Set(e.resource_id),
+            changes: Set(e.changes),
+            request_id: Set(e.request_id),
+            ip: Set(e.ip),
+            created_at: Set(e.created_at),
+        });
+        crate::db::chunks::insert_all(txn, rows, 512).await?;
         Ok(())
     }
 

@@ -1,7 +1,8 @@
 //! Group commit of accepted sends. `POST /v1/messages` validates and builds its row on the request's own
 //! task, then hands it to the intake; the intake writes every row waiting at that moment in ONE
-//! transaction — the rows (one multi-row insert), their idempotency keys, and one `message.dispatch.*`
-//! doorbell per channel — with one commit and one flush, and answers each request when it is durable.
+//! transaction — the rows (multi-row inserts of a few fixed sizes), their idempotency keys, and one
+//! `message.dispatch.*` doorbell per channel — with one commit and one flush, and answers each request
+//! when it is durable.
 //! While one batch commits, the next gathers; under load a batch holds the requests that arrived during
 //! the previous commit, so the cost of a commit (a WAL flush, SQLite's single writer) is shared instead
 //! of paid per message. Alone, a request waits for nothing but its own commit.
@@ -14,7 +15,7 @@
 //! or process committed it first, or an earlier request of the same batch) leaves its request out of the
 //! batch, which then answers with the stored answer.
 
-use sea_orm::{DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, TransactionTrait};
+use sea_orm::{DatabaseConnection, DbErr, IntoActiveModel, TransactionTrait};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -144,7 +145,7 @@ async fn write_batch(db: &DatabaseConnection, events: &Events, batch: &[&Accepte
         written.push(Written::Created);
     }
     if !rows.is_empty() {
-        message::Entity::insert_many(rows).exec_without_returning(&txn).await?;
+        crate::db::chunks::insert_all(&txn, rows, MAX_BATCH).await?;
     }
     let created: Vec<&Accepted> =
         batch.iter().zip(&written).filter(|(_, w)| **w == Written::Created).map(|(a, _)| *a).collect();

@@ -380,9 +380,14 @@ impl Messaging {
         }
         // The doorbells first (nothing leaves before the commit), so the rows need no copy to insert.
         emit_dispatch(&mut bus, messages.iter());
-        insert_in_chunks(&txn, messages.into_iter().map(IntoActiveModel::into_active_model)).await?;
+        crate::db::chunks::insert_all(
+            &txn,
+            messages.into_iter().map(IntoActiveModel::into_active_model),
+            MESSAGE_CHUNK,
+        )
+        .await?;
         let fans_out = !groups.is_empty();
-        insert_in_chunks(&txn, groups).await?;
+        crate::db::chunks::insert_all(&txn, groups, MESSAGE_CHUNK).await?;
         self.events.commit(txn, bus).await?;
         self.dispatch_wake.notify_one();
         if fans_out {
@@ -503,23 +508,6 @@ impl Messaging {
             }
         });
     }
-}
-
-/// Inserts `rows` [`MESSAGE_CHUNK`] at a time: a look of 1,000 sends in one statement would pass
-/// SQLite's bound on parameters.
-async fn insert_in_chunks<A>(
-    txn: &sea_orm::DatabaseTransaction,
-    rows: impl IntoIterator<Item = A>,
-) -> Result<(), sea_orm::DbErr>
-where
-    A: sea_orm::ActiveModelTrait + Send,
-{
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<A> = rows.by_ref().take(MESSAGE_CHUNK).collect();
-        A::Entity::insert_many(chunk).exec_without_returning(txn).await?;
-    }
-    Ok(())
 }
 
 /// How waiting for a prepared instant ended.
