@@ -375,7 +375,9 @@ impl Messaging {
         for chunk in rows.chunks(INSERT_CHUNK) {
             inserted += message::Entity::insert_many(chunk.iter().map(|m| m.clone().into_active_model()))
                 .on_conflict(
+                    // The unique index is partial (only messages of a group): the target names its predicate.
                     OnConflict::columns([message::Column::GroupMessageId, message::Column::ContactId])
+                        .target_and_where(Expr::col(message::Column::GroupMessageId).is_not_null())
                         .do_nothing()
                         .to_owned(),
                 )
