@@ -3,8 +3,8 @@
 //! whose batches hold 1 to 256 rows kept making the database parse and plan an insert again (measured
 //! on PostgreSQL with `pg_stat_statements` under 64 concurrent sends: 1,249 plans for 2,781 executions
 //! of the messages insert). Here a batch is cut into full chunks of the largest size and, for the
-//! rest, powers of two (45 rows of at most 256 = 32 + 8 + 4 + 1): at most nine shapes a table, so
-//! every shape stays prepared on every connection.
+//! rest, powers of two (45 rows of at most 256 = 32 + 8 + 4 + 1): a few shapes a table (nine for
+//! 256 rows at most, ten for 512), so every shape stays prepared on every connection.
 
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait};
 

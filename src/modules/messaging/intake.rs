@@ -144,9 +144,7 @@ async fn write_batch(db: &DatabaseConnection, events: &Events, batch: &[&Accepte
         rows.push(a.row.clone().into_active_model());
         written.push(Written::Created);
     }
-    if !rows.is_empty() {
-        crate::db::chunks::insert_all(&txn, rows, MAX_BATCH).await?;
-    }
+    crate::db::chunks::insert_all(&txn, rows, MAX_BATCH).await?;
     let created: Vec<&Accepted> =
         batch.iter().zip(&written).filter(|(_, w)| **w == Written::Created).map(|(a, _)| *a).collect();
     // Who sent what, when, to whom: one audit entry per send, in this transaction.
