@@ -1,7 +1,7 @@
 //! The dispatcher: queued messages reach the provider over real HTTP and move on (`sent`/`delivered`),
 //! failures are classified (retry with backoff as due rows, throttling without spending an attempt,
-//! permanent at once), a lapsed claim is taken over, two dispatchers never send a message twice, and a
-//! channel holds at most its share of the send slots.
+//! permanent at once), a lapsed claim is taken over, two dispatchers never send a message twice (nor
+//! one whose claim is too short for its turn), and a channel holds at most its share of the send slots.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -210,6 +210,84 @@ async fn two_dispatchers_never_send_a_message_twice(b: Backend) {
     assert_eq!(r.body["meta"]["total"], 120);
 }
 
+/// A pass starts a provider call only while its claim's lease covers the call and the record: with a
+/// 4 s lease, a 2 s send timeout and one call at a time to a provider taking 400 ms, a pass of ten
+/// messages sends the first few and hands the rest back (`queued`, no attempt spent) instead of
+/// sending them after their lease ran out, when another dispatcher may already have taken them over.
+/// Two such dispatchers then finish the work without sending any message twice.
+async fn a_claim_too_short_for_its_turn_hands_the_message_back_unsent(b: Backend) {
+    let slow = fakes::FakeServer::start(|r| {
+        if r.path.ends_with("/sendMessage") {
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        actix_web::HttpResponse::Ok()
+            .json(json!({"ok": true, "result": {"id": 1, "message_id": 42, "username": "slow_bot"}}))
+    });
+    let app = TestApp::spawn_full(b, |_| {}, manual()).await;
+    let u = app.user("short-lease").await;
+    let bot = telegram_channel(&app, &u, &slow.base_url, json!({})).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(send(&app, &u, &bot, &format!("55500{i:02}"), "x").await);
+    }
+    let options = DispatchOptions {
+        batch: 10,
+        lease: Duration::from_secs(4),
+        send_timeout: Duration::from_secs(2),
+        concurrency: 1,
+        per_channel: 1,
+        poll: Duration::from_millis(20),
+        ..Default::default()
+    };
+    assert_eq!(options.start_within(), Duration::from_millis(1500));
+    let d = || Dispatcher::new(app.state.messaging.clone(), app.state.channels.registry(), options);
+    assert_eq!(d().run_once().await.unwrap(), 10, "the pass claimed and settled all ten");
+    let sent_to = |slow: &fakes::FakeServer| -> Vec<String> {
+        slow.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/sendMessage"))
+            .map(|r| r.json()["chat_id"].to_string())
+            .collect()
+    };
+    // Each call takes 400 ms and they run one at a time: the fifth would start after 1.6 s.
+    let first = sent_to(&slow).len();
+    assert!((1..=4).contains(&first), "{first} sends started within 1.5 s of the claim");
+    let mut handed_back = 0;
+    for id in &ids {
+        let m = message(&app, &u, id).await;
+        match m["status"].as_str().unwrap() {
+            "sent" => assert_eq!(m["attempts"], 1, "{m}"),
+            "queued" => {
+                assert_eq!(m["attempts"], 0, "handed back without spending an attempt: {m}");
+                handed_back += 1;
+            }
+            other => panic!("{other}: {m}"),
+        }
+    }
+    assert_eq!(first + handed_back, 10);
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    for _ in 0..2 {
+        d().start(&shutdown, &tracker);
+    }
+    eventually(60, "all ten sent", || {
+        let (app, u) = (&app, &u);
+        async move {
+            let r = app.get("/v1/messages?filter=status:eq:sent&limit=1").token(&u.token).send().await;
+            r.body["meta"]["total"] == 10
+        }
+    })
+    .await;
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+    let mut chats = sent_to(&slow);
+    chats.sort();
+    chats.dedup();
+    assert_eq!((chats.len(), sent_to(&slow).len()), (10, 10), "each message reached the provider once");
+}
+
 /// A channel limited to 60 sends a minute (a burst of one) sends one message a second, however many
 /// dispatchers share the work; waiting for the rate spends no attempt.
 async fn the_rate_limit_holds_across_dispatchers(b: Backend) {
@@ -372,4 +450,5 @@ both_backends!(
     queued_messages_reach_the_provider_and_move_on,
     failures_are_classified_retried_as_due_rows_and_claims_taken_over,
     two_dispatchers_never_send_a_message_twice,
+    a_claim_too_short_for_its_turn_hands_the_message_back_unsent,
 );

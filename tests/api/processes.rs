@@ -83,6 +83,7 @@ impl Stack {
     /// A fresh database (and a broker prefix of its own); `via_db` maps the URL the servers use (a
     /// proxy in front of the database).
     pub async fn new(b: &Backend, amqp: Option<String>, via_db: Option<&dyn Fn(&str) -> String>) -> Stack {
+        remember_panics();
         let dir = tempfile::tempdir().unwrap();
         let db_url = fresh_database(b, dir.path()).await;
         let server_db = via_db.map(|f| f(&db_url)).unwrap_or_else(|| db_url.clone());
@@ -247,6 +248,24 @@ impl Stack {
     }
 }
 
+std::thread_local! {
+    /// What the last panic on this thread said (see [`remember_panics`]).
+    static LAST_PANIC: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Keeps each thread's last panic message, so a failed test can say it again after the servers' logs
+/// (printed while unwinding, they would otherwise bury it).
+fn remember_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let before = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            LAST_PANIC.with(|p| *p.borrow_mut() = info.to_string());
+            before(info);
+        }));
+    });
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         for s in &mut self.servers {
@@ -261,6 +280,9 @@ impl Drop for Stack {
                     &log[log.len().saturating_sub(6000)..]
                 );
             }
+        }
+        if std::thread::panicking() {
+            LAST_PANIC.with(|p| eprintln!("--- the failure: {}", p.borrow()));
         }
     }
 }

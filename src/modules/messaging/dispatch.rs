@@ -18,8 +18,13 @@
 //! the tokens go back to `queued`, due when the next token is, without spending an attempt.
 //!
 //! Metrics: `messages_dispatched_total{channel_type, outcome}` (sent, delivered, retry_scheduled,
-//! throttled, rate_limited, permanently_failed), `dispatch_provider_latency_seconds{channel_type}` (the
+//! throttled, rate_limited, released, permanently_failed), `dispatch_provider_latency_seconds{channel_type}` (the
 //! provider call) and `message_dispatch_delay_seconds{channel_type}` (due → accepted by the provider).
+//!
+//! A claim covers its message only while its lease runs: a message whose turn in the pass comes so late
+//! that the lease could run out before its provider call (at most `send_timeout`) and the pass's record
+//! are done is not sent by this pass — it is handed back (`queued`, due at once, no attempt spent), so
+//! no other dispatcher can take over a message this one is still sending (see [`DispatchOptions::start_within`]).
 //!
 //! A send's record also matches the delivery receipts that arrived before it (see `receipts`).
 //!
@@ -83,6 +88,16 @@ pub struct DispatchOptions {
     /// Passes run at once by [`Dispatcher::start`]: one claims and records while another waits for
     /// its providers (the two bounds above hold across them).
     pub loops: usize,
+}
+
+impl DispatchOptions {
+    /// How long after its claim a pass may still start a message's provider call: three quarters of
+    /// what the lease leaves beyond `send_timeout`. The last quarter is the pass's margin for recording
+    /// its outcomes (written together once every call of the pass has ended), so a send is recorded
+    /// before its lease runs out and no other dispatcher claims it again meanwhile.
+    pub fn start_within(&self) -> Duration {
+        self.lease.saturating_sub(self.send_timeout) * 3 / 4
+    }
 }
 
 impl Default for DispatchOptions {
@@ -219,6 +234,8 @@ impl Dispatcher {
     pub async fn run_once(&self) -> AppResult<usize> {
         let elsewhere = self.registry.bound_elsewhere().await;
         let held: Vec<Uuid> = self.messaging.accounts.suspended_accounts().await?.iter().copied().collect();
+        // Taken before the claim, so the lease the database gives runs at least until `start_by` + the rest.
+        let start_by = std::time::Instant::now() + self.options.start_within();
         let claimed =
             store::claim_due(&self.messaging.db, self.options.batch, self.options.lease, &elsewhere, &held).await?;
         if claimed.is_empty() {
@@ -254,6 +271,9 @@ impl Dispatcher {
                             && cancels.is_cancelled(&self.messaging.db, g).await
                         {
                             return (m, Outcome::Cancelled);
+                        }
+                        if std::time::Instant::now() > start_by {
+                            return (m, Outcome::Released);
                         }
                         let outcome = self.deliver(&m, loaded, last_inbound_at).await;
                         (m, outcome)
@@ -413,7 +433,7 @@ impl Dispatcher {
             let answer = match outcome {
                 Outcome::Sent(_) => Ok(()),
                 Outcome::Failed { error, .. } => Err(error.clone()),
-                Outcome::Deferred(_) | Outcome::Cancelled => continue,
+                Outcome::Deferred(_) | Outcome::Released | Outcome::Cancelled => continue,
             };
             by_channel.entry(m.channel_id).or_default().push(answer);
         }
@@ -441,6 +461,7 @@ impl Dispatcher {
         for (m, outcome) in outcomes {
             let change = match &outcome {
                 Outcome::Deferred(due) => store::Change::deferred(*due),
+                Outcome::Released => store::Change::deferred(now),
                 Outcome::Cancelled => store::Change::cancelled(),
                 Outcome::Sent(receipt) => {
                     let status =
@@ -475,9 +496,10 @@ impl Dispatcher {
                 }
             };
             let status = change.status;
-            let deferred = matches!(outcome, Outcome::Deferred(_));
+            let deferred = matches!(outcome, Outcome::Deferred(_) | Outcome::Released);
             let kind = match (&outcome, status) {
                 (Outcome::Deferred(_), _) => "rate_limited",
+                (Outcome::Released, _) => "released",
                 (Outcome::Failed { .. }, MessageStatus::Queued) => "throttled",
                 (Outcome::Failed { .. }, MessageStatus::Failed) => "retry_scheduled",
                 _ => status.as_str(),

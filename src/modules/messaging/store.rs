@@ -252,6 +252,9 @@ pub enum Outcome {
     Sent(crate::modules::channels::SendReceipt),
     /// Not sent: the channel's rate limit allows the next send then.
     Deferred(DateTime<Utc>),
+    /// Not sent: its turn in the pass came too late for the claim's lease to cover the send; handed
+    /// back, due at once, no attempt spent.
+    Released,
     /// Not sent: its group send was cancelled after the message was claimed.
     Cancelled,
     Failed {

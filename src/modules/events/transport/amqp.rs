@@ -274,11 +274,18 @@ impl Amqp {
         self.topology_version.fetch_add(1, Ordering::SeqCst);
         let this = self.clone();
         tracker.spawn(async move {
-            let mut backoff = Duration::from_millis(200);
+            const FIRST_WAIT: Duration = Duration::from_millis(200);
+            let mut backoff = FIRST_WAIT;
             while !shutdown.is_cancelled() {
-                match this.consume(&db, consumer.clone(), &shutdown).await {
+                let mut consumed = false;
+                match this.consume(&db, consumer.clone(), &shutdown, &mut consumed).await {
                     Ok(()) => break,
                     Err(e) => {
+                        // A consumer that was reading when it lost the broker starts its waits afresh: a
+                        // later drop is not paid for with the last outage's longest wait.
+                        if consumed {
+                            backoff = FIRST_WAIT;
+                        }
                         tracing::warn!(queue = consumer.name(), error = %e, "consumer lost the broker; reconnecting in {backoff:?}");
                         tokio::select! {
                             _ = shutdown.cancelled() => break,
@@ -291,12 +298,14 @@ impl Amqp {
         });
     }
 
-    /// Consumes until shutdown (`Ok`) or until the connection fails (`Err`).
+    /// Consumes until shutdown (`Ok`) or until the connection fails (`Err`); `consumed` tells whether it
+    /// got as far as reading its queue.
     async fn consume(
         &self,
         db: &DatabaseConnection,
         c: SharedConsumer,
         shutdown: &CancellationToken,
+        consumed: &mut bool,
     ) -> Result<(), String> {
         let conn = self.connect().await?;
         let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
@@ -317,6 +326,7 @@ impl Amqp {
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!(queue, "consuming");
+        *consumed = true;
         // Deliveries already waiting are taken together, up to the consumer's batch size (one by default).
         let mut stream = stream.ready_chunks(consumer::batch_size(c.as_ref(), usize::from(self.prefetch)));
         loop {
