@@ -248,6 +248,18 @@ async fn schedules_due_together_fire_together(b: Backend) {
     let events = crate::channels::outbox_text(&app).await;
     let doorbells = events.lines().filter(|l| l.starts_with("message.dispatch.sandbox ")).count();
     assert_eq!(doorbells, 2, "one doorbell per channel for the look: {events}");
+    // One `scheduled_message.triggered` for the account's look, naming each schedule and its occurrence.
+    let triggered: Vec<&str> = events.lines().filter(|l| l.starts_with("scheduled_message.triggered ")).collect();
+    assert_eq!(triggered.len(), 1, "one event for the look: {events}");
+    let payload: Value = serde_json::from_str(triggered[0].split_once(' ').unwrap().1).unwrap();
+    let named: Vec<&Value> = payload["data"]["schedules"].as_array().unwrap().iter().collect();
+    let mut seen: Vec<String> = named.iter().map(|s| s["scheduled_message_id"].as_str().unwrap().to_string()).collect();
+    seen.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(seen, want, "every schedule of the look is named once");
+    assert!(named.iter().all(|s| s["outcome"] == "sent" && s["next_trigger_at"].is_null()), "{payload}");
+    assert!(named.iter().all(|s| at(&s["occurrence_at"]) == due), "{payload}");
 }
 
 /// The scheduler of a running server fires a schedule when it is due: woken by its creation, it sleeps

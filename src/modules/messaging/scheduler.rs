@@ -323,6 +323,7 @@ impl Messaging {
         let mut messages = Vec::new();
         let mut groups = Vec::new();
         let mut bus = EventBus::new(EventMeta { user_id: None, request_id: None, ip: None });
+        let mut triggered: std::collections::BTreeMap<Uuid, (Uuid, Vec<serde_json::Value>)> = Default::default();
         for p in plans.iter().filter(|p| moved.contains(&p.s.id)) {
             let s = &p.s;
             let (outcome, message_id, error) = match &p.fired {
@@ -367,12 +368,22 @@ impl Messaging {
                 }
                 _ => {}
             }
+            triggered
+                .entry(s.account_id)
+                .or_insert_with(|| (s.id, Vec::new()))
+                .1
+                .push(json!({ "scheduled_message_id": s.id,
+                "occurrence_at": p.occurrence, "next_trigger_at": p.next, "outcome": outcome }));
+        }
+        // One `scheduled_message.triggered` per account and look, naming its schedules (as the status
+        // events name their messages): not one outbox row and one broker message per schedule.
+        for (account_id, (first, fired)) in triggered {
             bus.emit(
                 "scheduled_message.triggered",
                 "scheduled_message",
-                s.id,
-                Some(s.account_id),
-                json!({ "occurrence_at": p.occurrence, "next_trigger_at": p.next, "outcome": outcome }),
+                first,
+                Some(account_id),
+                json!({ "schedules": fired }),
             );
         }
         if !occurrences.is_empty() {
