@@ -6,7 +6,8 @@
 //! still at the occurrence the look read (`next_trigger_at` and `updated_at` unchanged, so of two
 //! schedulers racing one wins and the other leaves it out), each fired occurrence is recorded under its
 //! unique key `(schedule_id, occurrence_at)`, the messages are inserted with one dispatch doorbell per
-//! channel. A restart or a second scheduler never fires an occurrence twice; an occurrence whose send
+//! channel and one `scheduled_message.triggered` per account naming the schedules fired. A restart or a
+//! second scheduler never fires an occurrence twice; an occurrence whose send
 //! cannot be made (the contact opted out, the channel was disabled) is recorded `failed` with the
 //! reason, and a recurring schedule goes on to the next one. A look that cannot be recorded whole is
 //! recorded one schedule at a time.
