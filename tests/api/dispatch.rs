@@ -54,6 +54,25 @@ async fn telegram_channel(app: &TestApp, u: &TestUser, base_url: &str, retry: Va
     r.id()
 }
 
+/// Runs two dispatchers (each with its loops) until `n` of the user's messages are `status`, for at
+/// most `secs`, then stops them.
+async fn two_dispatchers_until(app: &TestApp, u: &TestUser, options: DispatchOptions, status: &str, n: u64, secs: u64) {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    for _ in 0..2 {
+        Dispatcher::new(app.state.messaging.clone(), app.state.channels.registry(), options).start(&shutdown, &tracker);
+    }
+    let path = format!("/v1/messages?filter=status:eq:{status}&limit=1");
+    eventually(secs, &format!("{n} messages {status}"), || {
+        let path = &path;
+        async move { app.get(path).token(&u.token).send().await.body["meta"]["total"] == n }
+    })
+    .await;
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
+
 async fn queued_messages_reach_the_provider_and_move_on(b: Backend) {
     let tg = fakes::telegram();
     let app = TestApp::spawn(b).await;
@@ -266,22 +285,7 @@ async fn a_claim_too_short_for_its_turn_hands_the_message_back_unsent(b: Backend
     }
     assert_eq!(first + handed_back, 10);
 
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let tracker = tokio_util::task::TaskTracker::new();
-    for _ in 0..2 {
-        d().start(&shutdown, &tracker);
-    }
-    eventually(60, "all ten sent", || {
-        let (app, u) = (&app, &u);
-        async move {
-            let r = app.get("/v1/messages?filter=status:eq:sent&limit=1").token(&u.token).send().await;
-            r.body["meta"]["total"] == 10
-        }
-    })
-    .await;
-    shutdown.cancel();
-    tracker.close();
-    tracker.wait().await;
+    two_dispatchers_until(&app, &u, options, "sent", 10, 60).await;
     let mut chats = sent_to(&slow);
     chats.sort();
     chats.dedup();
@@ -305,24 +309,8 @@ async fn the_rate_limit_holds_across_dispatchers(b: Backend) {
     for i in 0..5 {
         ids.push(send(&app, &u, &ch, &format!("+25191100{i:04}"), "x").await);
     }
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let tracker = tokio_util::task::TaskTracker::new();
     let eager = DispatchOptions { poll: Duration::from_millis(20), ..Default::default() };
-    for _ in 0..2 {
-        Dispatcher::new(app.state.messaging.clone(), app.state.channels.registry(), eager).start(&shutdown, &tracker);
-    }
-    eventually(20, "all five delivered", || {
-        let app = &app;
-        let u = &u;
-        async move {
-            let r = app.get("/v1/messages?filter=status:eq:delivered").token(&u.token).send().await;
-            r.body["meta"]["total"] == 5
-        }
-    })
-    .await;
-    shutdown.cancel();
-    tracker.close();
-    tracker.wait().await;
+    two_dispatchers_until(&app, &u, eager, "delivered", 5, 20).await;
     let r = app.get(&format!("/v1/channels/{ch}/sandbox/messages?limit=100")).token(&u.token).send().await;
     let mut times: Vec<chrono::DateTime<chrono::Utc>> =
         r.data().as_array().unwrap().iter().map(|m| m["created_at"].as_str().unwrap().parse().unwrap()).collect();
