@@ -27,6 +27,7 @@ mod m20261129_000021_account_has_sub_accounts;
 mod m20261129_000022_contacts_list_order;
 mod m20261129_000023_contact_totals;
 mod m20261130_000024_partial_message_indexes;
+mod m20261130_000025_message_index_writes;
 mod util;
 
 pub struct Migrator;
@@ -59,6 +60,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000022_contacts_list_order::Migration),
             Box::new(m20261129_000023_contact_totals::Migration),
             Box::new(m20261130_000024_partial_message_indexes::Migration),
+            Box::new(m20261130_000025_message_index_writes::Migration),
         ]
     }
 }

@@ -54,6 +54,19 @@ async fn telegram_channel(app: &TestApp, u: &TestUser, base_url: &str, retry: Va
     r.id()
 }
 
+/// The message's due time as stored (`next_attempt_at`, which only due rows carry).
+async fn due_at(app: &TestApp, id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let db = &app.state.db;
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => "SELECT next_attempt_at FROM messages WHERE id = $1",
+        _ => "SELECT next_attempt_at FROM messages WHERE id = ?",
+    };
+    let id = uuid::Uuid::parse_str(id).unwrap();
+    let row = db.query_one_raw(Statement::from_sql_and_values(backend, sql, [id.into()])).await.unwrap().unwrap();
+    row.try_get_by_index(0).unwrap()
+}
+
 /// Runs two dispatchers (each with its loops) until `n` of the user's messages are `status`, for at
 /// most `secs`, then stops them.
 async fn two_dispatchers_until(app: &TestApp, u: &TestUser, options: DispatchOptions, status: &str, n: u64, secs: u64) {
@@ -87,6 +100,7 @@ async fn queued_messages_reach_the_provider_and_move_on(b: Backend) {
     let m = message(&app, &u, &id).await;
     assert_eq!((m["provider_message_id"].clone(), m["attempts"].clone()), (json!("5550001:42"), json!(1)));
     assert!(m["sent_at"].is_string() && m["delivered_at"].is_null(), "{m}");
+    assert_eq!(due_at(&app, &id).await, None, "a sent message is due no more");
     let sent: Vec<_> = tg.requests().into_iter().filter(|r| r.path.ends_with("/sendMessage")).collect();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].json(), json!({"chat_id": "5550001", "text": "Selam from the dispatcher"}));
@@ -422,13 +436,22 @@ async fn a_provider_that_never_answers_times_out_as_transient(b: Backend) {
     let id = send(&app, &u, &bot, "5550001", "anyone there?").await;
     let options = DispatchOptions { send_timeout: Duration::from_millis(300), ..Default::default() };
     let d = Dispatcher::new(app.state.messaging.clone(), app.state.channels.registry(), options);
-    let t = std::time::Instant::now();
-    assert_eq!(d.run_once().await.unwrap(), 1);
+    assert!(due_at(&app, &id).await.is_some(), "a queued message is due");
+    let (t, started) = (std::time::Instant::now(), chrono::Utc::now());
+    let (handled, during) = tokio::join!(d.run_once(), async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        (message(&app, &u, &id).await["status"].clone(), due_at(&app, &id).await)
+    });
+    assert_eq!(handled.unwrap(), 1);
     assert!(t.elapsed() < Duration::from_secs(10), "the pass ended at the timeout, not the provider's answer");
+    // While its provider call was open the message was claimed and had no due time (so it was not in
+    // the dispatcher's due index).
+    assert_eq!(during, (json!("sending"), None));
     let m = message(&app, &u, &id).await;
     // `failed` (not `permanently_failed`): a retry is due.
     assert_eq!((m["status"].clone(), m["attempts"].clone()), (json!("failed"), json!(1)), "{m}");
     assert_eq!(m["error_details"]["provider_code"], "send_timeout", "{m}");
+    assert!(due_at(&app, &id).await.is_some_and(|due| due > started), "the retry has its due time");
 }
 
 both_backends!(

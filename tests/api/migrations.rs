@@ -1,9 +1,20 @@
-//! The one migration set runs up, down and up again on both databases.
+//! The one migration set runs up, down and up again on both databases; data migrations change what
+//! they name.
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use serde_json::json;
 
-use crate::helpers::{Backend, fresh_database};
+use crate::helpers::{Backend, TestApp, fresh_database};
+
+/// Reverts the migration `name` and every one applied after it (so a test of one migration's data
+/// change keeps testing it when later migrations are added).
+pub async fn undo_from(db: &DatabaseConnection, name: &str) {
+    let applied = Migrator::get_applied_migrations(db).await.unwrap();
+    let at = applied.iter().position(|m| m.name() == name).unwrap_or_else(|| panic!("{name} is not applied"));
+    Migrator::down(db, Some((applied.len() - at) as u32)).await.unwrap();
+    assert!(Migrator::get_pending_migrations(db).await.unwrap().iter().any(|m| m.name() == name));
+}
 
 async fn migrations_run_up_down_and_up_again(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
@@ -23,4 +34,49 @@ async fn migrations_run_up_down_and_up_again(b: Backend) {
     Migrator::up(&db, None).await.unwrap();
 }
 
-both_backends!(migrations_run_up_down_and_up_again);
+/// Messages a dispatcher had already taken keep no due time after migration 000025 (which keeps only
+/// due rows in `idx_messages_due`); waiting ones keep theirs.
+async fn only_waiting_messages_keep_a_due_time(b: Backend) {
+    let app =
+        TestApp::spawn_full(b, |_| {}, turumba::app::BuildOptions { dispatch: false, ..Default::default() }).await;
+    let u = app.user("due-times").await;
+    let channel = crate::messages::sandbox(&app, &u, "s").await;
+    let mut ids = Vec::new();
+    for to in ["+251911000001", "+251911000002"] {
+        let r = app
+            .post("/v1/messages")
+            .token(&u.token)
+            .json(json!({"channel_id": channel, "delivery_address": to, "message_body": "x"}))
+            .send()
+            .await;
+        r.expect(201, None);
+        ids.push(r.id());
+    }
+    let db = &app.state.db;
+    let backend = db.get_database_backend();
+    let sql = |s: &str| if backend == sea_orm::DbBackend::Postgres { s.replace('?', "$1") } else { s.to_string() };
+    let due = |id: &str| {
+        let id = uuid::Uuid::parse_str(id).unwrap();
+        let stmt = Statement::from_sql_and_values(
+            backend,
+            sql("SELECT next_attempt_at FROM messages WHERE id = ?"),
+            [id.into()],
+        );
+        async move {
+            let row = db.query_one_raw(stmt).await.unwrap().unwrap();
+            row.try_get_by_index::<Option<chrono::DateTime<chrono::Utc>>>(0).unwrap()
+        }
+    };
+    undo_from(db, "m20261130_000025_message_index_writes").await;
+    // Sent before the migration, when a sent message kept the due time it was accepted with.
+    let sent = uuid::Uuid::parse_str(&ids[0]).unwrap();
+    let stmt =
+        Statement::from_sql_and_values(backend, sql("UPDATE messages SET status = 'sent' WHERE id = ?"), [sent.into()]);
+    db.execute_raw(stmt).await.unwrap();
+    assert!(due(&ids[0]).await.is_some());
+    Migrator::up(db, None).await.unwrap();
+    assert_eq!(due(&ids[0]).await, None, "a sent message is due no more");
+    assert!(due(&ids[1]).await.is_some(), "a queued message stays due");
+}
+
+both_backends!(migrations_run_up_down_and_up_again, only_waiting_messages_keep_a_due_time);

@@ -241,13 +241,15 @@ async fn the_depth_limit_is_a_setting(b: Backend) {
 /// (their managers still reach the sub-accounts); new ones are marked when created.
 async fn accounts_with_sub_accounts_are_marked(b: Backend) {
     use migration::MigratorTrait;
+    use sea_orm::ConnectionTrait;
     let app = TestApp::spawn(b).await;
     let u = app.user("agency").await;
     let child = sub_account(&app, &u, &u.account_id, "Client").await;
     let marked = "SELECT COUNT(*) FROM accounts WHERE has_sub_accounts";
     assert_eq!(crate::receipts::count(&app, marked).await, 1);
     // Undo the column and apply it again: the data migration marks the parent.
-    migration::Migrator::down(&app.state.db, Some(1)).await.unwrap();
+    crate::migrations::undo_from(&app.state.db, "m20261129_000021_account_has_sub_accounts").await;
+    assert!(app.state.db.execute_unprepared(marked).await.is_err(), "the column is gone");
     migration::Migrator::up(&app.state.db, None).await.unwrap();
     assert_eq!(crate::receipts::count(&app, marked).await, 1);
     let r = app.get(&format!("/v1/accounts/{child}")).token(&u.token).send().await;

@@ -338,9 +338,10 @@ pub async fn claim_due(
     let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(120));
     let txn = crate::db::begin_write(db).await?;
     // Index range reads that stop at the limit, never a scan of the history: queued and then failed
-    // messages due by time, oldest first (`idx_messages_due (status, next_attempt_at)`: one status per
-    // read, so the index order is the wanted order — with both statuses in one `IN` PostgreSQL read
-    // every due row and sorted them, 34 ms a pass with 100,000 queued); then lapsed claims
+    // messages due by time, oldest first (`idx_messages_due (status, next_attempt_at)`, holding only rows
+    // with a due time, which `next_attempt_at <= now` implies: one status per read, so the index order is
+    // the wanted order — with both statuses in one `IN` PostgreSQL read every due row and sorted them,
+    // 34 ms a pass with 100,000 queued); then lapsed claims
     // (`idx_messages_leased`). One query with the OR of these could use no index at all.
     let by_time = |status: MessageStatus| Condition::all().add(C::Status.eq(status)).add(C::NextAttemptAt.lte(now));
     let lapsed = Condition::all().add(C::LeaseUntil.lt(now)).add(C::Status.eq(MessageStatus::Sending));
@@ -379,6 +380,8 @@ pub async fn claim_due(
         .col_expr(C::Status, Expr::val(MessageStatus::Sending.as_str()))
         .col_expr(C::Attempts, Expr::col(C::Attempts).add(1))
         .col_expr(C::LeaseUntil, Expr::val(lease_until))
+        // Out of `idx_messages_due` while it is being sent (the index holds rows with a due time only).
+        .col_expr(C::NextAttemptAt, Expr::val(Option::<DateTime<Utc>>::None))
         .col_expr(C::UpdatedAt, Expr::val(now))
         .filter(C::Id.is_in(ids))
         .exec_with_returning(&txn)
