@@ -78,6 +78,11 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         }
         Backend::Postgres => {
             opts.max_connections(max_connections);
+            // Every statement here is short. PostgreSQL compiles a plan whose estimated cost passes
+            // `jit_above_cost` (a plan estimated from stale statistics, or one with a step priced out
+            // by `prefer_index_walks`) to machine code first: measured 76–124 ms for one statement
+            // that then ran in under a millisecond.
+            opts.map_sqlx_postgres_opts(|o| o.options([("jit", "off")]));
         }
     }
     Database::connect(opts).await
@@ -144,6 +149,39 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
         ..Default::default()
     })
     .await
+}
+
+/// Makes the rest of this transaction read through indexes: a queue read (`… WHERE due <= now ORDER
+/// BY due LIMIT n`) or a keyset page (`… WHERE id > last ORDER BY id LIMIT n`) walks its index in
+/// order and stops at the limit, and rows named by id are fetched by their key — whatever the
+/// table's statistics say. PostgreSQL plans from statistics that lag a burst of new rows (autovacuum
+/// analyses a table only after it changed by a tenth, at most once a minute, and may be off) and
+/// cannot estimate a segment's JSON filter at all: measured in the 100,000-recipient send, every
+/// page of the audience read the whole contacts table and sorted it (31 ms a page on average, up to
+/// 180 ms; 5 ms walking the index), and a claim of 200 messages by id scanned the whole messages
+/// table (BENCHMARKS.md, eighteenth session). For these statements the index walk is
+/// always the right plan (a keyset stream reads each row once over all its pages; a whole-table read
+/// per page reads it once per page), so sorts and sequential scans are priced out until the
+/// transaction ends (`set_config(…, true)`, PostgreSQL's `SET LOCAL`). SQLite's planner prefers the
+/// index here by itself.
+pub async fn prefer_index_walks<C: ConnectionTrait>(txn: &C) -> Result<(), DbErr> {
+    plan_with(txn, "off").await
+}
+
+/// Ends [`prefer_index_walks`] before the transaction does (for statements after it that sort).
+pub async fn plan_freely<C: ConnectionTrait>(txn: &C) -> Result<(), DbErr> {
+    plan_with(txn, "on").await
+}
+
+async fn plan_with<C: ConnectionTrait>(txn: &C, sorts_and_scans: &str) -> Result<(), DbErr> {
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        let v = sorts_and_scans;
+        txn.execute_unprepared(&format!(
+            "SELECT set_config('enable_sort', '{v}', true), set_config('enable_seqscan', '{v}', true)"
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 /// True when the error is a unique-constraint violation (on either backend).

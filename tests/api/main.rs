@@ -26,6 +26,7 @@ mod messages;
 mod migrations;
 mod processes;
 mod providers;
+mod query_plans;
 mod receipts;
 mod roles;
 mod schedules;

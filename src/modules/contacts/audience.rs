@@ -4,7 +4,7 @@
 use sea_orm::sea_query::Condition;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    Statement,
+    Statement, TransactionTrait,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -39,13 +39,21 @@ impl Keyset {
         let mut rows: Vec<DirectoryContact> = if db.get_database_backend() == DbBackend::Sqlite {
             sqlite_batch(db, q, self.batch).await?
         } else {
-            q.select_only()
+            // A page walks the account's contacts in id order from where the last one stopped: the
+            // whole stream reads each contact once. PostgreSQL, unable to estimate a segment's filter,
+            // planned every page as a read of the whole table and a sort.
+            let txn = db.begin().await?;
+            crate::db::prefer_index_walks(&txn).await?;
+            let rows = q
+                .select_only()
                 .columns(RECIPIENT_COLUMNS)
                 .order_by_asc(contact::Column::Id)
                 .limit(self.batch)
                 .into_model()
-                .all(db)
-                .await?
+                .all(&txn)
+                .await?;
+            txn.commit().await?;
+            rows
         };
         rows.sort_unstable_by_key(|c| c.id);
         if (rows.len() as u64) < self.batch {

@@ -318,6 +318,8 @@ impl Messaging {
         // The sends were built before (a prepared look: before they were due); they are created now.
         let written_at = Utc::now().trunc_subsecs(6);
         let txn = crate::db::begin_write(&self.db).await?;
+        // The look's schedules by id, never a scan of every schedule (stale statistics asked for one).
+        crate::db::prefer_index_walks(&txn).await?;
         // Moves on only the schedules still at the occurrence this look read.
         let moved = schedule_store::move_schedules_on(&txn, &moves).await?;
         let mut occurrences = Vec::new();

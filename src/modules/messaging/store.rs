@@ -337,6 +337,7 @@ pub async fn claim_due(
     let now = Utc::now();
     let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(120));
     let txn = crate::db::begin_write(db).await?;
+    crate::db::prefer_index_walks(&txn).await?;
     // Index range reads that stop at the limit, never a scan of the history: queued and then failed
     // messages due by time, oldest first (`idx_messages_due (status, next_attempt_at)`, holding only rows
     // with a due time, which `next_attempt_at <= now` implies: one status per read, so the index order is
@@ -393,11 +394,13 @@ pub async fn claim_due(
 /// Applies a pass's outcomes to its claimed messages in ONE statement per 500 (`UPDATE … FROM (VALUES
 /// …)`; one statement per message cost PostgreSQL a round trip each): each message moves only if its
 /// claim still holds it (still `sending`, same attempt; another claim that took it over meanwhile
-/// keeps it, and this outcome is dropped). Returns the ids that moved.
+/// keeps it, and this outcome is dropped). Returns the ids that moved. Each message is found by its id
+/// ([`crate::db::prefer_index_walks`] for these statements), never by a scan of the messages being sent.
 pub async fn apply_changes<C: ConnectionTrait>(
     db: &C,
     changes: &[(&message::Model, &Change)],
 ) -> AppResult<std::collections::HashSet<Uuid>> {
+    crate::db::prefer_index_walks(db).await?;
     const CASTS: [&str; 10] =
         ["uuid", "int", "text", "timestamptz", "int", "text", "timestamptz", "timestamptz", "timestamptz", "jsonb"];
     let backend = db.get_database_backend();
@@ -445,6 +448,7 @@ pub async fn apply_changes<C: ConnectionTrait>(
             moved.insert(r.try_get::<Uuid>("", "id")?);
         }
     }
+    crate::db::plan_freely(db).await?;
     Ok(moved)
 }
 
