@@ -746,6 +746,37 @@ async fn events_committed_during_a_publish_do_not_wait_for_its_confirms() {
     assert!(outbox_rows(&app).await.iter().all(|(_, status, _)| status == "published"));
 }
 
+/// PostgreSQL: a relay in another process sleeps until a writer's commit sends its `NOTIFY` (written
+/// in the same statement as the outbox rows), not until its poll interval (here a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_elsewhere_wakes_at_the_writers_commit() {
+    use turumba::modules::events::{Relay, RelaySettings};
+    let Some(b) = Backend::postgres() else { return };
+    let app = TestApp::spawn_full(b, |_| {}, opts(vec![], false)).await;
+    let transport = Arc::new(OrderRecorder::default());
+    let relay = Relay::new(
+        app.state.db.clone(),
+        transport.clone(),
+        RelaySettings {
+            batch_size: 10,
+            poll_interval: std::time::Duration::from_secs(60),
+            max_attempts: 10,
+            retention: chrono::Duration::days(7),
+            listen_url: Some(app.settings.database_url.clone()),
+        },
+        // Its own doorbell, which no writer here rings: only the database can wake it.
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(relay.run(shutdown.clone()));
+    // Its first pass finds nothing; then it listens.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let written = write_events(&app, "drill.doorbell", 2).await;
+    eventually(10, "the relay publishes at the commit", || async { *transport.seen.lock().unwrap() == written }).await;
+    shutdown.cancel();
+    running.await.unwrap();
+}
+
 /// A consumer whose effect is a row in `test_effects` (with the id of the transaction that wrote it on
 /// PostgreSQL), handling deliveries in batches. The event whose `data.i` is poisoned fails after
 /// writing its effect (so a rollback must remove it); a clashing one writes a row that breaks a

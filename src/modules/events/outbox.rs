@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set,
+    QueryTrait, Set, Statement,
 };
 use uuid::Uuid;
 
@@ -40,8 +40,18 @@ pub async fn insert_events<C: ConnectionTrait>(db: &C, events: &[EventEnvelope])
         last_error: Set(None),
         created_at: Set(now),
     });
-    outbox_event::Entity::insert_many(rows).exec_without_returning(db).await?;
-    crate::db::notify(db, NOTIFY_CHANNEL).await
+    let insert = outbox_event::Entity::insert_many(rows);
+    if db.get_database_backend() != DbBackend::Postgres {
+        insert.exec_without_returning(db).await?;
+        return Ok(());
+    }
+    // The rows and the doorbell in one statement (one round trip fewer for every transaction that
+    // emits events): a data-modifying `WITH` runs to completion whether or not the query reads it.
+    let Statement { sql, values, .. } = insert.build(DbBackend::Postgres);
+    let sql = format!("WITH written AS ({sql}) SELECT pg_notify('{NOTIFY_CHANNEL}', '')");
+    let values = values.map(|v| v.0).unwrap_or_default();
+    db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
+    Ok(())
 }
 
 /// Due pending rows, oldest first. On PostgreSQL the rows are locked (`FOR UPDATE SKIP LOCKED`) for the
