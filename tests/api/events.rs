@@ -73,6 +73,17 @@ fn opts(consumers: Vec<SharedConsumer>, relay: bool) -> BuildOptions {
     BuildOptions { consumers, relay, ..Default::default() }
 }
 
+/// A relay's settings for these tests: batches of 10, a 100 ms poll, a week's retention.
+fn relay_settings(max_attempts: i32, listen_url: Option<String>) -> turumba::modules::events::RelaySettings {
+    turumba::modules::events::RelaySettings {
+        batch_size: 10,
+        poll_interval: std::time::Duration::from_millis(100),
+        max_attempts,
+        retention: chrono::Duration::days(7),
+        listen_url,
+    }
+}
+
 /// Which transport a pipeline test runs on.
 #[derive(Clone)]
 enum Via {
@@ -508,13 +519,7 @@ async fn refused_events_back_off_fail_and_can_be_retried(b: Backend) {
     let refusing = turumba::modules::events::Relay::new(
         app.state.db.clone(),
         Arc::new(Refusing),
-        turumba::modules::events::RelaySettings {
-            batch_size: 10,
-            poll_interval: std::time::Duration::from_millis(100),
-            max_attempts: 2,
-            retention: chrono::Duration::days(7),
-            listen_url: None,
-        },
+        relay_settings(2, None),
         Arc::new(tokio::sync::Notify::new()),
     );
     assert_eq!(refusing.pass().await.unwrap().failed, 1);
@@ -575,7 +580,7 @@ impl turumba::modules::events::Transport for OrderRecorder {
 /// while the earlier ones await their confirms): every event is published once, in commit order, and
 /// marked published.
 async fn a_backlog_is_published_once_and_in_order(b: Backend) {
-    use turumba::modules::events::{Relay, RelaySettings};
+    use turumba::modules::events::Relay;
     let app = TestApp::spawn_full(b, |_| {}, opts(vec![], false)).await;
     let mut ids = Vec::new();
     for _ in 0..7 {
@@ -585,13 +590,7 @@ async fn a_backlog_is_published_once_and_in_order(b: Backend) {
     let relay = Relay::new(
         app.state.db.clone(),
         transport.clone(),
-        RelaySettings {
-            batch_size: 10,
-            poll_interval: std::time::Duration::from_millis(100),
-            max_attempts: 10,
-            retention: chrono::Duration::days(7),
-            listen_url: None,
-        },
+        relay_settings(10, None),
         Arc::new(tokio::sync::Notify::new()),
     );
     let mut published = 0;
@@ -681,23 +680,12 @@ async fn outbox_rows(app: &TestApp) -> Vec<(uuid::Uuid, String, i32)> {
 /// whose confirms were lost stays pending (no attempt counted) even when a later one was confirmed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_committed_during_a_publish_do_not_wait_for_its_confirms() {
-    use turumba::modules::events::{Relay, RelaySettings};
+    use turumba::modules::events::Relay;
     let Some(b) = Backend::postgres() else { return };
     let app = TestApp::spawn_full(b, |_| {}, opts(vec![], false)).await;
     let transport = Arc::new(Gated::default());
     let wake = Arc::new(tokio::sync::Notify::new());
-    let relay = Arc::new(Relay::new(
-        app.state.db.clone(),
-        transport.clone(),
-        RelaySettings {
-            batch_size: 10,
-            poll_interval: std::time::Duration::from_millis(100),
-            max_attempts: 10,
-            retention: chrono::Duration::days(7),
-            listen_url: None,
-        },
-        wake.clone(),
-    ));
+    let relay = Arc::new(Relay::new(app.state.db.clone(), transport.clone(), relay_settings(10, None), wake.clone()));
     let first = write_events(&app, "drill.pipeline", 3).await;
     let pass = tokio::spawn({
         let relay = relay.clone();
@@ -758,11 +746,8 @@ async fn a_relay_elsewhere_wakes_at_the_writers_commit() {
         app.state.db.clone(),
         transport.clone(),
         RelaySettings {
-            batch_size: 10,
             poll_interval: std::time::Duration::from_secs(60),
-            max_attempts: 10,
-            retention: chrono::Duration::days(7),
-            listen_url: Some(app.settings.database_url.clone()),
+            ..relay_settings(10, Some(app.settings.database_url.clone()))
         },
         // Its own doorbell, which no writer here rings: only the database can wake it.
         Arc::new(tokio::sync::Notify::new()),
