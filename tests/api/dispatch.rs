@@ -26,7 +26,7 @@ fn dispatcher(app: &TestApp) -> Dispatcher {
     Dispatcher::new(app.state.messaging.clone(), app.state.channels.registry(), DispatchOptions::default())
 }
 
-async fn send(app: &TestApp, u: &TestUser, channel: &str, to: &str, body: &str) -> String {
+pub async fn send(app: &TestApp, u: &TestUser, channel: &str, to: &str, body: &str) -> String {
     let r = app
         .post("/v1/messages")
         .token(&u.token)
@@ -55,7 +55,7 @@ async fn telegram_channel(app: &TestApp, u: &TestUser, base_url: &str, retry: Va
 }
 
 /// The message's due time as stored (`next_attempt_at`, which only due rows carry).
-async fn due_at(app: &TestApp, id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+pub async fn due_at(app: &TestApp, id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     let db = &app.state.db;
     let backend = db.get_database_backend();
     let sql = match backend {

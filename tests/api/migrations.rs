@@ -3,8 +3,8 @@
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-use serde_json::json;
 
+use crate::dispatch::{due_at, send};
 use crate::helpers::{Backend, TestApp, fresh_database};
 
 /// Reverts the migration `name` and every one applied after it (so a test of one migration's data
@@ -43,40 +43,21 @@ async fn only_waiting_messages_keep_a_due_time(b: Backend) {
     let channel = crate::messages::sandbox(&app, &u, "s").await;
     let mut ids = Vec::new();
     for to in ["+251911000001", "+251911000002"] {
-        let r = app
-            .post("/v1/messages")
-            .token(&u.token)
-            .json(json!({"channel_id": channel, "delivery_address": to, "message_body": "x"}))
-            .send()
-            .await;
-        r.expect(201, None);
-        ids.push(r.id());
+        ids.push(send(&app, &u, &channel, to, "x").await);
     }
     let db = &app.state.db;
     let backend = db.get_database_backend();
     let sql = |s: &str| if backend == sea_orm::DbBackend::Postgres { s.replace('?', "$1") } else { s.to_string() };
-    let due = |id: &str| {
-        let id = uuid::Uuid::parse_str(id).unwrap();
-        let stmt = Statement::from_sql_and_values(
-            backend,
-            sql("SELECT next_attempt_at FROM messages WHERE id = ?"),
-            [id.into()],
-        );
-        async move {
-            let row = db.query_one_raw(stmt).await.unwrap().unwrap();
-            row.try_get_by_index::<Option<chrono::DateTime<chrono::Utc>>>(0).unwrap()
-        }
-    };
     undo_from(db, "m20261130_000025_message_index_writes").await;
     // Sent before the migration, when a sent message kept the due time it was accepted with.
     let sent = uuid::Uuid::parse_str(&ids[0]).unwrap();
     let stmt =
         Statement::from_sql_and_values(backend, sql("UPDATE messages SET status = 'sent' WHERE id = ?"), [sent.into()]);
     db.execute_raw(stmt).await.unwrap();
-    assert!(due(&ids[0]).await.is_some());
+    assert!(due_at(&app, &ids[0]).await.is_some());
     Migrator::up(db, None).await.unwrap();
-    assert_eq!(due(&ids[0]).await, None, "a sent message is due no more");
-    assert!(due(&ids[1]).await.is_some(), "a queued message stays due");
+    assert_eq!(due_at(&app, &ids[0]).await, None, "a sent message is due no more");
+    assert!(due_at(&app, &ids[1]).await.is_some(), "a queued message stays due");
 }
 
 both_backends!(migrations_run_up_down_and_up_again, only_waiting_messages_keep_a_due_time);
