@@ -5,6 +5,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY vendor ./vendor
 COPY migration ./migration
+COPY sqlite-busy ./sqlite-busy
 COPY templates ./templates
 COPY src ./src
 RUN cargo build --release --locked --bin turumba && strip target/release/turumba

@@ -39,6 +39,8 @@ pub async fn readyz(state: web::Data<AppState>, role: web::Data<Role>) -> Result
 /// `GET /metrics`: Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus metrics", content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // Times an SQLite connection found the database locked and tried again a moment later.
+    metrics::counter!("sqlite_busy_retries_total").absolute(sqlite_busy::retries());
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
 }
 

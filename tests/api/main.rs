@@ -32,6 +32,7 @@ mod roles;
 mod schedules;
 mod smpp;
 mod smsc;
+mod sqlite_writer;
 mod sub_accounts;
 mod suspension;
 mod templates;

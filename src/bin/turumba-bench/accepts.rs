@@ -218,25 +218,30 @@ pub(crate) async fn run(args: AcceptsArgs) {
                 .output()
                 .expect("wrk runs")
         };
-        let count = || async {
-            let row = state
-                .db
+        let db = &state.db;
+        let count_where = |condition: &'static str| async move {
+            let row = db
                 .query_one_raw(Statement::from_string(
-                    state.db.get_database_backend(),
-                    "SELECT COUNT(*) AS n FROM messages",
+                    db.get_database_backend(),
+                    format!("SELECT COUNT(*) AS n FROM messages WHERE {condition}"),
                 ))
                 .await
                 .expect("count")
                 .expect("a row");
             row.try_get::<i64>("", "n").expect("n") as u64
         };
+        let count = || count_where("TRUE");
+        let count_where = &count_where;
         tokio::task::block_in_place(|| wrk_run(2)); // warm-up
+        let waits_before = Waits::now();
         let (first, before, client_before) = (count().await, cpu_now(postgres), children_cpu());
         let start = Instant::now();
         let out = tokio::task::block_in_place(|| wrk_run(args.seconds));
         let secs = start.elapsed().as_secs_f64();
         let (after, client) = (cpu_now(postgres), children_cpu() - client_before);
         let accepts = count().await - first;
+        // Role `all` delivers in the same process: what it had not yet taken when the load stopped.
+        let waiting = count_where("status = 'queued'").await;
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let p = |label: &str| {
             text.lines()
@@ -252,6 +257,63 @@ pub(crate) async fn run(args: AcceptsArgs) {
             client / accepts.max(1) as f64 * 1e6,
             client / secs / cores * 100.0
         );
+        if !postgres {
+            println!("  accepted but not yet taken by the dispatcher when the load stopped: {waiting}");
+        }
+        Waits::now().print_since(&waits_before);
     }
     bench.stop().await;
+}
+
+/// The write-path histograms of this process's metrics: how long opening a write transaction took (on
+/// SQLite, the wait for the writer) and how long the intake's batches took, to tell a slow accept that
+/// waited for the database from one that waited for a core.
+struct Waits(String, u64);
+
+impl Waits {
+    const NAMES: [(&'static str, &'static str); 2] = [
+        ("db_write_begin_seconds", "opening a write transaction"),
+        ("message_accept_write_seconds", "an intake batch, begin to commit"),
+    ];
+
+    fn now() -> Self {
+        Waits(turumba::http::metrics_handle().render(), sqlite_busy::retries())
+    }
+
+    /// `(upper bound, cumulative count)` of each bucket of `name`.
+    fn buckets(&self, name: &str) -> Vec<(f64, f64)> {
+        let prefix = format!("{name}_bucket{{le=\"");
+        self.0
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .filter_map(|rest| {
+                let (le, count) = rest.split_once("\"}")?;
+                let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                Some((le, count.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    fn print_since(&self, before: &Waits) {
+        println!("  SQLite connections that found the database locked retried {} times", self.1 - before.1);
+        for (name, label) in Self::NAMES {
+            let (now, then) = (self.buckets(name), before.buckets(name));
+            let diff: Vec<(f64, f64)> = now
+                .iter()
+                .map(|(le, n)| (*le, n - then.iter().find(|(l, _)| l == le).map_or(0.0, |(_, m)| *m)))
+                .collect();
+            let total = diff.last().map_or(0.0, |(_, n)| *n);
+            if total == 0.0 {
+                continue;
+            }
+            let at = |q: f64| diff.iter().find(|(_, n)| *n >= q * total).map_or(f64::INFINITY, |(le, _)| *le);
+            let over = |s: f64| total - diff.iter().find(|(le, _)| *le >= s).map_or(total, |(_, n)| *n);
+            println!(
+                "  {label:<34} {total:>6.0} times   p50 ≤ {:>5.1} ms  p99 ≤ {:>5.1} ms  over 25 ms: {:.0}",
+                at(0.5) * 1e3,
+                at(0.99) * 1e3,
+                over(0.025)
+            );
+        }
+    }
 }

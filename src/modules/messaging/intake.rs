@@ -90,7 +90,10 @@ async fn run(db: DatabaseConnection, events: Events, wake: std::sync::Arc<Notify
         let batch: Vec<Job> = std::mem::take(&mut jobs);
         metrics::histogram!("message_accept_batch_size").record(batch.len() as f64);
         let accepted: Vec<&Accepted> = batch.iter().map(|j| &j.accepted).collect();
-        match write_batch(&db, &events, &accepted).await {
+        let started = std::time::Instant::now();
+        let result = write_batch(&db, &events, &accepted).await;
+        metrics::histogram!("message_accept_write_seconds").record(started.elapsed().as_secs_f64());
+        match result {
             Ok(written) => {
                 for (job, w) in batch.into_iter().zip(written) {
                     let _ = job.done.send(Ok(w));

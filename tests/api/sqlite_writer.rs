@@ -1,0 +1,51 @@
+//! How the application's SQLite connections wait for the one writer (`sqlite-busy`): every pooled
+//! connection has the application's busy handler instead of SQLite's busy timeout, and a writer that
+//! finds another's transaction open waits for it and then commits.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
+
+async fn busy_timeout<C: ConnectionTrait>(c: &C) -> i64 {
+    let row = c.query_one_raw(Statement::from_string(c.get_database_backend(), "PRAGMA busy_timeout")).await.unwrap();
+    row.unwrap().try_get_by_index(0).unwrap()
+}
+
+#[tokio::test]
+async fn sqlite_connections_wait_for_the_writer_with_the_applications_handler() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let db: DatabaseConnection = turumba::db::connect(&url, turumba::db::SQLITE_MAX_CONNECTIONS).await.unwrap();
+    db.execute_unprepared("CREATE TABLE t (n INTEGER)").await.unwrap();
+
+    // Every connection of the pool (all of them open at once): installing the handler cleared the busy
+    // timeout sqlx sets (10,000 ms without it).
+    let mut open = Vec::new();
+    for _ in 0..turumba::db::SQLITE_MAX_CONNECTIONS {
+        open.push(db.begin().await.unwrap());
+    }
+    for txn in &open {
+        assert_eq!(busy_timeout(txn).await, 0, "a pooled connection kept SQLite's busy timeout");
+    }
+    drop(open);
+
+    // A second writer waits for the first's commit, then writes.
+    let first = turumba::db::begin_write(&db).await.unwrap();
+    first.execute_unprepared("INSERT INTO t VALUES (1)").await.unwrap();
+    let before = sqlite_busy::retries();
+    let second = tokio::spawn({
+        let db = db.clone();
+        async move {
+            let txn = turumba::db::begin_write(&db).await.expect("the second writer gets in");
+            txn.execute_unprepared("INSERT INTO t VALUES (2)").await.unwrap();
+            txn.commit().await.unwrap();
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!second.is_finished(), "the second writer waits while the first is open");
+    first.commit().await.unwrap();
+    second.await.unwrap();
+    assert!(sqlite_busy::retries() > before);
+    let n = db.query_one_raw(Statement::from_string(db.get_database_backend(), "SELECT COUNT(*) FROM t")).await;
+    assert_eq!(n.unwrap().unwrap().try_get_by_index::<i64>(0).unwrap(), 2);
+}
