@@ -92,6 +92,8 @@ struct LookContext {
 
 /// Sends built at once while a look plans its batch.
 const BUILD_CONCURRENCY: usize = 4;
+/// Prepared looks written at once on PostgreSQL when their instant comes.
+const RECORD_CONCURRENCY: usize = 3;
 
 impl Messaging {
     /// Fires every schedule due at `now` (a look takes up to 1,000, soonest first); returns how many due
@@ -181,16 +183,23 @@ impl Messaging {
 
     /// Records the looks built for an instant that has come. An account suspended meanwhile keeps its
     /// schedules (read again next turn).
+    /// PostgreSQL writes [`RECORD_CONCURRENCY`] looks at once (their schedules are disjoint, so their
+    /// transactions never wait on each other's rows); SQLite's one writer takes them in turn.
     async fn record_prepared(&self, looks: Vec<Vec<Plan>>) {
         let held = self.accounts.suspended_accounts().await.ok();
-        for mut look in looks {
+        let at_once = match self.db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => RECORD_CONCURRENCY,
+            _ => 1,
+        };
+        let looks = looks.into_iter().map(|mut look| {
             if let Some(held) = &held {
                 look.retain(|p| !held.contains(&p.s.account_id));
             }
-            if !look.is_empty() {
-                self.record_look(&look, Utc::now()).await;
-            }
-        }
+            look
+        });
+        futures_util::stream::iter(looks.filter(|look| !look.is_empty()))
+            .for_each_concurrent(at_once, |look| async move { self.record_look(&look, Utc::now()).await })
+            .await;
     }
 
     /// Waits for the instant `at`; returns early when a schedule due sooner was created meanwhile.
