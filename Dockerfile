@@ -6,6 +6,7 @@ COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY vendor ./vendor
 COPY migration ./migration
 COPY sqlite-busy ./sqlite-busy
+COPY malloc-tune ./malloc-tune
 COPY templates ./templates
 COPY src ./src
 RUN cargo build --release --locked --bin turumba && strip target/release/turumba

@@ -13,7 +13,7 @@
 //! busy timeout would. The hook also does what SQLite's default one does: a passive checkpoint once
 //! the log holds [`CHECKPOINT_FRAMES`] pages (`PRAGMA wal_autocheckpoint` would replace the hook).
 //!
-//! The one `unsafe` code of the application lives here: `sqlite3_busy_handler` and `sqlite3_wal_hook`
+//! One of the application's two `unsafe` crates (the other is `malloc-tune`): `sqlite3_busy_handler` and `sqlite3_wal_hook`
 //! on the handle sqlx lends out while it is locked ([`LockedSqliteHandle`]), so no other thread uses
 //! the connection meanwhile.
 
