@@ -77,8 +77,8 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .pragma("case_sensitive_like", "ON")
             });
-            // A connection waiting for the writer retries every fraction of a millisecond instead of
-            // sleeping SQLite's growing steps (up to 100 ms) past the moment the writer is done.
+            // A connection waiting for the writer wakes when a commit of this process releases it,
+            // instead of sleeping SQLite's growing steps (up to 100 ms) past that moment.
             opts.map_sqlx_sqlite_pool_opts(|o| {
                 o.after_connect(|conn, _| {
                     Box::pin(async move {
