@@ -3,6 +3,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
+# .cargo/config.toml: the options SQLite is compiled with (see the file).
+COPY .cargo ./.cargo
 COPY vendor ./vendor
 COPY migration ./migration
 COPY sqlite-busy ./sqlite-busy

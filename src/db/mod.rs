@@ -1,7 +1,8 @@
 //! Database connection setup for both backends, chosen from the `DATABASE_URL` scheme.
 //!
 //! SQLite gets the pragmas a server needs on every connection (WAL, `busy_timeout`,
-//! `synchronous=NORMAL`, `foreign_keys=ON`, case-sensitive `LIKE` so filters behave as on PostgreSQL).
+//! `synchronous=NORMAL`, `foreign_keys=ON`, case-sensitive `LIKE` so filters behave as on PostgreSQL);
+//! the SQLite compiled into the binary is built with [`SQLITE_BUILD_OPTIONS`] (`.cargo/config.toml`).
 //! Also holds the small helpers every store uses (unique-violation detection, migrations).
 
 use std::path::Path;
@@ -99,7 +100,32 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             opts.map_sqlx_postgres_opts(|o| o.options([("jit", "off")]));
         }
     }
-    Database::connect(opts).await
+    let db = Database::connect(opts).await?;
+    if backend == Backend::Sqlite {
+        let missing = sqlite_build_options_missing(&db).await?;
+        if !missing.is_empty() {
+            tracing::warn!(
+                missing = ?missing,
+                "this binary's SQLite was built without options the project sets in .cargo/config.toml \
+                 (build from the checkout, or set LIBSQLITE3_FLAGS): reads and writes are slower"
+            );
+        }
+    }
+    Ok(db)
+}
+
+/// The compile-time options the project builds SQLite with (`LIBSQLITE3_FLAGS` in `.cargo/config.toml`),
+/// as `PRAGMA compile_options` names them: no memory statistics (sqlite3_malloc takes no global mutex),
+/// and plans that never read bound values (a bound `LIMIT ?` would otherwise make SQLite re-parse and
+/// re-plan the statement on every execution).
+pub const SQLITE_BUILD_OPTIONS: [&str; 2] = ["DEFAULT_MEMSTATUS=0", "ENABLE_QPSG"];
+
+/// Which of [`SQLITE_BUILD_OPTIONS`] the SQLite behind `db` was compiled without.
+pub async fn sqlite_build_options_missing<C: ConnectionTrait>(db: &C) -> Result<Vec<&'static str>, DbErr> {
+    let rows =
+        db.query_all_raw(sea_orm::Statement::from_string(db.get_database_backend(), "PRAGMA compile_options")).await?;
+    let have: Vec<String> = rows.iter().filter_map(|r| r.try_get_by_index::<String>(0).ok()).collect();
+    Ok(SQLITE_BUILD_OPTIONS.into_iter().filter(|o| !have.iter().any(|h| h == o)).collect())
 }
 
 /// The file path of a `sqlite://` URL, if it names a file.

@@ -49,3 +49,16 @@ async fn sqlite_connections_wait_for_the_writer_with_the_applications_handler() 
     let n = db.query_one_raw(Statement::from_string(db.get_database_backend(), "SELECT COUNT(*) FROM t")).await;
     assert_eq!(n.unwrap().unwrap().try_get_by_index::<i64>(0).unwrap(), 2);
 }
+
+/// The SQLite compiled into the binary carries the options `.cargo/config.toml` passes to its build
+/// (`LIBSQLITE3_FLAGS`): without them every statement with a bound `LIMIT` is re-parsed and re-planned
+/// at each execution and every SQLite allocation takes a process-wide mutex. Fails when the build
+/// lost them (and `connect` then warns).
+#[tokio::test]
+async fn the_bundled_sqlite_is_built_with_the_projects_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let db: DatabaseConnection = turumba::db::connect(&url, 2).await.unwrap();
+    let missing = turumba::db::sqlite_build_options_missing(&db).await.unwrap();
+    assert!(missing.is_empty(), "SQLite was compiled without {missing:?}");
+}
