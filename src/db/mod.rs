@@ -6,11 +6,13 @@
 //! Also holds the small helpers every store uses (unique-violation detection, migrations).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, SqlErr};
+use tokio::sync::Notify;
 
 pub mod chunks;
 pub mod limits;
@@ -56,6 +58,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         .test_before_acquire(false)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10));
+    let mut checkpoints = None;
     match backend {
         Backend::Sqlite => {
             if let Some(path) = sqlite_path(url)
@@ -79,17 +82,24 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                     .pragma("case_sensitive_like", "ON")
             });
             // A connection waiting for the writer wakes when a commit of this process releases it,
-            // instead of sleeping SQLite's growing steps (up to 100 ms) past that moment.
-            opts.map_sqlx_sqlite_pool_opts(|o| {
-                o.after_connect(|conn, _| {
+            // instead of sleeping SQLite's growing steps (up to 100 ms) past that moment. A commit that
+            // finds the log long wakes the pool's checkpointer instead of checkpointing before its
+            // COMMIT returns (see `checkpointer`).
+            let wanted = Arc::new(Notify::new());
+            let signal = wanted.clone();
+            let checkpoint: &'static sqlite_busy::Checkpoint =
+                Box::leak(Box::new(sqlite_busy::Checkpoint::Signal(Box::new(move || signal.notify_one()))));
+            opts.map_sqlx_sqlite_pool_opts(move |o| {
+                o.after_connect(move |conn, _| {
                     Box::pin(async move {
                         let mut handle = conn.lock_handle().await?;
-                        sqlite_busy::install(&mut handle, SQLITE_BUSY_TIMEOUT).map_err(|rc| {
+                        sqlite_busy::install(&mut handle, SQLITE_BUSY_TIMEOUT, checkpoint).map_err(|rc| {
                             sea_orm::sqlx::Error::Configuration(format!("sqlite3_busy_handler failed: {rc}").into())
                         })
                     })
                 })
             });
+            checkpoints = Some(wanted);
         }
         Backend::Postgres => {
             opts.max_connections(max_connections);
@@ -101,6 +111,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         }
     }
     let db = Database::connect(opts).await?;
+    if let Some(wanted) = checkpoints {
+        tokio::spawn(checkpointer(db.clone(), wanted));
+    }
     if backend == Backend::Sqlite {
         let missing = sqlite_build_options_missing(&db).await?;
         if !missing.is_empty() {
@@ -112,6 +125,23 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         }
     }
     Ok(db)
+}
+
+/// Checkpoints the SQLite write-ahead log each time a commit found it longer than
+/// [`sqlite_busy::CHECKPOINT_FRAMES`] pages, on a pooled connection of its own, so that copying the log
+/// back (and syncing the database file) never delays the commit that crossed the threshold: the
+/// request batch waiting for that commit is answered first. Passive, like SQLite's own: it copies what
+/// no reader still needs and never blocks a writer. Ends when the pool is closed.
+async fn checkpointer(db: DatabaseConnection, wanted: Arc<Notify>) {
+    loop {
+        wanted.notified().await;
+        let started = std::time::Instant::now();
+        match db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
+            Ok(_) => metrics::histogram!("sqlite_checkpoint_seconds").record(started.elapsed().as_secs_f64()),
+            Err(DbErr::ConnectionAcquire(_)) if db.get_sqlite_connection_pool().is_closed() => return,
+            Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed; the next long log tries again"),
+        }
+    }
 }
 
 /// The compile-time options the project builds SQLite with (`LIBSQLITE3_FLAGS` in `.cargo/config.toml`),

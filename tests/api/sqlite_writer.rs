@@ -62,3 +62,25 @@ async fn the_bundled_sqlite_is_built_with_the_projects_options() {
     let missing = turumba::db::sqlite_build_options_missing(&db).await.unwrap();
     assert!(missing.is_empty(), "SQLite was compiled without {missing:?}");
 }
+
+/// A commit that finds the write-ahead log long leaves the checkpoint to the pool's checkpointer (the
+/// crate's own test shows such a commit copies nothing back), and the checkpointer copies the log into
+/// the database file. Fails when nothing checkpoints: the file then holds only the schema.
+#[tokio::test]
+async fn a_long_log_is_checkpointed_by_the_pools_checkpointer() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.db");
+    let url = format!("sqlite://{}", file.display());
+    let db: DatabaseConnection = turumba::db::connect(&url, turumba::db::SQLITE_MAX_CONNECTIONS).await.unwrap();
+    db.execute_unprepared("CREATE TABLE big (b BLOB)").await.unwrap();
+    for _ in 0..3 {
+        // ~490 pages each: the third commit finds more than 1,000 pages in the log.
+        db.execute_unprepared("INSERT INTO big VALUES (zeroblob(2000000))").await.unwrap();
+    }
+    let size = || std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while size() < 5_000_000 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(size() >= 5_000_000, "the database file holds {} bytes: the log was never copied back", size());
+}
