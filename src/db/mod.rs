@@ -84,7 +84,8 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             // A connection waiting for the writer wakes when a commit of this process releases it,
             // instead of sleeping SQLite's growing steps (up to 100 ms) past that moment. A commit that
             // finds the log long wakes the pool's checkpointer instead of checkpointing before its
-            // COMMIT returns (see `checkpointer`).
+            // COMMIT returns (see `checkpointer`). The signal is leaked once per pool (a few bytes): the
+            // hook may be called for as long as a connection of the pool lives.
             let wanted = Arc::new(Notify::new());
             let signal = wanted.clone();
             let checkpoint: &'static sqlite_busy::Checkpoint =
