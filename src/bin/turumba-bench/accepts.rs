@@ -262,6 +262,13 @@ pub(crate) async fn run(args: AcceptsArgs) {
         }
         Waits::now().print_since(&waits_before);
     }
+    if !postgres {
+        // The log's file never shrinks: its size is the longest the log grew over both runs (a log
+        // that never starts again grows by every page written).
+        let wal = bench.dir.path().join("bench.db-wal");
+        let bytes = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        println!("  SQLite's write-ahead log file after both runs: {:.0} MB", bytes as f64 / 1e6);
+    }
     bench.stop().await;
 }
 

@@ -136,7 +136,7 @@ pub(crate) struct BenchApp {
     pub state: actix_web::web::Data<turumba::app::AppState>,
     handle: actix_web::dev::ServerHandle,
     cleanup: Option<(DatabaseConnection, String)>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl BenchApp {
@@ -165,7 +165,7 @@ impl BenchApp {
             .create_verified_user("bench@example.com", "bench password 1", "Bench", "Bench")
             .await
             .expect("user");
-        BenchApp { api, state, handle, cleanup, _dir: dir }
+        BenchApp { api, state, handle, cleanup, dir }
     }
 
     pub(crate) async fn stop(self) {
