@@ -112,10 +112,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         }
     }
     let db = Database::connect(opts).await?;
+    // SQLite only: its pool gets a checkpointer, and its library is the one compiled into the binary.
     if let Some(wanted) = checkpoints {
         tokio::spawn(checkpointer(db.clone(), wanted));
-    }
-    if backend == Backend::Sqlite {
         let missing = sqlite_build_options_missing(&db).await?;
         if !missing.is_empty() {
             tracing::warn!(
