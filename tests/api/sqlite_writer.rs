@@ -84,3 +84,48 @@ async fn a_long_log_is_checkpointed_by_the_pools_checkpointer() {
     }
     assert!(size() >= 5_000_000, "the database file holds {} bytes: the log was never copied back", size());
 }
+
+/// The log starts again while writers never pause: the checkpointer copies it all back (the last
+/// frames with the writers held), so the next commit writes the log from its beginning under a new
+/// checkpoint sequence number (bytes 12–15 of the log's header). A passive checkpoint alone never
+/// catches up with writers that never pause, and the log then grew without end (gigabytes in seconds
+/// of accepts). Fails when the sequence number stays: the log was never restarted.
+#[tokio::test]
+async fn the_log_starts_again_under_writers_that_never_pause() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.db");
+    let url = format!("sqlite://{}", file.display());
+    let db: DatabaseConnection = turumba::db::connect(&url, turumba::db::SQLITE_MAX_CONNECTIONS).await.unwrap();
+    db.execute_unprepared("CREATE TABLE t (b BLOB)").await.unwrap();
+    let wal = dir.path().join("t.db-wal");
+    let sequence = || {
+        let header = std::fs::read(&wal).unwrap_or_default();
+        header.get(12..16).map(|b| u32::from_be_bytes(b.try_into().unwrap()))
+    };
+    let first = sequence().expect("the log has a header");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for _ in 0..2 {
+        let (db, stop) = (db.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut commits = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // ~6 pages a commit: the log passes 1,000 pages within a few hundred commits.
+                db.execute_unprepared("INSERT INTO t VALUES (randomblob(20000))").await.unwrap();
+                commits += 1;
+            }
+            commits
+        }));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sequence() == Some(first) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let restarted = sequence();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut commits = 0;
+    for w in writers {
+        commits += w.await.unwrap();
+    }
+    assert_ne!(restarted, Some(first), "the log never started again during {commits} commits");
+}
