@@ -138,19 +138,17 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
 /// copied once. Each is first passive, like SQLite's own (it copies what no reader still needs and
 /// never blocks a writer). A passive checkpoint never catches up with writers that never pause (the
 /// frames committed while it runs are left), and SQLite starts the log again only when a writer begins
-/// with all of it copied; so a `RESTART` one follows: it holds the writers back while it copies the
-/// few frames the passive one left, waits for the readers of the log, and the next commit starts the
-/// log from its beginning. Without it the log file grew without end under sustained writes (2.2 GB in
+/// with all of it copied; so once the log is [`RESTART_FRAMES`] long a `RESTART` one follows: it holds
+/// the writers back while it copies the few frames the passive one left, waits for the readers of the
+/// log, and the next commit starts the log from its beginning. Without it the log file grew without end under sustained writes (2.2 GB in
 /// 20 s of accepts) and every read searched an index of it that grew as well.
 async fn checkpointer(db: DatabaseConnection, wanted: Arc<Notify>) {
     loop {
         wanted.notified().await;
         let started = std::time::Instant::now();
-        // The passive one's figures count the log as it began: frames committed while it ran are not
-        // among them, so only the `RESTART` one can tell the log is all copied.
         let done = match checkpoint(&db, "PASSIVE").await {
-            Ok(_) => checkpoint(&db, "RESTART").await,
-            failed => failed,
+            Ok(log) if log >= RESTART_FRAMES => checkpoint(&db, "RESTART").await,
+            other => other,
         };
         match done {
             Ok(_) => metrics::histogram!("sqlite_checkpoint_seconds").record(started.elapsed().as_secs_f64()),
@@ -164,9 +162,16 @@ async fn checkpointer(db: DatabaseConnection, wanted: Arc<Notify>) {
 /// Least time from the start of one checkpoint to the next (see [`checkpointer`]).
 pub const CHECKPOINT_SPACING: Duration = Duration::from_millis(500);
 
-/// One `PRAGMA wal_checkpoint(<mode>)`.
-async fn checkpoint(db: &DatabaseConnection, mode: &str) -> Result<(), DbErr> {
-    db.execute_unprepared(&format!("PRAGMA wal_checkpoint({mode})")).await.map(|_| ())
+/// Pages in the log (~40 MB) from which a passive checkpoint is followed by a `RESTART` one. That one
+/// holds every writer while it waits for the log's readers (as long as the longest read statement
+/// running), so it runs only when the log is this long, not every [`CHECKPOINT_SPACING`].
+pub const RESTART_FRAMES: i64 = 10 * sqlite_busy::CHECKPOINT_FRAMES as i64;
+
+/// One `PRAGMA wal_checkpoint(<mode>)`: the pages in the log as it began (-1 if it could not run).
+async fn checkpoint(db: &DatabaseConnection, mode: &str) -> Result<i64, DbErr> {
+    let sql = format!("PRAGMA wal_checkpoint({mode})");
+    let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql)).await?;
+    row.map_or(Ok(-1), |r| r.try_get_by_index(1))
 }
 
 /// The compile-time options the project builds SQLite with (`LIBSQLITE3_FLAGS` in `.cargo/config.toml`),
