@@ -140,8 +140,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
 /// frames committed while it runs are left), and SQLite starts the log again only when a writer begins
 /// with all of it copied; so once the log is [`RESTART_FRAMES`] long a `RESTART` one follows: it holds
 /// the writers back while it copies the few frames the passive one left, waits for the readers of the
-/// log, and the next commit starts the log from its beginning. Without it the log file grew without end under sustained writes (2.2 GB in
-/// 20 s of accepts) and every read searched an index of it that grew as well.
+/// log, and the next commit starts the log from its beginning. Without it the log file grew without
+/// end under sustained writes (2.2 GB in 20 s of accepts) and every read searched an index of it that
+/// grew as well.
 async fn checkpointer(db: DatabaseConnection, wanted: Arc<Notify>) {
     loop {
         wanted.notified().await;

@@ -11,11 +11,18 @@ async fn busy_timeout<C: ConnectionTrait>(c: &C) -> i64 {
     row.unwrap().try_get_by_index(0).unwrap()
 }
 
+/// The application's pool on a fresh SQLite file: the directory (removed when dropped), the file, the pool.
+async fn open_pool() -> (tempfile::TempDir, std::path::PathBuf, DatabaseConnection) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.db");
+    let url = format!("sqlite://{}", file.display());
+    let db = turumba::db::connect(&url, turumba::db::SQLITE_MAX_CONNECTIONS).await.unwrap();
+    (dir, file, db)
+}
+
 #[tokio::test]
 async fn sqlite_connections_wait_for_the_writer_with_the_applications_handler() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let db: DatabaseConnection = turumba::db::connect(&url, turumba::db::SQLITE_MAX_CONNECTIONS).await.unwrap();
+    let (_dir, _, db) = open_pool().await;
     db.execute_unprepared("CREATE TABLE t (n INTEGER)").await.unwrap();
 
     // Every connection of the pool (all of them open at once): installing the handler cleared the busy
@@ -56,9 +63,7 @@ async fn sqlite_connections_wait_for_the_writer_with_the_applications_handler() 
 /// lost them (and `connect` then warns).
 #[tokio::test]
 async fn the_bundled_sqlite_is_built_with_the_projects_options() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let db: DatabaseConnection = turumba::db::connect(&url, 2).await.unwrap();
+    let (_dir, _, db) = open_pool().await;
     let missing = turumba::db::sqlite_build_options_missing(&db).await.unwrap();
     assert!(missing.is_empty(), "SQLite was compiled without {missing:?}");
 }
@@ -68,10 +73,7 @@ async fn the_bundled_sqlite_is_built_with_the_projects_options() {
 /// the database file. Fails when nothing checkpoints: the file then holds only the schema.
 #[tokio::test]
 async fn a_long_log_is_checkpointed_by_the_pools_checkpointer() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("t.db");
-    let url = format!("sqlite://{}", file.display());
-    let db: DatabaseConnection = turumba::db::connect(&url, turumba::db::SQLITE_MAX_CONNECTIONS).await.unwrap();
+    let (_dir, file, db) = open_pool().await;
     db.execute_unprepared("CREATE TABLE big (b BLOB)").await.unwrap();
     for _ in 0..3 {
         // ~490 pages each: the third commit finds more than 1,000 pages in the log.
@@ -92,10 +94,7 @@ async fn a_long_log_is_checkpointed_by_the_pools_checkpointer() {
 /// of accepts). Fails when the sequence number stays: the log was never restarted.
 #[tokio::test]
 async fn the_log_starts_again_under_writers_that_never_pause() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("t.db");
-    let url = format!("sqlite://{}", file.display());
-    let db: DatabaseConnection = turumba::db::connect(&url, turumba::db::SQLITE_MAX_CONNECTIONS).await.unwrap();
+    let (dir, _, db) = open_pool().await;
     db.execute_unprepared("CREATE TABLE t (b BLOB)").await.unwrap();
     let wal = dir.path().join("t.db-wal");
     let sequence = || {
