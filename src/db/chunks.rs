@@ -6,7 +6,7 @@
 //! rest, powers of two (45 rows of at most 256 = 32 + 8 + 4 + 1): a few shapes a table (nine for
 //! 256 rows at most, ten for 512), so every shape stays prepared on every connection.
 
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryTrait, Statement};
 
 /// The sizes `len` rows are cut into: `max` as often as it fits, then the rest by powers of two,
 /// largest first. `max` should be a power of two itself (else the full chunks add one more shape).
@@ -24,14 +24,26 @@ where
     A: ActiveModelTrait + Send,
     C: ConnectionTrait,
 {
+    for statement in insert_statements(conn.get_database_backend(), rows, max) {
+        conn.execute_raw(statement).await?;
+    }
+    Ok(())
+}
+
+/// The statements of [`insert_all`], for a [`super::script::Script`].
+pub fn insert_statements<A>(backend: DbBackend, rows: impl IntoIterator<Item = A>, max: usize) -> Vec<Statement>
+where
+    A: ActiveModelTrait + Send,
+{
     let rows: Vec<A> = rows.into_iter().collect();
     let cut: Vec<usize> = sizes(rows.len(), max).collect();
     let mut rows = rows.into_iter();
-    for size in cut {
-        let chunk: Vec<A> = rows.by_ref().take(size).collect();
-        A::Entity::insert_many(chunk).exec_without_returning(conn).await?;
-    }
-    Ok(())
+    cut.into_iter()
+        .map(|size| {
+            let chunk: Vec<A> = rows.by_ref().take(size).collect();
+            A::Entity::insert_many(chunk).build(backend)
+        })
+        .collect()
 }
 
 #[cfg(test)]

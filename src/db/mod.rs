@@ -18,6 +18,7 @@ pub mod chunks;
 pub mod limits;
 pub mod list;
 pub mod memo;
+pub mod script;
 mod text_enum;
 
 pub(crate) use text_enum::text_enum;

@@ -13,6 +13,7 @@ mod cognito;
 mod contacts;
 mod contacts_import;
 mod credential_scan;
+mod db_script;
 mod dispatch;
 mod events;
 mod fakes;

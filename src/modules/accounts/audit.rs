@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, Set, Statement};
 use uuid::Uuid;
 
 use super::entity::audit_log;
@@ -30,7 +30,7 @@ pub struct AuditWriter;
 
 #[async_trait]
 impl AuditLog for AuditWriter {
-    async fn record(&self, txn: &DatabaseTransaction, entries: Vec<AuditEntry>) -> Result<(), DbErr> {
+    fn statements(&self, backend: DbBackend, entries: Vec<AuditEntry>) -> Vec<Statement> {
         // Chunks inside both databases' bound on parameters (10 columns a row), in few shapes.
         let rows = entries.into_iter().map(|e| audit_log::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -44,8 +44,7 @@ impl AuditLog for AuditWriter {
             ip: Set(e.ip),
             created_at: Set(e.created_at),
         });
-        crate::db::chunks::insert_all(txn, rows, 512).await?;
-        Ok(())
+        crate::db::chunks::insert_statements(backend, rows, 512)
     }
 
     async fn purge(&self, db: &DatabaseConnection, older_than: DateTime<Utc>) -> Result<u64, DbErr> {

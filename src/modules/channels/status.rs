@@ -4,13 +4,14 @@
 
 use chrono::{Duration, DurationRound, Utc};
 use sea_orm;
-use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, IntoActiveModel, Set};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::adapter::{ErrorClass, ProviderError};
 use super::entity::channel::{self, ChannelStatus};
 
+use crate::db::script::Script;
 use crate::error::AppResult;
 use crate::modules::accounts::AccountScope;
 use crate::modules::events::{EventBus, EventMeta};
@@ -112,25 +113,30 @@ impl Channels {
                 },
             }
         }
-        let txn = crate::db::begin_write(&self.db).await?;
-        let status_before = c.effective_status(now);
-        // Written only when something changed: a healthy channel's sends cost its usage row alone.
+        let hour = now.duration_trunc(Duration::hours(1)).unwrap_or(now);
+        // Written only when something changed: a healthy channel's sends cost its usage row alone, sent
+        // as one statement list (see `crate::db::script`; no event: its status stays).
         let unchanged = (status, &error_message, failures_in_a_row, rate_limited_until)
             == (c.status, &c.error_message, c.consecutive_failures, c.rate_limited_until);
-        let updated = if unchanged {
-            c.clone()
-        } else {
-            let mut active = c.clone().into_active_model();
-            active.status = Set(status);
-            active.error_message = Set(error_message);
-            active.consecutive_failures = Set(failures_in_a_row);
-            active.rate_limited_until = Set(rate_limited_until);
-            active.updated_at = Set(now);
-            active.update(&txn).await?
-        };
+        if unchanged {
+            if sent + failed > 0 {
+                let mut script = Script::new(self.db.get_database_backend());
+                script.push(store::usage_statement(script.backend(), id, hour, sent, failed));
+                script.run(&self.db).await?;
+            }
+            return Ok(c);
+        }
+        let txn = crate::db::begin_write(&self.db).await?;
+        let status_before = c.effective_status(now);
+        let mut active = c.clone().into_active_model();
+        active.status = Set(status);
+        active.error_message = Set(error_message);
+        active.consecutive_failures = Set(failures_in_a_row);
+        active.rate_limited_until = Set(rate_limited_until);
+        active.updated_at = Set(now);
+        let updated = active.update(&txn).await?;
         if sent + failed > 0 {
-            let hour = now.duration_trunc(Duration::hours(1)).unwrap_or(now);
-            store::add_usage(&txn, id, hour, sent, failed).await?;
+            txn.execute_raw(store::usage_statement(txn.get_database_backend(), id, hour, sent, failed)).await?;
         }
         let mut bus = EventBus::new(EventMeta::default());
         let status_after = updated.effective_status(now);

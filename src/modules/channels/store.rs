@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Select, Set};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QueryTrait, Select, Set, Statement,
+};
 use uuid::Uuid;
 
 use super::entity::channel::{ChannelStatus, STATUSES};
@@ -121,14 +123,8 @@ pub async fn lift_rate_limits_ended<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Adds a channel's sends and failures to its hourly usage bucket.
-pub async fn add_usage<C: ConnectionTrait>(
-    db: &C,
-    channel_id: Uuid,
-    hour: DateTime<Utc>,
-    sent: i64,
-    failed: i64,
-) -> AppResult<()> {
+/// The statement that adds a channel's sends and failures to its hourly usage bucket.
+pub fn usage_statement(backend: DbBackend, channel_id: Uuid, hour: DateTime<Utc>, sent: i64, failed: i64) -> Statement {
     channel_usage::Entity::insert(channel_usage::ActiveModel {
         channel_id: Set(channel_id),
         hour: Set(hour),
@@ -147,9 +143,7 @@ pub async fn add_usage<C: ConnectionTrait>(
             )
             .to_owned(),
     )
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
+    .build(backend)
 }
 
 /// The channel's usage buckets from `since` on.

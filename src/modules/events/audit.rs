@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
+use sea_orm::{DatabaseConnection, DbBackend, DbErr, Statement};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
@@ -33,8 +33,8 @@ pub struct AuditEntry {
 /// Where audit entries go (the accounts module's `audit_logs`).
 #[async_trait]
 pub trait AuditLog: Send + Sync {
-    /// Writes the entries inside the transaction of the change they describe.
-    async fn record(&self, txn: &DatabaseTransaction, entries: Vec<AuditEntry>) -> Result<(), DbErr>;
+    /// The statements that write the entries, run inside the transaction of the change they describe.
+    fn statements(&self, backend: DbBackend, entries: Vec<AuditEntry>) -> Vec<Statement>;
     /// Deletes entries older than `older_than`; returns how many.
     async fn purge(&self, db: &DatabaseConnection, older_than: DateTime<Utc>) -> Result<u64, DbErr>;
 }

@@ -97,9 +97,18 @@ impl Events {
         txn: &sea_orm::DatabaseTransaction,
         entries: Vec<AuditEntry>,
     ) -> Result<(), sea_orm::DbErr> {
+        use sea_orm::ConnectionTrait;
+        for statement in self.audit_statements(txn.get_database_backend(), entries) {
+            txn.execute_raw(statement).await?;
+        }
+        Ok(())
+    }
+
+    /// The statements that write audit entries (none without an audit log).
+    pub fn audit_statements(&self, backend: sea_orm::DbBackend, entries: Vec<AuditEntry>) -> Vec<sea_orm::Statement> {
         match (self.audit.get(), entries.is_empty()) {
-            (Some((log, _)), false) => log.record(txn, entries).await,
-            _ => Ok(()),
+            (Some((log, _)), false) => log.statements(backend, entries),
+            _ => Vec::new(),
         }
     }
 
@@ -114,6 +123,25 @@ impl Events {
         txn.commit().await?;
         self.committed();
         Ok(())
+    }
+
+    /// [`Events::commit`] for a write sent as one statement list: appends the bus's audit entry and
+    /// outbox rows to `script`, runs it, and wakes the relay. Returns the rows of the script's
+    /// `RETURNING` statements.
+    pub async fn commit_script(
+        &self,
+        db: &sea_orm::DatabaseConnection,
+        mut script: crate::db::script::Script,
+        bus: EventBus,
+    ) -> Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
+        let backend = script.backend();
+        if let Some(entry) = bus.audit_entry() {
+            script.extend(self.audit_statements(backend, vec![entry]));
+        }
+        script.extend(outbox::insert_statement(backend, bus.events()));
+        let rows = script.run(db).await?;
+        self.committed();
+        Ok(rows)
     }
 
     /// Wakes this process's relay after a transaction with events committed (PostgreSQL relays

@@ -21,8 +21,16 @@ pub const NOTIFY_CHANNEL: &str = "turumba_outbox";
 
 /// Inserts the events in the caller's transaction (and wakes PostgreSQL relays when it commits).
 pub async fn insert_events<C: ConnectionTrait>(db: &C, events: &[EventEnvelope]) -> Result<(), DbErr> {
+    if let Some(statement) = insert_statement(db.get_database_backend(), events) {
+        db.execute_raw(statement).await?;
+    }
+    Ok(())
+}
+
+/// The statement of [`insert_events`] (none for no events).
+pub fn insert_statement(backend: DbBackend, events: &[EventEnvelope]) -> Option<Statement> {
     if events.is_empty() {
-        return Ok(());
+        return None;
     }
     let now = Utc::now();
     let rows = events.iter().map(|e| outbox_event::ActiveModel {
@@ -41,17 +49,15 @@ pub async fn insert_events<C: ConnectionTrait>(db: &C, events: &[EventEnvelope])
         created_at: Set(now),
     });
     let insert = outbox_event::Entity::insert_many(rows);
-    if db.get_database_backend() != DbBackend::Postgres {
-        insert.exec_without_returning(db).await?;
-        return Ok(());
+    if backend != DbBackend::Postgres {
+        return Some(insert.build(backend));
     }
     // The rows and the doorbell in one statement (one round trip fewer for every transaction that
     // emits events): a data-modifying `WITH` runs to completion whether or not the query reads it.
     let Statement { sql, values, .. } = insert.build(DbBackend::Postgres);
     let sql = format!("WITH written AS ({sql}) SELECT pg_notify('{NOTIFY_CHANNEL}', '')");
     let values = values.map(|v| v.0).unwrap_or_default();
-    db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
-    Ok(())
+    Some(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
 }
 
 /// Due pending rows, oldest first. On PostgreSQL the rows are locked (`FOR UPDATE SKIP LOCKED`) for the

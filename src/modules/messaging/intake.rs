@@ -2,7 +2,8 @@
 //! task, then hands it to the intake; the intake writes every row waiting at that moment in ONE
 //! transaction — the rows (multi-row inserts of a few fixed sizes), their idempotency keys, and one
 //! `message.dispatch.*` doorbell per channel — with one commit and one flush, and answers each request
-//! when it is durable.
+//! when it is durable. A batch without idempotency keys goes to the database as one statement list
+//! ([`crate::db::script`]: on SQLite the writer is held only while SQLite works).
 //! While one batch commits, the next gathers; under load a batch holds the requests that arrived during
 //! the previous commit, so the cost of a commit (a WAL flush, SQLite's single writer) is shared instead
 //! of paid per message. Alone, a request waits for nothing but its own commit.
@@ -22,6 +23,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use super::entity::message;
 use super::messages::emit_dispatch;
 use super::store;
+use crate::db::script::Script;
 use crate::error::{AppError, AppResult};
 use crate::modules::accounts::AccountScope;
 use crate::modules::events::{AuditEntry, EventBus, EventMeta, Events};
@@ -128,6 +130,9 @@ fn error_of(e: DbErr) -> AppError {
 
 /// One transaction for the whole batch; what became of each send, in order.
 async fn write_batch(db: &DatabaseConnection, events: &Events, batch: &[&Accepted]) -> Result<Vec<Written>, DbErr> {
+    if batch.iter().all(|a| a.key.is_none()) {
+        return write_unkeyed(db, events, batch).await;
+    }
     let txn = crate::db::begin_write(db).await?;
     let mut written = Vec::with_capacity(batch.len());
     let mut rows = Vec::with_capacity(batch.len());
@@ -156,6 +161,23 @@ async fn write_batch(db: &DatabaseConnection, events: &Events, batch: &[&Accepte
     emit_dispatch(&mut bus, created.iter().map(|a| &a.row));
     events.commit(txn, bus).await?;
     Ok(written)
+}
+
+/// A batch without idempotency keys: nothing in it depends on what the database answers, so it goes
+/// over as one statement list (see [`crate::db::script`]).
+async fn write_unkeyed(db: &DatabaseConnection, events: &Events, batch: &[&Accepted]) -> Result<Vec<Written>, DbErr> {
+    let backend = db.get_database_backend();
+    let mut script = Script::new(backend);
+    script.extend(crate::db::chunks::insert_statements(
+        backend,
+        batch.iter().map(|a| a.row.clone().into_active_model()),
+        MAX_BATCH,
+    ));
+    script.extend(events.audit_statements(backend, batch.iter().filter_map(|a| audit_entry(a)).collect()));
+    let mut bus = EventBus::new(shared_meta(batch));
+    emit_dispatch(&mut bus, batch.iter().map(|a| &a.row));
+    events.commit_script(db, script, bus).await?;
+    Ok(vec![Written::Created; batch.len()])
 }
 
 /// The audit entry of one send made by a request.

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Condition, Expr, ExprTrait, LockBehavior, LockType};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Select, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select, Set, Statement,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -13,6 +13,7 @@ use super::entity::idempotency_key;
 use super::entity::message::{self, DIRECTIONS, MESSAGE_STATUSES, MessageStatus};
 use super::entity::template::{self, APPROVAL_STATUSES, FALLBACK_STRATEGIES};
 use crate::db::list::{Field, Kind, ListQuery, Page};
+use crate::db::script::Script;
 use crate::domain::channel_type::CHANNEL_TYPES;
 use crate::error::AppResult;
 use crate::modules::accounts::AccountScope;
@@ -336,8 +337,6 @@ pub async fn claim_due(
     use message::Column as C;
     let now = Utc::now();
     let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(120));
-    let txn = crate::db::begin_write(db).await?;
-    crate::db::prefer_index_walks(&txn).await?;
     // Index range reads that stop at the limit, never a scan of the history: queued and then failed
     // messages due by time, oldest first (`idx_messages_due (status, next_attempt_at)`, holding only rows
     // with a due time, which `next_attempt_at <= now` implies: one status per read, so the index order is
@@ -346,27 +345,35 @@ pub async fn claim_due(
     // (`idx_messages_leased`). One query with the OR of these could use no index at all.
     let by_time = |status: MessageStatus| Condition::all().add(C::Status.eq(status)).add(C::NextAttemptAt.lte(now));
     let lapsed = Condition::all().add(C::LeaseUntil.lt(now)).add(C::Status.eq(MessageStatus::Sending));
-    let mut ids: Vec<Uuid> = Vec::new();
-    for (condition, order) in [
-        (by_time(MessageStatus::Queued), C::NextAttemptAt),
-        (by_time(MessageStatus::Failed), C::NextAttemptAt),
-        (lapsed, C::LeaseUntil),
-    ] {
-        let left = limit.saturating_sub(ids.len() as u64);
-        if left == 0 {
-            break;
-        }
+    let read = |condition: Condition, order: C, n: u64| {
         let mut select =
-            message::Entity::find().select_only().column(C::Id).filter(condition).order_by_asc(order).limit(left);
+            message::Entity::find().select_only().column(C::Id).filter(condition).order_by_asc(order).limit(n);
         if !skip.is_empty() {
             select = select.filter(C::ChannelId.is_not_in(skip.iter().copied()));
         }
         if !held.is_empty() {
             select = select.filter(C::AccountId.is_not_in(held.iter().copied()));
         }
-        if db.get_database_backend() == DbBackend::Postgres {
-            select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        select
+    };
+    let reads = [
+        (by_time(MessageStatus::Queued), C::NextAttemptAt),
+        (by_time(MessageStatus::Failed), C::NextAttemptAt),
+        (lapsed, C::LeaseUntil),
+    ];
+    if db.get_database_backend() == DbBackend::Sqlite {
+        let reads = reads.into_iter().map(|(condition, order)| read(condition, order, limit)).collect();
+        return claim_in_one_statement(db, limit, reads, lease_until, now).await;
+    }
+    let txn = crate::db::begin_write(db).await?;
+    crate::db::prefer_index_walks(&txn).await?;
+    let mut ids: Vec<Uuid> = Vec::new();
+    for (condition, order) in reads {
+        let left = limit.saturating_sub(ids.len() as u64);
+        if left == 0 {
+            break;
         }
+        let select = read(condition, order, left).lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
         let found: Vec<Uuid> = select.into_tuple().all(&txn).await?;
         ids.extend(found);
     }
@@ -389,6 +396,34 @@ pub async fn claim_due(
         .await?;
     txn.commit().await?;
     Ok(claimed)
+}
+
+/// [`claim_due`] on SQLite: the three reads and the claim in ONE statement (`UPDATE … WHERE id IN (the
+/// reads, each still an index walk that stops at its limit) RETURNING *`), sent as a statement list
+/// ([`crate::db::script`]): the writer is held only while SQLite works, not across five hand-offs to
+/// the connection's thread.
+async fn claim_in_one_statement(
+    db: &DatabaseConnection,
+    limit: u64,
+    reads: Vec<Select<message::Entity>>,
+    lease_until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<message::Model>> {
+    let mut values: Vec<sea_orm::Value> = vec![MessageStatus::Sending.as_str().into(), lease_until.into(), now.into()];
+    let mut union = Vec::with_capacity(reads.len());
+    for read in reads {
+        let Statement { sql, values: read_values, .. } = read.build(DbBackend::Sqlite);
+        union.push(format!("SELECT * FROM ({sql})"));
+        values.extend(read_values.map(|v| v.0).unwrap_or_default());
+    }
+    let sql = format!(
+        r#"UPDATE "messages" SET "status" = ?, "attempts" = "attempts" + 1, "lease_until" = ?, "next_attempt_at" = NULL, "updated_at" = ? WHERE "id" IN (SELECT "id" FROM ({}) LIMIT {limit}) RETURNING *"#,
+        union.join(" UNION ALL ")
+    );
+    let mut script = Script::new(DbBackend::Sqlite);
+    script.push_returning(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values));
+    let rows = script.run(db).await?;
+    Ok(rows.iter().map(|row| message::Model::from_query_result(row, "")).collect::<Result<_, _>>()?)
 }
 
 /// Applies a pass's outcomes to its claimed messages in ONE statement per 500 (`UPDATE … FROM (VALUES

@@ -194,6 +194,8 @@ impl ConnectionWorker {
                                 }
                             };
 
+                            // Whether every statement of the list ran (and every row was taken).
+                            let mut complete = true;
                             match limit {
                                 None => {
                                     // Turumba: rows are handed over in runs (see `send_run`), so
@@ -204,9 +206,11 @@ impl ConnectionWorker {
                                         let has_error = res.is_err();
                                         run.push(res);
                                         if has_error {
+                                            complete = false;
                                             break;
                                         }
                                         if run.len() >= ROW_RUN && !send_run(&tx, &mut run) {
+                                            complete = false;
                                             break;
                                         }
                                     }
@@ -223,16 +227,33 @@ impl ConnectionWorker {
                                                 if rows_returned >= limit {
                                                     drop(iter);
                                                     let _ = tx.send(res);
+                                                    complete = false;
                                                     break;
                                                 }
                                             }
                                         }
                                         let has_error = res.is_err();
                                         if tx.send(res).is_err() || has_error {
+                                            complete = false;
                                             break;
                                         }
                                     }
                                 },
+                            }
+
+                            // Turumba: a statement list sent outside any transaction of this
+                            // driver that opened one itself (a write transaction sent in one
+                            // hand-off: `BEGIN IMMEDIATE; …; COMMIT`) and stopped before its end —
+                            // a statement failed, or its reader went away — must not leave that
+                            // transaction open on a pooled connection: it is rolled back here.
+                            if !complete
+                                && shared.transaction_depth.load(Ordering::Acquire) == 0
+                                && conn.handle.in_transaction()
+                            {
+                                if let Err(error) = conn.handle.exec("ROLLBACK") {
+                                    tracing::error!(%error, "failed to roll back an unfinished statement list");
+                                    break;
+                                }
                             }
 
                             update_cached_statements_size(&conn, &shared.cached_statements_size);
