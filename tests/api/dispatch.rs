@@ -454,7 +454,73 @@ async fn a_provider_that_never_answers_times_out_as_transient(b: Backend) {
     assert!(due_at(&app, &id).await.is_some_and(|due| due > started), "the retry has its due time");
 }
 
+/// A message taken over by another claim while this pass had it at the provider (its attempt moved
+/// on) keeps the other claim's state: the pass records its other messages and no event for that one.
+/// On SQLite the pass's record goes as one statement list, whose guard fails it whole here; it is then
+/// written again in a transaction that sees which messages are still this claim's.
+async fn a_record_leaves_a_message_another_claim_took_over(b: Backend) {
+    use std::sync::{Condvar, Mutex};
+    let gate: Arc<(Mutex<bool>, Condvar)> = Arc::default();
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let tg = fakes::FakeServer::start({
+        let (gate, arrived) = (gate.clone(), arrived.clone());
+        move |r| {
+            if r.path.ends_with("/sendMessage") {
+                arrived.fetch_add(1, SeqCst);
+                // Held until the test opens the gate: the messages stay claimed meanwhile.
+                let (open, turned) = &*gate;
+                let mut open = open.lock().unwrap();
+                while !*open {
+                    open = turned.wait(open).unwrap();
+                }
+                let chat = r.json()["chat_id"].as_str().unwrap_or_default().parse::<i64>().unwrap_or(0);
+                return actix_web::HttpResponse::Ok().json(json!({"ok": true, "result": {
+                    "message_id": 42, "date": 1_763_800_000, "chat": {"id": chat, "type": "private"}}}));
+            }
+            actix_web::HttpResponse::Ok()
+                .json(json!({"ok": true, "result": {"id": 1, "is_bot": true, "first_name": "T"}}))
+        }
+    });
+    let app = TestApp::spawn_full(b, |_| {}, manual()).await;
+    let u = app.user("takeover").await;
+    let bot = telegram_channel(&app, &u, &tg.base_url, json!({})).await;
+    let kept = send(&app, &u, &bot, "111", "kept").await;
+    let taken = send(&app, &u, &bot, "222", "taken").await;
+    let pass = tokio::spawn({
+        let d = dispatcher(&app);
+        async move { d.run_once().await.unwrap() }
+    });
+    eventually(10, "a send reaches the provider", || async { arrived.load(SeqCst) > 0 }).await;
+    // Another claim takes `taken` over (its attempt 2) while this pass waits for the provider.
+    let db = &app.state.db;
+    let backend = db.get_database_backend();
+    let stmt = if backend == sea_orm::DbBackend::Postgres {
+        "UPDATE messages SET attempts = attempts + 1 WHERE id = $1"
+    } else {
+        "UPDATE messages SET attempts = attempts + 1 WHERE id = ?"
+    };
+    let id = uuid::Uuid::parse_str(&taken).unwrap();
+    db.execute_raw(Statement::from_sql_and_values(backend, stmt, [id.into()])).await.unwrap();
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    assert_eq!(pass.await.unwrap(), 2);
+
+    let m = message(&app, &u, &kept).await;
+    assert_eq!((m["status"].clone(), m["provider_message_id"].clone()), (json!("sent"), json!("111:42")), "{m}");
+    let m = message(&app, &u, &taken).await;
+    assert_eq!((m["status"].clone(), m["attempts"].clone()), (json!("sending"), json!(2)), "the other claim's: {m}");
+    let events = outbox_text(&app).await;
+    assert!(status_events_naming(&events, &kept), "the kept message's status event: {events}");
+    assert!(!status_events_naming(&events, &taken), "no status event for the message taken over: {events}");
+}
+
+/// Whether a `message.status.*` event in the outbox text names `id`.
+fn status_events_naming(outbox: &str, id: &str) -> bool {
+    outbox.lines().any(|l| l.contains("message.status.") && l.contains(id))
+}
+
 both_backends!(
+    a_record_leaves_a_message_another_claim_took_over,
     a_provider_that_never_answers_times_out_as_transient,
     a_channel_holds_at_most_its_share_of_the_send_slots,
     the_rate_limit_holds_across_dispatchers,

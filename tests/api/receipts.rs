@@ -174,8 +174,8 @@ async fn a_receipt_that_beats_the_send_record_is_parked_and_matched(b: Backend) 
     assert_eq!(count(&app, "SELECT COUNT(*) FROM parked_receipts").await, 1);
     assert_eq!(message(&app, &u, &id).await["status"], "queued");
 
-    // The send's record matches it in the same transaction: the message ends delivered, the parking
-    // is empty.
+    // The send's record matches it (in its transaction; on SQLite, whose record is one statement list,
+    // in one right after it): the message ends delivered, the parking is empty.
     let d = Dispatcher::new(app.state.messaging.clone(), app.state.channels.registry(), DispatchOptions::default());
     assert_eq!(d.run_once().await.unwrap(), 1);
     let m = message(&app, &u, &id).await;

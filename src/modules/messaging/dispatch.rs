@@ -43,20 +43,21 @@
 //! transiently instead of holding the pass. [`DispatchOptions::loops`] passes run at once (one claims
 //! and records while another waits for its providers); both bounds hold across them.
 
+mod record;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::StreamExt;
-use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use super::entity::message::{self, MessageStatus};
-use super::group_store::{self, Tallies};
+use super::entity::message;
+use super::group_store;
 use super::service::Messaging;
 use super::store::{self, Outcome};
 use super::templates::media_of;
@@ -66,7 +67,6 @@ use crate::modules::accounts::AccountScope;
 use crate::modules::channels::{
     BIND_OWNED_ELSEWHERE, ChannelRegistry, ErrorClass, LoadedChannel, OutboundMessage, ProviderError,
 };
-use crate::modules::events::{EventBus, EventMeta};
 
 /// How the dispatcher paces itself.
 #[derive(Debug, Clone, Copy)]
@@ -444,112 +444,5 @@ impl Dispatcher {
                 self.registry.report(*scope, channel_id, &answers).await;
             }
         }
-    }
-
-    /// Writes a pass's outcomes and their events in one transaction.
-    async fn record(&self, outcomes: Vec<(message::Model, Outcome)>) -> AppResult<()> {
-        let now = Utc::now();
-        let groups: std::collections::BTreeSet<Uuid> =
-            outcomes.iter().filter_map(|(m, _)| m.group_message_id).collect();
-        let txn = crate::db::begin_write(&self.messaging.db).await?;
-        let mut tallies = Tallies::default();
-        let mut bus = EventBus::new(EventMeta::default());
-        // Sends now known by a provider id: receipts that beat this record are waiting for them.
-        let mut identified: Vec<(message::Model, String)> = Vec::new();
-        // What each outcome changes, decided first; then written in one statement.
-        let mut decided: Vec<Decided> = Vec::with_capacity(outcomes.len());
-        for (m, outcome) in outcomes {
-            let change = match &outcome {
-                Outcome::Deferred(due) => store::Change::deferred(*due),
-                Outcome::Released => store::Change::deferred(now),
-                Outcome::Cancelled => store::Change::cancelled(),
-                Outcome::Sent(receipt) => {
-                    let status =
-                        if receipt.status == "delivered" { MessageStatus::Delivered } else { MessageStatus::Sent };
-                    // From when the message was due (accepted, or scheduled) to the provider's answer.
-                    let due = m.scheduled_at.unwrap_or(m.created_at);
-                    metrics::histogram!("message_dispatch_delay_seconds", "channel_type" => m.channel_type.as_str())
-                        .record((now - due).to_std().unwrap_or_default().as_secs_f64());
-                    store::Change::sent(status, receipt.provider_message_id.clone(), now)
-                }
-                Outcome::Failed { error, retry_count, retry_interval } => {
-                    let details =
-                        json!({ "code": error.class.as_str(), "message": error.message, "provider_code": error.code });
-                    match error.class {
-                        // Another process took the channel's bind since this pass began: its
-                        // dispatcher sends the message; no attempt spent here.
-                        ErrorClass::Transient if error.code.as_deref() == Some(BIND_OWNED_ELSEWHERE) => {
-                            store::Change::deferred(now + chrono::Duration::seconds(1))
-                        }
-                        ErrorClass::Throttled => {
-                            let wait = error.retry_after.unwrap_or(DEFAULT_THROTTLE_WAIT);
-                            let due = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(5));
-                            store::Change::throttled(due, details)
-                        }
-                        ErrorClass::Transient if m.attempts <= *retry_count => {
-                            let doubling = 2i64.saturating_pow((m.attempts - 1).clamp(0, 20) as u32);
-                            let wait = (i64::from(*retry_interval).max(1) * doubling).min(MAX_BACKOFF_SECS);
-                            store::Change::retry(now + chrono::Duration::seconds(wait), details, now)
-                        }
-                        _ => store::Change::failed_for_good(details, now),
-                    }
-                }
-            };
-            let status = change.status;
-            let deferred = matches!(outcome, Outcome::Deferred(_) | Outcome::Released);
-            let kind = match (&outcome, status) {
-                (Outcome::Deferred(_), _) => "rate_limited",
-                (Outcome::Released, _) => "released",
-                (Outcome::Failed { .. }, MessageStatus::Queued) => "throttled",
-                (Outcome::Failed { .. }, MessageStatus::Failed) => "retry_scheduled",
-                _ => status.as_str(),
-            };
-            metrics::counter!(
-                "messages_dispatched_total",
-                "channel_type" => m.channel_type.as_str(),
-                "outcome" => kind
-            )
-            .increment(1);
-            let (provider_id, part_ids) = match &outcome {
-                Outcome::Sent(receipt) => (receipt.provider_message_id.clone(), receipt.part_ids.clone()),
-                _ => (None, Vec::new()),
-            };
-            decided.push(Decided { m, change, deferred, provider_id, part_ids });
-        }
-        let pairs: Vec<(&message::Model, &store::Change)> = decided.iter().map(|d| (&d.m, &d.change)).collect();
-        let applied = store::apply_changes(&txn, &pairs).await?;
-        // One `message.status.<status>` event per account, channel and status of the pass, naming its
-        // messages: not one outbox row and one broker message per message.
-        let mut moved: std::collections::BTreeMap<(Uuid, Uuid, &'static str), Vec<Uuid>> = Default::default();
-        for Decided { m, change, deferred, provider_id, part_ids } in decided {
-            if !applied.contains(&m.id) {
-                continue;
-            }
-            let status = change.status;
-            tallies.moved(m.group_message_id, MessageStatus::Sending, status, 1);
-            if !deferred {
-                moved.entry((m.account_id, m.channel_id, status.as_str())).or_default().push(m.id);
-                let sent = message::Model { status, ..m };
-                super::receipts::record_parts(&txn, &sent, &part_ids).await?;
-                for id in provider_id.into_iter().chain(part_ids) {
-                    identified.push((sent.clone(), id));
-                }
-            }
-        }
-        for ((account_id, channel_id, status), ids) in moved {
-            super::messages::emit_status(&mut bus, status, account_id, &ids, json!({ "channel_id": channel_id }));
-        }
-        super::receipts::match_parked(&txn, &mut bus, &identified, &mut tallies).await?;
-        // The group sends' rows last, so each is held only for the end of this transaction (every
-        // dispatcher pass and fan-out batch of a send takes it): see `group_store::lock_groups`. A
-        // send cancelled while these were with the provider: what this pass left to retry or to send
-        // later is cancelled too.
-        let cancelled_groups = group_store::lock_groups(&txn, &groups).await?;
-        for g in cancelled_groups {
-            group_store::cancel_unsent(&txn, g, &mut tallies).await?;
-        }
-        tallies.apply(&txn, &mut bus).await?;
-        self.messaging.events.commit(txn, bus).await?;
-        Ok(())
     }
 }

@@ -18,8 +18,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, Set, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, Statement,
 };
 use serde_json::json;
 use sha2::Digest;
@@ -144,26 +144,47 @@ pub async fn match_parked(
 
 /// Records the other parts' provider ids of a multi-part send (see the module documentation).
 pub async fn record_parts(txn: &DatabaseTransaction, m: &message::Model, part_ids: &[String]) -> AppResult<()> {
+    if let Some(statement) = parts_statement(txn.get_database_backend(), m, part_ids) {
+        txn.execute_raw(statement).await?;
+    }
+    Ok(())
+}
+
+/// The statement of [`record_parts`] (none for a message of one part).
+pub fn parts_statement(backend: DbBackend, m: &message::Model, part_ids: &[String]) -> Option<Statement> {
     if part_ids.is_empty() {
-        return Ok(());
+        return None;
     }
     let rows = part_ids.iter().map(|id| message_part::ActiveModel {
         channel_id: Set(m.channel_id),
         provider_message_id: Set(id.clone()),
         message_id: Set(m.id),
     });
-    message_part::Entity::insert_many(rows)
-        .on_conflict(
-            sea_orm::sea_query::OnConflict::columns([
-                message_part::Column::ChannelId,
-                message_part::Column::ProviderMessageId,
-            ])
-            .do_nothing()
-            .to_owned(),
+    let insert = message_part::Entity::insert_many(rows).on_conflict(
+        sea_orm::sea_query::OnConflict::columns([
+            message_part::Column::ChannelId,
+            message_part::Column::ProviderMessageId,
+        ])
+        .do_nothing()
+        .to_owned(),
+    );
+    Some(insert.build(backend))
+}
+
+/// Whether a receipt is parked for any of these sends (`(message, provider_message_id)`): a read, for a
+/// record written as one statement list, which then matches them with [`match_parked`] in a
+/// transaction of its own.
+pub async fn any_parked(db: &DatabaseConnection, sent: &[(message::Model, String)]) -> AppResult<bool> {
+    let found = parked_receipt::Entity::find()
+        .filter(parked_receipt::Column::AccountId.is_in(sent.iter().map(|(m, _)| m.account_id).collect::<Vec<_>>()))
+        .filter(parked_receipt::Column::ChannelId.is_in(sent.iter().map(|(m, _)| m.channel_id).collect::<Vec<_>>()))
+        .filter(
+            parked_receipt::Column::ProviderMessageId.is_in(sent.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>()),
         )
-        .exec_without_returning(txn)
+        .limit(1)
+        .all(db)
         .await?;
-    Ok(())
+    Ok(!found.is_empty())
 }
 
 /// Deletes receipts parked before `before` that never matched a send (their send's answer was lost:

@@ -436,11 +436,27 @@ pub async fn apply_changes<C: ConnectionTrait>(
     changes: &[(&message::Model, &Change)],
 ) -> AppResult<std::collections::HashSet<Uuid>> {
     crate::db::prefer_index_walks(db).await?;
+    let mut moved = std::collections::HashSet::with_capacity(changes.len());
+    for (statement, _) in change_statements(db.get_database_backend(), changes, true) {
+        for r in db.query_all_raw(statement).await? {
+            moved.insert(r.try_get::<Uuid>("", "id")?);
+        }
+    }
+    crate::db::plan_freely(db).await?;
+    Ok(moved)
+}
+
+/// The statements of [`apply_changes`] (one per 500 messages, with how many each names), returning the
+/// ids that moved or nothing.
+pub fn change_statements(
+    backend: DbBackend,
+    changes: &[(&message::Model, &Change)],
+    returning: bool,
+) -> Vec<(Statement, usize)> {
     const CASTS: [&str; 10] =
         ["uuid", "int", "text", "timestamptz", "int", "text", "timestamptz", "timestamptz", "timestamptz", "jsonb"];
-    let backend = db.get_database_backend();
     let now = Utc::now();
-    let mut moved = std::collections::HashSet::with_capacity(changes.len());
+    let mut statements = Vec::new();
     for chunk in changes.chunks(500) {
         let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * CASTS.len() + 2);
         let rows = chunk.iter().map(|(m, c)| {
@@ -466,6 +482,7 @@ pub async fn apply_changes<C: ConnectionTrait>(
         };
         values.push(now.into());
         values.push(MessageStatus::Sending.as_str().to_string().into());
+        let returning = if returning { " RETURNING messages.id" } else { "" };
         let sql = format!(
             "WITH v(id, attempts, status, next_attempt_at, refund, provider_message_id, sent_at, delivered_at, \
              failed_at, error_details) AS (VALUES {rows}) \
@@ -475,16 +492,12 @@ pub async fn apply_changes<C: ConnectionTrait>(
              sent_at = COALESCE(v.sent_at, messages.sent_at), \
              delivered_at = COALESCE(v.delivered_at, messages.delivered_at), \
              failed_at = COALESCE(v.failed_at, messages.failed_at), error_details = v.error_details \
-             FROM v WHERE messages.id = v.id AND messages.status = {sending} AND messages.attempts = v.attempts \
-             RETURNING messages.id"
+             FROM v WHERE messages.id = v.id AND messages.status = {sending} AND messages.attempts = v.attempts\
+             {returning}"
         );
-        let found = db.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await?;
-        for r in found {
-            moved.insert(r.try_get::<Uuid>("", "id")?);
-        }
+        statements.push((Statement::from_sql_and_values(backend, sql, values), chunk.len()));
     }
-    crate::db::plan_freely(db).await?;
-    Ok(moved)
+    statements
 }
 
 /// Takes up to `want` send tokens of a channel limited to `per_minute` sends, in one transaction on the
