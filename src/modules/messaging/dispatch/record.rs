@@ -23,7 +23,7 @@ use crate::modules::channels::ErrorClass;
 use crate::modules::events::{EventBus, EventMeta};
 
 impl Dispatcher {
-    /// Writes a pass's outcomes and their events in one transaction.
+    /// Writes a pass's outcomes and their events together (see the module's text).
     pub(super) async fn record(&self, outcomes: Vec<(message::Model, Outcome)>) -> AppResult<()> {
         let now = Utc::now();
         let groups: std::collections::BTreeSet<Uuid> =
@@ -32,7 +32,8 @@ impl Dispatcher {
         let db = &self.messaging.db;
         if groups.is_empty() && db.get_database_backend() == sea_orm::DbBackend::Sqlite {
             match self.record_in_one_list(&decided).await {
-                Ok(()) => return Ok(()),
+                // Committed: what remains is the parked receipts' match, never the record again.
+                Ok(identified) => return self.match_parked_after(identified).await,
                 Err(e) => {
                     tracing::debug!(error = %e, "a pass's record as one list failed; writing it in a transaction")
                 }
@@ -42,7 +43,8 @@ impl Dispatcher {
     }
 
     /// The record as one statement list (SQLite, no group sends): see the module's text.
-    async fn record_in_one_list(&self, decided: &[Decided]) -> AppResult<()> {
+    /// Returns the sends it identified by provider id, for [`Self::match_parked_after`].
+    async fn record_in_one_list(&self, decided: &[Decided]) -> AppResult<Vec<(message::Model, String)>> {
         let backend = sea_orm::DbBackend::Sqlite;
         let pairs: Vec<(&message::Model, &store::Change)> = decided.iter().map(|d| (&d.m, &d.change)).collect();
         let mut script = Script::new(backend);
@@ -74,6 +76,12 @@ impl Dispatcher {
             messages::emit_status(&mut bus, status, account_id, &ids, json!({ "channel_id": channel_id }));
         }
         self.messaging.events.commit_script(&self.messaging.db, script, bus).await?;
+        Ok(identified)
+    }
+
+    /// After a record written as one list: the receipts parked for its sends, matched in a
+    /// transaction of their own.
+    async fn match_parked_after(&self, identified: Vec<(message::Model, String)>) -> AppResult<()> {
         if !identified.is_empty() && receipts::any_parked(&self.messaging.db, &identified).await? {
             let txn = crate::db::begin_write(&self.messaging.db).await?;
             let (mut bus, mut tallies) = (EventBus::new(EventMeta::default()), Tallies::default());
