@@ -45,10 +45,6 @@ impl Script {
         self.parts.push((statement, true));
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
-    }
-
     /// Runs every statement in one write transaction and commits; returns the rows of the statements
     /// pushed with [`Script::push_returning`], in order.
     pub async fn run(self, db: &DatabaseConnection) -> Result<Vec<QueryResult>, DbErr> {

@@ -142,15 +142,8 @@ pub async fn match_parked(
     Ok(matched)
 }
 
-/// Records the other parts' provider ids of a multi-part send (see the module documentation).
-pub async fn record_parts(txn: &DatabaseTransaction, m: &message::Model, part_ids: &[String]) -> AppResult<()> {
-    if let Some(statement) = parts_statement(txn.get_database_backend(), m, part_ids) {
-        txn.execute_raw(statement).await?;
-    }
-    Ok(())
-}
-
-/// The statement of [`record_parts`] (none for a message of one part).
+/// The statement that records the other parts' provider ids of a multi-part send (see the module
+/// documentation); none for a message of one part.
 pub fn parts_statement(backend: DbBackend, m: &message::Model, part_ids: &[String]) -> Option<Statement> {
     if part_ids.is_empty() {
         return None;

@@ -9,6 +9,7 @@
 //! parked before the list committed is seen by that look.
 
 use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -30,7 +31,7 @@ impl Dispatcher {
             outcomes.iter().filter_map(|(m, _)| m.group_message_id).collect();
         let decided = decide(outcomes, now);
         let db = &self.messaging.db;
-        if groups.is_empty() && db.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        if groups.is_empty() && db.get_database_backend() == DbBackend::Sqlite {
             match self.record_in_one_list(&decided).await {
                 // Committed: what remains is the parked receipts' match, never the record again.
                 Ok(identified) => return self.match_parked_after(identified).await,
@@ -45,14 +46,14 @@ impl Dispatcher {
     /// The record as one statement list (SQLite, no group sends): see the module's text.
     /// Returns the sends it identified by provider id, for [`Self::match_parked_after`].
     async fn record_in_one_list(&self, decided: &[Decided]) -> AppResult<Vec<(message::Model, String)>> {
-        let backend = sea_orm::DbBackend::Sqlite;
+        let backend = DbBackend::Sqlite;
         let pairs: Vec<(&message::Model, &store::Change)> = decided.iter().map(|d| (&d.m, &d.change)).collect();
         let mut script = Script::new(backend);
         for (statement, rows) in store::change_statements(backend, &pairs, false) {
             script.push(statement);
             // Every message of the chunk moved, or the list fails here and is rolled back whole
             // (`json` of text that is not JSON raises an error; evaluated only when the count differs).
-            script.push(sea_orm::Statement::from_string(
+            script.push(Statement::from_string(
                 backend,
                 format!(
                     "SELECT 1 FROM (SELECT CASE WHEN changes() = {rows} THEN 0 \
@@ -61,20 +62,8 @@ impl Dispatcher {
             ));
         }
         let mut bus = EventBus::new(EventMeta::default());
-        let mut moved: std::collections::BTreeMap<(Uuid, Uuid, &'static str), Vec<Uuid>> = Default::default();
-        let mut identified: Vec<(message::Model, String)> = Vec::new();
-        for d in decided.iter().filter(|d| !d.deferred) {
-            let status = d.change.status;
-            moved.entry((d.m.account_id, d.m.channel_id, status.as_str())).or_default().push(d.m.id);
-            let sent = message::Model { status, ..d.m.clone() };
-            script.extend(receipts::parts_statement(backend, &sent, &d.part_ids));
-            for id in d.provider_id.iter().chain(&d.part_ids) {
-                identified.push((sent.clone(), id.clone()));
-            }
-        }
-        for ((account_id, channel_id, status), ids) in moved {
-            messages::emit_status(&mut bus, status, account_id, &ids, json!({ "channel_id": channel_id }));
-        }
+        let (parts, identified) = recorded(backend, decided.iter().filter(|d| !d.deferred), &mut bus);
+        script.extend(parts);
         self.messaging.events.commit_script(&self.messaging.db, script, bus).await?;
         Ok(identified)
     }
@@ -101,30 +90,15 @@ impl Dispatcher {
         let txn = crate::db::begin_write(&self.messaging.db).await?;
         let mut tallies = Tallies::default();
         let mut bus = EventBus::new(EventMeta::default());
-        // Sends now known by a provider id: receipts that beat this record are waiting for them.
-        let mut identified: Vec<(message::Model, String)> = Vec::new();
         let pairs: Vec<(&message::Model, &store::Change)> = decided.iter().map(|d| (&d.m, &d.change)).collect();
         let applied = store::apply_changes(&txn, &pairs).await?;
-        // One `message.status.<status>` event per account, channel and status of the pass, naming its
-        // messages: not one outbox row and one broker message per message.
-        let mut moved: std::collections::BTreeMap<(Uuid, Uuid, &'static str), Vec<Uuid>> = Default::default();
-        for Decided { m, change, deferred, provider_id, part_ids } in decided {
-            if !applied.contains(&m.id) {
-                continue;
-            }
-            let status = change.status;
-            tallies.moved(m.group_message_id, MessageStatus::Sending, status, 1);
-            if !deferred {
-                moved.entry((m.account_id, m.channel_id, status.as_str())).or_default().push(m.id);
-                let sent = message::Model { status, ..m };
-                receipts::record_parts(&txn, &sent, &part_ids).await?;
-                for id in provider_id.into_iter().chain(part_ids) {
-                    identified.push((sent.clone(), id));
-                }
-            }
+        let moved = || decided.iter().filter(|d| applied.contains(&d.m.id));
+        for d in moved() {
+            tallies.moved(d.m.group_message_id, MessageStatus::Sending, d.change.status, 1);
         }
-        for ((account_id, channel_id, status), ids) in moved {
-            messages::emit_status(&mut bus, status, account_id, &ids, json!({ "channel_id": channel_id }));
+        let (parts, identified) = recorded(txn.get_database_backend(), moved().filter(|d| !d.deferred), &mut bus);
+        for statement in parts {
+            txn.execute_raw(statement).await?;
         }
         receipts::match_parked(&txn, &mut bus, &identified, &mut tallies).await?;
         // The group sends' rows last, so each is held only for the end of this transaction (every
@@ -139,6 +113,32 @@ impl Dispatcher {
         self.messaging.events.commit(txn, bus).await?;
         Ok(())
     }
+}
+
+/// What the sends a record moved (not those handed back) add: one `message.status.<status>` event per
+/// account, channel and status of the pass into `bus`, naming its messages (not one outbox row and one
+/// broker message per message); the statements that record their parts; and the sends now known by a
+/// provider id, for the receipts that beat the record.
+fn recorded<'a>(
+    backend: DbBackend,
+    sends: impl Iterator<Item = &'a Decided>,
+    bus: &mut EventBus,
+) -> (Vec<Statement>, Vec<(message::Model, String)>) {
+    let mut by_status: std::collections::BTreeMap<(Uuid, Uuid, &'static str), Vec<Uuid>> = Default::default();
+    let (mut parts, mut identified) = (Vec::new(), Vec::new());
+    for d in sends {
+        let status = d.change.status;
+        by_status.entry((d.m.account_id, d.m.channel_id, status.as_str())).or_default().push(d.m.id);
+        let sent = message::Model { status, ..d.m.clone() };
+        parts.extend(receipts::parts_statement(backend, &sent, &d.part_ids));
+        for id in d.provider_id.iter().chain(&d.part_ids) {
+            identified.push((sent.clone(), id.clone()));
+        }
+    }
+    for ((account_id, channel_id, status), ids) in by_status {
+        messages::emit_status(bus, status, account_id, &ids, json!({ "channel_id": channel_id }));
+    }
+    (parts, identified)
 }
 
 /// What each outcome changes (and the pass's metrics).
